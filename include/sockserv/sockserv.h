@@ -1,0 +1,459 @@
+/*
+ * libsockserv — Python's socketserver, in C.
+ *
+ * A server is built from three independent parts, each a "class": a const
+ * struct of function pointers.
+ *
+ *   server kind   ss_server_class   TCP, UDP, Unix stream, Unix datagram
+ *   strategy      ss_strategy       how requests run: synchronously (ss_sync)
+ *                                   and, as they land, forking, threading…
+ *   handler       ss_handler_class  your setup / handle / finish
+ *
+ * plus an ss_config with Python's option names. Any kind combines with any
+ * strategy and any handler.
+ *
+ * "Subclassing" is copying a const class struct and overriding pointers; an
+ * override may call the base entry, exactly like super():
+ *
+ *     static bool only_local(ss_server *srv, ss_request *req)
+ *     {
+ *         return is_loopback(ss_request_client_address(req, NULL)) &&
+ *                ss_tcp.verify_request(srv, req);
+ *     }
+ *     ss_server_class my_tcp = ss_tcp;   // copy
+ *     my_tcp.verify_request = only_local; // override
+ *
+ * Conventions, for every function in this header unless it says otherwise:
+ *  - Errors are values: 0 or a count on success, a negative errno value on
+ *    failure (-EADDRINUSE, -EINVAL, -ETIMEDOUT…). ss_strerror() names them.
+ *  - Nothing here calls exit(), aborts on bad input, changes signal
+ *    dispositions (except ss_shutdown_on_signals(), which you call) or prints,
+ *    except the default handle_error and the optional log hook.
+ *  - Times are in seconds as doubles, like Python; 0 means "no timeout".
+ *  - Request functions (ss_read, ss_write…) are called from the handler that
+ *    owns the request, on the thread running it; they are not thread-safe
+ *    for one request, and independent requests need no locking.
+ */
+#ifndef SOCKSERV_SOCKSERV_H
+#define SOCKSERV_SOCKSERV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SS_BUILDING_LIBRARY) && defined(__GNUC__)
+#define SS_API __attribute__((visibility("default")))
+#else
+#define SS_API
+#endif
+
+#if defined(__GNUC__)
+#define SS_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define SS_PRINTF(fmt, args)
+#endif
+
+#define SS_VERSION_MAJOR 0
+#define SS_VERSION_MINOR 1
+#define SS_VERSION_PATCH 0
+
+typedef struct ss_server ss_server;
+typedef struct ss_request ss_request;
+typedef struct ss_server_class ss_server_class;
+typedef struct ss_strategy ss_strategy;
+typedef struct ss_handler_class ss_handler_class;
+typedef struct ss_io_class ss_io_class;
+typedef struct ss_config ss_config;
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * --------------------------------------------------------------------- */
+
+/* Returned by ss_read_exact() when the peer closed before the requested
+ * number of bytes arrived. Outside the errno range, like libuv's UV_EOF. */
+#define SS_EOF (-4095)
+
+/* A static, thread-safe description of an error code returned by this
+ * library (a negative errno value or SS_EOF). Never NULL. */
+SS_API const char *ss_strerror(int error);
+
+/* ------------------------------------------------------------------------
+ * Configuration (Python's names where Python has one)
+ * --------------------------------------------------------------------- */
+
+/* Receives every line the library would otherwise print to stderr (the
+ * default handle_error's report), without the trailing newline. May be
+ * called from any thread that runs requests. */
+typedef void (*ss_log_fn)(void *user, const char *line);
+
+struct ss_config {
+    /* listen() backlog. Default SOMAXCONN (Python: 5). */
+    int request_queue_size;
+    /* SO_REUSEADDR before bind. Default false, as in Python's TCPServer
+     * (http.server's HTTPServer sets it true; so do our examples). */
+    bool allow_reuse_address;
+    /* SO_REUSEPORT before bind. Default false. */
+    bool allow_reuse_port;
+    /* Bind and listen inside ss_server_new(). Default true. When false the
+     * caller calls ss_server_bind() and ss_server_activate() itself, e.g.
+     * after setting socket options on ss_server_fileno(). */
+    bool bind_and_activate;
+    /* For IPv6 addresses: IPV6_V6ONLY. Default false, so "[::]:PORT" is
+     * dual-stack and also accepts IPv4 clients. Set explicitly either way,
+     * so the system default (net.ipv6.bindv6only) never decides. */
+    bool ipv6_only;
+    /* Seconds ss_handle_request() waits before calling handle_timeout.
+     * Default 0: wait forever (Python: None). */
+    double timeout;
+    /* Largest datagram received in one request (UDP, Unix datagram).
+     * Default 8192. Larger datagrams are cut and flagged:
+     * ss_request_truncated() tells the handler. */
+    size_t max_packet_size;
+    /* Remove the Unix socket's file when the server closes. Default false,
+     * as in Python (which never removes it). Abstract names have no file. */
+    bool unlink_on_close;
+    /* Where report lines go instead of stderr; NULL = stderr. */
+    ss_log_fn log;
+    /* Your context, reachable from every request: ss_request_user(). */
+    void *user;
+};
+
+/* Fill *cfg with the defaults listed above. Always start from this (or pass
+ * NULL for all defaults): a zeroed struct is not the default config. */
+SS_API void ss_config_init(ss_config *cfg);
+
+/* ------------------------------------------------------------------------
+ * Server kinds (Python: TCPServer, UDPServer, UnixStreamServer,
+ * UnixDatagramServer). Copy one to override its methods.
+ * --------------------------------------------------------------------- */
+
+struct ss_server_class {
+    const char *name;  /* "TCPServer", … — for messages */
+    int family;        /* AF_UNIX, or AF_UNSPEC: taken from the address */
+    int socket_type;   /* SOCK_STREAM or SOCK_DGRAM */
+
+    /* Create nothing; bind the already created socket to the address and
+     * record the real address (port 0 → the port the system chose). */
+    int (*server_bind)(ss_server *srv);
+    /* listen() for stream kinds; nothing for datagram kinds. */
+    int (*server_activate)(ss_server *srv);
+    /* Accept one connection (stream) or receive one datagram into req.
+     * Returns 0, -EAGAIN if nothing is waiting, or another negative errno. */
+    int (*get_request)(ss_server *srv, ss_request *req);
+    /* Return false to refuse the request: it is then shut down, unhandled.
+     * Default: true. */
+    bool (*verify_request)(ss_server *srv, ss_request *req);
+    /* Run the handler class on the request: setup, handle, finish (finish
+     * runs even when handle fails). Returns 0 or the first failure. */
+    int (*finish_request)(ss_server *srv, ss_request *req);
+    /* Called once when a request fails (error is the handler's non-zero
+     * return, or a negative errno from the library). Default: one report
+     * line naming the client to stderr or to config.log. */
+    void (*handle_error)(ss_server *srv, ss_request *req, int error);
+    /* Called by ss_handle_request() when config.timeout passes with no
+     * request. Default: nothing. */
+    void (*handle_timeout)(ss_server *srv);
+    /* Called once per ss_serve_forever() loop iteration. Default: nothing.
+     * (The strategy's own periodic work, such as reaping children, runs
+     * regardless of this hook — no super() call needed.) */
+    void (*service_actions)(ss_server *srv);
+    /* End a request: stream kinds shut the connection down for writing
+     * and close it; datagram kinds have nothing to close. */
+    void (*shutdown_request)(ss_server *srv, ss_request *req);
+    /* Release the request's descriptor without a shutdown(). */
+    void (*close_request)(ss_server *srv, ss_request *req);
+};
+
+SS_API extern const ss_server_class ss_tcp;            /* TCPServer */
+SS_API extern const ss_server_class ss_udp;            /* UDPServer */
+SS_API extern const ss_server_class ss_unix_stream;    /* UnixStreamServer */
+SS_API extern const ss_server_class ss_unix_datagram;  /* UnixDatagramServer */
+
+/* ------------------------------------------------------------------------
+ * Strategies (Python's mix-ins) and the I/O seam they own
+ * --------------------------------------------------------------------- */
+
+/* Monotonic clock in nanoseconds; deadlines below are absolute values of
+ * it. SS_NO_DEADLINE means wait forever. */
+#define SS_NO_DEADLINE INT64_C(-1)
+SS_API int64_t ss_now_ns(void);
+
+/* How a request waits for its socket. Handlers never call this: ss_read,
+ * ss_write and friends do, when the socket would block. A blocking strategy
+ * poll()s; the coroutine strategy parks the coroutine on the event loop —
+ * which is why one handler source runs under every strategy. */
+struct ss_io_class {
+    const char *name;
+    /* Wait until fd is ready for events (POLLIN and/or POLLOUT) or the
+     * deadline passes. Returns 0 when ready (or on error/hangup, which the
+     * next call reports), -ETIMEDOUT, or another negative errno. */
+    int (*wait)(ss_request *req, int fd, short events, int64_t deadline);
+};
+
+/* Plain poll(): what every blocking strategy uses. */
+SS_API extern const ss_io_class ss_blocking_io;
+
+struct ss_strategy {
+    const char *name;
+    const ss_io_class *io;
+    /* Optional: prepare per-server state (ss_server_new calls it). */
+    int (*init)(ss_server *srv);
+    /* Take ownership of an accepted, verified request and see that it is
+     * run (ss_run_request) and released. */
+    int (*process_request)(ss_server *srv, ss_request *req);
+    /* Optional: periodic work, each loop iteration and on timeout. */
+    void (*service_actions)(ss_server *srv);
+    /* Optional: called by ss_server_close(), e.g. to wait for workers. */
+    void (*server_close)(ss_server *srv);
+};
+
+/* Handle each request to completion before accepting the next (Python's
+ * plain TCPServer). */
+SS_API extern const ss_strategy ss_sync;
+
+/* For strategy authors: run the request's handler (finish_request), report
+ * a failure through handle_error, shut the request down and free it.
+ * After this call req is gone. Thread-safe across different requests. */
+SS_API void ss_run_request(ss_server *srv, ss_request *req);
+
+/* For strategy authors: release a request without running it (shutdown
+ * and free). */
+SS_API void ss_drop_request(ss_server *srv, ss_request *req);
+
+/* ------------------------------------------------------------------------
+ * Request handlers (Python: BaseRequestHandler, StreamRequestHandler,
+ * DatagramRequestHandler)
+ * --------------------------------------------------------------------- */
+
+struct ss_handler_class {
+    /* The class this one extends; NULL fields are taken from it. NULL base
+     * means ss_base_handler. */
+    const ss_handler_class *base;
+    /* Bytes of per-request state the library allocates, zeroes and frees:
+     * ss_request_state(). Not inherited. */
+    size_t state_size;
+    /* Each returns 0 on success. A non-zero return from any of them makes
+     * the server call handle_error with it; finish runs even when setup or
+     * handle fails. */
+    int (*setup)(ss_request *req);
+    int (*handle)(ss_request *req);
+    int (*finish)(ss_request *req);
+
+    /* Stream options (StreamRequestHandler). 0 fields are inherited. */
+    /* Seconds each read/write call may take before -ETIMEDOUT; 0 = none. */
+    double timeout;
+    /* Read buffer size; default 8192. */
+    size_t rbufsize;
+    /* Write buffer size; 0 (default, like Python) writes straight through.
+     * When set, data is sent when the buffer fills, on ss_flush(), and
+     * after finish. */
+    size_t wbufsize;
+    /* TCP_NODELAY on the connection (TCP only). */
+    bool disable_nagle_algorithm;
+};
+
+/* No-op setup/handle/finish. Request I/O follows the server kind, so every
+ * handler can read and write whatever the kind: */
+SS_API extern const ss_handler_class ss_base_handler;
+/* Its setup applies timeout and disable_nagle_algorithm. Reads come from
+ * the connection, writes go to it. */
+SS_API extern const ss_handler_class ss_stream_handler;
+/* Reads come from the received datagram; writes collect a reply that is
+ * sent to the client after finish — always, even when empty (as Python). */
+SS_API extern const ss_handler_class ss_datagram_handler;
+
+/* ------------------------------------------------------------------------
+ * Servers
+ * --------------------------------------------------------------------- */
+
+/* Create a server. address is a string (see ss_address_parse); cfg may be
+ * NULL for defaults and is copied. With cfg->bind_and_activate (the
+ * default), the socket is bound and listening on return.
+ * On success *out owns the server: free it with ss_server_free(). On
+ * failure *out is NULL and nothing is leaked. */
+SS_API int ss_server_new(ss_server **out, const ss_server_class *kind,
+                         const ss_strategy *strategy, const char *address,
+                         const ss_handler_class *handler,
+                         const ss_config *cfg);
+
+/* The same with an address already in a struct sockaddr (copied). */
+SS_API int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
+                                  const ss_strategy *strategy,
+                                  const struct sockaddr *address,
+                                  socklen_t address_len,
+                                  const ss_handler_class *handler,
+                                  const ss_config *cfg);
+
+/* Python's plain classes in one call: the synchronous strategy. */
+SS_API int ss_tcp_server_new(ss_server **out, const char *address,
+                             const ss_handler_class *handler,
+                             const ss_config *cfg);
+SS_API int ss_udp_server_new(ss_server **out, const char *address,
+                             const ss_handler_class *handler,
+                             const ss_config *cfg);
+SS_API int ss_unix_stream_server_new(ss_server **out, const char *address,
+                                     const ss_handler_class *handler,
+                                     const ss_config *cfg);
+SS_API int ss_unix_datagram_server_new(ss_server **out, const char *address,
+                                       const ss_handler_class *handler,
+                                       const ss_config *cfg);
+
+/* Bind / listen, when bind_and_activate was false. Call once each, in that
+ * order. */
+SS_API int ss_server_bind(ss_server *srv);
+SS_API int ss_server_activate(ss_server *srv);
+
+/* Handle requests until ss_shutdown(). Every poll_interval seconds (or
+ * sooner) the loop runs service_actions; shutdown does not wait for it: it
+ * wakes the loop at once. A shutdown requested before this call makes it
+ * return at once. Returns 0, or a negative errno if the loop cannot run
+ * (not activated: -EINVAL; already serving in another thread: -EBUSY).
+ * Not to be called from a signal handler. */
+SS_API int ss_serve_forever(ss_server *srv, double poll_interval);
+
+/* Handle one request, waiting at most config.timeout (0 = forever); on
+ * timeout calls handle_timeout and returns -ETIMEDOUT. Returns 0 once a
+ * request was handled (or refused by verify_request; handler failures go to
+ * handle_error and still return 0). */
+SS_API int ss_handle_request(ss_server *srv);
+
+/* Ask ss_serve_forever() to return, and return at once without waiting.
+ * Safe from any thread, from the serving thread itself (including a
+ * handler), and from a signal handler (async-signal-safe). Returns 0. */
+SS_API int ss_shutdown(ss_server *srv);
+
+/* Python's shutdown(): ask, then wait until ss_serve_forever() has
+ * returned. Returns 0, or -EDEADLK if called from the thread that is
+ * serving (which would wait for itself forever). Not signal-safe. */
+SS_API int ss_shutdown_wait(ss_server *srv);
+
+/* Close the listening socket, let the strategy finish its work (e.g. wait
+ * for threads or children per block_on_close) and unlink the Unix socket if
+ * configured. Idempotent. Python: server_close(). */
+SS_API void ss_server_close(ss_server *srv);
+
+/* ss_server_close() if needed, then free. NULL is allowed. */
+SS_API void ss_server_free(ss_server *srv);
+
+/* The listening (or datagram) socket, -1 once closed. Python: fileno(). */
+SS_API int ss_server_fileno(const ss_server *srv);
+
+/* The bound address (after port 0: the real port). Python:
+ * server_address. *len is in/out. Returns 0 or -ENOBUFS if too small. */
+SS_API int ss_server_address(const ss_server *srv, struct sockaddr *addr,
+                             socklen_t *len);
+/* The bound port for IP servers, -EAFNOSUPPORT for Unix servers. */
+SS_API int ss_server_port(const ss_server *srv);
+/* "127.0.0.1:8000", "[::1]:8000", "unix:/path", "unix:@name". Returns the
+ * length written (truncated to fit, always NUL-terminated). */
+SS_API int ss_server_address_string(const ss_server *srv, char *buf,
+                                    size_t size);
+
+SS_API const ss_server_class *ss_server_kind(const ss_server *srv);
+SS_API const ss_strategy *ss_server_strategy(const ss_server *srv);
+SS_API const ss_config *ss_server_config(const ss_server *srv);
+SS_API void *ss_server_user(const ss_server *srv);
+
+/* For strategy authors: one pointer of per-server strategy state. */
+SS_API void *ss_server_strategy_data(const ss_server *srv);
+SS_API void ss_server_set_strategy_data(ss_server *srv, void *data);
+
+/* SIGINT and SIGTERM call ss_shutdown(srv). Installed only when you call
+ * this; up to 16 servers may be registered at once. ss_server_free()
+ * unregisters. Returns 0, -ENOSPC when the table is full, or sigaction's
+ * error. */
+SS_API int ss_shutdown_on_signals(ss_server *srv);
+
+/* ------------------------------------------------------------------------
+ * Requests: what a handler sees
+ * --------------------------------------------------------------------- */
+
+SS_API ss_server *ss_request_server(const ss_request *req);
+/* The handler's per-request state (state_size bytes, zeroed), or NULL. */
+SS_API void *ss_request_state(const ss_request *req);
+/* config.user of the server. */
+SS_API void *ss_request_user(const ss_request *req);
+/* The client's address; *len receives its length when len is not NULL.
+ * For an unbound Unix client it has only a family. */
+SS_API const struct sockaddr *ss_request_client_address(const ss_request *req,
+                                                        socklen_t *len);
+/* The client address as text ("127.0.0.1:51000", "unix:" for an unnamed
+ * Unix peer). Returns the length written. */
+SS_API int ss_request_client_address_string(const ss_request *req, char *buf,
+                                            size_t size);
+/* The request's socket, for socket options and getsockopt only: read and
+ * write through ss_read/ss_write, which the strategy can intercept. */
+SS_API int ss_request_fileno(const ss_request *req);
+/* Datagram requests: the datagram was longer than max_packet_size and was
+ * cut. Always false for streams. */
+SS_API bool ss_request_truncated(const ss_request *req);
+/* Change the per-call I/O timeout for this request (seconds, 0 = none). */
+SS_API void ss_request_set_timeout(ss_request *req, double seconds);
+
+/* Read up to n bytes (at least 1 unless EOF). Returns the count, 0 at end
+ * of stream (datagrams: end of the packet), or a negative errno
+ * (-ETIMEDOUT past the timeout). */
+SS_API ssize_t ss_read(ss_request *req, void *buf, size_t n);
+/* Read exactly n bytes. Returns n, SS_EOF if the stream ended first (the
+ * bytes that did arrive are in buf, but consumed), or a negative errno. */
+SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
+/* Read one line, up to and including '\n', into buf (NUL-terminated;
+ * size counts the NUL). Returns its length; 0 at end of stream. A line that
+ * ends without '\n' means the peer closed mid-line (nothing is lost; the
+ * next call returns 0). A line that does not fit in size - 1 bytes returns
+ * -EMSGSIZE: buf holds its first size - 1 bytes, which are consumed, and
+ * the rest of the line is still to be read. */
+SS_API ssize_t ss_readline(ss_request *req, char *buf, size_t size);
+
+/* Write up to n bytes: one send for streams (it may be partial). Returns
+ * the count or a negative errno. Datagrams: appends to the reply. */
+SS_API ssize_t ss_write(ss_request *req, const void *buf, size_t n);
+/* Write all n bytes, completing partial writes and retrying after
+ * signals. Returns n or a negative errno (then an unknown prefix was
+ * sent). */
+SS_API ssize_t ss_write_all(ss_request *req, const void *buf, size_t n);
+/* printf to the request; like ss_write_all. */
+SS_API ssize_t ss_writef(ss_request *req, const char *fmt, ...)
+    SS_PRINTF(2, 3);
+/* Send what a buffered writer (wbufsize > 0) holds. Returns 0 or a negative
+ * errno. The library flushes after finish too. */
+SS_API int ss_flush(ss_request *req);
+/* Send count bytes of file fd from *offset (advanced), through sendfile()
+ * where the kernel allows. Streams only (-EOPNOTSUPP otherwise). Returns
+ * the count sent (short only at end of file) or a negative errno. */
+SS_API ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset,
+                           size_t count);
+
+/* ------------------------------------------------------------------------
+ * Addresses
+ * --------------------------------------------------------------------- */
+
+/* Parse a server address:
+ *   "127.0.0.1:8000"   IPv4         "[::1]:8000"  IPv6 ("[::]:PORT" is all
+ *   "localhost:8000"   a host name (first IPv4/IPv6 result of getaddrinfo)
+ *   ":8000"            all IPv4 interfaces (Python's host "")
+ *   "::1", "::"        a bare IPv6 literal: port 0 (brackets give a port)
+ *   "unix:/path"       Unix socket file   "unix:@name"  Linux abstract name
+ * Ports are 0–65535 in decimal. socket_type (SOCK_STREAM/SOCK_DGRAM) only
+ * guides name lookup. Returns 0; -EINVAL for a malformed string or port;
+ * -ENAMETOOLONG for a Unix path that does not fit; -EADDRNOTAVAIL when a
+ * host name does not resolve. Never touches addr on failure. */
+SS_API int ss_address_parse(const char *text, int socket_type,
+                            struct sockaddr_storage *addr, socklen_t *len);
+
+/* Format an address the way ss_address_parse reads it. Returns the length
+ * written (truncated to fit, NUL-terminated), or -EAFNOSUPPORT. */
+SS_API int ss_address_format(const struct sockaddr *addr, socklen_t len,
+                             char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKSERV_SOCKSERV_H */

@@ -1,0 +1,131 @@
+/*
+ * internal.h — what the library's files share and users never see.
+ *
+ * Naming: ss_ is public API (include/sockserv/sockserv.h), ss__ is internal
+ * but shared between files here, static functions have no prefix.
+ *
+ * The two central structs live here:
+ *  - ss_server: the listening socket, the three classes it was built from
+ *    (kind, strategy, resolved handler), its config, and the wake-up
+ *    eventfd that lets ss_shutdown() interrupt the serve loop at once.
+ *  - ss_request: one connection or one datagram, with its read buffer,
+ *    optional write buffer (or datagram reply), and the handler's state, all
+ *    in one allocation.
+ */
+#ifndef SOCKSERV_INTERNAL_H
+#define SOCKSERV_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "sockserv/sockserv.h"
+
+/* The handler class with its base chain already walked: every pointer is
+ * set, so the hot path never looks up a base. */
+typedef struct ss__handler {
+    int (*setup)(ss_request *req);
+    int (*handle)(ss_request *req);
+    int (*finish)(ss_request *req);
+    size_t state_size;
+    double timeout;
+    size_t rbufsize;
+    size_t wbufsize;
+    bool disable_nagle_algorithm;
+} ss__handler;
+
+struct ss_server {
+    ss_server_class kind;        /* copied: the user's struct may go away */
+    const ss_strategy *strategy;
+    ss__handler handler;
+    ss_config config;
+
+    int fd;                      /* listening / datagram socket, -1 closed */
+    int wake_fd;                 /* eventfd written by ss_shutdown() */
+    struct sockaddr_storage address; /* requested, then the bound one */
+    socklen_t address_len;
+    bool bound;
+    bool activated;
+    bool closed;
+    bool unlink_path;            /* we created a Unix socket file */
+
+    atomic_bool shutdown_requested;
+    /* ss_shutdown_wait() support: who is serving, and a condition to wait
+     * on until they stop. */
+    pthread_mutex_t serving_lock;
+    pthread_cond_t serving_done;
+    bool serving;
+    pthread_t serving_thread;
+
+    void *strategy_data;
+};
+
+struct ss_request {
+    ss_server *server;
+    int fd;                      /* stream: the connection; datagram: the
+                                    server socket (not ours to close) */
+    bool is_datagram;
+    bool truncated;
+    bool eof;                    /* peer closed (stream) */
+    struct sockaddr_storage client_address;
+    socklen_t client_address_len;
+    double timeout;              /* per-call I/O timeout, seconds */
+    const ss_io_class *io;
+
+    void *state;                 /* handler state, inside this allocation */
+
+    /* Read side: stream data buffered from the socket, or the datagram. */
+    char *rbuf;
+    size_t rbuf_size;
+    size_t rpos;                 /* next unread byte */
+    size_t rlen;                 /* bytes valid in rbuf */
+
+    /* Write side: a stream's buffer (wbufsize > 0), or a datagram's reply,
+     * grown on demand. */
+    char *wbuf;
+    size_t wbuf_size;
+    size_t wlen;
+
+    void *strategy_data;         /* for strategies: per-request bookkeeping */
+};
+
+/* Largest UDP payload; datagram replies may not grow past it. */
+#define SS__MAX_DATAGRAM 65507
+
+/* request.c */
+int ss__request_new(ss_server *srv, ss_request **out);
+void ss__request_free(ss_request *req);
+/* After finish: flush a stream's buffer or send a datagram's reply. */
+int ss__request_complete_io(ss_request *req);
+
+/* socket_kind.c: the methods every kind shares */
+int ss__socket_open(ss_server *srv);
+int ss__server_bind_socket(ss_server *srv);
+int ss__stream_server_activate(ss_server *srv);
+int ss__datagram_server_activate(ss_server *srv);
+int ss__stream_get_request(ss_server *srv, ss_request *req);
+int ss__datagram_get_request(ss_server *srv, ss_request *req);
+void ss__stream_shutdown_request(ss_server *srv, ss_request *req);
+void ss__stream_close_request(ss_server *srv, ss_request *req);
+void ss__datagram_close_request(ss_server *srv, ss_request *req);
+bool ss__default_verify_request(ss_server *srv, ss_request *req);
+int ss__default_finish_request(ss_server *srv, ss_request *req);
+void ss__default_handle_error(ss_server *srv, ss_request *req, int error);
+void ss__default_handle_timeout(ss_server *srv);
+void ss__default_service_actions(ss_server *srv);
+
+/* serve_loop.c */
+/* Accept/receive one request and dispatch it; -EAGAIN if none waited. */
+int ss__handle_request_noblock(ss_server *srv);
+
+/* signals.c */
+void ss__signals_forget(ss_server *srv);
+
+/* Deadline helpers (request_io.c, blocking_io.c, serve_loop.c). */
+int64_t ss__deadline_after(double seconds);
+/* Milliseconds until deadline for poll(): -1 forever, 0 if passed. */
+int ss__poll_timeout_ms(int64_t deadline);
+
+/* A report line through config.log or to stderr in one write(). */
+void ss__log(const ss_server *srv, const char *line);
+
+#endif /* SOCKSERV_INTERNAL_H */
