@@ -41,6 +41,7 @@ struct ss_server {
 
     int fd;                      /* listening / datagram socket, -1 closed */
     int wake_fd;                 /* eventfd written by ss_shutdown() */
+    int spare_fd;                /* reserved for EMFILE, see socket_kind.c */
     struct sockaddr_storage address; /* requested, then the bound one */
     socklen_t address_len;
     bool bound;
@@ -96,6 +97,9 @@ int ss__request_new(ss_server *srv, ss_request **out);
 void ss__request_free(ss_request *req);
 /* After finish: flush a stream's buffer or send a datagram's reply. */
 int ss__request_complete_io(ss_request *req);
+
+/* handlers.c: walk the base chain; -EINVAL / -ELOOP for a bad class. */
+int ss__handler_resolve(const ss_handler_class *cls, ss__handler *out);
 
 /* socket_kind.c: the methods every kind shares */
 int ss__socket_open(ss_server *srv);

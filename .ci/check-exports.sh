@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Checks what a built libsockserv.so exports.
+#
+#   .ci/check-exports.sh LIBRARY.so [HEADER.h...]
+#
+# Fails if the library's dynamic symbol table defines anything outside the
+# public namespace: every exported name must start with "ss_" and must not
+# start with "ss__" (the prefix for internal, non-static names). Hidden
+# visibility is the library's default, so a stray export means a missing
+# "static" or a misplaced SS_API.
+#
+# With headers, also fails if something a header declares with SS_API is not
+# exported: users would get an undefined reference at link time.
+set -euo pipefail
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 LIBRARY.so [HEADER.h...]" >&2
+    exit 2
+fi
+lib=$1
+shift
+[ -f "$lib" ] || { echo "check-exports: no such file: $lib" >&2; exit 2; }
+
+# "ADDRESS TYPE NAME[@VERSION]" -> NAME. Absolute (A) symbols are version
+# nodes or linker markers, not code or data.
+exported=$(nm -D --defined-only "$lib" |
+           awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }' | sort -u)
+
+# Linker- and libc-provided names some toolchains leave in .dynsym.
+ignored='^(_init|_fini|_edata|_end|__bss_start|_DYNAMIC|_GLOBAL_OFFSET_TABLE_)$'
+
+bad=$(printf '%s\n' "$exported" | grep -Ev "$ignored" |
+      grep -Ev '^ss_' || true)
+internal=$(printf '%s\n' "$exported" | grep -E '^ss__' || true)
+count=$(printf '%s\n' "$exported" | grep -c '^ss_' || true)
+
+status=0
+if [ "$count" -eq 0 ]; then
+    echo "check-exports: $lib exports no ss_ symbol at all" >&2
+    status=1
+fi
+if [ -n "$bad" ]; then
+    echo "check-exports: $lib exports names outside the ss_ namespace:" >&2
+    printf '  %s\n' $bad >&2
+    status=1
+fi
+if [ -n "$internal" ]; then
+    echo "check-exports: $lib exports internal ss__ names:" >&2
+    printf '  %s\n' $internal >&2
+    status=1
+fi
+
+if [ $# -gt 0 ]; then
+    # Every declaration line starts with SS_API and names its symbol on that
+    # line: the first ss_ identifier followed by "(" (function), ";" or "["
+    # (object). Type names (ss_server, ss_tcp's ss_server_class) are followed
+    # by a space or "*" and so are skipped.
+    declared=$(grep -h '^[[:space:]]*SS_API[[:space:]]' "$@" |
+               grep -oE '\bss_[A-Za-z0-9_]+[[:space:]]*[(;[]' |
+               sed -E 's/[[:space:]]*[(;[]$//' | sort -u)
+    missing=$(comm -23 <(printf '%s\n' "$declared") \
+                       <(printf '%s\n' "$exported"))
+    if [ -n "$missing" ]; then
+        echo "check-exports: declared SS_API in $* but not exported by $lib:" >&2
+        printf '  %s\n' $missing >&2
+        status=1
+    fi
+    ndeclared=$(printf '%s\n' "$declared" | grep -c . || true)
+fi
+
+if [ "$status" -eq 0 ]; then
+    echo "check-exports: $lib: $count symbols, all ss_${ndeclared:+; all $ndeclared SS_API declarations exported}"
+fi
+exit "$status"

@@ -1,0 +1,170 @@
+/*
+ * sockserv-echo — the echo server of Python's socketserver documentation,
+ * written with libsockserv.
+ *
+ *   sockserv-echo [--udp] [--unix PATH] [--bind ADDR] [--mode MODE] [PORT]
+ *
+ * One handler class serves every kind of server: its handle() copies what
+ * it reads back to the client until the client is done. For a stream that
+ * is end of connection; for a datagram it is the end of the packet, and the
+ * library sends what was written as the reply after finish.
+ */
+#include <sockserv/sockserv.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Python: class EchoHandler(BaseRequestHandler): def handle(self): ... */
+static int echo_handle(ss_request *req)
+{
+    char buf[8192];
+    ssize_t n;
+
+    /* ss_read/ss_write_all, not readline: every byte comes back as it was,
+     * whether or not the data is text with newlines. */
+    while ((n = ss_read(req, buf, sizeof buf)) > 0)
+        if ((n = ss_write_all(req, buf, (size_t)n)) < 0)
+            break;
+    return n < 0 ? (int)n : 0; /* non-zero: the server calls handle_error */
+}
+
+static const ss_handler_class echo_handler = {
+    .base = &ss_base_handler,
+    .handle = echo_handle,
+};
+
+/* --mode: add a strategy here and it becomes a valid choice. */
+static const struct {
+    const char *name;
+    const ss_strategy *strategy;
+} modes[] = {
+    {"sync", &ss_sync},
+};
+#define N_MODES (sizeof modes / sizeof modes[0])
+
+/* Python's four server classes, picked by [--unix][--udp]. */
+static const struct {
+    const ss_server_class *kind;
+    const char *name;
+} kinds[2][2] = {
+    {{&ss_tcp, "TCP"}, {&ss_udp, "UDP"}},
+    {{&ss_unix_stream, "Unix stream"}, {&ss_unix_datagram, "Unix datagram"}},
+};
+
+static const char usage[] =
+    "usage: sockserv-echo [-h] [--udp] [--unix PATH] [--bind ADDR] "
+    "[--mode MODE] [PORT]\n";
+static const char help[] =
+    "\nEcho every byte back to the client that sent it.\n\n"
+    "  PORT         port to listen on (default 8000; 0 = any free port)\n"
+    "  -h, --help   show this help message and exit\n"
+    "  --udp        datagrams: UDP, or Unix datagrams with --unix\n"
+    "  --unix PATH  serve on a Unix socket (@NAME: an abstract name)\n"
+    "  --bind ADDR  default 127.0.0.1; \"\" = all IPv4, :: = all\n"
+    "  --mode MODE  how requests run (default sync):";
+
+/* Like argparse: usage and the reason on stderr, exit status 2. */
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(usage, stderr);
+    fputs("sockserv-echo: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* Matches "--name VALUE"; on a match *i moves past VALUE. */
+static bool option(int argc, char **argv, int *i, const char *name,
+                   const char **value)
+{
+    if (strcmp(argv[*i], name) != 0)
+        return false;
+    if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0)
+        usage_error("argument %s: expected one argument", name);
+    *value = argv[++*i];
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    const char *unix_path = NULL, *bind_address = NULL, *mode = "sync",
+               *port = NULL;
+    const ss_strategy *strategy = NULL;
+    bool udp = false;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("%s%s", usage, help);
+            for (size_t m = 0; m < N_MODES; m++)
+                printf(" %s", modes[m].name);
+            printf("\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--udp")) {
+            udp = true;
+        } else if (option(argc, argv, &i, "--unix", &unix_path) ||
+                   option(argc, argv, &i, "--bind", &bind_address) ||
+                   option(argc, argv, &i, "--mode", &mode)) {
+            continue;
+        } else if (argv[i][0] == '-' || port != NULL) {
+            usage_error("unrecognized arguments: %s", argv[i]);
+        } else {
+            port = argv[i];
+        }
+    }
+
+    for (size_t m = 0; m < N_MODES; m++)
+        if (!strcmp(mode, modes[m].name))
+            strategy = modes[m].strategy;
+    if (strategy == NULL)
+        usage_error("argument --mode: invalid choice: '%s'", mode);
+    char *end;
+    long port_number = strtol(port ? port : "8000", &end, 10);
+    if (end == port || *end != '\0' || port_number < 0 || port_number > 65535)
+        usage_error("argument PORT: invalid port: '%s'", port);
+    if (unix_path && (port || bind_address))
+        usage_error("argument --unix: not allowed with PORT or --bind");
+
+    /* What the library parses: "unix:PATH", "HOST:PORT", "[IPV6]:PORT". By
+     * default only this machine can connect. */
+    char address[256];
+    const char *host = bind_address ? bind_address : "127.0.0.1";
+    if (unix_path)
+        snprintf(address, sizeof address, "unix:%s", unix_path);
+    else if (strchr(host, ':') && host[0] != '[')
+        snprintf(address, sizeof address, "[%s]:%ld", host, port_number);
+    else
+        snprintf(address, sizeof address, "%s:%ld", host, port_number);
+
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.allow_reuse_address = true; /* restart at once after Ctrl-C */
+    cfg.unlink_on_close = true;     /* leave no socket file behind */
+
+    ss_server *srv;
+    int rc = ss_server_new(&srv, kinds[unix_path != NULL][udp].kind, strategy,
+                           address, &echo_handler, &cfg);
+    if (rc < 0) {
+        fprintf(stderr, "sockserv-echo: cannot serve on %s: %s\n", address,
+                ss_strerror(rc));
+        return 1;
+    }
+    /* Ctrl-C and SIGTERM make ss_serve_forever() return. */
+    rc = ss_shutdown_on_signals(srv);
+    if (rc == 0) {
+        /* The real address: with port 0 it shows the port the system chose. */
+        ss_server_address_string(srv, address, sizeof address);
+        printf("sockserv-echo: serving %s on %s (mode %s)\n",
+               kinds[unix_path != NULL][udp].name, address, mode);
+        fflush(stdout);
+        rc = ss_serve_forever(srv, 0.5);
+    }
+    if (rc < 0)
+        fprintf(stderr, "sockserv-echo: %s\n", ss_strerror(rc));
+    ss_server_free(srv);
+    return rc < 0 ? 1 : 0;
+}

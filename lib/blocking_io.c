@@ -1,0 +1,70 @@
+/*
+ * blocking_io.c — the I/O seam for blocking strategies, and deadlines.
+ *
+ * Request sockets are always non-blocking. ss_read/ss_write try the system
+ * call first and only when it says EAGAIN ask the strategy's io class to
+ * wait. For sync, forking and threading that wait is this poll(); the
+ * coroutine strategy swaps in a wait that parks the coroutine instead. That
+ * single function is the whole difference, which is how one handler source
+ * runs under every strategy.
+ *
+ * Deadlines are absolute CLOCK_MONOTONIC nanoseconds, so a wait interrupted
+ * by a signal resumes with the time that is left rather than starting over.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <time.h>
+
+#include "internal.h"
+
+int64_t ss_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t ss__deadline_after(double seconds)
+{
+    if (!(seconds > 0))
+        return SS_NO_DEADLINE;
+    /* About 292 years fit in int64 nanoseconds; cap far below that. */
+    if (seconds > 1e9)
+        seconds = 1e9;
+    return ss_now_ns() + (int64_t)(seconds * 1e9);
+}
+
+int ss__poll_timeout_ms(int64_t deadline)
+{
+    if (deadline == SS_NO_DEADLINE)
+        return -1;
+    int64_t left = deadline - ss_now_ns();
+    if (left <= 0)
+        return 0;
+    /* Round up so we never wake a hair early and spin on a 0 ms poll. */
+    int64_t ms = (left + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static int blocking_wait(ss_request *req, int fd, short events,
+                         int64_t deadline)
+{
+    (void)req;
+    struct pollfd pfd = {.fd = fd, .events = events};
+    for (;;) {
+        int rc = poll(&pfd, 1, ss__poll_timeout_ms(deadline));
+        if (rc > 0)
+            return 0; /* ready, or an error the next call will report */
+        if (rc == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+const ss_io_class ss_blocking_io = {
+    .name = "blocking",
+    .wait = blocking_wait,
+};

@@ -1,0 +1,22 @@
+/*
+ * config.c — the defaults of ss_config, which are Python's where Python
+ * has one (see the field comments in sockserv.h for where we differ).
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define SS__DEFAULT_MAX_PACKET_SIZE 8192
+
+void ss_config_init(ss_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->request_queue_size = SOMAXCONN;
+    cfg->allow_reuse_address = false;
+    cfg->allow_reuse_port = false;
+    cfg->bind_and_activate = true;
+    cfg->ipv6_only = false;
+    cfg->timeout = 0;
+    cfg->max_packet_size = SS__DEFAULT_MAX_PACKET_SIZE;
+    cfg->unlink_on_close = false;
+}

@@ -1,0 +1,23 @@
+/*
+ * error.c — turning the library's error values into text.
+ *
+ * Every fallible function returns a negative errno value (or SS_EOF), so one
+ * lookup covers them all. strerrordesc_np() returns static strings, which
+ * keeps ss_strerror() thread-safe without a buffer from the caller.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+const char *ss_strerror(int error)
+{
+    if (error == SS_EOF)
+        return "End of stream before the expected data";
+    if (error == 0)
+        return "Success";
+    if (error < 0)
+        error = -error;
+    const char *text = strerrordesc_np(error);
+    return text ? text : "Unknown error";
+}

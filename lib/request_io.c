@@ -1,0 +1,402 @@
+/*
+ * request_io.c — how a handler reads and writes: ss_read, ss_readline,
+ * ss_write_all and friends (Python's rfile and wfile).
+ *
+ * The I/O follows the server kind, not the handler class:
+ *  - stream: reads are buffered from the connection; writes go straight
+ *    out (Python's wbufsize = 0) or through a buffer when the handler class
+ *    sets wbufsize;
+ *  - datagram: reads come from the received packet, and writes collect the
+ *    reply that ss__request_complete_io() sends after finish.
+ *
+ * Every socket call here is non-blocking (MSG_DONTWAIT, and request sockets
+ * are O_NONBLOCK anyway). When the kernel says EAGAIN, the request's io
+ * class waits — poll() or a parked coroutine — with the call's deadline.
+ * EINTR is retried; MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE;
+ * partial writes are completed by the *_all functions.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- raw socket calls with waiting -------------------------------- */
+
+static ssize_t stream_recv(ss_request *req, void *buf, size_t n,
+                           int64_t deadline)
+{
+    for (;;) {
+        ssize_t got = recv(req->fd, buf, n, MSG_DONTWAIT);
+        if (got >= 0) {
+            if (got == 0)
+                req->eof = true;
+            return got;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = req->io->wait(req, req->fd, POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static ssize_t stream_send(ss_request *req, const void *buf, size_t n,
+                           int64_t deadline)
+{
+    for (;;) {
+        ssize_t sent = send(req->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent >= 0)
+            return sent;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = req->io->wait(req, req->fd, POLLOUT, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static ssize_t stream_send_all(ss_request *req, const char *buf, size_t n,
+                               int64_t deadline)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t sent = stream_send(req, buf + done, n - done, deadline);
+        if (sent < 0)
+            return sent;
+        done += (size_t)sent;
+    }
+    return (ssize_t)n;
+}
+
+static int64_t call_deadline(const ss_request *req)
+{
+    return ss__deadline_after(req->timeout);
+}
+
+/* ---- reading ------------------------------------------------------- */
+
+static size_t buffered(const ss_request *req)
+{
+    return req->rlen - req->rpos;
+}
+
+static size_t take(ss_request *req, void *buf, size_t n)
+{
+    size_t avail = buffered(req);
+    if (n > avail)
+        n = avail;
+    memcpy(buf, req->rbuf + req->rpos, n);
+    req->rpos += n;
+    return n;
+}
+
+/* Refill the empty read buffer. Returns bytes now buffered, 0 at EOF. */
+static ssize_t fill(ss_request *req, int64_t deadline)
+{
+    if (req->is_datagram || req->eof)
+        return 0;
+    ssize_t got = stream_recv(req, req->rbuf, req->rbuf_size, deadline);
+    req->rpos = 0;
+    req->rlen = got > 0 ? (size_t)got : 0;
+    return got;
+}
+
+static ssize_t read_some(ss_request *req, void *buf, size_t n,
+                         int64_t deadline)
+{
+    if (n == 0)
+        return 0;
+    if (buffered(req) > 0)
+        return (ssize_t)take(req, buf, n);
+    if (req->is_datagram || req->eof)
+        return 0;
+    /* A read at least as big as the buffer skips the copy. */
+    if (n >= req->rbuf_size)
+        return stream_recv(req, buf, n, deadline);
+    ssize_t got = fill(req, deadline);
+    if (got <= 0)
+        return got;
+    return (ssize_t)take(req, buf, n);
+}
+
+ssize_t ss_read(ss_request *req, void *buf, size_t n)
+{
+    return read_some(req, buf, n, call_deadline(req));
+}
+
+ssize_t ss_read_exact(ss_request *req, void *buf, size_t n)
+{
+    int64_t deadline = call_deadline(req);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = read_some(req, (char *)buf + done, n - done, deadline);
+        if (got < 0)
+            return got;
+        if (got == 0)
+            return SS_EOF;
+        done += (size_t)got;
+    }
+    return (ssize_t)n;
+}
+
+ssize_t ss_readline(ss_request *req, char *buf, size_t size)
+{
+    if (!buf || size < 2)
+        return -EINVAL;
+    int64_t deadline = call_deadline(req);
+    size_t limit = size - 1, out = 0;
+    for (;;) {
+        size_t avail = buffered(req);
+        if (avail > limit - out)
+            avail = limit - out;
+        const char *start = req->rbuf + req->rpos;
+        const char *newline = memchr(start, '\n', avail);
+        size_t chunk = newline ? (size_t)(newline - start) + 1 : avail;
+        memcpy(buf + out, start, chunk);
+        req->rpos += chunk;
+        out += chunk;
+        if (newline)
+            break;
+        if (out == limit) {
+            buf[out] = '\0';
+            return -EMSGSIZE;
+        }
+        ssize_t got = fill(req, deadline);
+        if (got < 0)
+            return got;
+        if (got == 0)
+            break; /* EOF: return what we have, maybe a partial line */
+    }
+    buf[out] = '\0';
+    return (ssize_t)out;
+}
+
+/* ---- writing ------------------------------------------------------- */
+
+/* Datagram replies are limited by UDP's largest payload; Unix datagram
+ * sockets allow more and let the kernel judge at send time. */
+static size_t reply_limit(const ss_request *req)
+{
+    int family = req->server->address.ss_family;
+    return family == AF_UNIX ? (size_t)16 << 20 : SS__MAX_DATAGRAM;
+}
+
+static int reserve(ss_request *req, size_t needed)
+{
+    if (needed <= req->wbuf_size)
+        return 0;
+    size_t size = req->wbuf_size ? req->wbuf_size : 1024;
+    while (size < needed)
+        size *= 2;
+    char *grown = realloc(req->wbuf, size);
+    if (!grown)
+        return -ENOMEM;
+    req->wbuf = grown;
+    req->wbuf_size = size;
+    return 0;
+}
+
+static ssize_t append_reply(ss_request *req, const void *buf, size_t n)
+{
+    if (n > reply_limit(req) - req->wlen)
+        return -EMSGSIZE;
+    int rc = reserve(req, req->wlen + n);
+    if (rc < 0)
+        return rc;
+    memcpy(req->wbuf + req->wlen, buf, n);
+    req->wlen += n;
+    return (ssize_t)n;
+}
+
+static int flush_stream(ss_request *req, int64_t deadline)
+{
+    if (req->wlen == 0)
+        return 0;
+    ssize_t rc = stream_send_all(req, req->wbuf, req->wlen, deadline);
+    if (rc < 0)
+        return (int)rc;
+    req->wlen = 0;
+    return 0;
+}
+
+/* A buffered stream write: fill the buffer, spill it when full, and send
+ * writes that would not fit anyway straight through. */
+static ssize_t buffered_write(ss_request *req, const void *buf, size_t n,
+                              int64_t deadline, bool all)
+{
+    size_t size = req->server->handler.wbufsize;
+    int rc = reserve(req, size);
+    if (rc < 0)
+        return rc;
+    if (req->wlen + n <= size) {
+        memcpy(req->wbuf + req->wlen, buf, n);
+        req->wlen += n;
+        return (ssize_t)n;
+    }
+    rc = flush_stream(req, deadline);
+    if (rc < 0)
+        return rc;
+    if (n < size) {
+        memcpy(req->wbuf, buf, n);
+        req->wlen = n;
+        return (ssize_t)n;
+    }
+    return all ? stream_send_all(req, buf, n, deadline)
+               : stream_send(req, buf, n, deadline);
+}
+
+ssize_t ss_write(ss_request *req, const void *buf, size_t n)
+{
+    if (req->is_datagram)
+        return append_reply(req, buf, n);
+    if (n == 0)
+        return 0;
+    if (req->server->handler.wbufsize > 0)
+        return buffered_write(req, buf, n, call_deadline(req), false);
+    return stream_send(req, buf, n, call_deadline(req));
+}
+
+ssize_t ss_write_all(ss_request *req, const void *buf, size_t n)
+{
+    if (req->is_datagram)
+        return append_reply(req, buf, n);
+    if (n == 0)
+        return 0;
+    if (req->server->handler.wbufsize > 0)
+        return buffered_write(req, buf, n, call_deadline(req), true);
+    return stream_send_all(req, buf, n, call_deadline(req));
+}
+
+ssize_t ss_writef(ss_request *req, const char *fmt, ...)
+{
+    char small[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n < sizeof small)
+        return ss_write_all(req, small, (size_t)n);
+
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return -ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    ssize_t rc = ss_write_all(req, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+int ss_flush(ss_request *req)
+{
+    if (req->is_datagram)
+        return 0; /* the reply goes out after finish, in one datagram */
+    return flush_stream(req, call_deadline(req));
+}
+
+/* For descriptors sendfile() cannot read (pipes, some /proc files). */
+static ssize_t copy_by_reading(ss_request *req, int fd, off_t *offset,
+                               size_t count, int64_t deadline)
+{
+    char chunk[16384];
+    size_t done = 0;
+    while (done < count) {
+        size_t want = count - done < sizeof chunk ? count - done : sizeof chunk;
+        ssize_t got = offset ? pread(fd, chunk, want, *offset)
+                             : read(fd, chunk, want);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return done > 0 ? (ssize_t)done : -errno;
+        if (got == 0)
+            break;
+        ssize_t rc = stream_send_all(req, chunk, (size_t)got, deadline);
+        if (rc < 0)
+            return rc;
+        if (offset)
+            *offset += got;
+        done += (size_t)got;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count)
+{
+    if (req->is_datagram)
+        return -EOPNOTSUPP;
+    int64_t deadline = call_deadline(req);
+    int rc = flush_stream(req, deadline);
+    if (rc < 0)
+        return rc;
+    size_t done = 0;
+    while (done < count) {
+        size_t want = count - done;
+        if (want > (size_t)1 << 30)
+            want = (size_t)1 << 30;
+        ssize_t sent = sendfile(req->fd, fd, offset, want);
+        if (sent > 0) {
+            done += (size_t)sent;
+            continue;
+        }
+        if (sent == 0)
+            break; /* end of file */
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            rc = req->io->wait(req, req->fd, POLLOUT, deadline);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if ((errno == EINVAL || errno == ENOSYS) && done == 0)
+            return copy_by_reading(req, fd, offset, count, deadline);
+        return -errno;
+    }
+    return (ssize_t)done;
+}
+
+/* ---- after finish -------------------------------------------------- */
+
+static int send_reply(ss_request *req)
+{
+    /* An unnamed Unix datagram client has no address to answer to. An
+     * empty reply to it is dropped quietly; a real one is an error. */
+    if (req->client_address_len <= (socklen_t)sizeof(sa_family_t))
+        return req->wlen == 0 ? 0 : -EDESTADDRREQ;
+    int64_t deadline = call_deadline(req);
+    for (;;) {
+        ssize_t sent = sendto(req->fd, req->wbuf ? req->wbuf : "", req->wlen,
+                              MSG_DONTWAIT | MSG_NOSIGNAL,
+                              (const struct sockaddr *)&req->client_address,
+                              req->client_address_len);
+        if (sent >= 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = req->io->wait(req, req->fd, POLLOUT, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int ss__request_complete_io(ss_request *req)
+{
+    if (req->is_datagram)
+        return send_reply(req);
+    return flush_stream(req, call_deadline(req));
+}

@@ -1,0 +1,186 @@
+/*
+ * serve_loop.c — Python's BaseServer loop: serve_forever, handle_request,
+ * shutdown.
+ *
+ * The loop poll()s two descriptors: the listening socket and an eventfd.
+ * ss_shutdown() sets a flag and writes the eventfd, so the loop wakes at
+ * once instead of after poll_interval (CPython gh-88932). Both steps are
+ * async-signal-safe, which is why a signal handler may call ss_shutdown().
+ *
+ * Order matters where the loop ends: it clears the flag *before* draining
+ * the eventfd. A shutdown that lands between the two then leaves the flag
+ * set, and the next serve_forever returns at once, as Python's does; the
+ * other order could leave a readable eventfd with no flag, and a loop that
+ * spins on it.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_POLL_INTERVAL 0.5
+
+static void drain_wake_fd(ss_server *srv)
+{
+    uint64_t count;
+    while (read(srv->wake_fd, &count, sizeof count) > 0)
+        ;
+}
+
+static void run_service_actions(ss_server *srv)
+{
+    if (srv->strategy->service_actions)
+        srv->strategy->service_actions(srv);
+    srv->kind.service_actions(srv);
+}
+
+int ss__handle_request_noblock(ss_server *srv)
+{
+    ss_request *req;
+    int rc = ss__request_new(srv, &req);
+    if (rc < 0)
+        return rc;
+    rc = srv->kind.get_request(srv, req);
+    if (rc < 0) {
+        ss__request_free(req);
+        return rc;
+    }
+    if (!srv->kind.verify_request(srv, req)) {
+        ss_drop_request(srv, req);
+        return 0;
+    }
+    /* The strategy owns the request now — unless it could not start it
+     * (no thread, no fork), in which case it is reported and dropped. */
+    rc = srv->strategy->process_request(srv, req);
+    if (rc < 0) {
+        srv->kind.handle_error(srv, req, rc);
+        ss_drop_request(srv, req);
+    }
+    return 0;
+}
+
+static int poll_ms(double seconds)
+{
+    if (!(seconds > 0) || !isfinite(seconds))
+        seconds = DEFAULT_POLL_INTERVAL;
+    double ms = seconds * 1000.0 + 0.999; /* round up: never spin at 0 ms */
+    return ms > 86400000.0 ? 86400000 : (int)ms;
+}
+
+static int begin_serving(ss_server *srv)
+{
+    pthread_mutex_lock(&srv->serving_lock);
+    int rc = 0;
+    if (srv->serving) {
+        rc = -EBUSY;
+    } else {
+        srv->serving = true;
+        srv->serving_thread = pthread_self();
+    }
+    pthread_mutex_unlock(&srv->serving_lock);
+    return rc;
+}
+
+static void end_serving(ss_server *srv)
+{
+    atomic_store(&srv->shutdown_requested, false);
+    drain_wake_fd(srv);
+    pthread_mutex_lock(&srv->serving_lock);
+    srv->serving = false;
+    pthread_cond_broadcast(&srv->serving_done);
+    pthread_mutex_unlock(&srv->serving_lock);
+}
+
+int ss_serve_forever(ss_server *srv, double poll_interval)
+{
+    if (!srv || !srv->activated || srv->closed)
+        return -EINVAL;
+    int rc = begin_serving(srv);
+    if (rc < 0)
+        return rc;
+    struct pollfd fds[2] = {
+        {.fd = srv->fd, .events = POLLIN},
+        {.fd = srv->wake_fd, .events = POLLIN},
+    };
+    int timeout_ms = poll_ms(poll_interval);
+    while (!atomic_load(&srv->shutdown_requested)) {
+        int ready = poll(fds, 2, timeout_ms);
+        if (ready < 0 && errno != EINTR) {
+            rc = -errno;
+            break;
+        }
+        if (atomic_load(&srv->shutdown_requested))
+            break;
+        if (ready > 0 && (fds[1].revents & POLLIN))
+            drain_wake_fd(srv); /* a stale wake-up from an earlier run */
+        if (ready > 0 && (fds[0].revents & POLLNVAL)) {
+            rc = -EBADF; /* someone closed our socket under us */
+            break;
+        }
+        if (ready > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)))
+            ss__handle_request_noblock(srv);
+        run_service_actions(srv);
+    }
+    end_serving(srv);
+    return rc;
+}
+
+int ss_handle_request(ss_server *srv)
+{
+    if (!srv || !srv->activated || srv->closed)
+        return -EINVAL;
+    int64_t deadline = ss__deadline_after(srv->config.timeout);
+    struct pollfd pfd = {.fd = srv->fd, .events = POLLIN};
+    for (;;) {
+        int ready = poll(&pfd, 1, ss__poll_timeout_ms(deadline));
+        if (ready < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (ready == 0) {
+            /* Python's ForkingMixIn reaps here too: strategy first. */
+            if (srv->strategy->service_actions)
+                srv->strategy->service_actions(srv);
+            srv->kind.handle_timeout(srv);
+            return -ETIMEDOUT;
+        }
+        int rc = ss__handle_request_noblock(srv);
+        if (rc != -EAGAIN)
+            return rc < 0 ? rc : 0;
+        /* Someone else took it (another process on the same socket). */
+    }
+}
+
+int ss_shutdown(ss_server *srv)
+{
+    if (!srv)
+        return -EINVAL;
+    /* Only async-signal-safe steps: a lock-free atomic and a write(). */
+    int saved_errno = errno;
+    atomic_store(&srv->shutdown_requested, true);
+    uint64_t one = 1;
+    ssize_t ignored = write(srv->wake_fd, &one, sizeof one);
+    (void)ignored; /* EAGAIN: the counter is already non-zero */
+    errno = saved_errno;
+    return 0;
+}
+
+int ss_shutdown_wait(ss_server *srv)
+{
+    if (!srv)
+        return -EINVAL;
+    pthread_mutex_lock(&srv->serving_lock);
+    if (srv->serving && pthread_equal(srv->serving_thread, pthread_self())) {
+        pthread_mutex_unlock(&srv->serving_lock);
+        return -EDEADLK;
+    }
+    ss_shutdown(srv);
+    while (srv->serving)
+        pthread_cond_wait(&srv->serving_done, &srv->serving_lock);
+    pthread_mutex_unlock(&srv->serving_lock);
+    return 0;
+}

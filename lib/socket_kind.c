@@ -1,0 +1,223 @@
+/*
+ * socket_kind.c — the methods the four server kinds share (Python's
+ * BaseServer and TCPServer/UDPServer bodies): bind, listen, accept or
+ * receive one request, end a request, and the default server hooks.
+ *
+ * inet.c and unix.c assemble these into ss_tcp, ss_udp, ss_unix_stream and
+ * ss_unix_datagram; a user's "subclass" copies one of those and may call
+ * these through the copied pointers, like super().
+ *
+ * Sockets are created CLOEXEC and non-blocking: non-blocking because the
+ * serve loop polls before accepting, and another process (prefork) or
+ * thread may take the connection first — accept must then say EAGAIN, not
+ * hang.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int ss__socket_open(ss_server *srv)
+{
+    int fd = socket(srv->address.ss_family,
+                    srv->kind.socket_type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    srv->fd = fd;
+    return 0;
+}
+
+static int set_option(int fd, int level, int name, int value)
+{
+    return setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
+}
+
+int ss__server_bind_socket(ss_server *srv)
+{
+    int family = srv->address.ss_family;
+    int rc = 0;
+    bool inet = family == AF_INET || family == AF_INET6;
+    if (inet && srv->config.allow_reuse_address)
+        rc = set_option(srv->fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (rc == 0 && inet && srv->config.allow_reuse_port)
+        rc = set_option(srv->fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    /* Always explicit, so net.ipv6.bindv6only never decides for us. */
+    if (rc == 0 && family == AF_INET6)
+        rc = set_option(srv->fd, IPPROTO_IPV6, IPV6_V6ONLY,
+                        srv->config.ipv6_only ? 1 : 0);
+    if (rc < 0)
+        return rc;
+    if (bind(srv->fd, (struct sockaddr *)&srv->address, srv->address_len) < 0)
+        return -errno;
+    /* server_address: the real one, e.g. the port chosen for port 0. */
+    socklen_t len = sizeof srv->address;
+    if (getsockname(srv->fd, (struct sockaddr *)&srv->address, &len) < 0)
+        return -errno;
+    srv->address_len = len;
+    return 0;
+}
+
+int ss__stream_server_activate(ss_server *srv)
+{
+    if (listen(srv->fd, srv->config.request_queue_size) < 0)
+        return -errno;
+    if (srv->spare_fd < 0)
+        srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return 0;
+}
+
+int ss__datagram_server_activate(ss_server *srv)
+{
+    (void)srv;
+    return 0;
+}
+
+/* Out of descriptors: the connection stays queued and poll() keeps saying
+ * "readable", so the loop would spin. Free the spare descriptor, take the
+ * connection and close it at once (the client sees a reset instead of a
+ * hang), then reserve the spare again — libuv's trick. */
+static void shed_one_connection(ss_server *srv)
+{
+    if (srv->spare_fd < 0)
+        return;
+    close(srv->spare_fd);
+    int fd = accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+int ss__stream_get_request(ss_server *srv, ss_request *req)
+{
+    for (;;) {
+        req->client_address_len = sizeof req->client_address;
+        int fd = accept4(srv->fd, (struct sockaddr *)&req->client_address,
+                         &req->client_address_len,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            req->fd = fd;
+            return 0;
+        }
+        switch (errno) {
+        case EINTR:
+            continue;
+        case ECONNABORTED: /* the client gave up while queued */
+            return -EAGAIN;
+        case EMFILE:
+        case ENFILE:
+            shed_one_connection(srv);
+            return -errno;
+        default:
+            return -errno;
+        }
+    }
+}
+
+int ss__datagram_get_request(ss_server *srv, ss_request *req)
+{
+    struct iovec iov = {.iov_base = req->rbuf, .iov_len = req->rbuf_size};
+    struct msghdr msg = {
+        .msg_name = &req->client_address,
+        .msg_namelen = sizeof req->client_address,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+    };
+    for (;;) {
+        ssize_t got = recvmsg(srv->fd, &msg, MSG_DONTWAIT);
+        if (got >= 0) {
+            req->fd = srv->fd;
+            req->client_address_len = msg.msg_namelen;
+            req->rlen = (size_t)got;
+            req->truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+            return 0;
+        }
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+void ss__stream_shutdown_request(ss_server *srv, ss_request *req)
+{
+    /* Send FIN explicitly: close() alone would not, while a forked child
+     * still holds the descriptor. Errors mean the peer is gone already. */
+    if (req->fd >= 0)
+        shutdown(req->fd, SHUT_WR);
+    srv->kind.close_request(srv, req);
+}
+
+void ss__stream_close_request(ss_server *srv, ss_request *req)
+{
+    (void)srv;
+    if (req->fd >= 0)
+        close(req->fd);
+    req->fd = -1;
+}
+
+void ss__datagram_close_request(ss_server *srv, ss_request *req)
+{
+    /* The datagram socket is the server's; there is nothing to close. */
+    (void)srv;
+    req->fd = -1;
+}
+
+/* ---- default hooks (Python's BaseServer) --------------------------- */
+
+bool ss__default_verify_request(ss_server *srv, ss_request *req)
+{
+    (void)srv;
+    (void)req;
+    return true;
+}
+
+void ss__default_handle_error(ss_server *srv, ss_request *req, int error)
+{
+    char client[128];
+    char line[256];
+    if (ss_request_client_address_string(req, client, sizeof client) < 0)
+        snprintf(client, sizeof client, "an unknown client");
+    if (error < 0)
+        snprintf(line, sizeof line,
+                 "sockserv: error processing request from %s: %s", client,
+                 ss_strerror(error));
+    else
+        snprintf(line, sizeof line,
+                 "sockserv: error processing request from %s: handler "
+                 "returned %d",
+                 client, error);
+    ss__log(srv, line);
+}
+
+void ss__default_handle_timeout(ss_server *srv)
+{
+    (void)srv;
+}
+
+void ss__default_service_actions(ss_server *srv)
+{
+    (void)srv;
+}
+
+void ss__log(const ss_server *srv, const char *line)
+{
+    if (srv->config.log) {
+        srv->config.log(srv->config.user, line);
+        return;
+    }
+    /* One write() so lines from concurrent requests never interleave. */
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "%s\n", line);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof buf) {
+        n = sizeof buf - 1;
+        buf[n - 1] = '\n';
+    }
+    ssize_t rc;
+    do
+        rc = write(STDERR_FILENO, buf, (size_t)n);
+    while (rc < 0 && errno == EINTR);
+}

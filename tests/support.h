@@ -1,0 +1,139 @@
+/*
+ * support.h — helpers shared by the cmocka tests.
+ *
+ * Tests exercise the library only through its public API and over real
+ * sockets. These helpers do the repetitive parts: run a server's
+ * ss_serve_forever() on a background thread, open a client of the right
+ * type for a server, move bytes with a timeout safety net so a broken
+ * library fails a test instead of hanging it, count descriptors for leak
+ * checks, and make unique Unix socket names so parallel test processes never
+ * collide.
+ *
+ * Every helper that can fail either returns a negative errno value (the
+ * library's own convention) or, for the send/receive helpers, fails the
+ * running cmocka test directly.
+ */
+#ifndef SOCKSERV_TEST_SUPPORT_H
+#define SOCKSERV_TEST_SUPPORT_H
+
+#include <sockserv/sockserv.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <setjmp.h> /* cmocka.h needs these three first */
+#include <cmocka.h>
+
+/* Safety net for every client socket: no test blocks longer than this on
+ * one send or receive. */
+#define TEST_IO_TIMEOUT_SECONDS 10.0
+
+/* A server whose ss_serve_forever() runs on its own thread. */
+typedef struct test_server {
+    ss_server *srv;
+    pthread_t thread;
+    int serve_rc;          /* ss_serve_forever()'s return, after stop */
+    double poll_interval;  /* passed to ss_serve_forever() */
+} test_server;
+
+/* ss_server_new(kind, &ss_sync, address, handler, cfg), then a thread
+ * running ss_serve_forever(srv, 0.05). Returns 0 or a negative errno (then
+ * nothing is left running or allocated). */
+int test_server_start(test_server *t, const ss_server_class *kind,
+                      const char *address, const ss_handler_class *h,
+                      const ss_config *cfg);
+
+/* The same with any strategy and poll interval. */
+int test_server_start_with(test_server *t, const ss_server_class *kind,
+                           const ss_strategy *strategy, const char *address,
+                           const ss_handler_class *h, const ss_config *cfg,
+                           double poll_interval);
+
+/* Start the serving thread for a server the test created itself (t->srv
+ * set by the caller). Returns 0 or a negative errno. */
+int test_server_run(test_server *t, double poll_interval);
+
+/* ss_shutdown + pthread_join + ss_server_free. t->serve_rc then holds the
+ * loop's return value. */
+void test_server_stop(test_server *t);
+
+/* Stop the thread but keep the server (ss_shutdown + join only). */
+void test_server_join(test_server *t);
+
+/* A connected client socket of the right type for srv. Stream kinds:
+ * connect(). Datagram kinds: a datagram socket connect()ed to the server;
+ * a Unix datagram client is bound to a unique abstract name so replies can
+ * reach it. Blocking, CLOEXEC, with TEST_IO_TIMEOUT_SECONDS as
+ * SO_RCVTIMEO/SO_SNDTIMEO. Returns the fd or a negative errno. */
+int test_connect(ss_server *srv);
+
+/* A client socket connected to an explicit address string (parsed with
+ * ss_address_parse), of the given socket type. Same properties. */
+int test_connect_address(const char *address, int socket_type);
+
+/* Stream: send all n bytes. Datagram: send one datagram of n bytes.
+ * Fails the test on error or timeout. */
+void test_send_all(int fd, const void *buf, size_t n);
+
+/* Stream: receive exactly n bytes. Datagram: receive one datagram, which
+ * must be exactly n bytes long. Fails the test on error, EOF or timeout. */
+void test_recv_exact(int fd, void *buf, size_t n);
+
+/* Receive until the peer closes (stream) or one datagram; returns the
+ * count (at most n). Fails the test on error or timeout. */
+size_t test_recv_all(int fd, void *buf, size_t n);
+
+/* Convenience: send a string and expect the same bytes back. */
+void test_expect_echo(int fd, const char *text);
+
+/* Number of open descriptors of this process (entries of /proc/self/fd,
+ * not counting the one used to list them). */
+int test_count_open_fds(void);
+
+/* A unique Unix socket path "unix:/tmp/sockserv-test-<pid>-<counter>-<tag>"
+ * written into buf ("unix:" prefix included). Returns buf. */
+const char *test_unix_address(char *buf, size_t n, const char *tag);
+
+/* The same as an abstract name "unix:@sockserv-test-<pid>-<counter>-<tag>". */
+const char *test_abstract_address(char *buf, size_t n, const char *tag);
+
+/* The filesystem path of a "unix:/path" address (the part after "unix:"). */
+const char *test_unix_path(const char *address);
+
+/* Monotonic clock, seconds. */
+double test_now(void);
+
+/* Poll cond(arg) every millisecond until it returns true or seconds pass.
+ * Returns the last value of cond: the bounded alternative to sleeping. */
+bool test_wait_for(bool (*cond)(void *arg), void *arg, double seconds);
+
+/* Whether this machine can bind and connect on ::1. */
+bool test_have_ipv6(void);
+
+/* ---- Echo handler ------------------------------------------------------
+ * Echoes bytes back (ss_read in a loop, ss_write_all each chunk) until EOF.
+ * For datagram kinds the packet becomes the reply. test_echo_request_count()
+ * says how many requests it has finished handling in this process. */
+extern const ss_handler_class test_echo_handler;
+int test_echo_request_count(void);
+
+/* ---- Log capture -------------------------------------------------------
+ * A config.log hook that stores the lines it receives. The hook's user
+ * argument is config.user, so: test_log_init(&log), cfg.log =
+ * test_log_hook, cfg.user = &log. */
+#define TEST_LOG_MAX_LINES 16
+#define TEST_LOG_LINE_SIZE 512
+typedef struct test_log {
+    pthread_mutex_t lock;
+    int count;                      /* lines received (may exceed MAX) */
+    char lines[TEST_LOG_MAX_LINES][TEST_LOG_LINE_SIZE];
+} test_log;
+
+void test_log_init(test_log *log);
+void test_log_hook(void *user, const char *line);
+int test_log_count(test_log *log);
+/* Copy line i (or "" when absent) into buf. */
+void test_log_line(test_log *log, int i, char *buf, size_t n);
+
+#endif /* SOCKSERV_TEST_SUPPORT_H */
