@@ -19,4 +19,8 @@ void ss_config_init(ss_config *cfg)
     cfg->timeout = 0;
     cfg->max_packet_size = SS__DEFAULT_MAX_PACKET_SIZE;
     cfg->unlink_on_close = false;
+    cfg->max_children = 40;
+    cfg->block_on_close = true;
+    cfg->daemon_threads = false;
+    cfg->graceful_timeout = 10;
 }

@@ -42,6 +42,7 @@ struct ss_server {
     int fd;                      /* listening / datagram socket, -1 closed */
     int wake_fd;                 /* eventfd written by ss_shutdown() */
     int spare_fd;                /* reserved for EMFILE, see socket_kind.c */
+    int parent_fd;               /* prefork worker: readable = stop */
     struct sockaddr_storage address; /* requested, then the bound one */
     socklen_t address_len;
     bool bound;
@@ -116,6 +117,13 @@ int ss__default_finish_request(ss_server *srv, ss_request *req);
 void ss__default_handle_error(ss_server *srv, ss_request *req, int error);
 void ss__default_handle_timeout(ss_server *srv);
 void ss__default_service_actions(ss_server *srv);
+
+/* request.c: ss_run_request that also says whether the request failed
+ * (the forking child's exit status). */
+int ss__run_request(ss_server *srv, ss_request *req);
+
+/* server.c: in a child just forked, give it its own wake-up eventfd. */
+void ss__server_after_fork(ss_server *srv);
 
 /* serve_loop.c */
 /* Accept/receive one request and dispatch it; -EAGAIN if none waited. */

@@ -68,13 +68,19 @@ int ss__default_finish_request(ss_server *srv, ss_request *req)
     return rc;
 }
 
-void ss_run_request(ss_server *srv, ss_request *req)
+int ss__run_request(ss_server *srv, ss_request *req)
 {
     int rc = srv->kind.finish_request(srv, req);
     if (rc != 0)
         srv->kind.handle_error(srv, req, rc);
     srv->kind.shutdown_request(srv, req);
     ss__request_free(req);
+    return rc;
+}
+
+void ss_run_request(ss_server *srv, ss_request *req)
+{
+    ss__run_request(srv, req);
 }
 
 void ss_drop_request(ss_server *srv, ss_request *req)

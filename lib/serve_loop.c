@@ -94,24 +94,25 @@ static void end_serving(ss_server *srv)
     pthread_mutex_unlock(&srv->serving_lock);
 }
 
-int ss_serve_forever(ss_server *srv, double poll_interval)
+int ss_serve_core_loop(ss_server *srv, double poll_interval)
 {
-    if (!srv || !srv->activated || srv->closed)
-        return -EINVAL;
-    int rc = begin_serving(srv);
-    if (rc < 0)
-        return rc;
-    struct pollfd fds[2] = {
+    /* parent_fd is -1 (ignored by poll) except in a prefork worker, where
+     * it turns readable when the supervisor stops or dies. */
+    struct pollfd fds[3] = {
         {.fd = srv->fd, .events = POLLIN},
         {.fd = srv->wake_fd, .events = POLLIN},
+        {.fd = srv->parent_fd, .events = POLLIN},
     };
     int timeout_ms = poll_ms(poll_interval);
+    int rc = 0;
     while (!atomic_load(&srv->shutdown_requested)) {
-        int ready = poll(fds, 2, timeout_ms);
+        int ready = poll(fds, 3, timeout_ms);
         if (ready < 0 && errno != EINTR) {
             rc = -errno;
             break;
         }
+        if (ready > 0 && fds[2].revents)
+            atomic_store(&srv->shutdown_requested, true);
         if (atomic_load(&srv->shutdown_requested))
             break;
         if (ready > 0 && (fds[1].revents & POLLIN))
@@ -124,6 +125,20 @@ int ss_serve_forever(ss_server *srv, double poll_interval)
             ss__handle_request_noblock(srv);
         run_service_actions(srv);
     }
+    return rc;
+}
+
+int ss_serve_forever(ss_server *srv, double poll_interval)
+{
+    if (!srv || !srv->activated || srv->closed)
+        return -EINVAL;
+    int rc = begin_serving(srv);
+    if (rc < 0)
+        return rc;
+    if (srv->strategy->serve_forever)
+        rc = srv->strategy->serve_forever(srv, poll_interval);
+    else
+        rc = ss_serve_core_loop(srv, poll_interval);
     end_serving(srv);
     return rc;
 }

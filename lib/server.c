@@ -37,7 +37,11 @@ static bool config_is_valid(const ss_config *cfg)
 {
     return cfg->request_queue_size >= 0 && cfg->timeout >= 0 &&
            isfinite(cfg->timeout) && cfg->max_packet_size > 0 &&
-           cfg->max_packet_size <= MAX_PACKET_SIZE_LIMIT;
+           cfg->max_packet_size <= MAX_PACKET_SIZE_LIMIT &&
+           cfg->max_children >= 1 && cfg->max_threads >= 0 &&
+           cfg->pool_size >= 0 && cfg->pool_queue_size >= 0 &&
+           cfg->workers >= 0 && cfg->graceful_timeout >= 0 &&
+           isfinite(cfg->graceful_timeout);
 }
 
 static bool family_fits_kind(int family, const ss_server_class *kind)
@@ -70,7 +74,7 @@ int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
         return -ENOMEM;
     srv->kind = *kind;
     srv->strategy = strategy;
-    srv->fd = srv->wake_fd = srv->spare_fd = -1;
+    srv->fd = srv->wake_fd = srv->spare_fd = srv->parent_fd = -1;
     memcpy(&srv->address, address, address_len);
     srv->address_len = address_len;
     atomic_init(&srv->shutdown_requested, false);
@@ -151,34 +155,6 @@ int ss_server_new(ss_server **out, const ss_server_class *kind,
                                   (struct sockaddr *)&addr, len, handler, cfg);
 }
 
-int ss_tcp_server_new(ss_server **out, const char *address,
-                      const ss_handler_class *handler, const ss_config *cfg)
-{
-    return ss_server_new(out, &ss_tcp, &ss_sync, address, handler, cfg);
-}
-
-int ss_udp_server_new(ss_server **out, const char *address,
-                      const ss_handler_class *handler, const ss_config *cfg)
-{
-    return ss_server_new(out, &ss_udp, &ss_sync, address, handler, cfg);
-}
-
-int ss_unix_stream_server_new(ss_server **out, const char *address,
-                              const ss_handler_class *handler,
-                              const ss_config *cfg)
-{
-    return ss_server_new(out, &ss_unix_stream, &ss_sync, address, handler,
-                         cfg);
-}
-
-int ss_unix_datagram_server_new(ss_server **out, const char *address,
-                                const ss_handler_class *handler,
-                                const ss_config *cfg)
-{
-    return ss_server_new(out, &ss_unix_datagram, &ss_sync, address, handler,
-                         cfg);
-}
-
 int ss_server_bind(ss_server *srv)
 {
     if (!srv || srv->closed || srv->bound)
@@ -197,6 +173,17 @@ int ss_server_activate(ss_server *srv)
     if (rc == 0)
         srv->activated = true;
     return rc;
+}
+
+void ss__server_after_fork(ss_server *srv)
+{
+    /* An eventfd is shared across fork(): left alone, the parent's
+     * ss_shutdown() would wake this child, and this child could drain the
+     * wake-up before the parent sees it. */
+    if (srv->wake_fd >= 0)
+        close(srv->wake_fd);
+    srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    atomic_store(&srv->shutdown_requested, false);
 }
 
 void ss_server_close(ss_server *srv)
@@ -226,7 +213,10 @@ void ss_server_free(ss_server *srv)
         return;
     ss__signals_forget(srv);
     ss_server_close(srv);
-    close(srv->wake_fd);
+    if (srv->strategy->destroy)
+        srv->strategy->destroy(srv);
+    if (srv->wake_fd >= 0)
+        close(srv->wake_fd);
     pthread_cond_destroy(&srv->serving_done);
     pthread_mutex_destroy(&srv->serving_lock);
     free(srv);

@@ -120,6 +120,42 @@ struct ss_config {
     bool unlink_on_close;
     /* Where report lines go instead of stderr; NULL = stderr. */
     ss_log_fn log;
+
+    /* --- concurrency strategies --------------------------------------- */
+    /* Forking: most children at once; at the limit the loop waits for one
+     * to exit before accepting more. Default 40 (Python's). */
+    int max_children;
+    /* Forking and threading: ss_server_close() waits for running children
+     * or (non-daemon) threads. Default true (Python's). */
+    bool block_on_close;
+    /* Threading: ss_server_close() does not wait for request threads.
+     * ss_server_free() still waits, because they use the server; it is
+     * process exit that ends them, as in Python. Default false. */
+    bool daemon_threads;
+    /* Threading: most request threads at once, 0 = unbounded (Python).
+     * At the limit the loop waits for a thread to finish. */
+    int max_threads;
+    /* Threading and thread pool: stack size of each thread in bytes;
+     * 0 = the system default. */
+    size_t thread_stack_size;
+    /* Thread pool: number of workers; 0 = twice the CPU count. */
+    int pool_size;
+    /* Thread pool: accepted requests waiting for a worker; 0 = 4 ×
+     * pool_size. When full, the loop waits for room (backpressure) — or,
+     * with pool_refuse_when_full, closes the new connection at once. */
+    int pool_queue_size;
+    bool pool_refuse_when_full;
+    /* Thread pool: start all workers in ss_server_new() (false: start them
+     * as requests arrive). Default false. */
+    bool pool_eager_start;
+    /* Prefork: worker processes; 0 = the CPU count. */
+    int workers;
+    /* Prefork: how each worker runs its requests: &ss_sync (default) or
+     * &ss_threading or &ss_thread_pool. */
+    const ss_strategy *worker_strategy;
+    /* Prefork: seconds a stopping worker may take to finish its requests
+     * before it is killed. Default 10. */
+    double graceful_timeout;
     /* Your context, reachable from every request: ss_request_user(). */
     void *user;
 };
@@ -211,11 +247,36 @@ struct ss_strategy {
     void (*service_actions)(ss_server *srv);
     /* Optional: called by ss_server_close(), e.g. to wait for workers. */
     void (*server_close)(ss_server *srv);
+    /* Optional: called by ss_server_free() after server_close: wait for
+     * anything that still uses the server, then free strategy state. */
+    void (*destroy)(ss_server *srv);
+    /* Optional: replaces the serve loop (prefork runs a supervisor). It
+     * must return when ss_shutdown() is called; ss_serve_core_loop() is
+     * the default loop, for strategies that wrap it. */
+    int (*serve_forever)(ss_server *srv, double poll_interval);
 };
 
 /* Handle each request to completion before accepting the next (Python's
  * plain TCPServer). */
 SS_API extern const ss_strategy ss_sync;
+/* A child process per request (Python's ForkingMixIn): max_children,
+ * block_on_close. The child runs the handler and exits 0, or 1 after a
+ * failure (reported by handle_error in the child). Only the server's own
+ * children are ever reaped. ss_handle_request() waits 300 s by default,
+ * as Python's ForkingMixIn.timeout. */
+SS_API extern const ss_strategy ss_forking;
+/* A thread per request (Python's ThreadingMixIn): daemon_threads,
+ * block_on_close, and beyond Python max_threads and thread_stack_size.
+ * Finished threads leave no bookkeeping behind. */
+SS_API extern const ss_strategy ss_threading;
+/* pool_size long-lived worker threads fed by a bounded queue. */
+SS_API extern const ss_strategy ss_thread_pool;
+/* A supervisor process forks `workers` processes that share the listening
+ * socket and each run worker_strategy; crashed workers are replaced. */
+SS_API extern const ss_strategy ss_prefork;
+
+/* For strategy authors: the loop ss_serve_forever() runs by default. */
+SS_API int ss_serve_core_loop(ss_server *srv, double poll_interval);
 
 /* For strategy authors: run the request's handler (finish_request), report
  * a failure through handle_error, shut the request down and free it.
@@ -303,6 +364,33 @@ SS_API int ss_unix_stream_server_new(ss_server **out, const char *address,
 SS_API int ss_unix_datagram_server_new(ss_server **out, const char *address,
                                        const ss_handler_class *handler,
                                        const ss_config *cfg);
+
+/* Python's combined classes: ThreadingTCPServer, ForkingUDPServer, … */
+SS_API int ss_threading_tcp_server_new(ss_server **out, const char *address,
+                                       const ss_handler_class *handler,
+                                       const ss_config *cfg);
+SS_API int ss_threading_udp_server_new(ss_server **out, const char *address,
+                                       const ss_handler_class *handler,
+                                       const ss_config *cfg);
+SS_API int ss_threading_unix_stream_server_new(
+    ss_server **out, const char *address, const ss_handler_class *handler,
+    const ss_config *cfg);
+SS_API int ss_threading_unix_datagram_server_new(
+    ss_server **out, const char *address, const ss_handler_class *handler,
+    const ss_config *cfg);
+SS_API int ss_forking_tcp_server_new(ss_server **out, const char *address,
+                                     const ss_handler_class *handler,
+                                     const ss_config *cfg);
+SS_API int ss_forking_udp_server_new(ss_server **out, const char *address,
+                                     const ss_handler_class *handler,
+                                     const ss_config *cfg);
+SS_API int ss_forking_unix_stream_server_new(ss_server **out,
+                                             const char *address,
+                                             const ss_handler_class *handler,
+                                             const ss_config *cfg);
+SS_API int ss_forking_unix_datagram_server_new(
+    ss_server **out, const char *address, const ss_handler_class *handler,
+    const ss_config *cfg);
 
 /* Bind / listen, when bind_and_activate was false. Call once each, in that
  * order. */

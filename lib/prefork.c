@@ -1,0 +1,231 @@
+/*
+ * prefork.c — ss_prefork: a supervisor process forks `workers` processes
+ * that each run the serve loop on the shared listening socket (Apache
+ * prefork, gunicorn). Each worker runs its requests with worker_strategy
+ * (sync, threading or the thread pool).
+ *
+ * Why one shared socket rather than an SO_REUSEPORT socket per worker: the
+ * kernel hashes connections onto REUSEPORT sockets, so connections already
+ * queued on a worker that dies are reset, and a busy worker's queue cannot
+ * be drained by an idle one. A shared socket loses nothing when a worker
+ * is replaced and works for Unix sockets too; the cost is that several
+ * workers may wake for one connection, and the losers' accept() just says
+ * EAGAIN (the socket is non-blocking). With a handful of workers that is
+ * cheap.
+ *
+ * Stopping: the supervisor holds the write end of a pipe whose read end
+ * every worker polls (parent_fd in the serve loop). ss_shutdown() on the
+ * supervisor closes the write end: every worker sees end-of-file at once,
+ * finishes its requests, and exits; after graceful_timeout stragglers are
+ * killed. If the supervisor is killed outright (SIGKILL), the kernel
+ * closes the write end the same way, so no worker outlives it.
+ *
+ * A worker that exits while the supervisor is running is replaced; one
+ * that dies within a second of starting is replaced only after a second,
+ * so a worker that cannot start does not become a fork storm.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "children.h"
+
+#define RESPAWN_DELAY_NS INT64_C(1000000000)
+
+typedef struct prefork {
+    ss__children children;
+    int stop_pipe[2];
+    int pending;          /* workers to start */
+    int64_t next_spawn;   /* not before this time */
+} prefork;
+
+static int cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static const ss_strategy *worker_strategy(const ss_server *srv)
+{
+    return srv->config.worker_strategy ? srv->config.worker_strategy
+                                       : &ss_sync;
+}
+
+static int prefork_init(ss_server *srv)
+{
+    const ss_strategy *inner = worker_strategy(srv);
+    if (inner == &ss_prefork || inner->serve_forever)
+        return -EINVAL; /* a worker must run the plain loop */
+    prefork *pf = calloc(1, sizeof *pf);
+    if (!pf)
+        return -ENOMEM;
+    pf->stop_pipe[0] = pf->stop_pipe[1] = -1;
+    ss_server_set_strategy_data(srv, pf);
+    return 0;
+}
+
+/* In the worker process: become an ordinary server with the inner
+ * strategy, serve until the supervisor says stop, and leave. */
+static void run_worker(ss_server *srv, prefork *pf, double poll_interval)
+{
+    ss__children_forget_in_child(&pf->children);
+    ss__server_after_fork(srv);
+    close(pf->stop_pipe[1]);
+    srv->parent_fd = pf->stop_pipe[0];
+    srv->unlink_path = false; /* the socket file is the supervisor's */
+    srv->strategy = worker_strategy(srv);
+    ss_server_set_strategy_data(srv, NULL);
+    int rc = srv->strategy->init ? srv->strategy->init(srv) : 0;
+    if (rc == 0)
+        rc = ss_serve_core_loop(srv, poll_interval);
+    ss_server_close(srv);
+    if (srv->strategy->destroy)
+        srv->strategy->destroy(srv);
+    fflush(NULL);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+static int spawn_worker(ss_server *srv, prefork *pf, double poll_interval)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0)
+        run_worker(srv, pf, poll_interval);
+    int rc = ss__children_add(&pf->children, pid);
+    if (rc < 0) {
+        /* Untracked, it could never be replaced or stopped: end it. */
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return rc;
+}
+
+static void report_exit(ss_server *srv, const ss__child *child, int status)
+{
+    char line[160];
+    if (WIFSIGNALED(status))
+        snprintf(line, sizeof line,
+                 "sockserv: prefork worker %d killed by signal %d; "
+                 "starting another",
+                 (int)child->pid, WTERMSIG(status));
+    else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        snprintf(line, sizeof line,
+                 "sockserv: prefork worker %d exited with status %d; "
+                 "starting another",
+                 (int)child->pid, WEXITSTATUS(status));
+    else
+        return; /* a clean exit (e.g. its own SIGTERM): replace quietly */
+    ss__log(srv, line);
+}
+
+static void collect_exited_workers(ss_server *srv, prefork *pf)
+{
+    ss__child child;
+    int status;
+    while (ss__children_reap_one(&pf->children, &child, &status) > 0) {
+        report_exit(srv, &child, status);
+        pf->pending++;
+        if (ss_now_ns() - child.started_ns < RESPAWN_DELAY_NS)
+            pf->next_spawn = ss_now_ns() + RESPAWN_DELAY_NS;
+    }
+}
+
+static void spawn_pending(ss_server *srv, prefork *pf, double poll_interval)
+{
+    if (pf->pending == 0 || ss_now_ns() < pf->next_spawn)
+        return;
+    while (pf->pending > 0) {
+        int rc = spawn_worker(srv, pf, poll_interval);
+        if (rc < 0) {
+            char line[128];
+            snprintf(line, sizeof line,
+                     "sockserv: cannot start a prefork worker: %s",
+                     ss_strerror(rc));
+            ss__log(srv, line);
+            pf->next_spawn = ss_now_ns() + RESPAWN_DELAY_NS;
+            return;
+        }
+        pf->pending--;
+    }
+}
+
+static void stop_workers(ss_server *srv, prefork *pf)
+{
+    if (pf->stop_pipe[1] >= 0)
+        close(pf->stop_pipe[1]); /* every worker sees EOF */
+    pf->stop_pipe[1] = -1;
+    int64_t deadline = ss__deadline_after(srv->config.graceful_timeout);
+    if (deadline == SS_NO_DEADLINE)
+        deadline = ss_now_ns(); /* graceful_timeout 0: no grace */
+    while (pf->children.count > 0) {
+        if (ss__children_wait_any(&pf->children, -1, deadline) == -ETIMEDOUT)
+            break;
+        ss__children_reap_finished(&pf->children);
+    }
+    ss__children_signal_all(&pf->children, SIGKILL);
+    ss__children_wait_all(&pf->children);
+    if (pf->stop_pipe[0] >= 0)
+        close(pf->stop_pipe[0]);
+    pf->stop_pipe[0] = -1;
+}
+
+static int prefork_serve_forever(ss_server *srv, double poll_interval)
+{
+    prefork *pf = ss_server_strategy_data(srv);
+    if (pipe2(pf->stop_pipe, O_CLOEXEC) < 0)
+        return -errno;
+    int nworkers = srv->config.workers ? srv->config.workers : cpu_count();
+    pf->pending = nworkers;
+    pf->next_spawn = 0;
+    if (!(poll_interval > 0))
+        poll_interval = 0.5;
+
+    spawn_pending(srv, pf, poll_interval);
+    while (!atomic_load(&srv->shutdown_requested)) {
+        int64_t deadline = ss__deadline_after(poll_interval);
+        if (pf->pending > 0 && pf->next_spawn < deadline)
+            deadline = pf->next_spawn;
+        ss__children_wait_any(&pf->children, srv->wake_fd, deadline);
+        if (atomic_load(&srv->shutdown_requested))
+            break;
+        collect_exited_workers(srv, pf);
+        spawn_pending(srv, pf, poll_interval);
+        srv->kind.service_actions(srv);
+    }
+    stop_workers(srv, pf);
+    return 0;
+}
+
+/* ss_handle_request() on a prefork server: no workers are involved; the
+ * request runs in the calling process, like ss_sync. */
+static int prefork_process_request(ss_server *srv, ss_request *req)
+{
+    ss_run_request(srv, req);
+    return 0;
+}
+
+static void prefork_destroy(ss_server *srv)
+{
+    prefork *pf = ss_server_strategy_data(srv);
+    if (!pf)
+        return;
+    stop_workers(srv, pf);
+    ss__children_free(&pf->children);
+    free(pf);
+    ss_server_set_strategy_data(srv, NULL);
+}
+
+const ss_strategy ss_prefork = {
+    .name = "prefork",
+    .io = &ss_blocking_io,
+    .init = prefork_init,
+    .process_request = prefork_process_request,
+    .destroy = prefork_destroy,
+    .serve_forever = prefork_serve_forever,
+};
