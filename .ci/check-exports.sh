@@ -41,12 +41,12 @@ if [ "$count" -eq 0 ]; then
 fi
 if [ -n "$bad" ]; then
     echo "check-exports: $lib exports names outside the ss_ namespace:" >&2
-    printf '  %s\n' $bad >&2
+    printf '%s\n' "$bad" | sed 's/^/  /' >&2
     status=1
 fi
 if [ -n "$internal" ]; then
     echo "check-exports: $lib exports internal ss__ names:" >&2
-    printf '  %s\n' $internal >&2
+    printf '%s\n' "$internal" | sed 's/^/  /' >&2
     status=1
 fi
 
@@ -62,7 +62,7 @@ if [ $# -gt 0 ]; then
                        <(printf '%s\n' "$exported"))
     if [ -n "$missing" ]; then
         echo "check-exports: declared SS_API in $* but not exported by $lib:" >&2
-        printf '  %s\n' $missing >&2
+        printf '%s\n' "$missing" | sed 's/^/  /' >&2
         status=1
     fi
     ndeclared=$(printf '%s\n' "$declared" | grep -c . || true)

@@ -40,7 +40,11 @@ static const struct {
     const char *name;
     const ss_strategy *strategy;
 } modes[] = {
-    {"sync", &ss_sync},
+    {"sync", &ss_sync},           /* one request at a time */
+    {"threading", &ss_threading}, /* a thread per request */
+    {"forking", &ss_forking},     /* a child process per request */
+    {"pool", &ss_thread_pool},    /* a fixed set of worker threads */
+    {"prefork", &ss_prefork},     /* worker processes sharing the socket */
 };
 #define N_MODES (sizeof modes / sizeof modes[0])
 
@@ -63,7 +67,8 @@ static const char help[] =
     "  --udp        datagrams: UDP, or Unix datagrams with --unix\n"
     "  --unix PATH  serve on a Unix socket (@NAME: an abstract name)\n"
     "  --bind ADDR  default 127.0.0.1; \"\" = all IPv4, :: = all\n"
-    "  --mode MODE  how requests run (default sync):";
+    "  --mode MODE  how requests run (default sync):\n"
+    "               ";
 
 /* Like argparse: usage and the reason on stderr, exit status 2. */
 static void usage_error(const char *fmt, ...)
@@ -96,13 +101,14 @@ int main(int argc, char **argv)
                *port = NULL;
     const ss_strategy *strategy = NULL;
     bool udp = false;
+    char choices[128] = ""; /* "sync, threading, ..." for help and errors */
+    for (size_t m = 0; m < N_MODES; m++)
+        snprintf(choices + strlen(choices), sizeof choices - strlen(choices),
+                 "%s%s", m ? ", " : "", modes[m].name);
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("%s%s", usage, help);
-            for (size_t m = 0; m < N_MODES; m++)
-                printf(" %s", modes[m].name);
-            printf("\n");
+            printf("%s%s%s\n", usage, help, choices);
             return 0;
         } else if (!strcmp(argv[i], "--udp")) {
             udp = true;
@@ -121,13 +127,15 @@ int main(int argc, char **argv)
         if (!strcmp(mode, modes[m].name))
             strategy = modes[m].strategy;
     if (strategy == NULL)
-        usage_error("argument --mode: invalid choice: '%s'", mode);
-    char *end;
-    long port_number = strtol(port ? port : "8000", &end, 10);
-    if (end == port || *end != '\0' || port_number < 0 || port_number > 65535)
-        usage_error("argument PORT: invalid port: '%s'", port);
+        usage_error("argument --mode: invalid choice: '%s' (choose from %s)",
+                    mode, choices);
     if (unix_path && (port || bind_address))
         usage_error("argument --unix: not allowed with PORT or --bind");
+    if (port == NULL)
+        port = "8000";
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || digits > 5 || port[digits] != '\0' || atoi(port) > 65535)
+        usage_error("argument PORT: invalid port: '%s'", port);
 
     /* What the library parses: "unix:PATH", "HOST:PORT", "[IPV6]:PORT". By
      * default only this machine can connect. */
@@ -136,9 +144,9 @@ int main(int argc, char **argv)
     if (unix_path)
         snprintf(address, sizeof address, "unix:%s", unix_path);
     else if (strchr(host, ':') && host[0] != '[')
-        snprintf(address, sizeof address, "[%s]:%ld", host, port_number);
+        snprintf(address, sizeof address, "[%s]:%s", host, port);
     else
-        snprintf(address, sizeof address, "%s:%ld", host, port_number);
+        snprintf(address, sizeof address, "%s:%s", host, port);
 
     ss_config cfg;
     ss_config_init(&cfg);

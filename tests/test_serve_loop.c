@@ -1,0 +1,774 @@
+/*
+ * test_serve_loop.c — ss_serve_forever(), ss_handle_request() and the ways
+ * to stop them, with the synchronous strategy.
+ *
+ * Ported from CPython's test_socketserver (test_shutdown,
+ * test_close_immediately, test_context_manager) plus what CPython users
+ * asked for and libsockserv promises: shutdown wakes the loop at once
+ * instead of after poll_interval, is safe from a handler and from a signal
+ * handler, and ss_shutdown_wait() refuses to wait for itself.
+ *
+ * Threads are joined with pthread_timedjoin_np() so a loop that fails to
+ * stop fails its test instead of hanging the suite.
+ */
+#include "support.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Join the serving thread, giving up (and failing) after seconds. */
+static bool join_within(test_server *t, double seconds)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (time_t)seconds;
+    deadline.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    return pthread_timedjoin_np(t->thread, NULL, &deadline) == 0;
+}
+
+/* One echo round trip: proves the loop is running and, for the
+ * synchronous strategy, back waiting for the next request once the client
+ * has closed and the handler has seen EOF. */
+static void round_trip(ss_server *srv)
+{
+    int fd = test_connect(srv);
+    assert_true(fd >= 0);
+    test_expect_echo(fd, "ping\n");
+    close(fd);
+}
+
+/* A round trip where the client waits for the server's close, so the
+ * request is completely finished when this returns. */
+static void round_trip_to_eof(ss_server *srv)
+{
+    int fd = test_connect(srv);
+    assert_true(fd >= 0);
+    test_send_all(fd, "ping\n", 5);
+    shutdown(fd, SHUT_WR);
+    char buf[16];
+    size_t n = test_recv_all(fd, buf, sizeof buf);
+    assert_int_equal(n, 5);
+    assert_memory_equal(buf, "ping\n", 5);
+    close(fd);
+}
+
+static int counter_value(atomic_int *c) { return atomic_load(c); }
+
+/* ---- Shutdown ---------------------------------------------------------- */
+
+static void test_shutdown_wakes_loop_immediately_despite_long_poll_interval(
+    void **state)
+{
+    (void)state;
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_sync,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            NULL, 5.0),
+                     0);
+    round_trip_to_eof(t.srv); /* the loop is now waiting for a request */
+    double start = test_now();
+    assert_int_equal(ss_shutdown(t.srv), 0);
+    assert_true(join_within(&t, 10.0));
+    double elapsed = test_now() - start;
+    assert_int_equal(t.serve_rc, 0);
+    if (elapsed >= 1.0)
+        fail_msg("serve_forever took %.3f s to stop (poll_interval 5 s)",
+                 elapsed);
+    ss_server_free(t.srv);
+}
+
+static void test_shutdown_wait_returns_quickly_despite_long_poll_interval(
+    void **state)
+{
+    (void)state;
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_udp, &ss_sync,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            NULL, 5.0),
+                     0);
+    round_trip(t.srv);
+    double start = test_now();
+    assert_int_equal(ss_shutdown_wait(t.srv), 0);
+    double elapsed = test_now() - start;
+    if (elapsed >= 1.0)
+        fail_msg("ss_shutdown_wait took %.3f s (poll_interval 5 s)", elapsed);
+    assert_true(join_within(&t, 10.0));
+    ss_server_free(t.srv);
+}
+
+static void test_shutdown_before_serve_forever_makes_it_return_at_once(
+    void **state)
+{
+    (void)state;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, NULL),
+                     0);
+    assert_int_equal(ss_shutdown(srv), 0);
+    double start = test_now();
+    /* On this thread: if the request were lost this would never return,
+     * and ctest's timeout would report it. */
+    assert_int_equal(ss_serve_forever(srv, 5.0), 0);
+    assert_true(test_now() - start < 1.0);
+    ss_server_free(srv);
+}
+
+/* Python clears the shutdown request when serve_forever() returns, so the
+ * server can serve again. */
+static void test_serve_forever_can_run_again_after_shutdown(void **state)
+{
+    (void)state;
+    test_server t;
+    assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0",
+                                       &test_echo_handler, NULL),
+                     0);
+    round_trip(t.srv);
+    test_server_join(&t);
+    assert_int_equal(t.serve_rc, 0);
+
+    assert_int_equal(test_server_run(&t, 0.05), 0);
+    round_trip(t.srv);
+    test_server_stop(&t);
+    assert_int_equal(t.serve_rc, 0);
+}
+
+/* CPython's test_shutdown (issue #2302): shutdown right after starting the
+ * thread must always make it leave serve_forever, however the two race. */
+static void test_shutdown_race_always_stops_the_loop(void **state)
+{
+    (void)state;
+    enum { SERVERS = 20 };
+    test_server t[SERVERS];
+    for (int i = 0; i < SERVERS; i++)
+        assert_int_equal(test_server_start_with(&t[i], &ss_tcp, &ss_sync,
+                                                "127.0.0.1:0",
+                                                &test_echo_handler, NULL,
+                                                0.01),
+                         0);
+    for (int i = 0; i < SERVERS; i++)
+        assert_int_equal(ss_shutdown_wait(t[i].srv), 0);
+    for (int i = 0; i < SERVERS; i++) {
+        if (!join_within(&t[i], 10.0))
+            fail_msg("server %d did not leave serve_forever", i);
+        assert_int_equal(t[i].serve_rc, 0);
+        ss_server_free(t[i].srv);
+    }
+}
+
+/* The same race with the non-waiting ss_shutdown(), many times over. */
+static void test_shutdown_right_after_start_never_hangs(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 50; i++) {
+        test_server t;
+        assert_int_equal(test_server_start_with(&t, &ss_udp, &ss_sync,
+                                                "127.0.0.1:0",
+                                                &test_echo_handler, NULL,
+                                                5.0),
+                         0);
+        assert_int_equal(ss_shutdown(t.srv), 0);
+        if (!join_within(&t, 10.0))
+            fail_msg("round %d: serve_forever did not return", i);
+        ss_server_free(t.srv);
+    }
+}
+
+/* CPython's test_close_immediately and test_context_manager. */
+static void test_close_without_serving_releases_everything(void **state)
+{
+    (void)state;
+    int fds_before = test_count_open_fds();
+    for (int i = 0; i < 100; i++) {
+        ss_server *srv;
+        assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync,
+                                       "127.0.0.1:0", &test_echo_handler,
+                                       NULL),
+                         0);
+        assert_true(ss_server_fileno(srv) >= 0);
+        ss_server_close(srv);
+        assert_int_equal(ss_server_fileno(srv), -1);
+        ss_server_close(srv); /* idempotent */
+        assert_int_equal(ss_server_fileno(srv), -1);
+        ss_server_free(srv);
+    }
+    ss_server_free(NULL);
+    assert_int_equal(test_count_open_fds(), fds_before);
+}
+
+static void test_free_without_close_releases_everything(void **state)
+{
+    (void)state;
+    int fds_before = test_count_open_fds();
+    for (int i = 0; i < 100; i++) {
+        ss_server *srv;
+        assert_int_equal(ss_server_new(&srv, &ss_udp, &ss_sync,
+                                       "127.0.0.1:0", &test_echo_handler,
+                                       NULL),
+                         0);
+        ss_server_free(srv);
+    }
+    assert_int_equal(test_count_open_fds(), fds_before);
+}
+
+/* serve + stop + free repeatedly: the loop's own resources are released. */
+static void test_serving_and_stopping_leaks_no_descriptors(void **state)
+{
+    (void)state;
+    int fds_before = test_count_open_fds();
+    for (int i = 0; i < 20; i++) {
+        test_server t;
+        assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0",
+                                           &test_echo_handler, NULL),
+                         0);
+        round_trip(t.srv);
+        test_server_stop(&t);
+    }
+    assert_int_equal(test_count_open_fds(), fds_before);
+}
+
+static void test_serve_forever_on_closed_server_fails_cleanly(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, NULL),
+                     0);
+    ss_server_close(srv);
+    assert_true(ss_serve_forever(srv, 0.05) < 0);
+    ss_server_free(srv);
+}
+
+static void test_serve_forever_before_activate_returns_einval(void **state)
+{
+    (void)state;
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.bind_and_activate = false;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, &cfg),
+                     0);
+    assert_int_equal(ss_serve_forever(srv, 0.05), -EINVAL);
+    assert_int_equal(ss_server_bind(srv), 0);
+    assert_int_equal(ss_serve_forever(srv, 0.05), -EINVAL);
+    ss_server_free(srv);
+}
+
+static void test_second_serve_forever_returns_ebusy(void **state)
+{
+    (void)state;
+    test_server t;
+    assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0",
+                                       &test_echo_handler, NULL),
+                     0);
+    round_trip(t.srv); /* the first loop is certainly running */
+    assert_int_equal(ss_serve_forever(t.srv, 0.05), -EBUSY);
+    round_trip(t.srv); /* and was not disturbed */
+    test_server_stop(&t);
+    assert_int_equal(t.serve_rc, 0);
+}
+
+/* ---- ss_shutdown_wait -------------------------------------------------- */
+
+/* A handler that holds its request until the client closes, and says when
+ * it has started. */
+typedef struct held_request {
+    atomic_int started;
+    atomic_int finished;
+} held_request;
+
+static int hold_handle(ss_request *req)
+{
+    held_request *h = ss_request_user(req);
+    atomic_fetch_add(&h->started, 1);
+    char buf[64];
+    while (ss_read(req, buf, sizeof buf) > 0)
+        ;
+    atomic_fetch_add(&h->finished, 1);
+    return 0;
+}
+
+static const ss_handler_class hold_handler = {.handle = hold_handle};
+
+typedef struct waiter {
+    ss_server *srv;
+    pthread_t thread;
+    int rc;
+    atomic_bool returned;
+} waiter;
+
+static void *shutdown_wait_thread(void *arg)
+{
+    waiter *w = arg;
+    w->rc = ss_shutdown_wait(w->srv);
+    atomic_store(&w->returned, true);
+    return NULL;
+}
+
+static bool waiter_returned(void *arg)
+{
+    return atomic_load(&((waiter *)arg)->returned);
+}
+
+static bool handler_started(void *arg)
+{
+    return counter_value(&((held_request *)arg)->started) > 0;
+}
+
+static void test_shutdown_wait_returns_only_after_the_loop_stopped(
+    void **state)
+{
+    (void)state;
+    held_request held = {0};
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.user = &held;
+    test_server t;
+    assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0",
+                                       &hold_handler, &cfg),
+                     0);
+    int client = test_connect(t.srv);
+    assert_true(client >= 0);
+    assert_true(test_wait_for(handler_started, &held, 10.0));
+
+    /* The loop is busy in a request: shutdown_wait must wait for it. */
+    waiter w = {.srv = t.srv};
+    assert_int_equal(pthread_create(&w.thread, NULL, shutdown_wait_thread,
+                                    &w),
+                     0);
+    assert_false(test_wait_for(waiter_returned, &w, 0.3));
+    assert_int_equal(counter_value(&held.finished), 0);
+
+    close(client); /* the handler sees EOF, the loop then stops */
+    assert_true(test_wait_for(waiter_returned, &w, 10.0));
+    assert_int_equal(w.rc, 0);
+    assert_int_equal(counter_value(&held.finished), 1);
+    /* When shutdown_wait returns, serve_forever has returned or is just
+     * leaving: the thread ends promptly. */
+    assert_true(join_within(&t, 2.0));
+    assert_int_equal(t.serve_rc, 0);
+    pthread_join(w.thread, NULL);
+    ss_server_free(t.srv);
+}
+
+/* Not serving: nothing to wait for. */
+static void test_shutdown_wait_without_loop_returns(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, NULL),
+                     0);
+    waiter w = {.srv = srv};
+    assert_int_equal(pthread_create(&w.thread, NULL, shutdown_wait_thread,
+                                    &w),
+                     0);
+    bool returned = test_wait_for(waiter_returned, &w, 10.0);
+    if (!returned) {
+        /* Unblock it so the process can end: serve once, it stops at once. */
+        ss_serve_forever(srv, 0.05);
+    }
+    pthread_join(w.thread, NULL);
+    assert_true(returned);
+    assert_int_equal(w.rc, 0);
+    ss_server_free(srv);
+}
+
+/* ---- Calls from inside a handler --------------------------------------- */
+
+typedef struct inside_result {
+    atomic_int calls;
+    int rc;
+} inside_result;
+
+static int shutdown_wait_inside_handle(ss_request *req)
+{
+    inside_result *r = ss_request_user(req);
+    r->rc = ss_shutdown_wait(ss_request_server(req));
+    atomic_fetch_add(&r->calls, 1);
+    return test_echo_handler.handle(req);
+}
+
+static void test_shutdown_wait_inside_handler_returns_edeadlk(void **state)
+{
+    (void)state;
+    inside_result r = {.rc = 1};
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.user = &r;
+    const ss_handler_class h = {.handle = shutdown_wait_inside_handle};
+    test_server t;
+    assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0", &h, &cfg),
+                     0);
+    /* If shutdown_wait waited for itself, this echo would time out. */
+    round_trip(t.srv);
+    test_server_stop(&t);
+    assert_int_equal(atomic_load(&r.calls), 1);
+    assert_int_equal(r.rc, -EDEADLK);
+}
+
+static int shutdown_inside_handle(ss_request *req)
+{
+    inside_result *r = ss_request_user(req);
+    r->rc = ss_shutdown(ss_request_server(req));
+    atomic_fetch_add(&r->calls, 1);
+    return test_echo_handler.handle(req);
+}
+
+static void test_shutdown_inside_handler_stops_loop_after_that_request(
+    void **state)
+{
+    (void)state;
+    inside_result r = {.rc = 1};
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.user = &r;
+    const ss_handler_class h = {.handle = shutdown_inside_handle};
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_sync,
+                                            "127.0.0.1:0", &h, &cfg, 5.0),
+                     0);
+    /* The request that asked for shutdown is still served in full. */
+    round_trip_to_eof(t.srv);
+    assert_true(join_within(&t, 5.0));
+    assert_int_equal(t.serve_rc, 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(atomic_load(&r.calls), 1);
+    ss_server_free(t.srv);
+}
+
+/* ---- Signals ----------------------------------------------------------- */
+
+static ss_server *volatile signal_target;
+static volatile sig_atomic_t signal_count;
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ss_shutdown(signal_target);
+    signal_count++;
+    errno = saved;
+}
+
+static void test_shutdown_from_signal_handler_stops_the_loop(void **state)
+{
+    (void)state;
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_sync,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            NULL, 5.0),
+                     0);
+    signal_target = t.srv;
+    signal_count = 0;
+    struct sigaction sa = {.sa_handler = on_sigusr1}, old;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+
+    round_trip_to_eof(t.srv); /* the loop is blocked waiting */
+    /* Delivered on the serving thread itself: its wait is interrupted
+     * (EINTR) and must notice the request rather than wait 5 s more. */
+    double start = test_now();
+    assert_int_equal(pthread_kill(t.thread, SIGUSR1), 0);
+    bool stopped = join_within(&t, 10.0);
+    double elapsed = test_now() - start;
+    sigaction(SIGUSR1, &old, NULL);
+    assert_true(stopped);
+    assert_int_equal(signal_count, 1);
+    assert_int_equal(t.serve_rc, 0);
+    if (elapsed >= 1.0)
+        fail_msg("loop took %.3f s to stop after the signal", elapsed);
+    ss_server_free(t.srv);
+}
+
+/* Some other signal interrupting the serving thread is not a shutdown. */
+static void on_sigusr2(int sig)
+{
+    (void)sig;
+    signal_count++;
+}
+
+static void test_unrelated_signal_does_not_stop_the_loop(void **state)
+{
+    (void)state;
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_sync,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            NULL, 5.0),
+                     0);
+    signal_count = 0;
+    struct sigaction sa = {.sa_handler = on_sigusr2}, old;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+    round_trip_to_eof(t.srv);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(pthread_kill(t.thread, SIGUSR2), 0);
+    round_trip(t.srv); /* still serving */
+    test_server_stop(&t);
+    sigaction(SIGUSR2, &old, NULL);
+    assert_true(signal_count >= 1);
+    assert_int_equal(t.serve_rc, 0);
+}
+
+static void test_shutdown_on_signals_sigterm_stops_serve_forever(void **state)
+{
+    (void)state;
+    struct sigaction old_term, old_int;
+    sigaction(SIGTERM, NULL, &old_term);
+    sigaction(SIGINT, NULL, &old_int);
+
+    test_server t = {0};
+    assert_int_equal(ss_server_new(&t.srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, NULL),
+                     0);
+    assert_int_equal(ss_shutdown_on_signals(t.srv), 0);
+    assert_int_equal(test_server_run(&t, 5.0), 0);
+    round_trip_to_eof(t.srv);
+
+    double start = test_now();
+    assert_int_equal(kill(getpid(), SIGTERM), 0);
+    bool stopped = join_within(&t, 10.0);
+    double elapsed = test_now() - start;
+    if (!stopped) {
+        ss_shutdown(t.srv);
+        pthread_join(t.thread, NULL);
+    }
+    ss_server_free(t.srv);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    assert_true(stopped);
+    assert_int_equal(t.serve_rc, 0);
+    assert_true(elapsed < 1.0);
+}
+
+/* ---- ss_handle_request ------------------------------------------------- */
+
+static atomic_int timeouts;
+
+static void count_timeout(ss_server *srv)
+{
+    (void)srv;
+    atomic_fetch_add(&timeouts, 1);
+}
+
+static void test_handle_request_times_out_and_calls_handle_timeout_once(
+    void **state)
+{
+    (void)state;
+    ss_server_class kind = ss_tcp;
+    kind.handle_timeout = count_timeout;
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.timeout = 0.2;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &kind, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, &cfg),
+                     0);
+    atomic_store(&timeouts, 0);
+    double start = test_now();
+    assert_int_equal(ss_handle_request(srv), -ETIMEDOUT);
+    double elapsed = test_now() - start;
+    assert_int_equal(atomic_load(&timeouts), 1);
+    /* It did wait (not an instant failure), and not forever. */
+    assert_true(elapsed >= 0.15);
+    assert_true(elapsed < 5.0);
+    ss_server_free(srv);
+}
+
+static void test_handle_request_times_out_for_datagram_kinds_too(void **state)
+{
+    (void)state;
+    ss_server_class kind = ss_udp;
+    kind.handle_timeout = count_timeout;
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.timeout = 0.2;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &kind, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, &cfg),
+                     0);
+    atomic_store(&timeouts, 0);
+    assert_int_equal(ss_handle_request(srv), -ETIMEDOUT);
+    assert_int_equal(ss_handle_request(srv), -ETIMEDOUT);
+    assert_int_equal(atomic_load(&timeouts), 2);
+    ss_server_free(srv);
+}
+
+static bool readable_within(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, ms) == 1;
+}
+
+static void test_handle_request_handles_exactly_one_request(void **state)
+{
+    (void)state;
+    ss_server_class kind = ss_tcp;
+    kind.handle_timeout = count_timeout;
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.timeout = 0.3;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &kind, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, &cfg),
+                     0);
+    /* Two clients queue up complete requests before anything is handled. */
+    int a = test_connect(srv), b = test_connect(srv);
+    assert_true(a >= 0 && b >= 0);
+    test_send_all(a, "first\n", 6);
+    shutdown(a, SHUT_WR);
+    test_send_all(b, "second\n", 7);
+    shutdown(b, SHUT_WR);
+
+    int before = test_echo_request_count();
+    assert_int_equal(ss_handle_request(srv), 0);
+    assert_int_equal(test_echo_request_count() - before, 1);
+    char buf[16];
+    assert_int_equal(test_recv_all(a, buf, sizeof buf), 6);
+    assert_memory_equal(buf, "first\n", 6);
+    assert_false(readable_within(b, 200)); /* b not touched yet */
+
+    assert_int_equal(ss_handle_request(srv), 0);
+    assert_int_equal(test_echo_request_count() - before, 2);
+    assert_int_equal(test_recv_all(b, buf, sizeof buf), 7);
+    assert_memory_equal(buf, "second\n", 7);
+
+    atomic_store(&timeouts, 0);
+    assert_int_equal(ss_handle_request(srv), -ETIMEDOUT);
+    assert_int_equal(atomic_load(&timeouts), 1);
+    close(a);
+    close(b);
+    ss_server_free(srv);
+}
+
+static void test_handle_request_handles_one_datagram(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_udp, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, NULL),
+                     0);
+    int fd = test_connect(srv);
+    assert_true(fd >= 0);
+    test_send_all(fd, "one", 3);
+    test_send_all(fd, "two", 3);
+    char buf[8];
+    assert_int_equal(ss_handle_request(srv), 0);
+    test_recv_exact(fd, buf, 3);
+    assert_memory_equal(buf, "one", 3);
+    assert_false(readable_within(fd, 200));
+    assert_int_equal(ss_handle_request(srv), 0);
+    test_recv_exact(fd, buf, 3);
+    assert_memory_equal(buf, "two", 3);
+    close(fd);
+    ss_server_free(srv);
+}
+
+/* ---- service_actions --------------------------------------------------- */
+
+static atomic_int service_calls;
+
+static void count_service_actions(ss_server *srv)
+{
+    (void)srv;
+    atomic_fetch_add(&service_calls, 1);
+}
+
+static bool service_called_often(void *arg)
+{
+    return atomic_load(&service_calls) >= *(int *)arg;
+}
+
+static void test_service_actions_called_repeatedly_while_serving(void **state)
+{
+    (void)state;
+    ss_server_class kind = ss_tcp;
+    kind.service_actions = count_service_actions;
+    atomic_store(&service_calls, 0);
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &kind, &ss_sync,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            NULL, 0.01),
+                     0);
+    /* With no traffic at all, each poll interval runs it. */
+    int want = 5;
+    assert_true(test_wait_for(service_called_often, &want, 10.0));
+    /* It keeps running after requests, too. */
+    round_trip_to_eof(t.srv);
+    want = atomic_load(&service_calls) + 5;
+    assert_true(test_wait_for(service_called_often, &want, 10.0));
+    test_server_stop(&t);
+}
+
+/* Each request is followed by a loop iteration, so a busy server still
+ * runs service_actions (Python calls it after every request). */
+static void test_service_actions_runs_between_requests(void **state)
+{
+    (void)state;
+    ss_server_class kind = ss_udp;
+    kind.service_actions = count_service_actions;
+    atomic_store(&service_calls, 0);
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &kind, &ss_sync,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            NULL, 60.0),
+                     0);
+    int fd = test_connect(t.srv);
+    assert_true(fd >= 0);
+    for (int i = 0; i < 5; i++)
+        test_expect_echo(fd, "x");
+    close(fd);
+    /* With a 60 s poll interval, only requests can have driven it. */
+    int want = 5;
+    assert_true(test_wait_for(service_called_often, &want, 10.0));
+    test_server_stop(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(
+            test_shutdown_wakes_loop_immediately_despite_long_poll_interval),
+        cmocka_unit_test(
+            test_shutdown_wait_returns_quickly_despite_long_poll_interval),
+        cmocka_unit_test(
+            test_shutdown_before_serve_forever_makes_it_return_at_once),
+        cmocka_unit_test(test_serve_forever_can_run_again_after_shutdown),
+        cmocka_unit_test(test_shutdown_race_always_stops_the_loop),
+        cmocka_unit_test(test_shutdown_right_after_start_never_hangs),
+        cmocka_unit_test(test_close_without_serving_releases_everything),
+        cmocka_unit_test(test_free_without_close_releases_everything),
+        cmocka_unit_test(test_serving_and_stopping_leaks_no_descriptors),
+        cmocka_unit_test(test_serve_forever_on_closed_server_fails_cleanly),
+        cmocka_unit_test(test_serve_forever_before_activate_returns_einval),
+        cmocka_unit_test(test_second_serve_forever_returns_ebusy),
+        cmocka_unit_test(
+            test_shutdown_wait_returns_only_after_the_loop_stopped),
+        cmocka_unit_test(test_shutdown_wait_without_loop_returns),
+        cmocka_unit_test(test_shutdown_wait_inside_handler_returns_edeadlk),
+        cmocka_unit_test(
+            test_shutdown_inside_handler_stops_loop_after_that_request),
+        cmocka_unit_test(test_shutdown_from_signal_handler_stops_the_loop),
+        cmocka_unit_test(test_unrelated_signal_does_not_stop_the_loop),
+        cmocka_unit_test(test_shutdown_on_signals_sigterm_stops_serve_forever),
+        cmocka_unit_test(
+            test_handle_request_times_out_and_calls_handle_timeout_once),
+        cmocka_unit_test(test_handle_request_times_out_for_datagram_kinds_too),
+        cmocka_unit_test(test_handle_request_handles_exactly_one_request),
+        cmocka_unit_test(test_handle_request_handles_one_datagram),
+        cmocka_unit_test(test_service_actions_called_repeatedly_while_serving),
+        cmocka_unit_test(test_service_actions_runs_between_requests),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
