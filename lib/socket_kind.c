@@ -108,9 +108,11 @@ int ss__stream_get_request(ss_server *srv, ss_request *req)
         case ECONNABORTED: /* the client gave up while queued */
             return -EAGAIN;
         case EMFILE:
-        case ENFILE:
+        case ENFILE: {
+            int error = errno;
             shed_one_connection(srv);
-            return -errno;
+            return -error;
+        }
         default:
             return -errno;
         }
