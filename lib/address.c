@@ -139,7 +139,15 @@ static int parse_host(const char *host, int port, int socket_type,
         return set_ip(AF_INET, &v4, port, addr, len);
     if (inet_pton(AF_INET6, host, &v6) == 1)
         return set_ip(AF_INET6, &v6, port, addr, len);
-    /* Only plausible host names go to the resolver. */
+    /* Only plausible host names go to the resolver. A name whose last
+     * label starts with a digit is a mangled number ("127.1", "010.0.0.1",
+     * "0x7f.1"): getaddrinfo would read it by inet_aton's old rules and
+     * bind somewhere the user did not mean. No top-level domain starts
+     * with a digit, so refusing these loses no real name. */
+    const char *last_label = strrchr(host, '.');
+    last_label = last_label ? last_label + 1 : host;
+    if (*last_label >= '0' && *last_label <= '9')
+        return -EINVAL;
     for (const char *p = host; *p; p++) {
         char c = *p;
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -211,13 +219,17 @@ int ss_address_format(const struct sockaddr *addr, socklen_t len, char *buf,
 
     if (!addr || len < (socklen_t)sizeof(sa_family_t))
         return -EINVAL;
-    if (addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+    if ((addr->sa_family == AF_INET &&
+         len < (socklen_t)sizeof(struct sockaddr_in)) ||
+        (addr->sa_family == AF_INET6 &&
+         len < (socklen_t)sizeof(struct sockaddr_in6)))
+        return -EINVAL;
+    if (addr->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
         char ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
         n = snprintf(text, sizeof text, "%s:%u", ip, ntohs(in->sin_port));
-    } else if (addr->sa_family == AF_INET6 &&
-               len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+    } else if (addr->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
         char ip[INET6_ADDRSTRLEN];
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);

@@ -90,7 +90,8 @@ struct ss_request {
     void *strategy_data;         /* for strategies: per-request bookkeeping */
 };
 
-/* Largest UDP payload; datagram replies may not grow past it. */
+/* Largest UDP payload: a UDP reply may not grow past it (Unix datagram
+ * replies may, up to 16 MiB; the kernel has the last word). */
 #define SS__MAX_DATAGRAM 65507
 
 /* request.c */

@@ -45,8 +45,8 @@ static void expect_reject2(const char *text, size_t shown, int err1, int err2)
         fail_msg("ss_address_parse(\"%.*s\"%s) returned %d (%s), expected "
                  "%d%s",
                  (int)shown, text ? text : "(null)",
-                 text && strlen(text) > shown ? "..." : "", rc,
-                 ss_strerror(rc), err1, err2 ? " or another listed error" : "");
+                 text && strlen(text) > shown ? "..." : "", rc, ss_strerror(rc),
+                 err1, err2 ? " or another listed error" : "");
     if (memcmp(&addr, &pattern, sizeof addr) != 0)
         fail_msg("ss_address_parse(\"%.*s\") failed but wrote the sockaddr",
                  (int)shown, text ? text : "(null)");
@@ -203,8 +203,7 @@ static void test_parse_resolves_localhost_to_loopback(void **state)
             assert_int_equal(ntohs(in->sin_port), 8000);
             assert_int_equal(ntohl(in->sin_addr.s_addr) >> 24, 127);
         } else if (addr.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *in6 =
-                (const struct sockaddr_in6 *)&addr;
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
             assert_int_equal(len, sizeof *in6);
             assert_int_equal(ntohs(in6->sin6_port), 8000);
             assert_true(IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr));
@@ -276,10 +275,24 @@ static void test_parse_rejects_bad_ports(void **state)
 {
     (void)state;
     static const char *const ports[] = {
-        "65536", "-1", "+80", " 80", "80 ", "0x50", "", "8000a",
-        "99999", "4294967376", /* 2^32 + 80: must not wrap to 80 */
-        "18446744073709551696", "1e3", "80.0", "８０", /* full-width */
-        "\t80", "80\n", "0 80", "-0",
+        "65536",
+        "-1",
+        "+80",
+        " 80",
+        "80 ",
+        "0x50",
+        "",
+        "8000a",
+        "99999",
+        "4294967376", /* 2^32 + 80: must not wrap to 80 */
+        "18446744073709551696",
+        "1e3",
+        "80.0",
+        "８０", /* full-width */
+        "\t80",
+        "80\n",
+        "0 80",
+        "-0",
     };
     const char *const hosts[] = {"127.0.0.1:%s", "[::1]:%s", ":%s",
                                  "localhost:%s"};
@@ -313,14 +326,60 @@ static void test_parse_rejects_malformed_strings(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "", ":", "[", "]", "[]", "[::1", "[::1]", "[::1]8000", "[::1]:",
-        "[]:80", "[1.2.3.4]:80", "[localhost]:80", "[::1]]:80", "[[::1]]:80",
-        "[::1]:80:80", "[::1]:[80]", "1.2.3.4", "1.2.3.4:", "1.2.3.4:80:80",
-        "localhost", "localhost:", "unix:", "unix:@", "::::", ":::80",
-        ":::::::::80", "1:2:3:4:5:6:7:8:9", "[1:2:3:4:5:6:7:8:9]:80",
-        "1::2::3", "[1::2::3]:80", "[::1%]:80", "[%lo]:80", "[::1%%]:80",
-        "::1%", "[ ::1]:80", "[::1 ]:80", "[::1] :80", "[::1]: 80",
-        "[\xff::1]:80", "[::g]:80", "UNIX:/tmp/x.sock" /* not a host */,
+        "",
+        ":",
+        "[",
+        "]",
+        "[]",
+        "[::1",
+        "[::1]",
+        "[::1]8000",
+        "[::1]:",
+        "[]:80",
+        "[1.2.3.4]:80",
+        "[localhost]:80",
+        "[::1]]:80",
+        "[[::1]]:80",
+        "[::1]:80:80",
+        "[::1]:[80]",
+        "1.2.3.4",
+        "1.2.3.4:",
+        "1.2.3.4:80:80",
+        "localhost",
+        "localhost:",
+        "unix:",
+        "unix:@",
+        "::::",
+        ":::80",
+        ":::::::::80",
+        "1:2:3:4:5:6:7:8:9",
+        "[1:2:3:4:5:6:7:8:9]:80",
+        "1::2::3",
+        "[1::2::3]:80",
+        "[::1%]:80",
+        "[%lo]:80",
+        "[::1%%]:80",
+        "::1%",
+        "[ ::1]:80",
+        "[::1 ]:80",
+        "[::1] :80",
+        "[::1]: 80",
+        "[\xff::1]:80",
+        "[::g]:80",
+        "UNIX:/tmp/x.sock" /* not a host */,
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_reject(bad[i], -EINVAL);
+}
+
+/* getaddrinfo would read these by inet_aton's rules ("010" is octal,
+ * "127.1" is 127.0.0.1): a typo must not bind somewhere unexpected. */
+static void test_parse_refuses_inet_aton_number_forms(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "010.0.0.1:80", "127.1:80", "2130706433:80", "0x7f.1:80",
+        "127.000.000.001:80", "0x7f000001:80", "1.2.3.4.5:80",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_reject(bad[i], -EINVAL);
@@ -333,9 +392,10 @@ static void test_parse_rejects_hosts_with_spaces_or_binary(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        " 127.0.0.1:80", "127.0.0.1 :80", "127.0. 0.1:80", "local host:80",
-        "\xff\xfe:80", "h\xc3\xa9llo:80", "host\t:80", "host\n:80",
-        "127.0.0.1\x01:80", "%:80", "host%lo:80", "1.2.3.4%eth0:80",
+        " 127.0.0.1:80", "127.0.0.1 :80", "127.0. 0.1:80",
+        "local host:80", "\xff\xfe:80",   "h\xc3\xa9llo:80",
+        "host\t:80",     "host\n:80",     "127.0.0.1\x01:80",
+        "%:80",          "host%lo:80",    "1.2.3.4%eth0:80",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_reject2(bad[i], 80, -EINVAL, -EADDRNOTAVAIL);
@@ -494,8 +554,7 @@ static void expect_round_trip(const char *text)
                               sizeof buf);
     assert_true(n > 0);
     parse_ok(buf, SOCK_STREAM, &second, &second_len);
-    if (first_len != second_len ||
-        memcmp(&first, &second, first_len) != 0)
+    if (first_len != second_len || memcmp(&first, &second, first_len) != 0)
         fail_msg("\"%s\" formatted as \"%s\" does not parse back to the same "
                  "address (lengths %u, %u)",
                  text, buf, (unsigned)first_len, (unsigned)second_len);
@@ -570,8 +629,7 @@ static void test_format_truncates_and_terminates(void **state)
             char *buf = malloc(size);
             assert_non_null(buf);
             memset(buf, 'X', size);
-            int n = ss_address_format((struct sockaddr *)&addr, len, buf,
-                                      size);
+            int n = ss_address_format((struct sockaddr *)&addr, len, buf, size);
             size_t expect = size - 1 < want_len ? size - 1 : want_len;
             if (n != (int)expect || strlen(buf) != expect ||
                 memcmp(buf, full[i], expect) != 0)
@@ -637,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_format_of_kernel_style_unix_addresses),
         cmocka_unit_test(test_format_truncates_and_terminates),
         cmocka_unit_test(test_format_rejects_unknown_family),
+        cmocka_unit_test(test_parse_refuses_inet_aton_number_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

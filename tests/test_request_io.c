@@ -40,10 +40,10 @@ typedef struct io_ctx {
     char address[160];
     char report[2048]; /* what the handler saw, as text */
     size_t report_len;
-    ssize_t rc[4];     /* return values the test checks */
+    ssize_t rc[4]; /* return values the test checks */
     double elapsed[2];
     off_t offsets[3];
-    int value;         /* e.g. TCP_NODELAY as seen by the handler */
+    int value; /* e.g. TCP_NODELAY as seen by the handler */
     bool handled;
     /* Inputs for the handler. */
     const char *path;
@@ -195,16 +195,16 @@ static void fill_random(unsigned char *buf, size_t n, uint64_t seed)
 }
 
 /* Each stream test runs once per stream kind. */
-#define FOR_TCP_AND_UNIX(name)                                                \
-    static void test_##name##_over_tcp(void **state)                                 \
-    {                                                                         \
-        (void)state;                                                          \
-        name(&ss_tcp);                                                        \
-    }                                                                         \
-    static void test_##name##_over_unix(void **state)                                \
-    {                                                                         \
-        (void)state;                                                          \
-        name(&ss_unix_stream);                                                \
+#define FOR_TCP_AND_UNIX(name)                                                 \
+    static void test_##name##_over_tcp(void **state)                           \
+    {                                                                          \
+        (void)state;                                                           \
+        name(&ss_tcp);                                                         \
+    }                                                                          \
+    static void test_##name##_over_unix(void **state)                          \
+    {                                                                          \
+        (void)state;                                                           \
+        name(&ss_unix_stream);                                                 \
     }
 
 /* ---- ss_readline ----------------------------------------------------- */
@@ -224,7 +224,8 @@ static const ss_handler_class readline_three_times_handler = {
     .handle = readline_three_times,
 };
 
-static void readline_joins_lines_split_across_packets(const ss_server_class *kind)
+static void
+readline_joins_lines_split_across_packets(const ss_server_class *kind)
 {
     ctx_reset();
     test_server t;
@@ -312,7 +313,8 @@ static const ss_handler_class readline_long_line_handler = {
     .handle = readline_long_line,
 };
 
-static void readline_too_long_line_is_read_in_pieces(const ss_server_class *kind)
+static void
+readline_too_long_line_is_read_in_pieces(const ss_server_class *kind)
 {
     ctx_reset();
     test_server t;
@@ -373,7 +375,8 @@ static const ss_handler_class read_exact_handler = {
     .handle = read_exact_then_eof,
 };
 
-static void read_exact_reports_eof_when_peer_closes_early(const ss_server_class *kind)
+static void
+read_exact_reports_eof_when_peer_closes_early(const ss_server_class *kind)
 {
     ctx_reset();
     test_server t;
@@ -481,8 +484,8 @@ static void exchange(int fd, const unsigned char *out, size_t n,
         if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
             fail_msg("poll: %s", strerror(errno));
         if (sent < n && (pfd.revents & POLLOUT)) {
-            ssize_t w = send(fd, out + sent, n - sent,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            ssize_t w =
+                send(fd, out + sent, n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (w > 0)
                 sent += (size_t)w;
             else if (w < 0 && errno != EAGAIN && errno != EINTR)
@@ -520,8 +523,8 @@ static void echo_is_byte_exact(const ss_server_class *kind,
         size_t i = 0;
         while (back[i] == data[i])
             i++;
-        fail_msg("echo differs at byte %zu of %zu: sent 0x%02x, got 0x%02x",
-                 i, n, data[i], back[i]);
+        fail_msg("echo differs at byte %zu of %zu: sent 0x%02x, got 0x%02x", i,
+                 n, data[i], back[i]);
     }
     assert_int_equal(ctx.size, n);
     assert_int_equal(ctx.rc[0], 0);
@@ -570,7 +573,8 @@ static const ss_handler_class timeout_handler = {
     .timeout = 0.2,
 };
 
-static void request_timeout_makes_read_fail_with_etimedout(const ss_server_class *kind)
+static void
+request_timeout_makes_read_fail_with_etimedout(const ss_server_class *kind)
 {
     ctx_reset();
     test_server t;
@@ -598,6 +602,48 @@ static void request_timeout_makes_read_fail_with_etimedout(const ss_server_class
     ctx_destroy();
 }
 FOR_TCP_AND_UNIX(request_timeout_makes_read_fail_with_etimedout)
+
+#define NEVER_READ_SIZE ((size_t)64 << 20)
+
+static int write_with_timeout(ss_request *req)
+{
+    char *big = calloc(1, NEVER_READ_SIZE);
+    if (!big)
+        return -ENOMEM;
+    double start = test_now();
+    ctx.rc[0] = ss_write_all(req, big, NEVER_READ_SIZE);
+    ctx.elapsed[0] = test_now() - start;
+    free(big);
+    sem_post(&ctx.handler_ready);
+    return 0;
+}
+
+static const ss_handler_class write_timeout_handler = {
+    .base = &ss_stream_handler,
+    .handle = write_with_timeout,
+    .timeout = 0.3,
+};
+
+static void
+request_timeout_makes_write_fail_with_etimedout(const ss_server_class *kind)
+{
+    ctx_reset();
+    test_server t;
+    start_server(&t, kind, &write_timeout_handler);
+    int fd = connect_client(&t);
+    /* Never read: 64 MiB cannot fit in the socket buffers, so the write
+     * must give up at its deadline instead of blocking forever. */
+    bool done = sem_wait_seconds(&ctx.handler_ready, 15.0);
+    close(fd);
+    stop_server(&t);
+    assert_true(done);
+    assert_int_equal(ctx.rc[0], -ETIMEDOUT);
+    if (ctx.elapsed[0] < 0.28 || ctx.elapsed[0] > 5.0)
+        fail_msg("ss_write_all timed out after %.3f s, expected about 0.3 s",
+                 ctx.elapsed[0]);
+    ctx_destroy();
+}
+FOR_TCP_AND_UNIX(request_timeout_makes_write_fail_with_etimedout)
 
 /* ---- buffered writes ----------------------------------------------- */
 
@@ -627,7 +673,8 @@ static const ss_handler_class buffered_small_handler = {
     .wbufsize = WBUFSIZE,
 };
 
-static void buffered_writes_wait_for_flush_or_finish(const ss_server_class *kind)
+static void
+buffered_writes_wait_for_flush_or_finish(const ss_server_class *kind)
 {
     ctx_reset();
     test_server t;
@@ -692,7 +739,8 @@ static const ss_handler_class buffered_many_handler = {
     .wbufsize = WBUFSIZE,
 };
 
-static void buffered_writes_spill_when_full_and_finish_sends_rest(const ss_server_class *kind)
+static void buffered_writes_spill_when_full_and_finish_sends_rest(
+    const ss_server_class *kind)
 {
     ctx_reset();
     test_server t;
@@ -788,13 +836,18 @@ FOR_TCP_AND_UNIX(writef_formats_short_and_long_output)
 
 #define FILE_SIZE (3 * 1000 * 1000 + 7)
 
+#define HEADER "HEADER\r\n\r\n"
+
 static int sendfile_handler_fn(ss_request *req)
 {
     int fd = open(ctx.path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    /* The whole file, then a slice from the middle, then a request past
-     * the end that must come back short. */
+    /* A header first (held back by a buffered writer, which ss_sendfile
+     * must send before the file: an HTTP response's shape), then the
+     * whole file, a slice from the middle, and a request past the end
+     * that must come back short. */
+    ctx.rc[3] = ss_write_all(req, HEADER, strlen(HEADER));
     off_t offset = 0;
     ctx.rc[0] = ss_sendfile(req, fd, &offset, FILE_SIZE);
     ctx.offsets[0] = offset;
@@ -813,7 +866,14 @@ static const ss_handler_class sendfile_handler = {
     .handle = sendfile_handler_fn,
 };
 
-static void sendfile_sends_file_byte_exact_and_advances_offset(const ss_server_class *kind)
+static const ss_handler_class buffered_sendfile_handler = {
+    .base = &ss_stream_handler,
+    .handle = sendfile_handler_fn,
+    .wbufsize = WBUFSIZE,
+};
+
+static void sendfile_through(const ss_server_class *kind,
+                             const ss_handler_class *handler)
 {
     ctx_reset();
     char path[] = "/tmp/sockserv-test-sendfile-XXXXXX";
@@ -832,9 +892,10 @@ static void sendfile_sends_file_byte_exact_and_advances_offset(const ss_server_c
     ctx.path = path;
 
     test_server t;
-    start_server(&t, kind, &sendfile_handler);
+    start_server(&t, kind, handler);
     int fd = connect_client(&t);
-    size_t expect = FILE_SIZE + 5000 + 10;
+    size_t header = strlen(HEADER);
+    size_t expect = header + FILE_SIZE + 5000 + 10;
     unsigned char *got = malloc(expect + 1);
     assert_non_null(got);
     size_t n = test_recv_all(fd, got, expect + 1);
@@ -842,6 +903,7 @@ static void sendfile_sends_file_byte_exact_and_advances_offset(const ss_server_c
     stop_server(&t);
     unlink(path);
 
+    assert_int_equal(ctx.rc[3], header);
     assert_int_equal(ctx.rc[0], FILE_SIZE);
     assert_int_equal(ctx.offsets[0], FILE_SIZE);
     assert_int_equal(ctx.rc[1], 5000);
@@ -849,13 +911,28 @@ static void sendfile_sends_file_byte_exact_and_advances_offset(const ss_server_c
     assert_int_equal(ctx.rc[2], 10); /* short only at end of file */
     assert_int_equal(ctx.offsets[2], FILE_SIZE);
     assert_int_equal(n, expect);
-    assert_true(memcmp(got, data, FILE_SIZE) == 0);
-    assert_true(memcmp(got + FILE_SIZE, data + 1000, 5000) == 0);
-    assert_true(memcmp(got + FILE_SIZE + 5000, data + FILE_SIZE - 10, 10) == 0);
+    assert_memory_equal(got, HEADER, header);
+    const unsigned char *body = got + header;
+    assert_true(memcmp(body, data, FILE_SIZE) == 0);
+    assert_true(memcmp(body + FILE_SIZE, data + 1000, 5000) == 0);
+    assert_true(memcmp(body + FILE_SIZE + 5000, data + FILE_SIZE - 10, 10) ==
+                0);
     free(got);
     free(data);
     ctx_destroy();
 }
+
+static void
+sendfile_sends_file_byte_exact_and_advances_offset(const ss_server_class *kind)
+{
+    sendfile_through(kind, &sendfile_handler);
+}
+
+static void sendfile_sends_buffered_data_first(const ss_server_class *kind)
+{
+    sendfile_through(kind, &buffered_sendfile_handler);
+}
+FOR_TCP_AND_UNIX(sendfile_sends_buffered_data_first)
 FOR_TCP_AND_UNIX(sendfile_sends_file_byte_exact_and_advances_offset)
 
 /* ---- ss_write_all under a storm of signals -------------------------- */
@@ -1011,7 +1088,7 @@ static int nodelay_seen_by(const ss_handler_class *handler)
 static void test_disable_nagle_algorithm_sets_tcp_nodelay(void **state)
 {
     (void)state;
-    assert_true(nodelay_seen_by(&nodelay_handler) != 0);
+    assert_int_equal(nodelay_seen_by(&nodelay_handler), 1);
     /* The control: without the option the connection keeps Nagle, so the
      * check above is not passing by accident. */
     assert_int_equal(nodelay_seen_by(&nagle_handler), 0);
@@ -1063,7 +1140,8 @@ static const ss_handler_class write_until_error_handler = {
     .timeout = 20.0, /* a broken library fails the test, never hangs it */
 };
 
-static void write_to_vanished_client_fails_without_sigpipe(const ss_server_class *kind)
+static void
+write_to_vanished_client_fails_without_sigpipe(const ss_server_class *kind)
 {
     ctx_reset();
     /* The default SIGPIPE disposition kills the process: the library must
@@ -1099,8 +1177,8 @@ static void write_to_vanished_client_fails_without_sigpipe(const ss_server_class
 }
 FOR_TCP_AND_UNIX(write_to_vanished_client_fails_without_sigpipe)
 
-#define BOTH(name)                                                            \
-    cmocka_unit_test(test_##name##_over_tcp),                                 \
+#define BOTH(name)                                                             \
+    cmocka_unit_test(test_##name##_over_tcp),                                  \
         cmocka_unit_test(test_##name##_over_unix)
 
 int main(void)
@@ -1114,10 +1192,12 @@ int main(void)
         BOTH(read_returns_zero_at_eof),
         BOTH(binary_payloads_echo_byte_exact),
         BOTH(request_timeout_makes_read_fail_with_etimedout),
+        BOTH(request_timeout_makes_write_fail_with_etimedout),
         BOTH(buffered_writes_wait_for_flush_or_finish),
         BOTH(buffered_writes_spill_when_full_and_finish_sends_rest),
         BOTH(writef_formats_short_and_long_output),
         BOTH(sendfile_sends_file_byte_exact_and_advances_offset),
+        BOTH(sendfile_sends_buffered_data_first),
         BOTH(write_all_completes_despite_signals),
         cmocka_unit_test(test_disable_nagle_algorithm_sets_tcp_nodelay),
         cmocka_unit_test(test_disable_nagle_algorithm_is_harmless_on_unix),

@@ -500,7 +500,10 @@ SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
 SS_API ssize_t ss_readline(ss_request *req, char *buf, size_t size);
 
 /* Write up to n bytes: one send for streams (it may be partial). Returns
- * the count or a negative errno. Datagrams: appends to the reply. */
+ * the count or a negative errno. Datagrams: appends to the reply, which
+ * may hold at most 65,507 bytes for UDP (-EMSGSIZE beyond, and nothing is
+ * appended) and 16 MiB for Unix datagram sockets, where the kernel's
+ * buffer size may refuse a smaller reply when it is sent. */
 SS_API ssize_t ss_write(ss_request *req, const void *buf, size_t n);
 /* Write all n bytes, completing partial writes and retrying after
  * signals. Returns n or a negative errno (then an unknown prefix was
@@ -528,7 +531,9 @@ SS_API ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset,
  *   ":8000"            all IPv4 interfaces (Python's host "")
  *   "::1", "::"        a bare IPv6 literal: port 0 (brackets give a port)
  *   "unix:/path"       Unix socket file   "unix:@name"  Linux abstract name
- * Ports are 0–65535 in decimal. socket_type (SOCK_STREAM/SOCK_DGRAM) only
+ * Ports are 0–65535 in decimal. Numbers in inet_aton's old forms
+ * ("127.1", "010.0.0.1", "0x7f.0.0.1") are refused, not guessed at.
+ * socket_type (SOCK_STREAM/SOCK_DGRAM) only
  * guides name lookup. Returns 0; -EINVAL for a malformed string or port;
  * -ENAMETOOLONG for a Unix path that does not fit; -EADDRNOTAVAIL when a
  * host name does not resolve. Never touches addr on failure. */
@@ -536,7 +541,8 @@ SS_API int ss_address_parse(const char *text, int socket_type,
                             struct sockaddr_storage *addr, socklen_t *len);
 
 /* Format an address the way ss_address_parse reads it. Returns the length
- * written (truncated to fit, NUL-terminated), or -EAFNOSUPPORT. */
+ * written (truncated to fit, NUL-terminated), -EAFNOSUPPORT for a family
+ * other than IPv4, IPv6 and Unix, or -EINVAL for a NULL or short address. */
 SS_API int ss_address_format(const struct sockaddr *addr, socklen_t len,
                              char *buf, size_t size);
 
