@@ -51,10 +51,20 @@ int ss__poll_timeout_ms(int64_t deadline)
 static int blocking_wait(ss_request *req, int fd, short events,
                          int64_t deadline)
 {
-    (void)req;
-    struct pollfd pfd = {.fd = fd, .events = events};
+    /* Also watch the server's cancel eventfd, which ss_shutdown() makes
+     * readable — except while the request is using its shutdown grace to
+     * send an answer (then only its deadline ends the wait). */
+    bool cancellable = !req->in_grace;
+    const ss_server *srv = req->server;
+    struct pollfd pfd[3] = {
+        {.fd = fd, .events = events},
+        {.fd = cancellable ? srv->cancel_fd : -1, .events = POLLIN},
+        {.fd = cancellable ? srv->parent_cancel_fd : -1, .events = POLLIN},
+    };
     for (;;) {
-        int rc = poll(&pfd, 1, ss__poll_timeout_ms(deadline));
+        int rc = poll(pfd, 3, ss__poll_timeout_ms(deadline));
+        if (rc > 0 && pfd[0].revents == 0)
+            return -ECANCELED;
         if (rc > 0)
             return 0; /* ready, or an error the next call will report */
         if (rc == 0)

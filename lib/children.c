@@ -115,12 +115,16 @@ int ss__children_wait_any(ss__children *c, int extra_fd, int64_t deadline)
             rc = -errno;
             break;
         }
-        if (rc > 0 || !all_pidfds || c->count == 0) {
+        if (rc > 0) {
             rc = extra_fd >= 0 && fds[c->count].revents ? 1 : 0;
             break;
         }
         if (deadline != SS_NO_DEADLINE && ss_now_ns() >= deadline) {
             rc = -ETIMEDOUT;
+            break;
+        }
+        if (!all_pidfds || c->count == 0) {
+            rc = 0; /* no pidfd to wait on: let the caller check waitpid */
             break;
         }
     }

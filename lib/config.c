@@ -3,10 +3,17 @@
  * has one (see the field comments in sockserv.h for where we differ).
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 #define SS__DEFAULT_MAX_PACKET_SIZE 8192
+
+int ss__cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
 
 void ss_config_init(ss_config *cfg)
 {
@@ -23,4 +30,5 @@ void ss_config_init(ss_config *cfg)
     cfg->block_on_close = true;
     cfg->daemon_threads = false;
     cfg->graceful_timeout = 10;
+    cfg->shutdown_grace = 5;
 }

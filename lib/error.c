@@ -6,6 +6,7 @@
  * keeps ss_strerror() thread-safe without a buffer from the caller.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -16,6 +17,8 @@ const char *ss_strerror(int error)
         return "End of stream before the expected data";
     if (error == 0)
         return "Success";
+    if (error == INT_MIN)
+        return "Unknown error";
     if (error < 0)
         error = -error;
     const char *text = strerrordesc_np(error);

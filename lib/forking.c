@@ -42,7 +42,13 @@ static int forking_process_request(ss_server *srv, ss_request *req)
     ss__children *children = ss_server_strategy_data(srv);
     ss__children_reap_finished(children);
     while (children->count >= srv->config.max_children) {
-        ss__children_wait_any(children, -1, SS_NO_DEADLINE);
+        /* Also wake for ss_shutdown(): it must not wait for a child. */
+        if (ss__children_wait_any(children, srv->wake_fd, SS_NO_DEADLINE) ==
+            1) {
+            if (atomic_load(&srv->shutdown_requested))
+                return -ESHUTDOWN; /* the request is closed unanswered */
+            ss__drain_wake_fd(srv); /* stale wake-up of an earlier run */
+        }
         ss__children_reap_finished(children);
     }
 
@@ -53,6 +59,7 @@ static int forking_process_request(ss_server *srv, ss_request *req)
     if (pid == 0) {
         ss__children_forget_in_child(children);
         ss__server_after_fork(srv);
+        ss__signals_reset_in_child();
         /* A datagram request answers through the server socket; only a
          * stream child can let go of the listening socket. */
         if (!req->is_datagram && srv->fd >= 0) {

@@ -42,6 +42,9 @@ struct ss_server {
     int fd;                      /* listening / datagram socket, -1 closed */
     int wake_fd;                 /* eventfd written by ss_shutdown() */
     int spare_fd;                /* reserved for EMFILE, see socket_kind.c */
+    int deferred_fd;             /* datagram socket still used by requests
+                                    after close; closed by ss_server_free */
+    atomic_int requests_alive;   /* ss_request objects not yet freed */
     int parent_fd;               /* prefork worker: readable = stop */
     struct sockaddr_storage address; /* requested, then the bound one */
     socklen_t address_len;
@@ -51,6 +54,15 @@ struct ss_server {
     bool unlink_path;            /* we created a Unix socket file */
 
     atomic_bool shutdown_requested;
+    /* Set by ss_shutdown() until the next ss_serve_forever(): requests in
+     * flight stop waiting for input (cancel_fd turns readable) and get
+     * config.shutdown_grace seconds from shutdown_at to send answers. */
+    atomic_bool stopping;
+    _Atomic int64_t shutdown_at;
+    int cancel_fd;
+    /* In a forked child or prefork worker: the parent's cancel_fd, so the
+     * parent's shutdown reaches requests running here too. -1 otherwise. */
+    int parent_cancel_fd;
     /* ss_shutdown_wait() support: who is serving, and a condition to wait
      * on until they stop. */
     pthread_mutex_t serving_lock;
@@ -88,11 +100,15 @@ struct ss_request {
     size_t wlen;
 
     void *strategy_data;         /* for strategies: per-request bookkeeping */
+    bool in_grace;               /* waiting to send during shutdown_grace */
 };
 
 /* Largest UDP payload: a UDP reply may not grow past it (Unix datagram
  * replies may, up to 16 MiB; the kernel has the last word). */
 #define SS__MAX_DATAGRAM 65507
+
+/* config.c: online CPUs, at least 1 (pool and prefork defaults). */
+int ss__cpu_count(void);
 
 /* request.c */
 int ss__request_new(ss_server *srv, ss_request **out);
@@ -122,16 +138,27 @@ void ss__default_service_actions(ss_server *srv);
 /* request.c: ss_run_request that also says whether the request failed
  * (the forking child's exit status). */
 int ss__run_request(ss_server *srv, ss_request *req);
+/* True on a thread that is running a request of srv right now. */
+bool ss__running_request_of(const ss_server *srv);
 
 /* server.c: in a child just forked, give it its own wake-up eventfd. */
 void ss__server_after_fork(ss_server *srv);
 
 /* serve_loop.c */
+void ss__drain_wake_fd(ss_server *srv);
+/* Wait on cond (its mutex held) until signalled or shutdown is asked for;
+ * returns false when shutdown interrupted the wait. For strategies'
+ * backpressure waits, which must not delay a shutdown. */
+bool ss__cond_wait_unless_shutdown(ss_server *srv, pthread_cond_t *cond,
+                                   pthread_mutex_t *lock);
 /* Accept/receive one request and dispatch it; -EAGAIN if none waited. */
 int ss__handle_request_noblock(ss_server *srv);
 
 /* signals.c */
 void ss__signals_forget(ss_server *srv);
+/* In a forking child: SIGINT/SIGTERM get the program's own dispositions
+ * back, so a child dies of them as a Python ForkingMixIn child does. */
+void ss__signals_reset_in_child(void);
 
 /* Deadline helpers (request_io.c, blocking_io.c, serve_loop.c). */
 int64_t ss__deadline_after(double seconds);

@@ -15,10 +15,12 @@
  *
  * Stopping: the supervisor holds the write end of a pipe whose read end
  * every worker polls (parent_fd in the serve loop). ss_shutdown() on the
- * supervisor closes the write end: every worker sees end-of-file at once,
- * finishes its requests, and exits; after graceful_timeout stragglers are
- * killed. If the supervisor is killed outright (SIGKILL), the kernel
- * closes the write end the same way, so no worker outlives it.
+ * supervisor writes a byte to it: every worker sees it at once, finishes
+ * its requests, and exits; after graceful_timeout stragglers are killed.
+ * The supervisor's shutdown also reaches requests waiting inside the
+ * workers, through the inherited cancel descriptor (see request_io.c).
+ * If the supervisor is killed outright (SIGKILL), each worker gets SIGTERM
+ * (PR_SET_PDEATHSIG), so no worker outlives it.
  *
  * A worker that exits while the supervisor is running is replaced; one
  * that dies within a second of starting is replaced only after a second,
@@ -29,6 +31,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,12 +45,6 @@ typedef struct prefork {
     int pending;          /* workers to start */
     int64_t next_spawn;   /* not before this time */
 } prefork;
-
-static int cpu_count(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
 
 static const ss_strategy *worker_strategy(const ss_server *srv)
 {
@@ -70,8 +67,15 @@ static int prefork_init(ss_server *srv)
 
 /* In the worker process: become an ordinary server with the inner
  * strategy, serve until the supervisor says stop, and leave. */
-static void run_worker(ss_server *srv, prefork *pf, double poll_interval)
+static void run_worker(ss_server *srv, prefork *pf, double poll_interval,
+                       pid_t supervisor)
 {
+    /* If the supervisor dies, SIGTERM: a program that registered
+     * ss_shutdown_on_signals() stops gracefully, any other is ended. The
+     * check after it closes the race with a supervisor already gone. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != supervisor)
+        _exit(0);
     ss__children_forget_in_child(&pf->children);
     ss__server_after_fork(srv);
     close(pf->stop_pipe[1]);
@@ -81,7 +85,7 @@ static void run_worker(ss_server *srv, prefork *pf, double poll_interval)
     ss_server_set_strategy_data(srv, NULL);
     int rc = srv->strategy->init ? srv->strategy->init(srv) : 0;
     if (rc == 0)
-        rc = ss_serve_core_loop(srv, poll_interval);
+        rc = ss_serve_forever(srv, poll_interval); /* the plain loop */
     ss_server_close(srv);
     if (srv->strategy->destroy)
         srv->strategy->destroy(srv);
@@ -91,12 +95,13 @@ static void run_worker(ss_server *srv, prefork *pf, double poll_interval)
 
 static int spawn_worker(ss_server *srv, prefork *pf, double poll_interval)
 {
+    pid_t supervisor = getpid();
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
         return -errno;
     if (pid == 0)
-        run_worker(srv, pf, poll_interval);
+        run_worker(srv, pf, poll_interval, supervisor);
     int rc = ss__children_add(&pf->children, pid);
     if (rc < 0) {
         /* Untracked, it could never be replaced or stopped: end it. */
@@ -157,8 +162,14 @@ static void spawn_pending(ss_server *srv, prefork *pf, double poll_interval)
 
 static void stop_workers(ss_server *srv, prefork *pf)
 {
-    if (pf->stop_pipe[1] >= 0)
-        close(pf->stop_pipe[1]); /* every worker sees EOF */
+    /* A byte makes the pipe readable for every worker. Closing alone is
+     * not enough: any process forked meanwhile (another server's workers,
+     * the program's own children) also holds the write end. */
+    if (pf->stop_pipe[1] >= 0) {
+        ssize_t ignored = write(pf->stop_pipe[1], "", 1);
+        (void)ignored;
+        close(pf->stop_pipe[1]);
+    }
     pf->stop_pipe[1] = -1;
     int64_t deadline = ss__deadline_after(srv->config.graceful_timeout);
     if (deadline == SS_NO_DEADLINE)
@@ -180,7 +191,7 @@ static int prefork_serve_forever(ss_server *srv, double poll_interval)
     prefork *pf = ss_server_strategy_data(srv);
     if (pipe2(pf->stop_pipe, O_CLOEXEC) < 0)
         return -errno;
-    int nworkers = srv->config.workers ? srv->config.workers : cpu_count();
+    int nworkers = srv->config.workers ? srv->config.workers : ss__cpu_count();
     pf->pending = nworkers;
     pf->next_spawn = 0;
     if (!(poll_interval > 0))

@@ -30,6 +30,7 @@ int ss__request_new(ss_server *srv, ss_request **out)
     ss_request *req = calloc(1, head + state + rbuf_size);
     if (!req)
         return -ENOMEM;
+    atomic_fetch_add(&srv->requests_alive, 1);
     req->server = srv;
     req->fd = -1;
     req->is_datagram = datagram;
@@ -46,6 +47,7 @@ void ss__request_free(ss_request *req)
 {
     if (!req)
         return;
+    atomic_fetch_sub(&req->server->requests_alive, 1);
     free(req->wbuf);
     free(req);
 }
@@ -68,10 +70,25 @@ int ss__default_finish_request(ss_server *srv, ss_request *req)
     return rc;
 }
 
+/* The server whose request this thread is running, if any: lets
+ * ss_server_close() refuse to pull the server out from under its own
+ * handler. */
+static _Thread_local ss_server *running_for;
+
+bool ss__running_request_of(const ss_server *srv)
+{
+    return running_for == srv;
+}
+
 int ss__run_request(ss_server *srv, ss_request *req)
 {
+    ss_server *outer = running_for;
+    running_for = srv;
     int rc = srv->kind.finish_request(srv, req);
-    if (rc != 0)
+    running_for = outer;
+    /* A request cut short by shutdown is not an error worth a report. */
+    bool cancelled = rc == -ECANCELED && atomic_load(&srv->stopping);
+    if (rc != 0 && !cancelled)
         srv->kind.handle_error(srv, req, rc);
     srv->kind.shutdown_request(srv, req);
     ss__request_free(req);

@@ -28,6 +28,35 @@
 
 /* ---- raw socket calls with waiting -------------------------------- */
 
+/* Wait through the strategy's io class, applying the shutdown policy:
+ * once the server is stopping, no more waiting for input, and waiting to
+ * send only until shutdown_grace has passed. */
+static int wait_io(ss_request *req, short events, int64_t deadline)
+{
+    ss_server *srv = req->server;
+    if (!atomic_load(&srv->stopping)) {
+        int rc = req->io->wait(req, req->fd, events, deadline);
+        if (rc != -ECANCELED)
+            return rc;
+        /* The parent process's server stopped (a forked child or prefork
+         * worker learns it only through the inherited cancel descriptor):
+         * from now on this process follows the shutdown policy too. */
+        if (!atomic_exchange(&srv->stopping, true))
+            atomic_store(&srv->shutdown_at, ss_now_ns());
+    }
+    if (events & POLLIN)
+        return -ECANCELED;
+    int64_t grace_end = atomic_load(&srv->shutdown_at) +
+                        (int64_t)(srv->config.shutdown_grace * 1e9);
+    bool grace_binds = deadline == SS_NO_DEADLINE || grace_end < deadline;
+    if (grace_binds)
+        deadline = grace_end;
+    req->in_grace = true;
+    int rc = req->io->wait(req, req->fd, events, deadline);
+    req->in_grace = false;
+    return rc == -ETIMEDOUT && grace_binds ? -ECANCELED : rc;
+}
+
 static ssize_t stream_recv(ss_request *req, void *buf, size_t n,
                            int64_t deadline)
 {
@@ -42,7 +71,7 @@ static ssize_t stream_recv(ss_request *req, void *buf, size_t n,
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int rc = req->io->wait(req, req->fd, POLLIN, deadline);
+        int rc = wait_io(req, POLLIN, deadline);
         if (rc < 0)
             return rc;
     }
@@ -59,7 +88,7 @@ static ssize_t stream_send(ss_request *req, const void *buf, size_t n,
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int rc = req->io->wait(req, req->fd, POLLOUT, deadline);
+        int rc = wait_io(req, POLLOUT, deadline);
         if (rc < 0)
             return rc;
     }
@@ -168,8 +197,12 @@ ssize_t ss_readline(ss_request *req, char *buf, size_t size)
         if (newline)
             break;
         if (out == limit) {
+            /* Full. It is still a whole line if the stream ends here. */
+            ssize_t more = buffered(req) ? 1 : fill(req, deadline);
+            if (more == 0)
+                break;
             buf[out] = '\0';
-            return -EMSGSIZE;
+            return more < 0 ? more : -EMSGSIZE;
         }
         ssize_t got = fill(req, deadline);
         if (got < 0)
@@ -218,15 +251,25 @@ static ssize_t append_reply(ss_request *req, const void *buf, size_t n)
     return (ssize_t)n;
 }
 
+/* Send the write buffer. On failure the part already sent is removed, so
+ * a later flush (ours after finish, or the handler's) never sends a byte
+ * twice. */
 static int flush_stream(ss_request *req, int64_t deadline)
 {
-    if (req->wlen == 0)
-        return 0;
-    ssize_t rc = stream_send_all(req, req->wbuf, req->wlen, deadline);
-    if (rc < 0)
-        return (int)rc;
-    req->wlen = 0;
-    return 0;
+    size_t sent = 0;
+    int rc = 0;
+    while (sent < req->wlen) {
+        ssize_t n = stream_send(req, req->wbuf + sent, req->wlen - sent,
+                                deadline);
+        if (n < 0) {
+            rc = (int)n;
+            break;
+        }
+        sent += (size_t)n;
+    }
+    memmove(req->wbuf, req->wbuf + sent, req->wlen - sent);
+    req->wlen -= sent;
+    return rc;
 }
 
 /* A buffered stream write: fill the buffer, spill it when full, and send
@@ -356,7 +399,7 @@ ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count)
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN) {
-            rc = req->io->wait(req, req->fd, POLLOUT, deadline);
+            rc = wait_io(req, POLLOUT, deadline);
             if (rc < 0)
                 return rc;
             continue;
@@ -388,7 +431,7 @@ static int send_reply(ss_request *req)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int rc = req->io->wait(req, req->fd, POLLOUT, deadline);
+        int rc = wait_io(req, POLLOUT, deadline);
         if (rc < 0)
             return rc;
     }

@@ -17,17 +17,36 @@
 #include <math.h>
 #include <poll.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 #define DEFAULT_POLL_INTERVAL 0.5
 
-static void drain_wake_fd(ss_server *srv)
+void ss__drain_wake_fd(ss_server *srv)
 {
     uint64_t count;
     while (read(srv->wake_fd, &count, sizeof count) > 0)
         ;
+}
+
+bool ss__cond_wait_unless_shutdown(ss_server *srv, pthread_cond_t *cond,
+                                   pthread_mutex_t *lock)
+{
+    /* ss_shutdown() cannot signal a condition variable (that is not
+     * async-signal-safe), so look at its flag every few milliseconds. */
+    if (atomic_load(&srv->shutdown_requested))
+        return false;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 20 * 1000 * 1000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(cond, lock, &until);
+    return !atomic_load(&srv->shutdown_requested);
 }
 
 static void run_service_actions(ss_server *srv)
@@ -56,7 +75,10 @@ int ss__handle_request_noblock(ss_server *srv)
      * (no thread, no fork), in which case it is reported and dropped. */
     rc = srv->strategy->process_request(srv, req);
     if (rc < 0) {
-        srv->kind.handle_error(srv, req, rc);
+        /* -ESHUTDOWN: refused because the server is stopping, which is
+         * no error worth a report. */
+        if (rc != -ESHUTDOWN)
+            srv->kind.handle_error(srv, req, rc);
         ss_drop_request(srv, req);
     }
     return 0;
@@ -79,6 +101,14 @@ static int begin_serving(ss_server *srv)
     } else {
         srv->serving = true;
         srv->serving_thread = pthread_self();
+        /* A new run: requests may wait for input again — unless a
+         * shutdown is already pending, which ends this run at once. */
+        if (!atomic_load(&srv->shutdown_requested)) {
+            atomic_store(&srv->stopping, false);
+            uint64_t count;
+            while (read(srv->cancel_fd, &count, sizeof count) > 0)
+                ;
+        }
     }
     pthread_mutex_unlock(&srv->serving_lock);
     return rc;
@@ -87,7 +117,7 @@ static int begin_serving(ss_server *srv)
 static void end_serving(ss_server *srv)
 {
     atomic_store(&srv->shutdown_requested, false);
-    drain_wake_fd(srv);
+    ss__drain_wake_fd(srv);
     pthread_mutex_lock(&srv->serving_lock);
     srv->serving = false;
     pthread_cond_broadcast(&srv->serving_done);
@@ -112,11 +142,11 @@ int ss_serve_core_loop(ss_server *srv, double poll_interval)
             break;
         }
         if (ready > 0 && fds[2].revents)
-            atomic_store(&srv->shutdown_requested, true);
+            ss_shutdown(srv); /* the prefork supervisor stopped or died */
         if (atomic_load(&srv->shutdown_requested))
             break;
         if (ready > 0 && (fds[1].revents & POLLIN))
-            drain_wake_fd(srv); /* a stale wake-up from an earlier run */
+            ss__drain_wake_fd(srv); /* a stale wake-up from an earlier run */
         if (ready > 0 && (fds[0].revents & POLLNVAL)) {
             rc = -EBADF; /* someone closed our socket under us */
             break;
@@ -174,11 +204,15 @@ int ss_shutdown(ss_server *srv)
 {
     if (!srv)
         return -EINVAL;
-    /* Only async-signal-safe steps: a lock-free atomic and a write(). */
+    /* Only async-signal-safe steps: lock-free atomics, clock_gettime()
+     * and write(). */
     int saved_errno = errno;
-    atomic_store(&srv->shutdown_requested, true);
+    if (!atomic_exchange(&srv->stopping, true))
+        atomic_store(&srv->shutdown_at, ss_now_ns());
     uint64_t one = 1;
-    ssize_t ignored = write(srv->wake_fd, &one, sizeof one);
+    ssize_t ignored = write(srv->cancel_fd, &one, sizeof one);
+    atomic_store(&srv->shutdown_requested, true);
+    ignored = write(srv->wake_fd, &one, sizeof one);
     (void)ignored; /* EAGAIN: the counter is already non-zero */
     errno = saved_errno;
     return 0;

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -75,9 +76,13 @@ int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
     srv->kind = *kind;
     srv->strategy = strategy;
     srv->fd = srv->wake_fd = srv->spare_fd = srv->parent_fd = -1;
+    srv->cancel_fd = srv->parent_cancel_fd = srv->deferred_fd = -1;
+    atomic_init(&srv->requests_alive, 0);
     memcpy(&srv->address, address, address_len);
     srv->address_len = address_len;
     atomic_init(&srv->shutdown_requested, false);
+    atomic_init(&srv->stopping, false);
+    atomic_init(&srv->shutdown_at, 0);
     if (cfg)
         srv->config = *cfg;
     else
@@ -100,9 +105,10 @@ int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
         goto fail_mutex;
     }
     srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (srv->wake_fd < 0) {
+    srv->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (srv->wake_fd < 0 || srv->cancel_fd < 0) {
         rc = -errno;
-        goto fail_cond;
+        goto fail_wake;
     }
     rc = ss__socket_open(srv);
     if (rc < 0)
@@ -127,8 +133,12 @@ int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
 fail_socket:
     close(srv->fd);
 fail_wake:
-    close(srv->wake_fd);
-fail_cond:
+    if (srv->wake_fd >= 0)
+        close(srv->wake_fd);
+    if (srv->cancel_fd >= 0)
+        close(srv->cancel_fd);
+    if (srv->parent_cancel_fd >= 0)
+        close(srv->parent_cancel_fd);
     pthread_cond_destroy(&srv->serving_done);
 fail_mutex:
     pthread_mutex_destroy(&srv->serving_lock);
@@ -178,29 +188,66 @@ int ss_server_activate(ss_server *srv)
 void ss__server_after_fork(ss_server *srv)
 {
     /* An eventfd is shared across fork(): left alone, the parent's
-     * ss_shutdown() would wake this child, and this child could drain the
-     * wake-up before the parent sees it. */
+     * ss_shutdown() would wake this child's loop, and this child could
+     * drain the wake-up before the parent sees it. The parent's cancel_fd
+     * is kept, read-only, so the parent's shutdown still cancels idle
+     * waits here; this process's own shutdown gets a descriptor of its own
+     * and cancels nothing in its siblings. */
     if (srv->wake_fd >= 0)
         close(srv->wake_fd);
+    if (srv->parent_cancel_fd >= 0)
+        close(srv->parent_cancel_fd);
+    srv->parent_cancel_fd = srv->cancel_fd;
     srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    srv->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     atomic_store(&srv->shutdown_requested, false);
+    atomic_store(&srv->stopping, false);
+    /* Nobody in this process is serving yet, and the lock may have been
+     * held by another thread of the parent at fork time. */
+    pthread_mutex_init(&srv->serving_lock, NULL);
+    pthread_cond_init(&srv->serving_done, NULL);
+    srv->serving = false;
+}
+
+/* Closing or freeing a server from inside one of its own handlers would
+ * wait for that handler (deadlock) or free memory it is using. */
+static bool refuse_from_handler(ss_server *srv, const char *what)
+{
+    if (!ss__running_request_of(srv))
+        return false;
+    char line[160];
+    snprintf(line, sizeof line,
+             "sockserv: %s called from a handler of the same server; "
+             "ignored (call ss_shutdown() there instead)",
+             what);
+    ss__log(srv, line);
+    return true;
 }
 
 void ss_server_close(ss_server *srv)
 {
-    if (!srv || srv->closed)
+    if (!srv || srv->closed || refuse_from_handler(srv, "ss_server_close"))
         return;
     srv->closed = true;
     /* Stop taking requests first, then let the strategy wait for the
-     * ones in flight — Python's order. */
-    if (srv->fd >= 0)
+     * ones in flight — Python's order. A datagram socket is different: it
+     * is also how requests in flight send their replies, so it closes
+     * after them (and, if some are still running, in ss_server_free). */
+    bool datagram = srv->kind.socket_type == SOCK_DGRAM;
+    if (srv->fd >= 0 && !datagram)
         close(srv->fd);
-    srv->fd = -1;
     if (srv->spare_fd >= 0)
         close(srv->spare_fd);
     srv->spare_fd = -1;
     if (srv->strategy->server_close)
         srv->strategy->server_close(srv);
+    if (srv->fd >= 0 && datagram) {
+        if (atomic_load(&srv->requests_alive) == 0)
+            close(srv->fd);
+        else
+            srv->deferred_fd = srv->fd;
+    }
+    srv->fd = -1;
     if (srv->unlink_path && srv->config.unlink_on_close) {
         const struct sockaddr_un *un = (const struct sockaddr_un *)&srv->address;
         unlink(un->sun_path);
@@ -209,14 +256,18 @@ void ss_server_close(ss_server *srv)
 
 void ss_server_free(ss_server *srv)
 {
-    if (!srv)
+    if (!srv || refuse_from_handler(srv, "ss_server_free"))
         return;
     ss__signals_forget(srv);
     ss_server_close(srv);
     if (srv->strategy->destroy)
         srv->strategy->destroy(srv);
+    if (srv->deferred_fd >= 0)
+        close(srv->deferred_fd);
     if (srv->wake_fd >= 0)
         close(srv->wake_fd);
+    if (srv->cancel_fd >= 0)
+        close(srv->cancel_fd);
     pthread_cond_destroy(&srv->serving_done);
     pthread_mutex_destroy(&srv->serving_lock);
     free(srv);

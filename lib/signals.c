@@ -90,6 +90,18 @@ out:
     return rc;
 }
 
+void ss__signals_reset_in_child(void)
+{
+    /* Only the forking thread exists in the child, and the lock may have
+     * been held by another thread at fork time: start it afresh. */
+    pthread_mutex_init(&table_lock, NULL);
+    if (registered_count > 0)
+        restore();
+    registered_count = 0;
+    for (int i = 0; i < MAX_SERVERS; i++)
+        atomic_store(&registered[i], NULL);
+}
+
 void ss__signals_forget(ss_server *srv)
 {
     pthread_mutex_lock(&table_lock);

@@ -33,12 +33,6 @@ typedef struct pool {
     bool stopping;
 } pool;
 
-static int cpu_count(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 static void *worker_main(void *arg)
 {
     ss_server *srv = arg;
@@ -107,7 +101,7 @@ static int pool_init(ss_server *srv)
     pool *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
-    p->size = srv->config.pool_size ? srv->config.pool_size : 2 * cpu_count();
+    p->size = srv->config.pool_size ? srv->config.pool_size : 2 * ss__cpu_count();
     p->capacity = srv->config.pool_queue_size ? srv->config.pool_queue_size
                                               : 4 * p->size;
     p->queue = calloc((size_t)p->capacity, sizeof *p->queue);
@@ -144,7 +138,9 @@ static int pool_process_request(ss_server *srv, ss_request *req)
         pthread_mutex_unlock(&p->lock);
         return -ESHUTDOWN;
     }
-    if (p->idle == 0 && p->started < p->size) {
+    /* Start a worker unless an idle one is there for this request (idle
+     * counts workers not yet woken for requests already queued, too). */
+    if (p->count >= p->idle && p->started < p->size) {
         int rc = start_worker(srv, p);
         if (rc < 0 && p->started == 0) {
             pthread_mutex_unlock(&p->lock);
@@ -157,7 +153,11 @@ static int pool_process_request(ss_server *srv, ss_request *req)
             ss_drop_request(srv, req);
             return 0;
         }
-        pthread_cond_wait(&p->not_full, &p->lock);
+        if (!ss__cond_wait_unless_shutdown(srv, &p->not_full, &p->lock) ||
+            p->stopping) {
+            pthread_mutex_unlock(&p->lock);
+            return -ESHUTDOWN;
+        }
     }
     p->queue[(p->head + p->count) % p->capacity] = req;
     p->count++;

@@ -56,8 +56,12 @@ static int threading_process_request(ss_server *srv, ss_request *req)
     threading_state *st = ss_server_strategy_data(srv);
     pthread_mutex_lock(&st->lock);
     while (srv->config.max_threads > 0 &&
-           st->running >= srv->config.max_threads)
-        pthread_cond_wait(&st->changed, &st->lock);
+           st->running >= srv->config.max_threads) {
+        if (!ss__cond_wait_unless_shutdown(srv, &st->changed, &st->lock)) {
+            pthread_mutex_unlock(&st->lock);
+            return -ESHUTDOWN;
+        }
+    }
     st->running++;
     pthread_mutex_unlock(&st->lock);
 

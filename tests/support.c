@@ -112,8 +112,8 @@ static int bind_unix_client(int fd)
     int len = snprintf(un.sun_path + 1, sizeof un.sun_path - 1,
                        "sockserv-test-%ld-%u-client", (long)getpid(),
                        atomic_fetch_add(&name_counter, 1));
-    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-                                 (size_t)len);
+    socklen_t alen =
+        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
     if (bind(fd, (struct sockaddr *)&un, alen) < 0)
         return -errno;
     return 0;
@@ -267,6 +267,25 @@ void test_expect_echo(int fd, const char *text)
     free(back);
 }
 
+void test_expect_echo_to_eof(int fd, const char *text)
+{
+    if (socket_type_of(fd) == SOCK_DGRAM) {
+        test_expect_echo(fd, text);
+        return;
+    }
+    size_t n = strlen(text);
+    char *back = malloc(n + 2);
+    assert_non_null(back);
+    test_send_all(fd, text, n);
+    if (shutdown(fd, SHUT_WR) < 0)
+        fail_msg("shutdown(SHUT_WR): %s", strerror(errno));
+    /* One byte more than expected, to catch a longer answer. */
+    size_t got = test_recv_all(fd, back, n + 1);
+    back[got] = '\0';
+    assert_string_equal(back, text);
+    free(back);
+}
+
 /* ---- Descriptors, names, time ------------------------------------------ */
 
 int test_count_open_fds(void)
@@ -283,10 +302,56 @@ int test_count_open_fds(void)
     return count - 1; /* the directory's own descriptor */
 }
 
+/* Socket files handed out, removed at exit so a failed test (which
+ * longjmps past its own cleanup) leaves nothing in /tmp. */
+static pthread_mutex_t paths_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **remembered_paths;
+static int remembered_count, remembered_capacity;
+static pid_t paths_owner; /* a forked child that calls exit() must not
+                             remove its parent's files */
+
+static void remove_remembered_paths(void)
+{
+    if (getpid() != paths_owner)
+        return;
+    pthread_mutex_lock(&paths_lock);
+    for (int i = 0; i < remembered_count; i++) {
+        unlink(remembered_paths[i]);
+        free(remembered_paths[i]);
+    }
+    free(remembered_paths);
+    remembered_paths = NULL;
+    remembered_count = remembered_capacity = 0;
+    pthread_mutex_unlock(&paths_lock);
+}
+
+static void remember_path(const char *path)
+{
+    pthread_mutex_lock(&paths_lock);
+    if (paths_owner == 0) {
+        paths_owner = getpid();
+        atexit(remove_remembered_paths);
+    }
+    if (remembered_count == remembered_capacity) {
+        int capacity = remembered_capacity ? 2 * remembered_capacity : 64;
+        char **grown =
+            realloc(remembered_paths, (size_t)capacity * sizeof *grown);
+        if (grown) {
+            remembered_paths = grown;
+            remembered_capacity = capacity;
+        }
+    }
+    char *copy = remembered_count < remembered_capacity ? strdup(path) : NULL;
+    if (copy)
+        remembered_paths[remembered_count++] = copy;
+    pthread_mutex_unlock(&paths_lock);
+}
+
 const char *test_unix_address(char *buf, size_t n, const char *tag)
 {
     snprintf(buf, n, "unix:/tmp/sockserv-test-%ld-%u-%s", (long)getpid(),
              atomic_fetch_add(&name_counter, 1), tag);
+    remember_path(test_unix_path(buf));
     return buf;
 }
 
@@ -394,8 +459,101 @@ int test_log_count(test_log *log)
 void test_log_line(test_log *log, int i, char *buf, size_t n)
 {
     pthread_mutex_lock(&log->lock);
-    snprintf(buf, n, "%s", i >= 0 && i < log->count && i < TEST_LOG_MAX_LINES
-                               ? log->lines[i]
-                               : "");
+    snprintf(buf, n, "%s",
+             i >= 0 && i < log->count && i < TEST_LOG_MAX_LINES ? log->lines[i]
+                                                                : "");
     pthread_mutex_unlock(&log->lock);
+}
+
+/* ---- Processes and threads --------------------------------------------- */
+
+int test_thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
+        return -errno;
+    char line[256];
+    int threads = -ENOENT;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &threads) == 1)
+            break;
+    fclose(f);
+    return threads;
+}
+
+/* Field 4 of /proc/PID/stat (after the command name, which may itself hold
+ * spaces and parentheses: parse from the last ')'), and the state. */
+static bool read_stat(pid_t pid, char *state, pid_t *ppid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *close_paren = strrchr(buf, ')');
+    long parent = 0;
+    if (!close_paren || sscanf(close_paren + 1, " %c %ld", state, &parent) != 2)
+        return false;
+    *ppid = (pid_t)parent;
+    return true;
+}
+
+int test_child_pids(pid_t *pids, int max)
+{
+    DIR *dir = opendir("/proc");
+    if (!dir)
+        return -errno;
+    pid_t self = getpid();
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0)
+            continue;
+        char state;
+        pid_t ppid;
+        if (read_stat((pid_t)pid, &state, &ppid) && ppid == self) {
+            if (count < max)
+                pids[count] = (pid_t)pid;
+            count++;
+        }
+    }
+    closedir(dir);
+    return count;
+}
+
+bool test_process_running(pid_t pid)
+{
+    char state;
+    pid_t ppid;
+    return read_stat(pid, &state, &ppid) && state != 'Z' && state != 'X';
+}
+
+bool test_server_join_within(test_server *t, double seconds)
+{
+    ss_shutdown(t->srv);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    double whole = (double)(time_t)seconds;
+    deadline.tv_sec += (time_t)seconds;
+    deadline.tv_nsec += (long)((seconds - whole) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    return pthread_timedjoin_np(t->thread, NULL, &deadline) == 0;
+}
+
+bool test_server_stop_within(test_server *t, double seconds)
+{
+    if (!test_server_join_within(t, seconds))
+        return false;
+    ss_server_free(t->srv);
+    t->srv = NULL;
+    return true;
 }

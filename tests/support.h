@@ -33,8 +33,8 @@
 typedef struct test_server {
     ss_server *srv;
     pthread_t thread;
-    int serve_rc;          /* ss_serve_forever()'s return, after stop */
-    double poll_interval;  /* passed to ss_serve_forever() */
+    int serve_rc;         /* ss_serve_forever()'s return, after stop */
+    double poll_interval; /* passed to ss_serve_forever() */
 } test_server;
 
 /* ss_server_new(kind, &ss_sync, address, handler, cfg), then a thread
@@ -87,12 +87,20 @@ size_t test_recv_all(int fd, void *buf, size_t n);
 /* Convenience: send a string and expect the same bytes back. */
 void test_expect_echo(int fd, const char *text);
 
+/* The same, but a stream client then closes its sending side and reads
+ * until the server closes the connection: when this returns, the server
+ * has finished the request (handler returned, connection shut down), so
+ * a following ss_shutdown() cannot cut it short. Datagram sockets: as
+ * test_expect_echo. */
+void test_expect_echo_to_eof(int fd, const char *text);
+
 /* Number of open descriptors of this process (entries of /proc/self/fd,
  * not counting the one used to list them). */
 int test_count_open_fds(void);
 
 /* A unique Unix socket path "unix:/tmp/sockserv-test-<pid>-<counter>-<tag>"
- * written into buf ("unix:" prefix included). Returns buf. */
+ * written into buf ("unix:" prefix included). Returns buf. The file, if
+ * one gets created, is removed when the test process exits normally. */
 const char *test_unix_address(char *buf, size_t n, const char *tag);
 
 /* The same as an abstract name "unix:@sockserv-test-<pid>-<counter>-<tag>". */
@@ -126,7 +134,7 @@ int test_echo_request_count(void);
 #define TEST_LOG_LINE_SIZE 512
 typedef struct test_log {
     pthread_mutex_t lock;
-    int count;                      /* lines received (may exceed MAX) */
+    int count; /* lines received (may exceed MAX) */
     char lines[TEST_LOG_MAX_LINES][TEST_LOG_LINE_SIZE];
 } test_log;
 
@@ -135,5 +143,32 @@ void test_log_hook(void *user, const char *line);
 int test_log_count(test_log *log);
 /* Copy line i (or "" when absent) into buf. */
 void test_log_line(test_log *log, int i, char *buf, size_t n);
+
+/* ---- Processes and threads (concurrency strategy tests) ----------------
+ * Read from /proc, so the tests see what the kernel sees rather than what
+ * the library believes. */
+
+/* Threads of this process ("Threads:" in /proc/self/status), or a negative
+ * errno. */
+int test_thread_count(void);
+
+/* Child processes of this process, zombies included: every /proc/PID/stat
+ * whose parent is getpid(). Stores up to max pids (pids may be NULL when
+ * max is 0) and returns the total count. */
+int test_child_pids(pid_t *pids, int max);
+
+/* pid exists and is not a zombie (a zombie has exited; only its exit
+ * status is left for its parent). */
+bool test_process_running(pid_t pid);
+
+/* ss_shutdown, then join the serving thread for at most seconds; on
+ * success free the server and return true. On timeout the thread still
+ * runs: nothing is freed and false is returned (the test fails; the
+ * process is ending anyway). */
+bool test_server_stop_within(test_server *t, double seconds);
+
+/* The same without freeing the server (for tests that close it
+ * themselves). */
+bool test_server_join_within(test_server *t, double seconds);
 
 #endif /* SOCKSERV_TEST_SUPPORT_H */

@@ -6,7 +6,8 @@
  * test_close_immediately, test_context_manager) plus what CPython users
  * asked for and libsockserv promises: shutdown wakes the loop at once
  * instead of after poll_interval, is safe from a handler and from a signal
- * handler, and ss_shutdown_wait() refuses to wait for itself.
+ * handler, ss_shutdown_wait() refuses to wait for itself, and a request
+ * idle in a read does not hold shutdown up.
  *
  * Threads are joined with pthread_timedjoin_np() so a loop that fails to
  * stop fails its test instead of hanging the suite.
@@ -63,12 +64,15 @@ static void round_trip_to_eof(ss_server *srv)
     close(fd);
 }
 
-static int counter_value(atomic_int *c) { return atomic_load(c); }
+static int counter_value(atomic_int *c)
+{
+    return atomic_load(c);
+}
 
 /* ---- Shutdown ---------------------------------------------------------- */
 
-static void test_shutdown_wakes_loop_immediately_despite_long_poll_interval(
-    void **state)
+static void
+test_shutdown_wakes_loop_immediately_despite_long_poll_interval(void **state)
 {
     (void)state;
     test_server t;
@@ -88,8 +92,8 @@ static void test_shutdown_wakes_loop_immediately_despite_long_poll_interval(
     ss_server_free(t.srv);
 }
 
-static void test_shutdown_wait_returns_quickly_despite_long_poll_interval(
-    void **state)
+static void
+test_shutdown_wait_returns_quickly_despite_long_poll_interval(void **state)
 {
     (void)state;
     test_server t;
@@ -107,8 +111,8 @@ static void test_shutdown_wait_returns_quickly_despite_long_poll_interval(
     ss_server_free(t.srv);
 }
 
-static void test_shutdown_before_serve_forever_makes_it_return_at_once(
-    void **state)
+static void
+test_shutdown_before_serve_forever_makes_it_return_at_once(void **state)
 {
     (void)state;
     ss_server *srv;
@@ -130,9 +134,9 @@ static void test_serve_forever_can_run_again_after_shutdown(void **state)
 {
     (void)state;
     test_server t;
-    assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0",
-                                       &test_echo_handler, NULL),
-                     0);
+    assert_int_equal(
+        test_server_start(&t, &ss_tcp, "127.0.0.1:0", &test_echo_handler, NULL),
+        0);
     round_trip(t.srv);
     test_server_join(&t);
     assert_int_equal(t.serve_rc, 0);
@@ -153,8 +157,7 @@ static void test_shutdown_race_always_stops_the_loop(void **state)
     for (int i = 0; i < SERVERS; i++)
         assert_int_equal(test_server_start_with(&t[i], &ss_tcp, &ss_sync,
                                                 "127.0.0.1:0",
-                                                &test_echo_handler, NULL,
-                                                0.01),
+                                                &test_echo_handler, NULL, 0.01),
                          0);
     for (int i = 0; i < SERVERS; i++)
         assert_int_equal(ss_shutdown_wait(t[i].srv), 0);
@@ -174,8 +177,7 @@ static void test_shutdown_right_after_start_never_hangs(void **state)
         test_server t;
         assert_int_equal(test_server_start_with(&t, &ss_udp, &ss_sync,
                                                 "127.0.0.1:0",
-                                                &test_echo_handler, NULL,
-                                                5.0),
+                                                &test_echo_handler, NULL, 5.0),
                          0);
         assert_int_equal(ss_shutdown(t.srv), 0);
         if (!join_within(&t, 10.0))
@@ -191,9 +193,8 @@ static void test_close_without_serving_releases_everything(void **state)
     int fds_before = test_count_open_fds();
     for (int i = 0; i < 100; i++) {
         ss_server *srv;
-        assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync,
-                                       "127.0.0.1:0", &test_echo_handler,
-                                       NULL),
+        assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                       &test_echo_handler, NULL),
                          0);
         assert_true(ss_server_fileno(srv) >= 0);
         ss_server_close(srv);
@@ -212,9 +213,8 @@ static void test_free_without_close_releases_everything(void **state)
     int fds_before = test_count_open_fds();
     for (int i = 0; i < 100; i++) {
         ss_server *srv;
-        assert_int_equal(ss_server_new(&srv, &ss_udp, &ss_sync,
-                                       "127.0.0.1:0", &test_echo_handler,
-                                       NULL),
+        assert_int_equal(ss_server_new(&srv, &ss_udp, &ss_sync, "127.0.0.1:0",
+                                       &test_echo_handler, NULL),
                          0);
         ss_server_free(srv);
     }
@@ -269,9 +269,9 @@ static void test_second_serve_forever_returns_ebusy(void **state)
 {
     (void)state;
     test_server t;
-    assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0",
-                                       &test_echo_handler, NULL),
-                     0);
+    assert_int_equal(
+        test_server_start(&t, &ss_tcp, "127.0.0.1:0", &test_echo_handler, NULL),
+        0);
     round_trip(t.srv); /* the first loop is certainly running */
     assert_int_equal(ss_serve_forever(t.srv, 0.05), -EBUSY);
     round_trip(t.srv); /* and was not disturbed */
@@ -281,22 +281,27 @@ static void test_second_serve_forever_returns_ebusy(void **state)
 
 /* ---- ss_shutdown_wait -------------------------------------------------- */
 
-/* A handler that holds its request until the client closes, and says when
- * it has started. */
+/* A handler that holds its request until the test opens a gate — busy
+ * in the handler's own work, not waiting on the socket, which shutdown
+ * would cancel. It gives up after 10 s so a failing test cannot hang. */
 typedef struct held_request {
     atomic_int started;
     atomic_int finished;
+    atomic_bool gate_open;
 } held_request;
+
+static bool gate_is_open(void *arg)
+{
+    return atomic_load(&((held_request *)arg)->gate_open);
+}
 
 static int hold_handle(ss_request *req)
 {
     held_request *h = ss_request_user(req);
     atomic_fetch_add(&h->started, 1);
-    char buf[64];
-    while (ss_read(req, buf, sizeof buf) > 0)
-        ;
+    bool opened = test_wait_for(gate_is_open, h, 10.0);
     atomic_fetch_add(&h->finished, 1);
-    return 0;
+    return opened ? 0 : -ETIMEDOUT;
 }
 
 static const ss_handler_class hold_handler = {.handle = hold_handle};
@@ -326,8 +331,7 @@ static bool handler_started(void *arg)
     return counter_value(&((held_request *)arg)->started) > 0;
 }
 
-static void test_shutdown_wait_returns_only_after_the_loop_stopped(
-    void **state)
+static void test_shutdown_wait_returns_only_after_the_loop_stopped(void **state)
 {
     (void)state;
     held_request held = {0};
@@ -335,22 +339,20 @@ static void test_shutdown_wait_returns_only_after_the_loop_stopped(
     ss_config_init(&cfg);
     cfg.user = &held;
     test_server t;
-    assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0",
-                                       &hold_handler, &cfg),
-                     0);
+    assert_int_equal(
+        test_server_start(&t, &ss_tcp, "127.0.0.1:0", &hold_handler, &cfg), 0);
     int client = test_connect(t.srv);
     assert_true(client >= 0);
     assert_true(test_wait_for(handler_started, &held, 10.0));
 
     /* The loop is busy in a request: shutdown_wait must wait for it. */
     waiter w = {.srv = t.srv};
-    assert_int_equal(pthread_create(&w.thread, NULL, shutdown_wait_thread,
-                                    &w),
+    assert_int_equal(pthread_create(&w.thread, NULL, shutdown_wait_thread, &w),
                      0);
     assert_false(test_wait_for(waiter_returned, &w, 0.3));
     assert_int_equal(counter_value(&held.finished), 0);
 
-    close(client); /* the handler sees EOF, the loop then stops */
+    atomic_store(&held.gate_open, true); /* the handler returns */
     assert_true(test_wait_for(waiter_returned, &w, 10.0));
     assert_int_equal(w.rc, 0);
     assert_int_equal(counter_value(&held.finished), 1);
@@ -359,6 +361,89 @@ static void test_shutdown_wait_returns_only_after_the_loop_stopped(
     assert_true(join_within(&t, 2.0));
     assert_int_equal(t.serve_rc, 0);
     pthread_join(w.thread, NULL);
+    close(client);
+    ss_server_free(t.srv);
+}
+
+/* A request idle in a read when shutdown comes: the read ends with
+ * -ECANCELED at once instead of waiting for the client, the handler may
+ * still answer (config.shutdown_grace), and the cancellation is not
+ * reported through handle_error. */
+typedef struct idle_reader {
+    atomic_int started;
+    ssize_t read_rc;
+    ssize_t write_rc;
+} idle_reader;
+
+static int idle_read_handle(ss_request *req)
+{
+    idle_reader *r = ss_request_user(req);
+    atomic_fetch_add(&r->started, 1);
+    char buf[16];
+    r->read_rc = ss_read(req, buf, sizeof buf);
+    r->write_rc = ss_write_all(req, "bye\n", 4);
+    return r->read_rc < 0 ? (int)r->read_rc : 0;
+}
+
+static atomic_int reported_errors;
+
+static void count_errors(ss_server *srv, ss_request *req, int error)
+{
+    (void)srv;
+    (void)req;
+    (void)error;
+    atomic_fetch_add(&reported_errors, 1);
+}
+
+static bool reader_started(void *arg)
+{
+    return atomic_load(&((idle_reader *)arg)->started) > 0;
+}
+
+static void test_shutdown_cancels_a_request_waiting_for_input(void **state)
+{
+    (void)state;
+    idle_reader r = {.read_rc = 1, .write_rc = 1};
+    ss_server_class kind = ss_tcp;
+    kind.handle_error = count_errors;
+    atomic_store(&reported_errors, 0);
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.user = &r;
+    const ss_handler_class h = {.handle = idle_read_handle};
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &kind, &ss_sync, "127.0.0.1:0",
+                                            &h, &cfg, 5.0),
+                     0);
+    int client = test_connect(t.srv); /* connects, then sends nothing */
+    assert_true(client >= 0);
+    assert_true(test_wait_for(reader_started, &r, 10.0));
+
+    /* Waited for from another thread, so that if the read is not
+     * cancelled the test can still end: closing the client then unblocks
+     * the handler. */
+    double start = test_now();
+    waiter w = {.srv = t.srv};
+    assert_int_equal(pthread_create(&w.thread, NULL, shutdown_wait_thread, &w),
+                     0);
+    bool returned = test_wait_for(waiter_returned, &w, 5.0);
+    double elapsed = test_now() - start;
+    if (!returned)
+        shutdown(client, SHUT_WR);
+    pthread_join(w.thread, NULL);
+    assert_true(join_within(&t, 5.0));
+    if (!returned)
+        fail_msg("ss_shutdown_wait still waiting for an idle client after 5 s");
+    assert_int_equal(w.rc, 0);
+    assert_int_equal(r.read_rc, -ECANCELED);
+    assert_int_equal(r.write_rc, 4);
+    assert_int_equal(atomic_load(&reported_errors), 0);
+    if (elapsed >= 1.0)
+        fail_msg("shutdown waited %.3f s for an idle client", elapsed);
+    char buf[16];
+    assert_int_equal(test_recv_all(client, buf, sizeof buf), 4);
+    assert_memory_equal(buf, "bye\n", 4);
+    close(client);
     ss_server_free(t.srv);
 }
 
@@ -371,8 +456,7 @@ static void test_shutdown_wait_without_loop_returns(void **state)
                                    &test_echo_handler, NULL),
                      0);
     waiter w = {.srv = srv};
-    assert_int_equal(pthread_create(&w.thread, NULL, shutdown_wait_thread,
-                                    &w),
+    assert_int_equal(pthread_create(&w.thread, NULL, shutdown_wait_thread, &w),
                      0);
     bool returned = test_wait_for(waiter_returned, &w, 10.0);
     if (!returned) {
@@ -392,12 +476,25 @@ typedef struct inside_result {
     int rc;
 } inside_result;
 
-static int shutdown_wait_inside_handle(ss_request *req)
+/* Read the client's line, make the call under test, answer the line. The
+ * line is read first because once shutdown has been asked for, a request
+ * may no longer wait for input. */
+static int call_then_answer(ss_request *req, int (*call)(ss_server *))
 {
     inside_result *r = ss_request_user(req);
-    r->rc = ss_shutdown_wait(ss_request_server(req));
+    char line[64];
+    ssize_t n = ss_readline(req, line, sizeof line);
+    if (n < 0)
+        return (int)n;
+    r->rc = call(ss_request_server(req));
     atomic_fetch_add(&r->calls, 1);
-    return test_echo_handler.handle(req);
+    ssize_t w = ss_write_all(req, line, (size_t)n);
+    return w < 0 ? (int)w : 0;
+}
+
+static int shutdown_wait_inside_handle(ss_request *req)
+{
+    return call_then_answer(req, ss_shutdown_wait);
 }
 
 static void test_shutdown_wait_inside_handler_returns_edeadlk(void **state)
@@ -420,14 +517,11 @@ static void test_shutdown_wait_inside_handler_returns_edeadlk(void **state)
 
 static int shutdown_inside_handle(ss_request *req)
 {
-    inside_result *r = ss_request_user(req);
-    r->rc = ss_shutdown(ss_request_server(req));
-    atomic_fetch_add(&r->calls, 1);
-    return test_echo_handler.handle(req);
+    return call_then_answer(req, ss_shutdown);
 }
 
-static void test_shutdown_inside_handler_stops_loop_after_that_request(
-    void **state)
+static void
+test_shutdown_inside_handler_stops_loop_after_that_request(void **state)
 {
     (void)state;
     inside_result r = {.rc = 1};
@@ -492,6 +586,40 @@ static void test_shutdown_from_signal_handler_stops_the_loop(void **state)
     ss_server_free(t.srv);
 }
 
+/* Delivered on another thread: only the wake-up ss_shutdown() sends from
+ * the signal handler can end the serving thread's 5 s wait early. */
+static void
+test_shutdown_from_signal_on_another_thread_wakes_the_loop(void **state)
+{
+    (void)state;
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_udp, &ss_sync,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            NULL, 5.0),
+                     0);
+    signal_target = t.srv;
+    signal_count = 0;
+    struct sigaction sa = {.sa_handler = on_sigusr1}, old;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    round_trip(t.srv);
+
+    /* The handler runs on this thread, so the serving thread's poll() is
+     * not interrupted: only the eventfd write can wake it. */
+    double start = test_now();
+    assert_int_equal(pthread_kill(pthread_self(), SIGUSR1), 0);
+    assert_int_equal(signal_count,
+                     1); /* handled before pthread_kill returned */
+    bool stopped = join_within(&t, 10.0);
+    double elapsed = test_now() - start;
+    sigaction(SIGUSR1, &old, NULL);
+    assert_true(stopped);
+    assert_int_equal(t.serve_rc, 0);
+    if (elapsed >= 1.0)
+        fail_msg("loop took %.3f s to stop after the signal", elapsed);
+    ss_server_free(t.srv);
+}
+
 /* Some other signal interrupting the serving thread is not a shutdown. */
 static void on_sigusr2(int sig)
 {
@@ -545,11 +673,18 @@ static void test_shutdown_on_signals_sigterm_stops_serve_forever(void **state)
         pthread_join(t.thread, NULL);
     }
     ss_server_free(t.srv);
+    /* Freeing the last registered server gives the program its previous
+     * dispositions back. */
+    struct sigaction now_term, now_int;
+    sigaction(SIGTERM, NULL, &now_term);
+    sigaction(SIGINT, NULL, &now_int);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
     assert_true(stopped);
     assert_int_equal(t.serve_rc, 0);
     assert_true(elapsed < 1.0);
+    assert_ptr_equal(now_term.sa_handler, old_term.sa_handler);
+    assert_ptr_equal(now_int.sa_handler, old_int.sa_handler);
 }
 
 /* ---- ss_handle_request ------------------------------------------------- */
@@ -562,8 +697,8 @@ static void count_timeout(ss_server *srv)
     atomic_fetch_add(&timeouts, 1);
 }
 
-static void test_handle_request_times_out_and_calls_handle_timeout_once(
-    void **state)
+static void
+test_handle_request_times_out_and_calls_handle_timeout_once(void **state)
 {
     (void)state;
     ss_server_class kind = ss_tcp;
@@ -697,9 +832,8 @@ static void test_service_actions_called_repeatedly_while_serving(void **state)
     kind.service_actions = count_service_actions;
     atomic_store(&service_calls, 0);
     test_server t;
-    assert_int_equal(test_server_start_with(&t, &kind, &ss_sync,
-                                            "127.0.0.1:0", &test_echo_handler,
-                                            NULL, 0.01),
+    assert_int_equal(test_server_start_with(&t, &kind, &ss_sync, "127.0.0.1:0",
+                                            &test_echo_handler, NULL, 0.01),
                      0);
     /* With no traffic at all, each poll interval runs it. */
     int want = 5;
@@ -720,16 +854,15 @@ static void test_service_actions_runs_between_requests(void **state)
     kind.service_actions = count_service_actions;
     atomic_store(&service_calls, 0);
     test_server t;
-    assert_int_equal(test_server_start_with(&t, &kind, &ss_sync,
-                                            "127.0.0.1:0", &test_echo_handler,
-                                            NULL, 60.0),
+    assert_int_equal(test_server_start_with(&t, &kind, &ss_sync, "127.0.0.1:0",
+                                            &test_echo_handler, NULL, 20.0),
                      0);
     int fd = test_connect(t.srv);
     assert_true(fd >= 0);
     for (int i = 0; i < 5; i++)
         test_expect_echo(fd, "x");
     close(fd);
-    /* With a 60 s poll interval, only requests can have driven it. */
+    /* With a 20 s poll interval, only requests can have driven it. */
     int want = 5;
     assert_true(test_wait_for(service_called_often, &want, 10.0));
     test_server_stop(&t);
@@ -755,11 +888,14 @@ int main(void)
         cmocka_unit_test(test_second_serve_forever_returns_ebusy),
         cmocka_unit_test(
             test_shutdown_wait_returns_only_after_the_loop_stopped),
+        cmocka_unit_test(test_shutdown_cancels_a_request_waiting_for_input),
         cmocka_unit_test(test_shutdown_wait_without_loop_returns),
         cmocka_unit_test(test_shutdown_wait_inside_handler_returns_edeadlk),
         cmocka_unit_test(
             test_shutdown_inside_handler_stops_loop_after_that_request),
         cmocka_unit_test(test_shutdown_from_signal_handler_stops_the_loop),
+        cmocka_unit_test(
+            test_shutdown_from_signal_on_another_thread_wakes_the_loop),
         cmocka_unit_test(test_unrelated_signal_does_not_stop_the_loop),
         cmocka_unit_test(test_shutdown_on_signals_sigterm_stops_serve_forever),
         cmocka_unit_test(

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -39,7 +40,10 @@ typedef struct record {
     int finish_result; /* what finish returns */
 } record;
 
-static record *record_of(ss_request *req) { return ss_request_user(req); }
+static record *record_of(ss_request *req)
+{
+    return ss_request_user(req);
+}
 
 static void record_error(ss_server *srv, ss_request *req, int error)
 {
@@ -99,8 +103,8 @@ static const ss_handler_class fail_on_bang_handler = {
     .handle = fail_on_bang_handle,
 };
 
-static void test_handler_failure_calls_handle_error_once_and_keeps_serving(
-    void **state)
+static void
+test_handler_failure_calls_handle_error_once_and_keeps_serving(void **state)
 {
     (void)state;
     record r = {.handle_result = 42};
@@ -127,8 +131,8 @@ static void test_handler_failure_calls_handle_error_once_and_keeps_serving(
 
 /* CPython's ErrorHandlerTest.test_sync_handled: handle_request() with a
  * failing handler reports it and still returns normally. */
-static void test_handle_request_reports_handler_failure_and_returns_zero(
-    void **state)
+static void
+test_handle_request_reports_handler_failure_and_returns_zero(void **state)
 {
     (void)state;
     record r = {.handle_result = -ENOTSUP};
@@ -152,7 +156,6 @@ static void test_handle_request_reports_handler_failure_and_returns_zero(
     ss_server_free(srv);
 }
 
-
 static int always_fail_handle(ss_request *req)
 {
     (void)req;
@@ -165,8 +168,8 @@ static const ss_handler_class always_fail_handler = {
 
 /* Python prints a traceback naming the client; we log one line. The log
  * hook's user pointer is config.user. */
-static void test_default_handle_error_logs_one_line_naming_the_client(
-    void **state)
+static void
+test_default_handle_error_logs_one_line_naming_the_client(void **state)
 {
     (void)state;
     test_log log;
@@ -198,17 +201,62 @@ static void test_default_handle_error_logs_one_line_naming_the_client(
     /* A successful request logs nothing. */
     close(fd);
     ss_server_free(srv);
-    test_log_init(&log);
+    test_log quiet;
+    test_log_init(&quiet);
+    cfg.user = &quiet;
     test_server t;
-    assert_int_equal(test_server_start(&t, &ss_tcp, "127.0.0.1:0",
-                                       &test_echo_handler, &cfg),
-                     0);
+    assert_int_equal(
+        test_server_start(&t, &ss_tcp, "127.0.0.1:0", &test_echo_handler, &cfg),
+        0);
     fd = test_connect(t.srv);
     assert_true(fd >= 0);
-    test_expect_echo(fd, "quiet\n");
+    test_expect_echo_to_eof(fd, "quiet\n");
     close(fd);
     test_server_stop(&t);
-    assert_int_equal(test_log_count(&log), 0);
+    assert_int_equal(test_log_count(&quiet), 0);
+}
+
+/* Without a log hook the report goes to stderr, as one line. */
+static void test_default_handle_error_writes_one_line_to_stderr(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                   &always_fail_handler, NULL),
+                     0);
+    int fd = test_connect(srv);
+    assert_true(fd >= 0);
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
+    char client[64];
+    snprintf(client, sizeof client, "127.0.0.1:%d", ntohs(me.sin_port));
+
+    /* Capture fd 2 in an unlinked temporary file for the one call. */
+    char path[] = "/tmp/sockserv-test-stderr-XXXXXX";
+    int capture = mkstemp(path);
+    assert_true(capture >= 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    dup2(capture, STDERR_FILENO);
+    int rc = ss_handle_request(srv);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    assert_int_equal(rc, 0);
+
+    char text[1024] = {0};
+    ssize_t n = pread(capture, text, sizeof text - 1, 0);
+    close(capture);
+    close(fd);
+    ss_server_free(srv);
+    assert_true(n > 0);
+    if (!strstr(text, client))
+        fail_msg("stderr \"%s\" does not name client %s", text, client);
+    /* Exactly one line: one newline, at the end. */
+    assert_int_equal(text[n - 1], '\n');
+    assert_ptr_equal(strchr(text, '\n'), text + n - 1);
 }
 
 /* An override that calls the base entry, like super().handle_error(). */
@@ -279,8 +327,7 @@ static int count_handle(ss_request *req)
 static const ss_handler_class counting_handler = {.handle = count_handle};
 
 /* CPython issue #26309: a refused request is still shut down. */
-static void test_refused_request_is_shut_down_once_and_not_handled(
-    void **state)
+static void test_refused_request_is_shut_down_once_and_not_handled(void **state)
 {
     (void)state;
     record r = {0};
@@ -309,8 +356,7 @@ static void test_refused_request_is_shut_down_once_and_not_handled(
     ss_server_free(srv);
 }
 
-static void test_accepted_request_is_verified_and_shut_down_once(
-    void **state)
+static void test_accepted_request_is_verified_and_shut_down_once(void **state)
 {
     (void)state;
     record r = {0};
@@ -396,8 +442,8 @@ static void test_finish_runs_even_when_handle_fails(void **state)
     assert_int_equal(r.last_error, 7);
 }
 
-static void test_first_failure_is_reported_when_handle_and_finish_fail(
-    void **state)
+static void
+test_first_failure_is_reported_when_handle_and_finish_fail(void **state)
 {
     (void)state;
     record r = {.handle_result = 7, .finish_result = 9};
@@ -465,9 +511,9 @@ static void test_unset_handler_methods_come_from_the_base(void **state)
     assert_int_equal(ss_handle_request(srv), 0);
     close(fd);
     ss_server_free(srv);
-    assert_int_equal(atomic_load(&r.setup_calls), 1);    /* base's */
-    assert_int_equal(atomic_load(&r.handle_calls), 2);   /* base + ours */
-    assert_int_equal(atomic_load(&r.finish_calls), 0);   /* overridden */
+    assert_int_equal(atomic_load(&r.setup_calls), 1);  /* base's */
+    assert_int_equal(atomic_load(&r.handle_calls), 2); /* base + ours */
+    assert_int_equal(atomic_load(&r.finish_calls), 0); /* overridden */
     assert_int_equal(atomic_load(&r.error_calls), 0);
 }
 
@@ -480,11 +526,11 @@ typedef struct request_state {
 
 typedef struct state_record {
     int requests;
-    int zeroed;        /* requests whose state was all zero at setup */
-    int aligned;       /* ...suitably aligned for any type */
-    int same_pointer;  /* ...the same pointer in setup, handle, finish */
-    int kept_value;    /* ...setup's write still there in handle */
-    void *seen;        /* this request's state, from setup */
+    int zeroed;       /* requests whose state was all zero at setup */
+    int aligned;      /* ...suitably aligned for any type */
+    int same_pointer; /* ...the same pointer in setup, handle, finish */
+    int kept_value;   /* ...setup's write still there in handle */
+    void *seen;       /* this request's state, from setup */
 } state_record;
 
 static int state_setup(ss_request *req)
@@ -532,8 +578,8 @@ static const ss_handler_class state_handler = {
     .finish = state_finish,
 };
 
-static void test_request_state_is_zeroed_and_fresh_for_each_request(
-    void **state)
+static void
+test_request_state_is_zeroed_and_fresh_for_each_request(void **state)
 {
     (void)state;
     state_record s = {0};
@@ -542,7 +588,7 @@ static void test_request_state_is_zeroed_and_fresh_for_each_request(
     for (int i = 0; i < 5; i++) {
         int fd = test_connect(t.srv);
         assert_true(fd >= 0);
-        test_expect_echo(fd, "state\n");
+        test_expect_echo_to_eof(fd, "state\n");
         close(fd);
     }
     test_server_stop(&t); /* all five handlers have finished */
@@ -608,8 +654,8 @@ static void test_no_state_size_means_null_state(void **state)
         ss_config_init(&cfg);
         cfg.user = &n;
         ss_server *srv;
-        assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync,
-                                       "127.0.0.1:0", classes[i], &cfg),
+        assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                       classes[i], &cfg),
                          0);
         int fd = test_connect(srv);
         assert_true(fd >= 0);
@@ -655,8 +701,7 @@ static int reach_handle(ss_request *req)
 
 static const ss_handler_class reach_handler = {.handle = reach_handle};
 
-static void test_config_user_and_server_are_reachable_from_request(
-    void **state)
+static void test_config_user_and_server_are_reachable_from_request(void **state)
 {
     (void)state;
     reach_record r = {0};
@@ -702,8 +747,7 @@ static void format_client(const struct sockaddr_storage *ss, socklen_t len,
     }
 }
 
-static void test_client_address_in_handler_matches_client_socket(
-    void **state)
+static void test_client_address_in_handler_matches_client_socket(void **state)
 {
     (void)state;
     char upath[108], dpath[108];
@@ -714,12 +758,9 @@ static void test_client_address_in_handler_matches_client_socket(
         const char *address;
         bool needs_ipv6;
     } cases[] = {
-        {&ss_tcp, "127.0.0.1:0", false},
-        {&ss_tcp, "[::1]:0", true},
-        {&ss_udp, "127.0.0.1:0", false},
-        {&ss_udp, "[::1]:0", true},
-        {&ss_unix_stream, upath, false},
-        {&ss_unix_datagram, dpath, false},
+        {&ss_tcp, "127.0.0.1:0", false}, {&ss_tcp, "[::1]:0", true},
+        {&ss_udp, "127.0.0.1:0", false}, {&ss_udp, "[::1]:0", true},
+        {&ss_unix_stream, upath, false}, {&ss_unix_datagram, dpath, false},
     };
     bool ipv6 = test_have_ipv6();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -731,9 +772,8 @@ static void test_client_address_in_handler_matches_client_socket(
         cfg.user = &r;
         cfg.unlink_on_close = true;
         test_server t;
-        assert_int_equal(test_server_start(&t, cases[i].kind,
-                                           cases[i].address, &reach_handler,
-                                           &cfg),
+        assert_int_equal(test_server_start(&t, cases[i].kind, cases[i].address,
+                                           &reach_handler, &cfg),
                          0);
         int fd = test_connect(t.srv);
         assert_true(fd >= 0);
@@ -782,6 +822,7 @@ int main(void)
             test_handle_request_reports_handler_failure_and_returns_zero),
         cmocka_unit_test(
             test_default_handle_error_logs_one_line_naming_the_client),
+        cmocka_unit_test(test_default_handle_error_writes_one_line_to_stderr),
         cmocka_unit_test(test_handle_error_override_can_call_the_base_entry),
         cmocka_unit_test(
             test_refused_request_is_shut_down_once_and_not_handled),
@@ -799,8 +840,7 @@ int main(void)
         cmocka_unit_test(test_no_state_size_means_null_state),
         cmocka_unit_test(
             test_config_user_and_server_are_reachable_from_request),
-        cmocka_unit_test(
-            test_client_address_in_handler_matches_client_socket),
+        cmocka_unit_test(test_client_address_in_handler_matches_client_socket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,15 +22,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* A pointer value no server has: ss_server_new() must overwrite *out with
+ * NULL when it fails, so callers never free garbage. */
+static char not_set_marker;
+#define NOT_SET ((ss_server *)&not_set_marker)
+
 /* CPython's TEST_STR. */
 static const char test_str[] = "hello world\n";
 
-#define SKIP_WITHOUT_IPV6()                                                   \
-    do {                                                                      \
-        if (!test_have_ipv6()) {                                              \
-            print_message("skipped: this machine cannot bind ::1\n");        \
-            skip();                                                           \
-        }                                                                     \
+#define SKIP_WITHOUT_IPV6()                                                    \
+    do {                                                                       \
+        if (!test_have_ipv6()) {                                               \
+            print_message("skipped: this machine cannot bind ::1\n");          \
+            skip();                                                            \
+        }                                                                      \
     } while (0)
 
 /* Two socket addresses name the same endpoint. Compared field by field
@@ -51,8 +56,7 @@ static void assert_same_endpoint(const struct sockaddr_storage *a,
     case AF_INET6: {
         const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
         assert_int_equal(ntohs(x->sin6_port), ntohs(y->sin6_port));
-        assert_memory_equal(&x->sin6_addr, &y->sin6_addr,
-                            sizeof x->sin6_addr);
+        assert_memory_equal(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr);
         break;
     }
     case AF_UNIX: {
@@ -81,19 +85,17 @@ static void assert_address_matches_socket(ss_server *srv)
 {
     struct sockaddr_storage reported, actual;
     socklen_t rlen = sizeof reported, alen = sizeof actual;
-    assert_int_equal(ss_server_address(srv, (struct sockaddr *)&reported,
-                                       &rlen),
-                     0);
-    assert_int_equal(getsockname(ss_server_fileno(srv),
-                                 (struct sockaddr *)&actual, &alen),
-                     0);
+    assert_int_equal(
+        ss_server_address(srv, (struct sockaddr *)&reported, &rlen), 0);
+    assert_int_equal(
+        getsockname(ss_server_fileno(srv), (struct sockaddr *)&actual, &alen),
+        0);
     assert_same_endpoint(&reported, rlen, &actual, alen);
 }
 
 /* CPython's run_server: three clients in sequence against one server, each
  * getting its line echoed; then shutdown, close, and fileno() == -1. */
-static void run_three_clients(const ss_server_class *kind,
-                              const char *address)
+static void run_three_clients(const ss_server_class *kind, const char *address)
 {
     test_server t;
     int rc = test_server_start(&t, kind, address, &test_echo_handler, NULL);
@@ -104,13 +106,13 @@ static void run_three_clients(const ss_server_class *kind,
     for (int i = 0; i < 3; i++) {
         int fd = test_connect(t.srv);
         assert_true(fd >= 0);
-        test_expect_echo(fd, test_str);
+        test_expect_echo_to_eof(fd, test_str);
         close(fd);
     }
 
-    /* Each echo reply proves its request was taken; the synchronous loop
-     * finishes a request before it looks at the shutdown flag, so after
-     * the join all three handlers have returned. */
+    /* Each client waited for its request to end (stream: the server's
+     * close; datagram: the reply, sent after handle), so all three
+     * handlers have returned. */
     test_server_join(&t);
     assert_int_equal(t.serve_rc, 0);
     assert_int_equal(test_echo_request_count() - before, 3);
@@ -145,8 +147,7 @@ static void test_udp_ipv6_echoes_three_clients_in_sequence(void **state)
     run_three_clients(&ss_udp, "[::1]:0");
 }
 
-static void test_unix_stream_path_echoes_three_clients_in_sequence(
-    void **state)
+static void test_unix_stream_path_echoes_three_clients_in_sequence(void **state)
 {
     (void)state;
     char address[108];
@@ -155,8 +156,8 @@ static void test_unix_stream_path_echoes_three_clients_in_sequence(
     unlink(test_unix_path(address));
 }
 
-static void test_unix_stream_abstract_echoes_three_clients_in_sequence(
-    void **state)
+static void
+test_unix_stream_abstract_echoes_three_clients_in_sequence(void **state)
 {
     (void)state;
     char address[108];
@@ -164,8 +165,8 @@ static void test_unix_stream_abstract_echoes_three_clients_in_sequence(
     run_three_clients(&ss_unix_stream, address);
 }
 
-static void test_unix_datagram_path_echoes_three_clients_in_sequence(
-    void **state)
+static void
+test_unix_datagram_path_echoes_three_clients_in_sequence(void **state)
 {
     (void)state;
     char address[108];
@@ -174,13 +175,49 @@ static void test_unix_datagram_path_echoes_three_clients_in_sequence(
     unlink(test_unix_path(address));
 }
 
-static void test_unix_datagram_abstract_echoes_three_clients_in_sequence(
-    void **state)
+static void
+test_unix_datagram_abstract_echoes_three_clients_in_sequence(void **state)
 {
     (void)state;
     char address[108];
     test_abstract_address(address, sizeof address, "dgram");
     run_three_clients(&ss_unix_datagram, address);
+}
+
+/* A Unix datagram client without a name cannot be answered (Python: the
+ * reply's sendto fails and handle_error reports it). The server must report
+ * it once and go on serving named clients. */
+static void
+test_unix_datagram_unnamed_client_is_reported_not_fatal(void **state)
+{
+    (void)state;
+    char address[108];
+    test_abstract_address(address, sizeof address, "unnamed");
+    test_log log;
+    test_log_init(&log);
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.log = test_log_hook;
+    cfg.user = &log;
+    test_server t;
+    assert_int_equal(test_server_start(&t, &ss_unix_datagram, address,
+                                       &test_echo_handler, &cfg),
+                     0);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    assert_int_equal(ss_server_address(t.srv, (struct sockaddr *)&ss, &len), 0);
+    int unnamed = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(unnamed >= 0);
+    assert_int_equal(sendto(unnamed, "lost", 4, 0, (struct sockaddr *)&ss, len),
+                     4);
+
+    int fd = test_connect(t.srv); /* a named client is still served */
+    assert_true(fd >= 0);
+    test_expect_echo(fd, test_str);
+    close(fd);
+    close(unnamed);
+    test_server_stop(&t);
+    assert_int_equal(test_log_count(&log), 1);
 }
 
 /* The one-call constructors are Python's plain classes: synchronous. */
@@ -203,9 +240,9 @@ static void test_one_call_constructors_build_sync_servers(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         test_server t = {0};
-        assert_int_equal(cases[i].make(&t.srv, cases[i].address,
-                                       &test_echo_handler, NULL),
-                         0);
+        assert_int_equal(
+            cases[i].make(&t.srv, cases[i].address, &test_echo_handler, NULL),
+            0);
         assert_ptr_equal(ss_server_strategy(t.srv), &ss_sync);
         assert_int_equal(ss_server_kind(t.srv)->socket_type,
                          cases[i].kind->socket_type);
@@ -228,9 +265,8 @@ static void test_port_zero_reports_the_real_port(void **state)
     const ss_server_class *kinds[] = {&ss_tcp, &ss_udp};
     for (size_t i = 0; i < 2; i++) {
         ss_server *srv;
-        assert_int_equal(ss_server_new(&srv, kinds[i], &ss_sync,
-                                       "127.0.0.1:0", &test_echo_handler,
-                                       NULL),
+        assert_int_equal(ss_server_new(&srv, kinds[i], &ss_sync, "127.0.0.1:0",
+                                       &test_echo_handler, NULL),
                          0);
         struct sockaddr_in actual;
         socklen_t alen = sizeof actual;
@@ -243,9 +279,8 @@ static void test_port_zero_reports_the_real_port(void **state)
 
         struct sockaddr_storage reported;
         socklen_t rlen = sizeof reported;
-        assert_int_equal(ss_server_address(srv, (struct sockaddr *)&reported,
-                                           &rlen),
-                         0);
+        assert_int_equal(
+            ss_server_address(srv, (struct sockaddr *)&reported, &rlen), 0);
         assert_int_equal(rlen, sizeof(struct sockaddr_in));
         assert_same_endpoint(&reported, rlen,
                              (struct sockaddr_storage *)&actual, alen);
@@ -313,9 +348,14 @@ static void test_dual_stack_server_accepts_ipv4_client(void **state)
     SKIP_WITHOUT_IPV6();
     test_server t;
     /* The default config says ipv6_only = false, whatever the sysctl. */
-    assert_int_equal(test_server_start(&t, &ss_tcp, "[::]:0",
-                                       &test_echo_handler, NULL),
+    assert_int_equal(
+        test_server_start(&t, &ss_tcp, "[::]:0", &test_echo_handler, NULL), 0);
+    int v6only = -1;
+    socklen_t len = sizeof v6only;
+    assert_int_equal(getsockopt(ss_server_fileno(t.srv), IPPROTO_IPV6,
+                                IPV6_V6ONLY, &v6only, &len),
                      0);
+    assert_int_equal(v6only, 0);
     char v4[64];
     snprintf(v4, sizeof v4, "127.0.0.1:%d", ss_server_port(t.srv));
     int fd = test_connect_address(v4, SOCK_STREAM);
@@ -347,12 +387,23 @@ static void test_ipv6_only_server_refuses_ipv4_client(void **state)
                                 IPV6_V6ONLY, &v6only, &len),
                      0);
     assert_int_equal(v6only, 1);
-    char v4[64];
-    snprintf(v4, sizeof v4, "127.0.0.1:%d", ss_server_port(srv));
-    int fd = test_connect_address(v4, SOCK_STREAM);
+    /* The IPv4 side of the port is free: this process can take it (which
+     * also keeps any other process from listening there meanwhile)... */
+    int port = ss_server_port(srv);
+    int holder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(holder >= 0);
+    struct sockaddr_in v4 = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(holder, (struct sockaddr *)&v4, sizeof v4), 0);
+    /* ...and an IPv4 client finds no server there. */
+    char v4_text[64];
+    snprintf(v4_text, sizeof v4_text, "127.0.0.1:%d", port);
+    int fd = test_connect_address(v4_text, SOCK_STREAM);
     if (fd >= 0)
         close(fd);
     assert_int_equal(fd, -ECONNREFUSED);
+    close(holder);
     ss_server_free(srv);
 }
 
@@ -421,7 +472,7 @@ static void test_bind_failure_returns_eaddrinuse_and_leaks_no_fd(void **state)
     int fds_before = test_count_open_fds();
     assert_true(fds_before > 0);
     for (int i = 0; i < 1024; i++) {
-        ss_server *srv = (ss_server *)&srv; /* must be reset to NULL */
+        ss_server *srv = NOT_SET;
         int rc = ss_server_new(&srv, &ss_tcp, &ss_sync, address,
                                &test_echo_handler, NULL);
         if (rc != -EADDRINUSE)
@@ -433,8 +484,8 @@ static void test_bind_failure_returns_eaddrinuse_and_leaks_no_fd(void **state)
     ss_server_free(holder);
 }
 
-static void test_udp_bind_failure_returns_eaddrinuse_and_leaks_no_fd(
-    void **state)
+static void
+test_udp_bind_failure_returns_eaddrinuse_and_leaks_no_fd(void **state)
 {
     (void)state;
     ss_server *holder;
@@ -456,21 +507,21 @@ static void test_udp_bind_failure_returns_eaddrinuse_and_leaks_no_fd(
 }
 
 /* An existing socket file is not replaced (Python raises EADDRINUSE). */
-static void test_unix_path_in_use_returns_eaddrinuse_and_leaks_no_fd(
-    void **state)
+static void
+test_unix_path_in_use_returns_eaddrinuse_and_leaks_no_fd(void **state)
 {
     (void)state;
     char address[108];
     test_unix_address(address, sizeof address, "inuse");
     ss_server *holder;
-    assert_int_equal(ss_server_new(&holder, &ss_unix_stream, &ss_sync,
-                                   address, &test_echo_handler, NULL),
+    assert_int_equal(ss_server_new(&holder, &ss_unix_stream, &ss_sync, address,
+                                   &test_echo_handler, NULL),
                      0);
     int fds_before = test_count_open_fds();
     for (int i = 0; i < 64; i++) {
         ss_server *srv;
-        assert_int_equal(ss_server_new(&srv, &ss_unix_stream, &ss_sync,
-                                       address, &test_echo_handler, NULL),
+        assert_int_equal(ss_server_new(&srv, &ss_unix_stream, &ss_sync, address,
+                                       &test_echo_handler, NULL),
                          -EADDRINUSE);
         assert_null(srv);
     }
@@ -481,8 +532,8 @@ static void test_unix_path_in_use_returns_eaddrinuse_and_leaks_no_fd(
     unlink(test_unix_path(address));
 }
 
-static void test_bad_address_strings_return_einval_without_fd_growth(
-    void **state)
+static void
+test_bad_address_strings_return_einval_without_fd_growth(void **state)
 {
     (void)state;
     const char *bad[] = {
@@ -503,7 +554,7 @@ static void test_bad_address_strings_return_einval_without_fd_growth(
     int fds_before = test_count_open_fds();
     for (int round = 0; round < 32; round++) {
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-            ss_server *srv = (ss_server *)&srv;
+            ss_server *srv = NOT_SET;
             int rc = ss_server_new(&srv, &ss_tcp, &ss_sync, bad[i],
                                    &test_echo_handler, NULL);
             if (rc != -EINVAL)
@@ -515,18 +566,27 @@ static void test_bad_address_strings_return_einval_without_fd_growth(
     assert_int_equal(test_count_open_fds(), fds_before);
 }
 
-/* A Unix kind given an IP address is an error, not a crash or a leak. */
-static void test_ip_address_for_unix_kind_fails_cleanly(void **state)
+/* A kind given an address of the wrong family is an error, not a crash or
+ * a leak. */
+static void test_address_of_wrong_family_fails_cleanly(void **state)
 {
     (void)state;
     int fds_before = test_count_open_fds();
     const ss_server_class *kinds[] = {&ss_unix_stream, &ss_unix_datagram};
     for (size_t i = 0; i < 2; i++) {
-        ss_server *srv = (ss_server *)&srv;
+        ss_server *srv = NOT_SET;
         assert_true(ss_server_new(&srv, kinds[i], &ss_sync, "127.0.0.1:0",
                                   &test_echo_handler, NULL) < 0);
         assert_null(srv);
     }
+    /* And the other way round: an IP kind given a Unix address. */
+    char address[108];
+    test_unix_address(address, sizeof address, "wrongkind");
+    ss_server *srv = NOT_SET;
+    assert_true(ss_server_new(&srv, &ss_tcp, &ss_sync, address,
+                              &test_echo_handler, NULL) < 0);
+    assert_null(srv);
+    assert_int_equal(access(test_unix_path(address), F_OK), -1);
     assert_int_equal(test_count_open_fds(), fds_before);
 }
 
@@ -547,8 +607,7 @@ static void test_bind_and_activate_false_defers_bind_and_listen(void **state)
     int fd = ss_server_fileno(t.srv);
     assert_true(fd >= 0);
     int one = 1;
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one,
-                                sizeof one),
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one),
                      0);
     /* ...but it is neither bound nor listening yet. */
     struct sockaddr_in sin;
@@ -564,9 +623,8 @@ static void test_bind_and_activate_false_defers_bind_and_listen(void **state)
     assert_int_equal(ntohs(sin.sin_port), port);
     int listening = -1;
     len = sizeof listening;
-    assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening,
-                                &len),
-                     0);
+    assert_int_equal(
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len), 0);
     assert_int_equal(listening, 0);
 
     assert_int_equal(ss_server_activate(t.srv), 0);
@@ -593,8 +651,8 @@ static void test_bind_and_activate_false_works_for_unix_datagram(void **state)
     cfg.bind_and_activate = false;
     cfg.unlink_on_close = true;
     test_server t = {0};
-    assert_int_equal(ss_server_new(&t.srv, &ss_unix_datagram, &ss_sync,
-                                   address, &test_echo_handler, &cfg),
+    assert_int_equal(ss_server_new(&t.srv, &ss_unix_datagram, &ss_sync, address,
+                                   &test_echo_handler, &cfg),
                      0);
     assert_false(is_socket_file(test_unix_path(address)));
     assert_int_equal(ss_server_bind(t.srv), 0);
@@ -666,8 +724,7 @@ static void test_every_descriptor_is_cloexec(void **state)
 
         snapshot_fds(before);
         test_server t;
-        assert_int_equal(test_server_start(&t, cases[i].kind,
-                                           cases[i].address,
+        assert_int_equal(test_server_start(&t, cases[i].kind, cases[i].address,
                                            &record_cloexec_handler, &cfg),
                          0);
         assert_true(fd_is_cloexec(ss_server_fileno(t.srv)));
@@ -707,6 +764,8 @@ int main(void)
             test_unix_datagram_path_echoes_three_clients_in_sequence),
         cmocka_unit_test(
             test_unix_datagram_abstract_echoes_three_clients_in_sequence),
+        cmocka_unit_test(
+            test_unix_datagram_unnamed_client_is_reported_not_fatal),
         cmocka_unit_test(test_one_call_constructors_build_sync_servers),
         cmocka_unit_test(test_port_zero_reports_the_real_port),
         cmocka_unit_test(test_ipv6_port_zero_reports_the_real_port),
@@ -723,10 +782,9 @@ int main(void)
             test_unix_path_in_use_returns_eaddrinuse_and_leaks_no_fd),
         cmocka_unit_test(
             test_bad_address_strings_return_einval_without_fd_growth),
-        cmocka_unit_test(test_ip_address_for_unix_kind_fails_cleanly),
+        cmocka_unit_test(test_address_of_wrong_family_fails_cleanly),
         cmocka_unit_test(test_bind_and_activate_false_defers_bind_and_listen),
-        cmocka_unit_test(
-            test_bind_and_activate_false_works_for_unix_datagram),
+        cmocka_unit_test(test_bind_and_activate_false_works_for_unix_datagram),
         cmocka_unit_test(test_every_descriptor_is_cloexec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,10 +4,11 @@
  *
  *   sockserv-echo [--udp] [--unix PATH] [--bind ADDR] [--mode MODE] [PORT]
  *
- * One handler class serves every kind of server: its handle() copies what
- * it reads back to the client until the client is done. For a stream that
- * is end of connection; for a datagram it is the end of the packet, and the
- * library sends what was written as the reply after finish.
+ * One handler class serves every kind of server, under every strategy: its
+ * handle() copies what it reads back to the client until the client is
+ * done. For a stream that is end of connection; for a datagram it is the
+ * end of the packet, and the library sends what was written as the reply
+ * after finish.
  */
 #include <sockserv/sockserv.h>
 

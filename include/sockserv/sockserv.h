@@ -120,6 +120,12 @@ struct ss_config {
     bool unlink_on_close;
     /* Where report lines go instead of stderr; NULL = stderr. */
     ss_log_fn log;
+    /* After ss_shutdown(), requests still running stop waiting for input
+     * at once (their reads fail with -ECANCELED, which is not reported as
+     * an error), and may spend this many seconds sending answers before
+     * their writes fail with -ECANCELED too. So Ctrl-C never waits for an
+     * idle client, and an answer in progress is not cut short. Default 5. */
+    double shutdown_grace;
 
     /* --- concurrency strategies --------------------------------------- */
     /* Forking: most children at once; at the limit the loop waits for one
@@ -228,7 +234,10 @@ struct ss_io_class {
     const char *name;
     /* Wait until fd is ready for events (POLLIN and/or POLLOUT) or the
      * deadline passes. Returns 0 when ready (or on error/hangup, which the
-     * next call reports), -ETIMEDOUT, or another negative errno. */
+     * next call reports), -ETIMEDOUT, or another negative errno. While
+     * the server is shutting down it returns -ECANCELED instead of waiting
+     * for input (POLLIN); ss_blocking_io watches a server descriptor for
+     * that, so a wait already in progress ends at once too. */
     int (*wait)(ss_request *req, int fd, short events, int64_t deadline);
 };
 

@@ -1,0 +1,160 @@
+/*
+ * echo_server.c — the libsockserv side of the echo benchmark.
+ *
+ *   sockserv-bench-echo --mode sync|fork|thread|pool|prefork [--port P]
+ *       [--host H] [--udp] [--workers N] [--worker-mode sync|thread|pool]
+ *       [--threads N] [--max-children N]
+ *
+ * A deliberately small server with its own copy of the echo handler, so the
+ * benchmark measures the library and not whatever options the example
+ * program grows. The handler is the one from examples/echo: ss_read and
+ * ss_write_all until end of stream (for a datagram: end of the packet, and
+ * the reply leaves after finish), on the stream / datagram base classes —
+ * the counterparts of the StreamRequestHandler and DatagramRequestHandler
+ * that bench/py_echo_server.py uses.
+ *
+ * Once listening it prints "listening on PORT" (the real port, so --port 0
+ * works) and serves until SIGTERM or SIGINT.
+ */
+#include <sockserv/sockserv.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int echo_handle(ss_request *req)
+{
+    char buf[8192];
+    ssize_t n;
+    while ((n = ss_read(req, buf, sizeof buf)) > 0)
+        if ((n = ss_write_all(req, buf, (size_t)n)) < 0)
+            break;
+    return n < 0 ? (int)n : 0;
+}
+
+static const ss_handler_class stream_echo = {
+    .base = &ss_stream_handler,
+    .handle = echo_handle,
+};
+
+static const ss_handler_class datagram_echo = {
+    .base = &ss_datagram_handler,
+    .handle = echo_handle,
+};
+
+static const struct {
+    const char *name;
+    const ss_strategy *strategy;
+} modes[] = {
+    {"sync", &ss_sync},        {"fork", &ss_forking},
+    {"thread", &ss_threading}, {"pool", &ss_thread_pool},
+    {"prefork", &ss_prefork},
+};
+
+static const ss_strategy *find_mode(const char *name)
+{
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(name, modes[i].name) == 0)
+            return modes[i].strategy;
+    return NULL;
+}
+
+static void usage(FILE *to)
+{
+    fputs("usage: sockserv-bench-echo --mode sync|fork|thread|pool|prefork "
+          "[--port P] [--host H]\n"
+          "           [--udp] [--workers N] [--worker-mode sync|thread|pool] "
+          "[--threads N]\n"
+          "           [--max-children N]\n",
+          to);
+}
+
+static int to_int(const char *text)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || v < 0 || v > 1000000) {
+        fprintf(stderr, "sockserv-bench-echo: not a count: '%s'\n", text);
+        exit(2);
+    }
+    return (int)v;
+}
+
+int main(int argc, char **argv)
+{
+    const char *host = "127.0.0.1", *port = "0";
+    const ss_strategy *strategy = NULL;
+    bool udp = false;
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.allow_reuse_address = true;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(arg, "--udp")) {
+            udp = true;
+            continue;
+        } else if (!value) {
+            usage(stderr);
+            return 2;
+        } else if (!strcmp(arg, "--mode")) {
+            if (!(strategy = find_mode(value))) {
+                fprintf(stderr, "sockserv-bench-echo: unknown mode '%s'\n",
+                        value);
+                return 2;
+            }
+        } else if (!strcmp(arg, "--worker-mode")) {
+            cfg.worker_strategy = find_mode(value);
+            if (!cfg.worker_strategy || cfg.worker_strategy == &ss_prefork ||
+                cfg.worker_strategy == &ss_forking) {
+                fprintf(stderr, "sockserv-bench-echo: --worker-mode is "
+                                "sync, thread or pool\n");
+                return 2;
+            }
+        } else if (!strcmp(arg, "--port")) {
+            port = value;
+        } else if (!strcmp(arg, "--host")) {
+            host = value;
+        } else if (!strcmp(arg, "--workers")) {
+            cfg.workers = to_int(value);
+        } else if (!strcmp(arg, "--threads")) {
+            cfg.pool_size = to_int(value);
+        } else if (!strcmp(arg, "--max-children")) {
+            cfg.max_children = to_int(value);
+        } else {
+            usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    if (!strategy) {
+        usage(stderr);
+        return 2;
+    }
+
+    char address[300];
+    snprintf(address, sizeof address, strchr(host, ':') ? "[%s]:%s" : "%s:%s",
+             host, port);
+    ss_server *srv;
+    int rc = ss_server_new(&srv, udp ? &ss_udp : &ss_tcp, strategy, address,
+                           udp ? &datagram_echo : &stream_echo, &cfg);
+    if (rc < 0) {
+        fprintf(stderr, "sockserv-bench-echo: %s: %s\n", address,
+                ss_strerror(rc));
+        return 1;
+    }
+    rc = ss_shutdown_on_signals(srv);
+    if (rc == 0) {
+        printf("listening on %d\n", ss_server_port(srv));
+        fflush(stdout);
+        rc = ss_serve_forever(srv, 0.5);
+    }
+    if (rc < 0)
+        fprintf(stderr, "sockserv-bench-echo: %s\n", ss_strerror(rc));
+    ss_server_free(srv);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""run_echo_bench.py -- libsockserv's echo server next to Python's socketserver.
+
+    bench/run_echo_bench.py BUILD_DIR [--rounds 5] [--duration 0.6] ...
+
+Starts every server once, each on its own loopback port (port 0, read back
+from the server's "listening on PORT" line):
+
+  * build/bench/sockserv-bench-echo in each mode (sync, fork, thread, pool,
+    prefork), TCP and UDP;
+  * bench/py_echo_server.py: Python's TCPServer, ThreadingTCPServer,
+    ForkingTCPServer, UDPServer, ThreadingUDPServer, ForkingUDPServer with
+    the same echo handler;
+  * build/bench/reference-echo: two yardsticks without any library, shown
+    beside the TCP tables (--no-reference skips them).
+
+Then it measures them round-robin -- every server once per round, libsockserv
+and its Python peer back to back -- with build/bench/echo_load, so slow
+drift of a shared machine hits both sides alike. Each cell is the median
+over the rounds. Three workloads:
+
+  persistent   N connections (default 50), closed-loop 64-byte round trips
+  cpr          connect per request: connect, send, receive, close
+  udp          N connected UDP sockets, closed-loop datagram round trips
+
+It prints one table per workload (round trips per second, libsockserv /
+Python ratio) and can write the same as Markdown (--markdown), the raw
+numbers as JSON (--json, for bench/plot_echo_bench.py) and a chart (--svg).
+
+The script builds nothing: pass a build directory where `cmake --build` has
+made bench/echo_load, bench/sockserv-bench-echo and bench/reference-echo (a
+Release build is what the numbers in docs/performance.md use). Every server
+it starts is stopped by PID at the end, on Ctrl-C or SIGTERM, and on
+failure (then its logs are kept and their directory is named).
+"""
+
+import argparse
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Worker counts used everywhere, so a table row means one configuration.
+MAX_CHILDREN = 64   # both forking servers: above 50 connections (default 40)
+POOL_THREADS = 64   # ss_thread_pool: a worker for each of 50 connections
+PREFORK_WORKERS = 2  # one per core
+
+# name -> (argv after the program, label for tables)
+LIB_SERVERS = {
+    "tcp-sync": (["--mode", "sync"], "sync"),
+    "tcp-fork": (["--mode", "fork", "--max-children", str(MAX_CHILDREN)],
+                 "fork"),
+    "tcp-thread": (["--mode", "thread"], "thread"),
+    "tcp-pool": (["--mode", "pool", "--threads", str(POOL_THREADS)],
+                 f"pool ({POOL_THREADS} threads)"),
+    # 50 persistent connections need concurrency inside each worker.
+    "tcp-prefork-thread": (["--mode", "prefork", "--workers",
+                            str(PREFORK_WORKERS), "--worker-mode", "thread"],
+                           f"prefork ({PREFORK_WORKERS} workers x thread)"),
+    # One short request per connection: the classic sync worker.
+    "tcp-prefork-sync": (["--mode", "prefork", "--workers",
+                          str(PREFORK_WORKERS)],
+                         f"prefork ({PREFORK_WORKERS} sync workers)"),
+    "udp-sync": (["--udp", "--mode", "sync"], "sync"),
+    "udp-fork": (["--udp", "--mode", "fork", "--max-children",
+                  str(MAX_CHILDREN)], "fork"),
+    "udp-thread": (["--udp", "--mode", "thread"], "thread"),
+    "udp-pool": (["--udp", "--mode", "pool", "--threads", str(POOL_THREADS)],
+                 f"pool ({POOL_THREADS} threads)"),
+    "udp-prefork-sync": (["--udp", "--mode", "prefork", "--workers",
+                          str(PREFORK_WORKERS)],
+                         f"prefork ({PREFORK_WORKERS} sync workers)"),
+}
+
+PY_SERVERS = {
+    "py-sync": (["--mode", "sync"], "TCPServer"),
+    "py-thread": (["--mode", "thread"], "ThreadingTCPServer"),
+    "py-fork": (["--mode", "fork", "--max-children", str(MAX_CHILDREN)],
+                "ForkingTCPServer"),
+    "py-udp-sync": (["--mode", "udp-sync"], "UDPServer"),
+    "py-udp-thread": (["--mode", "udp-thread"], "ThreadingUDPServer"),
+    "py-udp-fork": (["--mode", "udp-fork", "--max-children",
+                     str(MAX_CHILDREN)], "ForkingUDPServer"),
+}
+
+# Yardsticks without any library (bench/reference_echo.c): what the
+# machine and load generator allow at all, and what the thread-per-request
+# model allows at best. Printed next to the tables, not in the ratios.
+REF_SERVERS = {
+    "ref-epoll": (["--model", "epoll"], "epoll loop, no library"),
+    "ref-thread": (["--model", "thread"],
+                   "blocking thread per connection, no library"),
+}
+# TCP only: reference_echo.c has no UDP server.
+SUITE_REFS = {"persistent": ["ref-epoll", "ref-thread"],
+              "cpr": ["ref-epoll", "ref-thread"], "udp": []}
+
+# workload -> rows of (libsockserv server, Python peer)
+SUITES = {
+    "persistent": [
+        ("tcp-sync", "py-sync"),
+        ("tcp-fork", "py-fork"),
+        ("tcp-thread", "py-thread"),
+        ("tcp-pool", "py-thread"),
+        ("tcp-prefork-thread", "py-fork"),
+    ],
+    "cpr": [
+        ("tcp-sync", "py-sync"),
+        ("tcp-fork", "py-fork"),
+        ("tcp-prefork-sync", "py-fork"),
+        ("tcp-thread", "py-thread"),
+        ("tcp-pool", "py-thread"),
+    ],
+    "udp": [
+        ("udp-sync", "py-udp-sync"),
+        ("udp-fork", "py-udp-fork"),
+        ("udp-thread", "py-udp-thread"),
+        ("udp-pool", "py-udp-thread"),
+        ("udp-prefork-sync", "py-udp-fork"),
+    ],
+}
+
+
+def suite_title(suite, args):
+    if suite == "persistent":
+        return (f"TCP, {args.connections} persistent connections, "
+                f"{args.size}-byte messages")
+    if suite == "cpr":
+        return (f"TCP, connect per request, {args.cpr_connections} "
+                f"concurrent clients, {args.size}-byte messages")
+    return (f"UDP, {args.udp_connections} concurrent clients, "
+            f"{args.size}-byte datagrams")
+
+
+class Servers:
+    """The servers this run started: started once, stopped by PID."""
+
+    def __init__(self, logdir):
+        self.logdir = logdir
+        self.procs = {}  # name -> (Popen, port)
+
+    def start(self, name, argv):
+        log = open(os.path.join(self.logdir, name + ".log"), "wb")
+        # A session of its own: a forking server's children share the
+        # process group, so stop() can end any it leaves behind, and a
+        # Ctrl-C in the terminal reaches only this script.
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
+                                stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        log.close()
+        self.procs[name] = (proc, None)
+        ready, _, _ = select.select([proc.stdout], [], [], 10.0)
+        line = proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("listening on "):
+            raise RuntimeError(
+                f"{name} did not start ({' '.join(argv)}); see "
+                f"{os.path.join(self.logdir, name + '.log')}")
+        port = int(line.split()[2])
+        self.procs[name] = (proc, port)
+        return port
+
+    def port(self, name):
+        return self.procs[name][1]
+
+    def alive(self, name):
+        return self.procs[name][0].poll() is None
+
+    def stop(self):
+        for proc, _ in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()  # SIGTERM to this PID: a clean stop
+        deadline = time.monotonic() + 5.0
+        for proc, _ in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # Anything left in the server's own process group (the server
+            # itself if it ignored SIGTERM, or forked children) ends now.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                pass
+            if proc.stdout:
+                proc.stdout.close()
+        self.procs.clear()
+
+
+def run_load(args, suite, port):
+    threads = args.cpr_load_threads if suite == "cpr" else args.load_threads
+    argv = [args.echo_load, "--host", "127.0.0.1", "--port", str(port),
+            "--size", str(args.size), "--duration", str(args.duration),
+            "--warmup", str(args.warmup), "--threads", str(threads)]
+    if suite == "persistent":
+        argv += ["--connections", str(args.connections)]
+    elif suite == "cpr":
+        argv += ["--connections", str(args.cpr_connections),
+                 "--connect-per-request"]
+    else:
+        argv += ["--connections", str(args.udp_connections), "--udp"]
+    timeout = args.duration + args.warmup + 30
+    out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=timeout, check=False)
+    text = out.stdout.decode()
+    if out.returncode != 0 or not text.startswith("echo_load "):
+        raise RuntimeError(f"echo_load failed ({' '.join(argv)}): "
+                           f"{out.stderr.decode().strip()}")
+    fields = dict(kv.split("=", 1) for kv in text.split()[1:])
+    return {
+        "rt_per_sec": float(fields["rt_per_sec"]),
+        "errors": int(fields["errors"]),
+        "mismatches": int(fields["mismatches"]),
+    }
+
+
+def fmt_rate(x):
+    return f"{x:,.0f}"
+
+
+def summarize(results, args):
+    """Median per (suite, server) and the rows of every table."""
+    tables = {}
+    for suite, rows in SUITES.items():
+        if suite not in args.suites:
+            continue
+        out = []
+        for lib, py in rows:
+            lib_runs = results[suite][lib]
+            py_runs = results[suite][py]
+            lib_rate = statistics.median(r["rt_per_sec"] for r in lib_runs)
+            py_rate = statistics.median(r["rt_per_sec"] for r in py_runs)
+            out.append({
+                "mode": LIB_SERVERS[lib][1],
+                "lib_server": lib,
+                "python_server": py,
+                "python_class": PY_SERVERS[py][1],
+                "lib_rt_per_sec": lib_rate,
+                "python_rt_per_sec": py_rate,
+                "ratio": lib_rate / py_rate if py_rate > 0 else float("inf"),
+                "lib_runs": [r["rt_per_sec"] for r in lib_runs],
+                "python_runs": [r["rt_per_sec"] for r in py_runs],
+                "lib_errors": sum(r["errors"] for r in lib_runs),
+                "python_errors": sum(r["errors"] for r in py_runs),
+                "lib_mismatches": sum(r["mismatches"] for r in lib_runs),
+                "python_mismatches": sum(r["mismatches"] for r in py_runs),
+            })
+        tables[suite] = out
+    return tables
+
+
+def summarize_references(results, args):
+    refs = {}
+    for suite in args.suites:
+        refs[suite] = [{"server": name, "label": REF_SERVERS[name][1],
+                        "rt_per_sec": statistics.median(
+                            r["rt_per_sec"] for r in results[suite][name])}
+                       for name in SUITE_REFS[suite]
+                       if name in results[suite]]
+    return refs
+
+
+def text_tables(tables, refs, args):
+    lines = []
+    for suite, rows in tables.items():
+        lines.append("")
+        lines.append(suite_title(suite, args))
+        lines.append(f"  {'mode':<30} {'libsockserv':>12}  "
+                     f"{'Python peer':<20} {'Python':>10} {'ratio':>7}  "
+                     f"errors (lib/py)")
+        for r in rows:
+            lines.append(
+                f"  {r['mode']:<30} {fmt_rate(r['lib_rt_per_sec']):>12}  "
+                f"{r['python_class']:<20} "
+                f"{fmt_rate(r['python_rt_per_sec']):>10} "
+                f"{r['ratio']:>6.2f}x  "
+                f"{r['lib_errors']}/{r['python_errors']}"
+                + ("  MISMATCHES!" if r["lib_mismatches"] or
+                   r["python_mismatches"] else ""))
+        for ref in refs.get(suite, []):
+            lines.append(f"  reference, {ref['label']}: "
+                         f"{fmt_rate(ref['rt_per_sec'])}")
+    return "\n".join(lines)
+
+
+def spread(runs):
+    return f"{fmt_rate(min(runs))}–{fmt_rate(max(runs))}"
+
+
+def markdown_tables(tables, refs, args):
+    lines = []
+    for suite, rows in tables.items():
+        lines.append(f"**{suite_title(suite, args)}** (round trips/s, median "
+                     f"of {args.rounds} rounds; min–max in brackets)")
+        lines.append("")
+        lines.append("| libsockserv mode | libsockserv | Python peer | "
+                     "Python | ratio |")
+        lines.append("|---|---:|---|---:|---:|")
+        for r in rows:
+            lines.append(f"| {r['mode']} | {fmt_rate(r['lib_rt_per_sec'])} "
+                         f"({spread(r['lib_runs'])}) | "
+                         f"`{r['python_class']}` | "
+                         f"{fmt_rate(r['python_rt_per_sec'])} "
+                         f"({spread(r['python_runs'])}) | "
+                         f"**{r['ratio']:.2f}×** |")
+        for ref in refs.get(suite, []):
+            lines.append(f"| *{ref['label']}* | "
+                         f"*{fmt_rate(ref['rt_per_sec'])}* | | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def machine_description():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def parse_args():
+    p = argparse.ArgumentParser(
+        description="Echo benchmark: libsockserv vs Python's socketserver.")
+    p.add_argument("build_dir", help="CMake build directory (already built)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="measurements of every server (default 5)")
+    p.add_argument("--duration", type=float, default=0.6,
+                   help="measured seconds per run (default 0.6)")
+    p.add_argument("--warmup", type=float, default=0.2,
+                   help="unmeasured seconds before each run (default 0.2)")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--connections", type=int, default=50,
+                   help="persistent connections (default 50)")
+    p.add_argument("--cpr-connections", type=int, default=16,
+                   help="concurrent connect-per-request clients (default 16)")
+    p.add_argument("--udp-connections", type=int, default=50)
+    p.add_argument("--load-threads", type=int, default=1,
+                   help="echo_load epoll threads for persistent and UDP "
+                   "(default 1: one thread already outruns every server)")
+    p.add_argument("--cpr-load-threads", type=int, default=2,
+                   help="echo_load threads for connect-per-request (default "
+                   "2: connect() is costly, one thread caps near the "
+                   "servers' rate)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip the yardstick servers of reference_echo.c")
+    p.add_argument("--suites", default="persistent,cpr,udp",
+                   help="comma-separated subset of persistent,cpr,udp")
+    p.add_argument("--python", default=sys.executable,
+                   help="interpreter for py_echo_server.py")
+    p.add_argument("--json", help="write raw results here")
+    p.add_argument("--markdown", help="write the tables as Markdown here")
+    p.add_argument("--svg", help="write a bar chart here "
+                   "(bench/plot_echo_bench.py)")
+    args = p.parse_args()
+    args.suites = [s for s in args.suites.split(",") if s]
+    for s in args.suites:
+        if s not in SUITES:
+            p.error(f"unknown suite {s!r}")
+    bench = os.path.join(args.build_dir, "bench")
+    args.echo_load = os.path.join(bench, "echo_load")
+    args.lib_server = os.path.join(bench, "sockserv-bench-echo")
+    args.ref_server = os.path.join(bench, "reference-echo")
+    for exe in (args.echo_load, args.lib_server, args.ref_server):
+        if not os.access(exe, os.X_OK):
+            p.error(f"{exe} not found: build first (cmake --build "
+                    f"{args.build_dir})")
+    if args.rounds < 1 or args.duration <= 0:
+        p.error("--rounds and --duration must be positive")
+    return args
+
+
+def main():
+    args = parse_args()
+    logdir = tempfile.mkdtemp(prefix="sockserv-bench-")
+    servers = Servers(logdir)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    # Explicitly, because a shell starts background jobs with SIGINT
+    # ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        # Which servers, in which order: each suite's rows, libsockserv
+        # then its Python peer, each server measured once per round.
+        plan = []
+        for suite in args.suites:
+            seen = set()
+            for lib, py in SUITES[suite]:
+                for name in (lib, py):
+                    if name not in seen:
+                        seen.add(name)
+                        plan.append((suite, name))
+            if not args.no_reference:
+                plan += [(suite, name) for name in SUITE_REFS[suite]]
+        for _, name in plan:
+            if name in servers.procs:
+                continue
+            if name in LIB_SERVERS:
+                argv = [args.lib_server] + LIB_SERVERS[name][0]
+            elif name in REF_SERVERS:
+                argv = [args.ref_server] + REF_SERVERS[name][0]
+            else:
+                argv = ([args.python, os.path.join(HERE, "py_echo_server.py")]
+                        + PY_SERVERS[name][0])
+            servers.start(name, argv)
+
+        per_run = args.duration + args.warmup + 0.1
+        print(f"echo benchmark: {len(plan)} runs x {args.rounds} rounds x "
+              f"{per_run:.2f} s ~ {len(plan) * args.rounds * per_run:.0f} s; "
+              f"server logs in {logdir}", file=sys.stderr)
+        results = {s: {} for s in args.suites}
+        for round_no in range(args.rounds):
+            for suite, name in plan:
+                if not servers.alive(name):
+                    raise RuntimeError(f"server {name} died; see {logdir}")
+                r = run_load(args, suite, servers.port(name))
+                results[suite].setdefault(name, []).append(r)
+                print(f"  round {round_no + 1} {suite:<10} {name:<20} "
+                      f"{fmt_rate(r['rt_per_sec']):>10} rt/s"
+                      + (f"  errors={r['errors']}" if r["errors"] else "")
+                      + (f"  MISMATCHES={r['mismatches']}"
+                         if r["mismatches"] else ""),
+                      file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted; stopping servers", file=sys.stderr)
+        servers.stop()
+        shutil.rmtree(logdir, ignore_errors=True)
+        return 130
+    except Exception as e:  # report, then stop what we started
+        print(f"run_echo_bench: {e}", file=sys.stderr)
+        servers.stop()
+        return 1
+    servers.stop()
+    shutil.rmtree(logdir, ignore_errors=True)  # kept only after a failure
+
+    tables = summarize(results, args)
+    refs = summarize_references(results, args)
+    print(f"\nround trips per second, median of {args.rounds} rounds of "
+          f"{args.duration:g} s; ratio = libsockserv / Python")
+    print(text_tables(tables, refs, args))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown_tables(tables, refs, args))
+    if args.json:
+        settings = {k: getattr(args, k) for k in (
+            "rounds", "duration", "warmup", "size", "connections",
+            "cpr_connections", "udp_connections", "load_threads",
+            "cpr_load_threads")}
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_description(),
+                       "settings": settings,
+                       "titles": {s: suite_title(s, args) for s in tables},
+                       "tables": tables,
+                       "references": refs}, f, indent=1)
+    if args.svg:
+        sys.path.insert(0, HERE)
+        import plot_echo_bench
+        with open(args.svg, "w") as f:
+            f.write(plot_echo_bench.svg({
+                "titles": {s: suite_title(s, args) for s in tables},
+                "tables": tables, "references": refs}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
