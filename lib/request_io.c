@@ -256,6 +256,8 @@ static ssize_t append_reply(ss_request *req, const void *buf, size_t n)
  * twice. */
 static int flush_stream(ss_request *req, int64_t deadline)
 {
+    if (req->wlen == 0)
+        return 0;
     size_t sent = 0;
     int rc = 0;
     while (sent < req->wlen) {
