@@ -89,6 +89,8 @@ int ss__handler_resolve(const ss_handler_class *cls, ss__handler *out)
         if (out->wbufsize == 0)
             out->wbufsize = c->wbufsize;
         out->disable_nagle_algorithm |= c->disable_nagle_algorithm;
+        if (!out->class_data)
+            out->class_data = c->class_data;
     }
     /* Sizes far beyond any real use are a mistake; refusing them also
      * keeps the request allocation's arithmetic from overflowing. */

@@ -31,6 +31,7 @@ typedef struct ss__handler {
     size_t rbufsize;
     size_t wbufsize;
     bool disable_nagle_algorithm;
+    const void *class_data;
 } ss__handler;
 
 struct ss_server {

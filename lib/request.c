@@ -123,6 +123,11 @@ void *ss_request_user(const ss_request *req)
     return req->server->config.user;
 }
 
+const void *ss_request_class_data(const ss_request *req)
+{
+    return req->server->handler.class_data;
+}
+
 const struct sockaddr *ss_request_client_address(const ss_request *req,
                                                  socklen_t *len)
 {

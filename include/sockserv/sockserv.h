@@ -326,6 +326,11 @@ struct ss_handler_class {
     size_t wbufsize;
     /* TCP_NODELAY on the connection (TCP only). */
     bool disable_nagle_algorithm;
+
+    /* Data of the class itself — Python's class attributes — shared by all
+     * its requests: ss_request_class_data(). Inherited when NULL. The HTTP
+     * handler keeps its ss_http_config here. */
+    const void *class_data;
 };
 
 /* No-op setup/handle/finish. Request I/O follows the server kind, so every
@@ -476,6 +481,8 @@ SS_API ss_server *ss_request_server(const ss_request *req);
 SS_API void *ss_request_state(const ss_request *req);
 /* config.user of the server. */
 SS_API void *ss_request_user(const ss_request *req);
+/* class_data of the handler class (or the nearest base that sets it). */
+SS_API const void *ss_request_class_data(const ss_request *req);
 /* The client's address; *len receives its length when len is not NULL.
  * For an unbound Unix client it has only a family. */
 SS_API const struct sockaddr *ss_request_client_address(const ss_request *req,

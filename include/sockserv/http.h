@@ -1,0 +1,178 @@
+/*
+ * sockserv/http.h — an HTTP/1.1 request handler class for libsockserv:
+ * Python's http.server.BaseHTTPRequestHandler, in C.
+ *
+ * It is an ordinary ss_handler_class (ss_http_handler), so it runs under
+ * every server kind that is a stream (TCP, Unix stream) and every strategy.
+ * Per connection it reads requests (keep-alive and pipelining included),
+ * parses them with ss_http_parse_request(), and calls the method callback
+ * you registered for the request's method — do_GET, do_POST, or any other
+ * token — with an ss_http exchange. Unknown methods get 501, malformed
+ * requests 400/414/431/505, bodies over the limit 413.
+ *
+ * Using it:
+ *
+ *     static int do_GET(ss_http *h)
+ *     {
+ *         static const char body[] = "hello\n";
+ *         ss_http_send_response(h, 200, NULL);
+ *         ss_http_send_header(h, "Content-Type", "text/plain");
+ *         ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
+ *         ss_http_end_headers(h);
+ *         return ss_http_write(h, body, sizeof body - 1) < 0 ? -1 : 0;
+ *     }
+ *     static const ss_http_method methods[] = {{"GET", do_GET}, {NULL, NULL}};
+ *     static const ss_http_config http = {.methods = methods};
+ *     ...
+ *     ss_handler_class handler = ss_http_handler;   // copy the class
+ *     handler.class_data = &http;                    // its configuration
+ *     ss_server_new(&srv, &ss_tcp, &ss_threading, ":8000", &handler, &cfg);
+ *
+ * (ss_http_config_init() fills the defaults; a config with zero fields
+ * takes the defaults for them, as documented per field.)
+ *
+ * Thread-safety: an ss_http belongs to the thread running its request.
+ */
+#ifndef SOCKSERV_HTTP_H
+#define SOCKSERV_HTTP_H
+
+#include <stdint.h>
+
+#include "sockserv/http_parser.h"
+#include "sockserv/sockserv.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One request/response exchange on a connection. */
+typedef struct ss_http ss_http;
+
+/* A method callback (do_GET, …). Returns 0 when the response was sent
+ * (or at least started properly), non-zero on failure: the connection is
+ * then closed and the error reported through handle_error, as a Python
+ * exception in do_GET would be. If it returns 0 without having sent a
+ * response, the handler answers 500. */
+typedef int (*ss_http_method_fn)(ss_http *h);
+
+typedef struct ss_http_method {
+    const char *name; /* "GET", case-sensitive as HTTP methods are */
+    ss_http_method_fn fn;
+} ss_http_method;
+
+/* Common Log Format line for one request, without newline. */
+typedef void (*ss_http_log_fn)(void *user, const char *line);
+
+typedef struct ss_http_config {
+    /* Method table, ended by {NULL, NULL}. A method not in it gets 501
+     * (Python: "Unsupported method"). */
+    const ss_http_method *methods;
+    /* "Server:" header. NULL: "sockserv/<version>". */
+    const char *server_version;
+    /* Parser limits (request line 65,536 → 414; header line, count 100 and
+     * total → 431). Zero fields take the parser's defaults. */
+    ss_http_limits limits;
+    /* Largest request body accepted (Content-Length or chunked) → 413.
+     * 0: 16 MiB. */
+    uint64_t max_body_size;
+    /* Seconds for a whole request head (request line and headers) to
+     * arrive, counted from its first byte — a deadline, not per read, so a
+     * client dribbling a byte a second is cut off. 0: 10 s. */
+    double header_timeout;
+    /* Seconds a kept-alive connection may sit idle between requests.
+     * 0: 15 s. */
+    double idle_timeout;
+    /* Seconds each body read or response write may wait. 0: 30 s. */
+    double io_timeout;
+    /* Where access-log lines go (Common Log Format, control characters
+     * escaped as \xHH). NULL: stderr. */
+    ss_http_log_fn log_request;
+    /* Turn access logging off entirely. */
+    bool quiet;
+    /* Your context, reachable through ss_http_user(). */
+    void *user;
+} ss_http_config;
+
+/* Fill *cfg with the defaults above (methods NULL, everything else the
+ * documented default values). */
+SS_API void ss_http_config_init(ss_http_config *cfg);
+
+/* The HTTP handler class. Copy it and set class_data to your
+ * ss_http_config (which must outlive the server). A NULL class_data is an
+ * error every request reports (500 and close). */
+SS_API extern const ss_handler_class ss_http_handler;
+
+/* ---- what a method callback can ask -------------------------------- */
+
+SS_API ss_request *ss_http_request(const ss_http *h);
+SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
+/* ss_http_config.user */
+SS_API void *ss_http_user(const ss_http *h);
+/* The parsed request line and headers (slices into the request head;
+ * valid until the callback returns). */
+SS_API const ss_http_request *ss_http_parsed(const ss_http *h);
+/* NUL-terminated copies, valid until the callback returns. */
+SS_API const char *ss_http_method_name(const ss_http *h); /* "GET" */
+SS_API const char *ss_http_target(const ss_http *h);      /* "/a%20b?x=1" */
+/* HTTP/1.x minor version (0 or 1). */
+SS_API int ss_http_version_minor(const ss_http *h);
+/* The first header named name (case-insensitive) as a NUL-terminated
+ * string valid until the callback returns, or NULL. */
+SS_API const char *ss_http_header(ss_http *h, const char *name);
+
+/* ---- request body -------------------------------------------------- */
+
+/* Read up to n bytes of the request body, decoding Content-Length or
+ * chunked framing. Sends "100 Continue" first if the client asked for it.
+ * Returns the count, 0 at the end of the body, or a negative error
+ * (-ETIMEDOUT, SS_EOF if the client closed early, an SS_HTTP_E_* value for
+ * a malformed chunked body or SS_HTTP_E_BODY_TOO_LARGE). A body the
+ * callback does not read is drained after it returns (up to the limit),
+ * or the connection is closed, so pipelined requests stay in step. */
+SS_API ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n);
+/* The declared body length, or -1 when chunked or absent. */
+SS_API int64_t ss_http_content_length(const ss_http *h);
+
+/* ---- response ------------------------------------------------------ */
+
+/* Status line and the Server and Date headers (Python:
+ * send_response). reason NULL: the standard phrase. Returns 0 or a
+ * negative errno. Headers are buffered until ss_http_end_headers(). */
+SS_API int ss_http_send_response(ss_http *h, int status, const char *reason);
+/* One header line. Names and values with CR, LF or NUL are refused
+ * (-EINVAL): no header injection. Content-Length and "Connection: close"
+ * are noticed (see ss_http_end_headers). */
+SS_API int ss_http_send_header(ss_http *h, const char *name,
+                               const char *value);
+SS_API int ss_http_send_headerf(ss_http *h, const char *name,
+                                const char *fmt, ...) SS_PRINTF(3, 4);
+/* End the head and send it. A response that can have a body but declared
+ * no Content-Length gets "Connection: close" added and the connection is
+ * closed after it (the body ends where the connection does). */
+SS_API int ss_http_end_headers(ss_http *h);
+/* An error response with a small HTML body that escapes everything that
+ * came from the request (Python: send_error). explain may be NULL. The
+ * connection is closed after it for 4xx/5xx caused by a bad request.
+ * Returns 0 or a negative errno. */
+SS_API int ss_http_send_error(ss_http *h, int status, const char *explain);
+/* Response body bytes (all of them). For HEAD requests the body is
+ * swallowed, so one callback can serve GET and HEAD. */
+SS_API ssize_t ss_http_write(ss_http *h, const void *buf, size_t n);
+/* Send count bytes of file fd from *offset with sendfile() (HEAD: none). */
+SS_API ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset,
+                                size_t count);
+/* Close the connection after this response (Python: close_connection). */
+SS_API void ss_http_close_connection(ss_http *h);
+
+/* "OK", "Not Found", …; "Unknown" for unknown codes. */
+SS_API const char *ss_http_reason(int status);
+
+/* Escape s for HTML text and attribute values (&, <, >, ", ') into buf;
+ * returns the length the full escape needs (like snprintf). */
+SS_API size_t ss_http_html_escape(const char *s, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKSERV_HTTP_H */
