@@ -24,5 +24,4 @@ SS_COMBINED(ss_threading_unix_datagram_server_new, ss_unix_datagram,
 SS_COMBINED(ss_forking_tcp_server_new, ss_tcp, ss_forking)
 SS_COMBINED(ss_forking_udp_server_new, ss_udp, ss_forking)
 SS_COMBINED(ss_forking_unix_stream_server_new, ss_unix_stream, ss_forking)
-SS_COMBINED(ss_forking_unix_datagram_server_new, ss_unix_datagram,
-            ss_forking)
+SS_COMBINED(ss_forking_unix_datagram_server_new, ss_unix_datagram, ss_forking)

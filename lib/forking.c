@@ -46,7 +46,7 @@ static int forking_process_request(ss_server *srv, ss_request *req)
         if (ss__children_wait_any(children, srv->wake_fd, SS_NO_DEADLINE) ==
             1) {
             if (atomic_load(&srv->shutdown_requested))
-                return -ESHUTDOWN; /* the request is closed unanswered */
+                return -ESHUTDOWN;  /* the request is closed unanswered */
             ss__drain_wake_fd(srv); /* stale wake-up of an earlier run */
         }
         ss__children_reap_finished(children);

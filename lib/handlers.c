@@ -95,8 +95,8 @@ int ss__handler_resolve(const ss_handler_class *cls, ss__handler *out)
     /* Sizes far beyond any real use are a mistake; refusing them also
      * keeps the request allocation's arithmetic from overflowing. */
     const size_t limit = (size_t)1 << 30;
-    if (out->timeout < 0 || out->state_size > limit ||
-        out->rbufsize > limit || out->wbufsize > limit)
+    if (out->timeout < 0 || out->state_size > limit || out->rbufsize > limit ||
+        out->wbufsize > limit)
         return -EINVAL;
     if (out->rbufsize == 0)
         out->rbufsize = DEFAULT_RBUFSIZE;

@@ -35,24 +35,24 @@ typedef struct ss__handler {
 } ss__handler;
 
 struct ss_server {
-    ss_server_class kind;        /* copied: the user's struct may go away */
+    ss_server_class kind; /* copied: the user's struct may go away */
     const ss_strategy *strategy;
     ss__handler handler;
     ss_config config;
 
-    int fd;                      /* listening / datagram socket, -1 closed */
-    int wake_fd;                 /* eventfd written by ss_shutdown() */
-    int spare_fd;                /* reserved for EMFILE, see socket_kind.c */
-    int deferred_fd;             /* datagram socket still used by requests
-                                    after close; closed by ss_server_free */
-    atomic_int requests_alive;   /* ss_request objects not yet freed */
-    int parent_fd;               /* prefork worker: readable = stop */
+    int fd;                    /* listening / datagram socket, -1 closed */
+    int wake_fd;               /* eventfd written by ss_shutdown() */
+    int spare_fd;              /* reserved for EMFILE, see socket_kind.c */
+    int deferred_fd;           /* datagram socket still used by requests
+                                  after close; closed by ss_server_free */
+    atomic_int requests_alive; /* ss_request objects not yet freed */
+    int parent_fd;             /* prefork worker: readable = stop */
     struct sockaddr_storage address; /* requested, then the bound one */
     socklen_t address_len;
     bool bound;
     bool activated;
     bool closed;
-    bool unlink_path;            /* we created a Unix socket file */
+    bool unlink_path; /* we created a Unix socket file */
 
     atomic_bool shutdown_requested;
     /* Set by ss_shutdown() until the next ss_serve_forever(): requests in
@@ -76,23 +76,23 @@ struct ss_server {
 
 struct ss_request {
     ss_server *server;
-    int fd;                      /* stream: the connection; datagram: the
-                                    server socket (not ours to close) */
+    int fd; /* stream: the connection; datagram: the
+               server socket (not ours to close) */
     bool is_datagram;
     bool truncated;
-    bool eof;                    /* peer closed (stream) */
+    bool eof; /* peer closed (stream) */
     struct sockaddr_storage client_address;
     socklen_t client_address_len;
-    double timeout;              /* per-call I/O timeout, seconds */
+    double timeout; /* per-call I/O timeout, seconds */
     const ss_io_class *io;
 
-    void *state;                 /* handler state, inside this allocation */
+    void *state; /* handler state, inside this allocation */
 
     /* Read side: stream data buffered from the socket, or the datagram. */
     char *rbuf;
     size_t rbuf_size;
-    size_t rpos;                 /* next unread byte */
-    size_t rlen;                 /* bytes valid in rbuf */
+    size_t rpos; /* next unread byte */
+    size_t rlen; /* bytes valid in rbuf */
 
     /* Write side: a stream's buffer (wbufsize > 0), or a datagram's reply,
      * grown on demand. */
@@ -100,8 +100,8 @@ struct ss_request {
     size_t wbuf_size;
     size_t wlen;
 
-    void *strategy_data;         /* for strategies: per-request bookkeeping */
-    bool in_grace;               /* waiting to send during shutdown_grace */
+    void *strategy_data; /* for strategies: per-request bookkeeping */
+    bool in_grace;       /* waiting to send during shutdown_grace */
 };
 
 /* Largest UDP payload: a UDP reply may not grow past it (Unix datagram

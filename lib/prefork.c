@@ -42,14 +42,13 @@
 typedef struct prefork {
     ss__children children;
     int stop_pipe[2];
-    int pending;          /* workers to start */
-    int64_t next_spawn;   /* not before this time */
+    int pending;        /* workers to start */
+    int64_t next_spawn; /* not before this time */
 } prefork;
 
 static const ss_strategy *worker_strategy(const ss_server *srv)
 {
-    return srv->config.worker_strategy ? srv->config.worker_strategy
-                                       : &ss_sync;
+    return srv->config.worker_strategy ? srv->config.worker_strategy : &ss_sync;
 }
 
 static int prefork_init(ss_server *srv)

@@ -23,8 +23,8 @@
 int ss__request_new(ss_server *srv, ss_request **out)
 {
     bool datagram = srv->kind.socket_type == SOCK_DGRAM;
-    size_t rbuf_size = datagram ? srv->config.max_packet_size
-                                : srv->handler.rbufsize;
+    size_t rbuf_size =
+        datagram ? srv->config.max_packet_size : srv->handler.rbufsize;
     size_t head = ALIGN_UP(sizeof(ss_request));
     size_t state = ALIGN_UP(srv->handler.state_size);
     ss_request *req = calloc(1, head + state + rbuf_size);

@@ -140,8 +140,7 @@ static ssize_t fill(ss_request *req, int64_t deadline)
     return got;
 }
 
-static ssize_t read_some(ss_request *req, void *buf, size_t n,
-                         int64_t deadline)
+static ssize_t read_some(ss_request *req, void *buf, size_t n, int64_t deadline)
 {
     if (n == 0)
         return 0;
@@ -261,8 +260,8 @@ static int flush_stream(ss_request *req, int64_t deadline)
     size_t sent = 0;
     int rc = 0;
     while (sent < req->wlen) {
-        ssize_t n = stream_send(req, req->wbuf + sent, req->wlen - sent,
-                                deadline);
+        ssize_t n =
+            stream_send(req, req->wbuf + sent, req->wlen - sent, deadline);
         if (n < 0) {
             rc = (int)n;
             break;
@@ -360,8 +359,8 @@ static ssize_t copy_by_reading(ss_request *req, int fd, off_t *offset,
     size_t done = 0;
     while (done < count) {
         size_t want = count - done < sizeof chunk ? count - done : sizeof chunk;
-        ssize_t got = offset ? pread(fd, chunk, want, *offset)
-                             : read(fd, chunk, want);
+        ssize_t got =
+            offset ? pread(fd, chunk, want, *offset) : read(fd, chunk, want);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)

@@ -161,8 +161,8 @@ int ss_server_new(ss_server **out, const ss_server_class *kind,
     int rc = ss_address_parse(address, kind->socket_type, &addr, &len);
     if (rc < 0)
         return rc;
-    return ss_server_new_sockaddr(out, kind, strategy,
-                                  (struct sockaddr *)&addr, len, handler, cfg);
+    return ss_server_new_sockaddr(out, kind, strategy, (struct sockaddr *)&addr,
+                                  len, handler, cfg);
 }
 
 int ss_server_bind(ss_server *srv)
@@ -249,7 +249,8 @@ void ss_server_close(ss_server *srv)
     }
     srv->fd = -1;
     if (srv->unlink_path && srv->config.unlink_on_close) {
-        const struct sockaddr_un *un = (const struct sockaddr_un *)&srv->address;
+        const struct sockaddr_un *un =
+            (const struct sockaddr_un *)&srv->address;
         unlink(un->sun_path);
     }
 }

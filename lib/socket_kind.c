@@ -95,9 +95,9 @@ int ss__stream_get_request(ss_server *srv, ss_request *req)
 {
     for (;;) {
         req->client_address_len = sizeof req->client_address;
-        int fd = accept4(srv->fd, (struct sockaddr *)&req->client_address,
-                         &req->client_address_len,
-                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+        int fd =
+            accept4(srv->fd, (struct sockaddr *)&req->client_address,
+                    &req->client_address_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
             req->fd = fd;
             return 0;

@@ -101,9 +101,10 @@ static int pool_init(ss_server *srv)
     pool *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
-    p->size = srv->config.pool_size ? srv->config.pool_size : 2 * ss__cpu_count();
-    p->capacity = srv->config.pool_queue_size ? srv->config.pool_queue_size
-                                              : 4 * p->size;
+    p->size =
+        srv->config.pool_size ? srv->config.pool_size : 2 * ss__cpu_count();
+    p->capacity =
+        srv->config.pool_queue_size ? srv->config.pool_queue_size : 4 * p->size;
     p->queue = calloc((size_t)p->capacity, sizeof *p->queue);
     p->workers = calloc((size_t)p->size, sizeof *p->workers);
     pthread_mutex_init(&p->lock, NULL);

@@ -17,8 +17,9 @@ static int unix_server_bind(ss_server *srv)
     if (rc < 0)
         return rc;
     const struct sockaddr_un *un = (const struct sockaddr_un *)&srv->address;
-    srv->unlink_path = srv->address_len > offsetof(struct sockaddr_un, sun_path) &&
-                       un->sun_path[0] != '\0';
+    srv->unlink_path =
+        srv->address_len > offsetof(struct sockaddr_un, sun_path) &&
+        un->sun_path[0] != '\0';
     return 0;
 }
 

@@ -378,7 +378,7 @@ static void test_parse_refuses_inet_aton_number_forms(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "010.0.0.1:80", "127.1:80", "2130706433:80", "0x7f.1:80",
+        "010.0.0.1:80",       "127.1:80",      "2130706433:80", "0x7f.1:80",
         "127.000.000.001:80", "0x7f000001:80", "1.2.3.4.5:80",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

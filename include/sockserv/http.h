@@ -142,10 +142,9 @@ SS_API int ss_http_send_response(ss_http *h, int status, const char *reason);
 /* One header line. Names and values with CR, LF or NUL are refused
  * (-EINVAL): no header injection. Content-Length and "Connection: close"
  * are noticed (see ss_http_end_headers). */
-SS_API int ss_http_send_header(ss_http *h, const char *name,
-                               const char *value);
-SS_API int ss_http_send_headerf(ss_http *h, const char *name,
-                                const char *fmt, ...) SS_PRINTF(3, 4);
+SS_API int ss_http_send_header(ss_http *h, const char *name, const char *value);
+SS_API int ss_http_send_headerf(ss_http *h, const char *name, const char *fmt,
+                                ...) SS_PRINTF(3, 4);
 /* End the head and send it. A response that can have a body but declared
  * no Content-Length gets "Connection: close" added and the connection is
  * closed after it (the body ends where the connection does). */

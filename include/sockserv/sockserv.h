@@ -176,9 +176,9 @@ SS_API void ss_config_init(ss_config *cfg);
  * --------------------------------------------------------------------- */
 
 struct ss_server_class {
-    const char *name;  /* "TCPServer", … — for messages */
-    int family;        /* AF_UNIX, or AF_UNSPEC: taken from the address */
-    int socket_type;   /* SOCK_STREAM or SOCK_DGRAM */
+    const char *name; /* "TCPServer", … — for messages */
+    int family;       /* AF_UNIX, or AF_UNSPEC: taken from the address */
+    int socket_type;  /* SOCK_STREAM or SOCK_DGRAM */
 
     /* Create nothing; bind the already created socket to the address and
      * record the real address (port 0 → the port the system chose). */
@@ -212,10 +212,10 @@ struct ss_server_class {
     void (*close_request)(ss_server *srv, ss_request *req);
 };
 
-SS_API extern const ss_server_class ss_tcp;            /* TCPServer */
-SS_API extern const ss_server_class ss_udp;            /* UDPServer */
-SS_API extern const ss_server_class ss_unix_stream;    /* UnixStreamServer */
-SS_API extern const ss_server_class ss_unix_datagram;  /* UnixDatagramServer */
+SS_API extern const ss_server_class ss_tcp;           /* TCPServer */
+SS_API extern const ss_server_class ss_udp;           /* UDPServer */
+SS_API extern const ss_server_class ss_unix_stream;   /* UnixStreamServer */
+SS_API extern const ss_server_class ss_unix_datagram; /* UnixDatagramServer */
 
 /* ------------------------------------------------------------------------
  * Strategies (Python's mix-ins) and the I/O seam they own
@@ -354,8 +354,7 @@ SS_API extern const ss_handler_class ss_datagram_handler;
  * failure *out is NULL and nothing is leaked. */
 SS_API int ss_server_new(ss_server **out, const ss_server_class *kind,
                          const ss_strategy *strategy, const char *address,
-                         const ss_handler_class *handler,
-                         const ss_config *cfg);
+                         const ss_handler_class *handler, const ss_config *cfg);
 
 /* The same with an address already in a struct sockaddr (copied). */
 SS_API int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
@@ -386,12 +385,14 @@ SS_API int ss_threading_tcp_server_new(ss_server **out, const char *address,
 SS_API int ss_threading_udp_server_new(ss_server **out, const char *address,
                                        const ss_handler_class *handler,
                                        const ss_config *cfg);
-SS_API int ss_threading_unix_stream_server_new(
-    ss_server **out, const char *address, const ss_handler_class *handler,
-    const ss_config *cfg);
-SS_API int ss_threading_unix_datagram_server_new(
-    ss_server **out, const char *address, const ss_handler_class *handler,
-    const ss_config *cfg);
+SS_API int ss_threading_unix_stream_server_new(ss_server **out,
+                                               const char *address,
+                                               const ss_handler_class *handler,
+                                               const ss_config *cfg);
+SS_API int
+ss_threading_unix_datagram_server_new(ss_server **out, const char *address,
+                                      const ss_handler_class *handler,
+                                      const ss_config *cfg);
 SS_API int ss_forking_tcp_server_new(ss_server **out, const char *address,
                                      const ss_handler_class *handler,
                                      const ss_config *cfg);
@@ -402,9 +403,10 @@ SS_API int ss_forking_unix_stream_server_new(ss_server **out,
                                              const char *address,
                                              const ss_handler_class *handler,
                                              const ss_config *cfg);
-SS_API int ss_forking_unix_datagram_server_new(
-    ss_server **out, const char *address, const ss_handler_class *handler,
-    const ss_config *cfg);
+SS_API int ss_forking_unix_datagram_server_new(ss_server **out,
+                                               const char *address,
+                                               const ss_handler_class *handler,
+                                               const ss_config *cfg);
 
 /* Bind / listen, when bind_and_activate was false. Call once each, in that
  * order. */
@@ -526,8 +528,7 @@ SS_API ssize_t ss_write(ss_request *req, const void *buf, size_t n);
  * sent). */
 SS_API ssize_t ss_write_all(ss_request *req, const void *buf, size_t n);
 /* printf to the request; like ss_write_all. */
-SS_API ssize_t ss_writef(ss_request *req, const char *fmt, ...)
-    SS_PRINTF(2, 3);
+SS_API ssize_t ss_writef(ss_request *req, const char *fmt, ...) SS_PRINTF(2, 3);
 /* Send what a buffered writer (wbufsize > 0) holds. Returns 0 or a negative
  * errno. The library flushes after finish too. */
 SS_API int ss_flush(ss_request *req);
