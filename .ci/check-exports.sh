@@ -51,11 +51,15 @@ if [ -n "$internal" ]; then
 fi
 
 if [ $# -gt 0 ]; then
-    # Every declaration line starts with SS_API and names its symbol on that
-    # line: the first ss_ identifier followed by "(" (function), ";" or "["
-    # (object). Type names (ss_server, ss_tcp's ss_server_class) are followed
-    # by a space or "*" and so are skipped.
-    declared=$(grep -h '^[[:space:]]*SS_API[[:space:]]' "$@" |
+    # Every declaration starts with SS_API and names its symbol on that line
+    # or, where clang-format broke a long one after the return type, on the
+    # next: the first ss_ identifier followed by "(" (function), ";" or "["
+    # (object). Type names (ss_server, ss_tcp's ss_server_class) are
+    # followed by a space or "*" and so are skipped.
+    declared=$(awk '/^[[:space:]]*SS_API[[:space:]]/ { line = $0
+                    if (line !~ /ss_[A-Za-z0-9_]+[[:space:]]*[(;[]/ &&
+                        (getline next_line) > 0) line = line " " next_line
+                    print line }' "$@" |
                grep -oE '\bss_[A-Za-z0-9_]+[[:space:]]*[(;[]' |
                sed -E 's/[[:space:]]*[(;[]$//' | sort -u)
     missing=$(comm -23 <(printf '%s\n' "$declared") \
