@@ -369,7 +369,7 @@ static ssize_t copy_by_reading(ss_request *req, int fd, off_t *offset,
             break;
         ssize_t rc = stream_send_all(req, chunk, (size_t)got, deadline);
         if (rc < 0)
-            return rc;
+            return done > 0 ? (ssize_t)done : rc;
         if (offset)
             *offset += got;
         done += (size_t)got;
@@ -402,12 +402,12 @@ ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count)
         if (errno == EAGAIN) {
             rc = wait_io(req, POLLOUT, deadline);
             if (rc < 0)
-                return rc;
+                return done > 0 ? (ssize_t)done : rc;
             continue;
         }
         if ((errno == EINVAL || errno == ENOSYS) && done == 0)
             return copy_by_reading(req, fd, offset, count, deadline);
-        return -errno;
+        return done > 0 ? (ssize_t)done : -errno;
     }
     return (ssize_t)done;
 }

@@ -8,6 +8,16 @@
  * pointers and calls the async-signal-safe ss_shutdown(). When the last
  * registered server is freed, the program's previous dispositions are put
  * back, so Ctrl-C works as before once no server is listening for it.
+ *
+ * Known limit: a signal that arrives while another thread runs
+ * ss_server_free() may still read that server's pointer just before it is
+ * removed. Stop the signals first (or free servers only at exit).
+ *
+ * After fork(): a forking child gets the program's own dispositions back
+ * (ss__signals_reset_in_child), so Ctrl-C ends it as it ends a Python
+ * ForkingMixIn child; a prefork worker keeps the handler, whose table now
+ * points at the worker's own copy of the server: SIGTERM to one worker
+ * stops that worker gracefully.
  */
 #include <errno.h>
 #include <pthread.h>

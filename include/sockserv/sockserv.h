@@ -429,7 +429,11 @@ SS_API int ss_handle_request(ss_server *srv);
 
 /* Ask ss_serve_forever() to return, and return at once without waiting.
  * Safe from any thread, from the serving thread itself (including a
- * handler), and from a signal handler (async-signal-safe). Returns 0. */
+ * handler), and from a signal handler (async-signal-safe). Returns 0.
+ * A handler stops its own server with ss_shutdown(ss_request_server(req))
+ * (Python: SystemExit escaping handle_request); in a forked child that
+ * stops only the child's copy. See config.shutdown_grace for what happens
+ * to requests still running. */
 SS_API int ss_shutdown(ss_server *srv);
 
 /* Python's shutdown(): ask, then wait until ss_serve_forever() has
@@ -439,10 +443,17 @@ SS_API int ss_shutdown_wait(ss_server *srv);
 
 /* Close the listening socket, let the strategy finish its work (e.g. wait
  * for threads or children per block_on_close) and unlink the Unix socket if
- * configured. Idempotent. Python: server_close(). */
+ * configured. Idempotent. Python: server_close(). Call it after
+ * ss_serve_forever() has returned, not from another thread while it runs.
+ * Called from a handler of this very server it would wait for itself, so
+ * it is refused there (ignored, with one log line): use ss_shutdown(). A
+ * datagram socket stays open until requests still replying through it are
+ * done (ss_server_free() closes it at the latest). */
 SS_API void ss_server_close(ss_server *srv);
 
-/* ss_server_close() if needed, then free. NULL is allowed. */
+/* ss_server_close() if needed, then free. NULL is allowed. Waits for
+ * everything still using the server (daemon threads too). Refused from a
+ * handler of this server, like ss_server_close(). */
 SS_API void ss_server_free(ss_server *srv);
 
 /* The listening (or datagram) socket, -1 once closed. Python: fileno(). */
@@ -506,15 +517,18 @@ SS_API void ss_request_set_timeout(ss_request *req, double seconds);
  * of stream (datagrams: end of the packet), or a negative errno
  * (-ETIMEDOUT past the timeout). */
 SS_API ssize_t ss_read(ss_request *req, void *buf, size_t n);
-/* Read exactly n bytes. Returns n, SS_EOF if the stream ended first (the
- * bytes that did arrive are in buf, but consumed), or a negative errno. */
+/* Read exactly n bytes. Returns n, SS_EOF if the stream ended first, or a
+ * negative errno (-ETIMEDOUT…); on either failure the bytes that did
+ * arrive are in buf but consumed, and their count is not reported. Use
+ * ss_read() where a short message must be handled. */
 SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
 /* Read one line, up to and including '\n', into buf (NUL-terminated;
  * size counts the NUL). Returns its length; 0 at end of stream. A line that
  * ends without '\n' means the peer closed mid-line (nothing is lost; the
  * next call returns 0). A line that does not fit in size - 1 bytes returns
  * -EMSGSIZE: buf holds its first size - 1 bytes, which are consumed, and
- * the rest of the line is still to be read. */
+ * the rest of the line is still to be read. Other errors (-ETIMEDOUT…)
+ * consume what was read of the line. */
 SS_API ssize_t ss_readline(ss_request *req, char *buf, size_t size);
 
 /* Write up to n bytes: one send for streams (it may be partial). Returns
@@ -534,7 +548,9 @@ SS_API ssize_t ss_writef(ss_request *req, const char *fmt, ...) SS_PRINTF(2, 3);
 SS_API int ss_flush(ss_request *req);
 /* Send count bytes of file fd from *offset (advanced), through sendfile()
  * where the kernel allows. Streams only (-EOPNOTSUPP otherwise). Returns
- * the count sent (short only at end of file) or a negative errno. */
+ * the count sent — short at end of file, or when an error cut the transfer
+ * after some bytes went out (the next call reports the error) — or a
+ * negative errno. */
 SS_API ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset,
                            size_t count);
 
