@@ -124,7 +124,10 @@ struct ss_config {
      * at once (their reads fail with -ECANCELED, which is not reported as
      * an error), and may spend this many seconds sending answers before
      * their writes fail with -ECANCELED too. So Ctrl-C never waits for an
-     * idle client, and an answer in progress is not cut short. Default 5. */
+     * idle client, and an answer in progress is not cut short. Default 5;
+     * 0 means no grace (not "forever"); at most 1e6, else -EINVAL. The
+     * state lasts until the next ss_serve_forever(), so ss_handle_request()
+     * after a shutdown sees it too. */
     double shutdown_grace;
 
     /* --- concurrency strategies --------------------------------------- */
@@ -250,7 +253,10 @@ struct ss_strategy {
     /* Optional: prepare per-server state (ss_server_new calls it). */
     int (*init)(ss_server *srv);
     /* Take ownership of an accepted, verified request and see that it is
-     * run (ss_run_request) and released. */
+     * run (ss_run_request) and released; return 0. Or return a negative
+     * errno without taking it: the server reports it through handle_error
+     * and closes the request — except -ESHUTDOWN (refused because the
+     * server is stopping), which is closed without a report. */
     int (*process_request)(ss_server *srv, ss_request *req);
     /* Optional: periodic work, each loop iteration and on timeout. */
     void (*service_actions)(ss_server *srv);
