@@ -104,7 +104,10 @@ SS_API extern const ss_handler_class ss_http_handler;
 
 /* ---- what a method callback can ask -------------------------------- */
 
-SS_API ss_request *ss_http_request(const ss_http *h);
+/* The connection (Python: self.request). Named _of because
+ * ss_http_request is the parser's struct. A response head still held back
+ * by ss_http_end_headers() is sent first, so raw writes stay in order. */
+SS_API ss_request *ss_http_request_of(ss_http *h);
 SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
 /* ss_http_config.user */
 SS_API void *ss_http_user(const ss_http *h);
@@ -117,8 +120,9 @@ SS_API const char *ss_http_target(const ss_http *h);      /* "/a%20b?x=1" */
 /* HTTP/1.x minor version (0 or 1). */
 SS_API int ss_http_version_minor(const ss_http *h);
 /* The first header named name (case-insensitive) as a NUL-terminated
- * string valid until the callback returns, or NULL. */
-SS_API const char *ss_http_header(ss_http *h, const char *name);
+ * string valid until the callback returns, or NULL. (Not ss_http_header:
+ * that is the parser's field struct.) */
+SS_API const char *ss_http_header_value(ss_http *h, const char *name);
 
 /* ---- request body -------------------------------------------------- */
 
@@ -130,8 +134,9 @@ SS_API const char *ss_http_header(ss_http *h, const char *name);
  * callback does not read is drained after it returns (up to the limit),
  * or the connection is closed, so pipelined requests stay in step. */
 SS_API ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n);
-/* The declared body length, or -1 when chunked or absent. */
-SS_API int64_t ss_http_content_length(const ss_http *h);
+/* The declared body length, or -1 when chunked or absent. (Not
+ * ss_http_content_length: the parser's header helper has that name.) */
+SS_API int64_t ss_http_body_length(const ss_http *h);
 
 /* ---- response ------------------------------------------------------ */
 
@@ -147,7 +152,10 @@ SS_API int ss_http_send_headerf(ss_http *h, const char *name, const char *fmt,
                                 ...) SS_PRINTF(3, 4);
 /* End the head and send it. A response that can have a body but declared
  * no Content-Length gets "Connection: close" added and the connection is
- * closed after it (the body ends where the connection does). */
+ * closed after it (the body ends where the connection does). The head of a
+ * final response may be held back until the first ss_http_write() so that
+ * a small body leaves in the same send; it is always sent before any other
+ * output and before the callback's return is acted on. */
 SS_API int ss_http_end_headers(ss_http *h);
 /* An error response with a small HTML body that escapes everything that
  * came from the request (Python: send_error). explain may be NULL. The

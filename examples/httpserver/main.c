@@ -1,0 +1,309 @@
+/*
+ * sockserv-httpd — Python's `python -m http.server`, written with
+ * libsockserv: serves the files of a directory over HTTP/1.1, with a small
+ * JSON API next to them.
+ *
+ *   sockserv-httpd [PORT] [-b ADDR] [-d DIR] [--mode MODE] [--workers N]
+ *                  [--threads N] [-q] [--port-file PATH]
+ *
+ * This file is the program around the handler: the command line (options
+ * and PORT in any order, like argparse), the mode table that picks a
+ * strategy, the server, and Ctrl-C / SIGTERM. It also holds the method
+ * callbacks, which only route: paths under /api go to api.c, everything
+ * else to static_files.c, after paths.c has made the target safe.
+ */
+#include "httpd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* The largest request body accepted (POST /api/echo); larger → 413. */
+#define MAX_BODY_SIZE (64 * 1024)
+
+static httpd_context context;
+
+/* do_GET, do_HEAD and do_POST: one router for all three. */
+static int route_request(ss_http *h)
+{
+    httpd_context *ctx = ss_http_user(h);
+    atomic_fetch_add(ctx->requests_served, 1);
+
+    httpd_path path;
+    int status = httpd_path_parse(ss_http_target(h), &path);
+    if (status != 0)
+        return ss_http_send_error(h, status, NULL) < 0 ? -1 : 0;
+    int rc;
+    if (httpd_api_owns(path.raw))
+        rc = httpd_api_handle(h, ctx, &path);
+    else if (strcmp(ss_http_method_name(h), "POST") == 0)
+        /* Python's SimpleHTTPRequestHandler has no do_POST either */
+        rc = ss_http_send_error(h, 501, "Unsupported method ('POST')") < 0 ? -1 : 0;
+    else
+        rc = httpd_serve_static(h, ctx, &path);
+    httpd_path_free(&path);
+    return rc;
+}
+
+static const ss_http_method methods[] = {
+    {"GET", route_request},
+    {"HEAD", route_request},
+    {"POST", route_request},
+    {NULL, NULL},
+};
+
+/* --mode: add a strategy here and it becomes a valid choice. */
+static const struct {
+    const char *name;
+    const ss_strategy *strategy;
+} modes[] = {
+    {"thread", &ss_threading},   /* a thread per connection (default) */
+    {"sync", &ss_sync},          /* one connection at a time */
+    {"fork", &ss_forking},       /* a child process per connection */
+    {"pool", &ss_thread_pool},   /* --threads worker threads */
+    {"prefork", &ss_prefork},    /* --workers processes sharing the socket */
+    {"threading", &ss_threading}, /* the names sockserv-echo uses */
+    {"forking", &ss_forking},
+};
+#define N_MODES (sizeof modes / sizeof modes[0])
+
+static const char usage[] =
+    "usage: sockserv-httpd [-h] [-b ADDRESS] [-d DIRECTORY] [--mode MODE]\n"
+    "                      [--workers N] [--threads N] [-q] "
+    "[--port-file PATH] [PORT]\n";
+static const char help[] =
+    "\nServe the files of a directory over HTTP, with a small JSON API.\n\n"
+    "positional arguments:\n"
+    "  PORT                  bind to this port (default: 8000; 0: any free "
+    "port)\n\n"
+    "options:\n"
+    "  -h, --help            show this help message and exit\n"
+    "  -b, --bind ADDRESS    bind to this address (default: all interfaces,\n"
+    "                        IPv6 and IPv4)\n"
+    "  -d, --directory DIR   serve this directory (default: current "
+    "directory)\n"
+    "  --mode MODE           how requests run: thread (default), sync, fork,\n"
+    "                        pool, prefork\n"
+    "  --workers N           prefork: worker processes (default: CPU count)\n"
+    "  --threads N           pool: worker threads (default: 2 x CPUs);\n"
+    "                        thread: at most N at once (default: unbounded);\n"
+    "                        prefork: a pool of N threads in each worker\n"
+    "  -q, --quiet           no access log\n"
+    "  --port-file PATH      write the bound port to PATH once listening\n"
+    "                        (for scripts and tests that pass PORT 0)\n";
+
+/* Like argparse: usage and the reason on stderr, exit status 2. */
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(usage, stderr);
+    fputs("sockserv-httpd: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* Matches "--long VALUE", "--long=VALUE" or "-s VALUE" (short may be
+ * NULL); on a match *i moves past what was used. */
+static bool option(int argc, char **argv, int *i, const char *short_name,
+                   const char *long_name, const char **value)
+{
+    const char *arg = argv[*i];
+    size_t len = strlen(long_name);
+    if (strncmp(arg, long_name, len) == 0 && arg[len] == '=') {
+        *value = arg + len + 1;
+        return true;
+    }
+    if (strcmp(arg, long_name) != 0 && !(short_name && !strcmp(arg, short_name)))
+        return false;
+    if (*i + 1 >= argc)
+        usage_error("argument %s: expected one argument", long_name);
+    *value = argv[++*i];
+    return true;
+}
+
+/* A decimal count in [min, max], or a usage error naming the option. */
+static int count_argument(const char *name, const char *text, long min,
+                          long max)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0' || value < min || value > max)
+        usage_error("argument %s: invalid value: '%s'", name, text);
+    return (int)value;
+}
+
+/* Python's http.server.test(): "Serving HTTP on HOST port PORT (URL) ..." */
+static void print_serving(ss_server *srv)
+{
+    struct sockaddr_storage address;
+    socklen_t len = sizeof address;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = ss_server_port(srv);
+    if (ss_server_address(srv, (struct sockaddr *)&address, &len) == 0) {
+        if (address.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&address)->sin6_addr,
+                      host, sizeof host);
+        else
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&address)->sin_addr,
+                      host, sizeof host);
+    }
+    bool v6 = strchr(host, ':') != NULL;
+    printf("Serving HTTP on %s port %d (http://%s%s%s:%d/) ...\n", host, port,
+           v6 ? "[" : "", host, v6 ? "]" : "", port);
+    fflush(stdout);
+}
+
+/* Written to a temporary name and renamed, so a reader never sees half. */
+static int write_port_file(const char *path, int port)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    FILE *f = fopen(tmp, "we");
+    if (f == NULL)
+        return -errno;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        int rc = -errno;
+        unlink(tmp);
+        return rc;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *bind_address = NULL, *directory = ".", *mode = "thread",
+               *port = NULL, *workers = NULL, *threads = NULL,
+               *port_file = NULL;
+    bool quiet = false;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("%s%s", usage, help);
+            return 0;
+        } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
+            quiet = true;
+        } else if (option(argc, argv, &i, "-b", "--bind", &bind_address) ||
+                   option(argc, argv, &i, "-d", "--directory", &directory) ||
+                   option(argc, argv, &i, NULL, "--mode", &mode) ||
+                   option(argc, argv, &i, NULL, "--workers", &workers) ||
+                   option(argc, argv, &i, NULL, "--threads", &threads) ||
+                   option(argc, argv, &i, NULL, "--port-file", &port_file)) {
+            continue;
+        } else if ((argv[i][0] == '-' && argv[i][1] != '\0') || port != NULL) {
+            usage_error("unrecognized arguments: %s", argv[i]);
+        } else {
+            port = argv[i];
+        }
+    }
+
+    const ss_strategy *strategy = NULL;
+    for (size_t m = 0; m < N_MODES; m++)
+        if (!strcmp(mode, modes[m].name))
+            strategy = modes[m].strategy, mode = modes[m].name;
+    if (strategy == &ss_threading)
+        mode = "thread"; /* one name in /api/status whatever was typed */
+    else if (strategy == &ss_forking)
+        mode = "fork";
+    if (strategy == NULL)
+        usage_error("argument --mode: invalid choice: '%s' (choose from "
+                    "thread, sync, fork, pool, prefork)", mode);
+    int port_number = port ? count_argument("PORT", port, 0, 65535) : 8000;
+
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.allow_reuse_address = true; /* http.server's HTTPServer does too */
+    if (workers)
+        cfg.workers = count_argument("--workers", workers, 1, 4096);
+    if (threads) {
+        int n = count_argument("--threads", threads, 1, 65536);
+        cfg.pool_size = n;
+        cfg.max_threads = n;
+    }
+    /* A prefork worker running requests one at a time would be held by
+     * every idle keep-alive connection; give each worker threads. */
+    cfg.worker_strategy = threads ? &ss_thread_pool : &ss_threading;
+
+    /* The served directory: kept open, and its canonical path kept for
+     * the containment check in paths.c. */
+    context.root_fd = open(directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (context.root_fd < 0 || realpath(directory, context.root_path) == NULL) {
+        fprintf(stderr, "sockserv-httpd: cannot serve %s: %s\n", directory,
+                strerror(errno));
+        return 1;
+    }
+    context.root_len = strlen(context.root_path);
+    context.mode = mode;
+    context.started_ns = ss_now_ns();
+    /* Shared with forked children and prefork workers. */
+    void *page = mmap(NULL, sizeof *context.requests_served,
+                      PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        perror("sockserv-httpd: mmap");
+        return 1;
+    }
+    context.requests_served = page;
+    atomic_init(context.requests_served, 0);
+
+    ss_http_config http;
+    ss_http_config_init(&http);
+    http.methods = methods;
+    http.server_version = "sockserv-httpd/0.1";
+    http.max_body_size = MAX_BODY_SIZE;
+    http.quiet = quiet;
+    http.user = &context;
+    ss_handler_class handler = ss_http_handler;
+    handler.class_data = &http;
+
+    /* Default: "[::]:PORT", which is dual-stack (cfg.ipv6_only is false),
+     * or all IPv4 interfaces where IPv6 is unavailable. */
+    char address[300];
+    const char *host = bind_address ? bind_address : "::";
+    if (host[0] == '\0')
+        snprintf(address, sizeof address, ":%d", port_number);
+    else if (strchr(host, ':') && host[0] != '[')
+        snprintf(address, sizeof address, "[%s]:%d", host, port_number);
+    else
+        snprintf(address, sizeof address, "%s:%d", host, port_number);
+
+    ss_server *srv;
+    int rc = ss_server_new(&srv, &ss_tcp, strategy, address, &handler, &cfg);
+    if (rc < 0 && bind_address == NULL &&
+        (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL)) {
+        snprintf(address, sizeof address, ":%d", port_number);
+        rc = ss_server_new(&srv, &ss_tcp, strategy, address, &handler, &cfg);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "sockserv-httpd: cannot serve on %s: %s\n", address,
+                ss_strerror(rc));
+        return 1;
+    }
+    /* Ctrl-C and SIGTERM make ss_serve_forever() return. */
+    rc = ss_shutdown_on_signals(srv);
+    if (rc == 0 && port_file)
+        rc = write_port_file(port_file, ss_server_port(srv));
+    if (rc == 0) {
+        print_serving(srv);
+        rc = ss_serve_forever(srv, 0.5);
+    }
+    if (rc < 0)
+        fprintf(stderr, "sockserv-httpd: %s\n", ss_strerror(rc));
+    else if (!quiet)
+        printf("\nShutting down.\n");
+    ss_server_free(srv);
+    close(context.root_fd);
+    munmap(page, sizeof *context.requests_served);
+    return rc < 0 ? 1 : 0;
+}

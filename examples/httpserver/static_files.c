@@ -1,0 +1,451 @@
+/*
+ * static_files.c — GET and HEAD for files and directories: Python's
+ * SimpleHTTPRequestHandler.send_head() and list_directory(), plus what
+ * Python leaves out: ETag / If-None-Match, single byte ranges (206, 416)
+ * and sendfile().
+ *
+ * Every file is reached through httpd_open_beneath(), so nothing here has
+ * to think about where a path leads. The order of decisions follows
+ * Python's: a directory without its trailing slash is redirected first,
+ * then index.html / index.htm, then the listing; a file asked for with a
+ * trailing slash is not found (Python's issue 17324); anything that is
+ * neither a regular file nor a directory (FIFO, socket, device) is not
+ * found either, and is never opened.
+ */
+#include "httpd.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- a growing text buffer, for the listing ---------------------------- */
+
+typedef struct text {
+    char *data;
+    size_t len, cap;
+    bool failed; /* out of memory: checked once at the end */
+} text;
+
+static void text_add(text *t, const char *s, size_t n)
+{
+    if (t->failed)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *data = realloc(t->data, cap);
+        if (data == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->data = data, t->cap = cap;
+    }
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+}
+
+static void text_puts(text *t, const char *s) { text_add(t, s, strlen(s)); }
+
+/* s escaped for HTML (&, <, >, ", '). */
+static void text_escaped(text *t, const char *s)
+{
+    size_t size = strlen(s) * 6 + 1; /* the longest escape is 6 bytes */
+    char *buf = malloc(size);
+    if (buf == NULL || ss_http_html_escape(s, buf, size) >= size)
+        t->failed = true;
+    else
+        text_puts(t, buf);
+    free(buf);
+}
+
+/* ---- dates, validators, ranges ------------------------------------------ */
+
+/* An IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT". */
+static void http_date(time_t when, char *buf, size_t size)
+{
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    strftime(buf, size, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* The three date formats HTTP recipients must accept (RFC 9110 §5.6.7).
+ * The program never calls setlocale(), so strptime reads English names.
+ * Returns false for anything else: an ill-formed If-Modified-Since is
+ * ignored, as in Python. */
+static bool parse_http_date(const char *s, time_t *out)
+{
+    static const char *const formats[] = {
+        "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate */
+        "%A, %d-%b-%y %H:%M:%S GMT", /* obsolete RFC 850 */
+        "%a %b %e %H:%M:%S %Y",      /* asctime() */
+    };
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        const char *end = strptime(s, formats[i], &tm);
+        if (end != NULL && end[strspn(end, " \t")] == '\0') {
+            *out = timegm(&tm);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* If-None-Match: "*" or a list of entity tags, compared weakly (W/
+ * ignored) as RFC 9110 §13.1.2 asks for GET and HEAD. */
+static bool etag_matches(const char *header, const char *etag)
+{
+    size_t etag_len = strlen(etag);
+    for (const char *s = header; *s;) {
+        s += strspn(s, " \t,");
+        size_t len = strcspn(s, ",");
+        while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        if (len == 1 && s[0] == '*')
+            return true;
+        const char *tag = s;
+        if (len >= 2 && tag[0] == 'W' && tag[1] == '/')
+            tag += 2, len -= 2;
+        if (len == etag_len && memcmp(tag, etag, len) == 0)
+            return true;
+        s = tag + len;
+        s += strcspn(s, ",");
+    }
+    return false;
+}
+
+/* Decimal digits at *s into *value; false if none or on overflow. */
+static bool parse_u64(const char **s, uint64_t *value)
+{
+    const char *p = *s;
+    uint64_t v = 0;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *s = p;
+    *value = v;
+    return true;
+}
+
+/* Range: one byte range (RFC 9110 §14.1.2). Returns 1 with the inclusive
+ * range in *first..*last, -1 when no byte of it exists (416), 0 to ignore
+ * the header and send everything: a syntax we do not understand or several
+ * ranges (serving the whole file is always a valid answer). */
+static int parse_range(const char *value, uint64_t size, uint64_t *first,
+                       uint64_t *last)
+{
+    if (strncasecmp(value, "bytes=", 6) != 0 || strchr(value, ',') != NULL)
+        return 0;
+    const char *s = value + 6;
+    s += strspn(s, " \t");
+    uint64_t a, b;
+    if (*s == '-') { /* "-n": the last n bytes */
+        s++;
+        if (!parse_u64(&s, &b) || s[strspn(s, " \t")] != '\0')
+            return 0;
+        if (b == 0 || size == 0)
+            return -1;
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return 1;
+    }
+    if (!parse_u64(&s, &a) || *s++ != '-')
+        return 0;
+    bool open_ended = !parse_u64(&s, &b);
+    if (s[strspn(s, " \t")] != '\0' || (!open_ended && b < a))
+        return 0;
+    if (a >= size)
+        return -1;
+    *first = a;
+    *last = open_ended || b >= size - 1 ? size - 1 : b;
+    return 1;
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+static int not_found(ss_http *h)
+{
+    return ss_http_send_error(h, 404, "File not found") < 0 ? -1 : 0;
+}
+
+static bool is_head(ss_http *h)
+{
+    return strcmp(ss_http_method_name(h), "HEAD") == 0;
+}
+
+/* 301 to the same path with a slash, query kept (Python: "doing basically
+ * what apache does"). path->raw starts with exactly one '/', so the
+ * Location cannot be read as "//host/…". */
+static int redirect_to_slash(ss_http *h, const httpd_path *path)
+{
+    text location = {0};
+    text_puts(&location, path->raw);
+    text_puts(&location, "/");
+    if (path->query != NULL) {
+        text_puts(&location, "?");
+        text_puts(&location, path->query);
+    }
+    int rc = location.failed ? -ENOMEM : 0;
+    if (rc == 0)
+        rc = ss_http_send_response(h, 301, NULL);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Location", location.data);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Content-Length", "0");
+    if (rc == 0)
+        rc = ss_http_end_headers(h);
+    free(location.data);
+    return rc < 0 ? -1 : 0;
+}
+
+static int send_range_not_satisfiable(ss_http *h, uint64_t size)
+{
+    static const char body[] = "Requested range not satisfiable\n";
+    int rc = ss_http_send_response(h, 416, NULL);
+    if (rc == 0)
+        rc = ss_http_send_headerf(h, "Content-Range", "bytes */%" PRIu64, size);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Content-Type", "text/plain; charset=utf-8");
+    if (rc == 0)
+        rc = ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
+    if (rc == 0)
+        rc = ss_http_end_headers(h);
+    if (rc == 0 && ss_http_write(h, body, sizeof body - 1) < 0)
+        rc = -1;
+    return rc < 0 ? -1 : 0;
+}
+
+/* A regular file, whole or one range of it, or 304 when the client's copy
+ * is current. */
+static int serve_file(ss_http *h, int path_fd, const struct stat *st,
+                      const char *name)
+{
+    uint64_t size = (uint64_t)st->st_size;
+    uint64_t mtime_ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
+                        (uint64_t)st->st_mtim.tv_nsec;
+    char etag[64], modified[64];
+    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", size, mtime_ns);
+    http_date(st->st_mtim.tv_sec, modified, sizeof modified);
+
+    /* If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2), as in
+     * Python, which ignores If-Modified-Since when both are sent. */
+    const char *none_match = httpd_header(h, "If-None-Match");
+    const char *modified_since = httpd_header(h, "If-Modified-Since");
+    time_t since;
+    bool not_modified =
+        none_match ? etag_matches(none_match, etag)
+                   : modified_since && parse_http_date(modified_since, &since) &&
+                         st->st_mtim.tv_sec <= since;
+    int rc;
+    if (not_modified) {
+        rc = ss_http_send_response(h, 304, NULL);
+        if (rc == 0)
+            rc = ss_http_send_header(h, "ETag", etag);
+        if (rc == 0)
+            rc = ss_http_send_header(h, "Last-Modified", modified);
+        if (rc == 0)
+            rc = ss_http_end_headers(h);
+        return rc < 0 ? -1 : 0;
+    }
+
+    uint64_t first = 0, last = size ? size - 1 : 0;
+    int ranged = 0;
+    const char *range = httpd_header(h, "Range");
+    const char *if_range = httpd_header(h, "If-Range");
+    /* If-Range: the range only applies to the version the client has. */
+    if (range && (!if_range || !strcmp(if_range, etag) ||
+                  !strcmp(if_range, modified)))
+        ranged = parse_range(range, size, &first, &last);
+    if (ranged < 0)
+        return send_range_not_satisfiable(h, size);
+
+    int fd = httpd_reopen(path_fd, 0);
+    if (fd < 0)
+        return not_found(h); /* e.g. no read permission: Python says 404 */
+    uint64_t length = size ? last - first + 1 : 0;
+    rc = ss_http_send_response(h, ranged ? 206 : 200, NULL);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Content-Type", httpd_guess_type(name));
+    if (rc == 0)
+        rc = ss_http_send_headerf(h, "Content-Length", "%" PRIu64, length);
+    if (rc == 0 && ranged)
+        rc = ss_http_send_headerf(h, "Content-Range",
+                                  "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
+                                  first, last, size);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Last-Modified", modified);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "ETag", etag);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Accept-Ranges", "bytes");
+    if (rc == 0)
+        rc = ss_http_end_headers(h);
+
+    /* HEAD: the head is the whole answer. */
+    off_t offset = (off_t)first;
+    while (rc == 0 && length > 0 && !is_head(h)) {
+        ssize_t n = ss_http_sendfile(h, fd, &offset, (size_t)length);
+        if (n <= 0) /* 0: the file shrank; the promised length is a lie */
+            rc = -1;
+        else
+            length -= (uint64_t)n;
+    }
+    close(fd);
+    return rc < 0 ? -1 : 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    int c = strcasecmp(x, y); /* Python: key=str.lower */
+    return c ? c : strcmp(x, y);
+}
+
+/* Python's list_directory(): sorted names, HTML-escaped, hrefs
+ * percent-encoded, "/" after directories and "@" after symlinks. */
+static int list_directory(ss_http *h, int path_fd, const httpd_path *path)
+{
+    int fd = httpd_reopen(path_fd, O_DIRECTORY);
+    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+    if (dir == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return ss_http_send_error(h, 404, "No permission to list directory") < 0
+                   ? -1
+                   : 0;
+    }
+
+    char **names = NULL;
+    size_t count = 0, cap = 0;
+    bool failed = false;
+    struct dirent *entry;
+    while (!failed && (entry = readdir(dir)) != NULL) {
+        if (!strcmp(entry->d_name, ".") || !strcmp(entry->d_name, ".."))
+            continue;
+        if (count == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **grown = realloc(names, cap * sizeof *names);
+            if (grown == NULL) {
+                failed = true;
+                break;
+            }
+            names = grown;
+        }
+        if ((names[count] = strdup(entry->d_name)) == NULL)
+            failed = true;
+        else
+            count++;
+    }
+    if (count > 1)
+        qsort(names, count, sizeof *names, compare_names);
+
+    text page = {0};
+    text_puts(&page, "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n"
+                     "<meta charset=\"utf-8\">\n<title>Directory listing for ");
+    text_escaped(&page, path->display);
+    text_puts(&page, "</title>\n</head>\n<body>\n<h1>Directory listing for ");
+    text_escaped(&page, path->display);
+    text_puts(&page, "</h1>\n<hr>\n<ul>\n");
+    for (size_t i = 0; i < count; i++) {
+        struct stat st, lst;
+        bool is_dir = fstatat(dirfd(dir), names[i], &st, 0) == 0 &&
+                      S_ISDIR(st.st_mode);
+        bool is_link = fstatat(dirfd(dir), names[i], &lst,
+                               AT_SYMLINK_NOFOLLOW) == 0 &&
+                       S_ISLNK(lst.st_mode);
+        char *href = httpd_url_quote(names[i]);
+        if (href == NULL) {
+            page.failed = true;
+            break;
+        }
+        text_puts(&page, "<li><a href=\"");
+        text_puts(&page, href);
+        text_puts(&page, is_dir ? "/\">" : "\">");
+        text_escaped(&page, names[i]);
+        text_puts(&page, is_link ? "@" : is_dir ? "/" : "");
+        text_puts(&page, "</a></li>\n");
+        free(href);
+    }
+    text_puts(&page, "</ul>\n<hr>\n</body>\n</html>\n");
+    closedir(dir);
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+
+    int rc;
+    if (failed || page.failed) {
+        rc = ss_http_send_error(h, 500, "Out of memory");
+    } else {
+        rc = ss_http_send_response(h, 200, NULL);
+        if (rc == 0)
+            rc = ss_http_send_header(h, "Content-Type",
+                                     "text/html; charset=utf-8");
+        if (rc == 0)
+            rc = ss_http_send_headerf(h, "Content-Length", "%zu", page.len);
+        if (rc == 0)
+            rc = ss_http_end_headers(h);
+        if (rc == 0 && ss_http_write(h, page.data, page.len) < 0)
+            rc = -1;
+    }
+    free(page.data);
+    return rc < 0 ? -1 : 0;
+}
+
+/* A directory asked for with its slash: its index page, or a listing. */
+static int serve_directory(ss_http *h, httpd_context *ctx, int path_fd,
+                           const httpd_path *path)
+{
+    static const char *const indexes[] = {"index.html", "index.htm"};
+    for (size_t i = 0; i < 2; i++) {
+        text name = {0};
+        if (strcmp(path->relative, ".") != 0) {
+            text_puts(&name, path->relative);
+            text_puts(&name, "/");
+        }
+        text_puts(&name, indexes[i]);
+        if (name.failed)
+            return -1;
+        struct stat st;
+        int fd = httpd_open_beneath(ctx, name.data, &st);
+        free(name.data);
+        if (fd >= 0 && S_ISREG(st.st_mode)) {
+            int rc = serve_file(h, fd, &st, indexes[i]);
+            close(fd);
+            return rc;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    return list_directory(h, path_fd, path);
+}
+
+int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
+{
+    struct stat st;
+    int fd = httpd_open_beneath(ctx, path->relative, &st);
+    if (fd < 0)
+        return not_found(h);
+    int rc;
+    if (S_ISDIR(st.st_mode))
+        rc = path->trailing_slash ? serve_directory(h, ctx, fd, path)
+                                  : redirect_to_slash(h, path);
+    else if (S_ISREG(st.st_mode) && !path->trailing_slash)
+        rc = serve_file(h, fd, &st, path->relative);
+    else
+        rc = not_found(h);
+    close(fd);
+    return rc;
+}

@@ -1,0 +1,470 @@
+/*
+ * http_handler.c — ss_http_handler, Python's BaseHTTPRequestHandler: the
+ * per-connection loop that reads a request head, dispatches it to the
+ * method callback, finishes the exchange and goes round again while the
+ * connection may be kept alive.
+ *
+ * The head is read into one buffer per connection and parsed again from
+ * its start whenever more bytes arrive (the parser is stateless; a head is
+ * at most a few hundred KiB and usually arrives in one read). Bytes read
+ * past the head stay in the buffer: they are the body, or the next
+ * pipelined request.
+ *
+ * Deadlines: before a request's first byte the connection may idle for
+ * idle_timeout; from that byte the whole head must arrive within
+ * header_timeout (the remaining time is set before every read, so dribbling
+ * a byte at a time does not extend it); callbacks then read and write with
+ * io_timeout per call. A client that goes away or is too slow is dropped
+ * quietly (408 if part of a head had arrived); only a callback's own failure
+ * reaches handle_error.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_internal.h"
+
+#define DEFAULT_MAX_BODY_SIZE ((uint64_t)16 << 20)
+#define DEFAULT_HEADER_TIMEOUT 10.0
+#define DEFAULT_IDLE_TIMEOUT 15.0
+#define DEFAULT_IO_TIMEOUT 30.0
+#define ARENA_BLOCK 4096
+
+void ss_http_config_init(ss_http_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    ss_http_limits_init(&cfg->limits);
+    cfg->max_body_size = DEFAULT_MAX_BODY_SIZE;
+    cfg->header_timeout = DEFAULT_HEADER_TIMEOUT;
+    cfg->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+    cfg->io_timeout = DEFAULT_IO_TIMEOUT;
+}
+
+/* ---- accessors ----------------------------------------------------- */
+
+ss_request *ss_http_request_of(ss_http *h)
+{
+    /* The caller may write raw bytes next: our held-back head goes first. */
+    if (h->head_pending)
+        (void)ss__http_flush_head(h);
+    return h->req;
+}
+
+const ss_http_config *ss_http_config_of(const ss_http *h)
+{
+    return &h->cfg;
+}
+
+void *ss_http_user(const ss_http *h)
+{
+    return h->cfg.user;
+}
+
+const ss_http_request *ss_http_parsed(const ss_http *h)
+{
+    return &h->parsed;
+}
+
+const char *ss_http_method_name(const ss_http *h)
+{
+    return h->method_copy ? h->method_copy : "";
+}
+
+const char *ss_http_target(const ss_http *h)
+{
+    return h->target_copy ? h->target_copy : "";
+}
+
+int ss_http_version_minor(const ss_http *h)
+{
+    return h->parsed.version_minor;
+}
+
+const char *ss_http_header_value(ss_http *h, const char *name)
+{
+    const ss_http_header *f = ss_http_header_find(&h->parsed, name);
+    if (!f)
+        return NULL;
+    char *copy = ss__http_alloc(h, f->value_len + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, f->value, f->value_len);
+    copy[f->value_len] = '\0';
+    return copy;
+}
+
+void ss_http_close_connection(ss_http *h)
+{
+    h->close = true;
+}
+
+/* ---- per-request string arena -------------------------------------- */
+
+void *ss__http_alloc(ss_http *h, size_t n)
+{
+    ss__http_block *b = h->arena;
+    if (!b || b->size - b->used < n) {
+        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        ss__http_block *fresh = malloc(sizeof *fresh + size);
+        if (!fresh)
+            return NULL;
+        fresh->next = b;
+        fresh->size = size;
+        fresh->used = 0;
+        h->arena = b = fresh;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+/* Keep one block for the next request; free the rest. */
+static void arena_reset(ss_http *h)
+{
+    ss__http_block *b = h->arena;
+    while (b && b->next) {
+        ss__http_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    h->arena = b;
+    if (b)
+        b->used = 0;
+}
+
+static void arena_free(ss_http *h)
+{
+    for (ss__http_block *b = h->arena, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    h->arena = NULL;
+}
+
+static const char *copy_slice(ss_http *h, const char *s, size_t n)
+{
+    char *copy = ss__http_alloc(h, n + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    return copy;
+}
+
+int ss__http_peer_failed(ss_http *h, int error)
+{
+    if (!h->peer_error)
+        h->peer_error = error;
+    h->close = true;
+    return error;
+}
+
+/* ---- connection state ---------------------------------------------- */
+
+static size_t limit_or(size_t value, size_t fallback)
+{
+    if (value == 0)
+        value = fallback;
+    return value > SS_HTTP_LIMIT_CAP ? SS_HTTP_LIMIT_CAP : value;
+}
+
+static void fill_defaults(ss_http_config *c)
+{
+    ss_http_limits *l = &c->limits;
+    l->max_request_line =
+        limit_or(l->max_request_line, SS_HTTP_DEFAULT_MAX_REQUEST_LINE);
+    l->max_header_line =
+        limit_or(l->max_header_line, SS_HTTP_DEFAULT_MAX_HEADER_LINE);
+    l->max_headers = limit_or(l->max_headers, SS_HTTP_DEFAULT_MAX_HEADERS);
+    l->max_header_bytes =
+        limit_or(l->max_header_bytes, SS_HTTP_DEFAULT_MAX_HEADER_BYTES);
+    if (c->max_body_size == 0)
+        c->max_body_size = DEFAULT_MAX_BODY_SIZE;
+    if (!(c->header_timeout > 0))
+        c->header_timeout = DEFAULT_HEADER_TIMEOUT;
+    if (!(c->idle_timeout > 0))
+        c->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+    if (!(c->io_timeout > 0))
+        c->io_timeout = DEFAULT_IO_TIMEOUT;
+}
+
+static ss_http *conn_new(ss_request *req, const ss_http_config *user_cfg)
+{
+    ss_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->req = req;
+    if (user_cfg)
+        h->cfg = *user_cfg;
+    else
+        ss_http_config_init(&h->cfg);
+    fill_defaults(&h->cfg);
+    h->server_header = h->cfg.server_version ? h->cfg.server_version
+                                             : "sockserv/0.1.0";
+    const ss_http_limits *l = &h->cfg.limits;
+    /* Blank lines before the request line may take max_request_line bytes
+     * of their own (the parser skips that many), hence twice. */
+    h->max_cap = 2 * l->max_request_line + l->max_header_bytes + 1;
+    /* Every field line takes at least 3 bytes ("a:\n"), so a huge
+     * max_headers never needs more slots than the byte limit allows. */
+    h->header_capacity = l->max_headers;
+    if (h->header_capacity > l->max_header_bytes / 3 + 1)
+        h->header_capacity = l->max_header_bytes / 3 + 1;
+    h->headers = malloc(h->header_capacity * sizeof *h->headers);
+    h->cap = SS__HTTP_HEAD_MIN_CAPACITY;
+    h->buf = malloc(h->cap);
+    if (!h->headers || !h->buf) {
+        free(h->headers);
+        free(h->buf);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static void conn_free(ss_http *h)
+{
+    arena_free(h);
+    free(h->headers);
+    free(h->buf);
+    free(h->out);
+    free(h);
+}
+
+static void exchange_reset(ss_http *h)
+{
+    arena_reset(h);
+    h->parsed = (ss_http_request){.headers = h->headers,
+                                  .header_capacity = h->header_capacity};
+    h->head_len = 0;
+    h->pos = 0;
+    h->body_kind = SS_HTTP_BODY_NONE;
+    h->declared_length = -1;
+    h->body_left = 0;
+    h->body_done = true;
+    h->expect_continue = false;
+    h->continue_sent = false;
+    h->body_error = 0;
+    h->method_copy = h->target_copy = NULL;
+    h->is_head = false;
+    h->out_len = 0;
+    h->status = h->head_status = 0;
+    h->head_open = h->head_pending = h->final_sent = h->raw_output = false;
+    h->has_length = h->has_transfer_encoding = h->has_connection = false;
+    h->close = false;
+    h->peer_error = 0;
+    h->bytes_sent = 0;
+}
+
+/* Move what follows the finished exchange (the next pipelined request) to
+ * the start of the head buffer. */
+static void keep_leftover(ss_http *h)
+{
+    if (h->spos < h->slen) {
+        /* The body ended inside bytes read into scratch; the head buffer's
+         * remainder was used up before scratch was filled. */
+        h->len = h->slen - h->spos;
+        memcpy(h->buf, h->scratch + h->spos, h->len);
+    } else {
+        h->len -= h->pos;
+        memmove(h->buf, h->buf + h->pos, h->len);
+    }
+    h->spos = h->slen = 0;
+}
+
+/* ---- reading a request head ---------------------------------------- */
+
+#define HEAD_CLOSED 0       /* end the connection quietly */
+#define HEAD_TIMED_OUT (-2) /* part of a head came, then the deadline */
+
+static double seconds_until(int64_t deadline)
+{
+    return (double)(deadline - ss_now_ns()) / 1e9;
+}
+
+/* Returns the head's length (> 0), HEAD_CLOSED, HEAD_TIMED_OUT, or an
+ * SS_HTTP_E_* error. */
+static int read_head(ss_http *h)
+{
+    ss_request *req = h->req;
+    int64_t deadline = 0;
+    bool started = h->len > 0;
+    if (started)
+        deadline = ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
+    for (;;) {
+        if (h->len > 0) {
+            int rc = ss_http_parse_request(h->buf, h->len, &h->cfg.limits,
+                                           &h->parsed);
+            if (rc != SS_HTTP_INCOMPLETE)
+                return rc;
+        }
+        if (h->len == h->cap) {
+            /* The limits refuse a head before it can fill max_cap. */
+            if (h->cap >= h->max_cap)
+                return SS_HTTP_E_HEADERS_TOO_LARGE;
+            size_t cap = h->cap * 2 < h->max_cap ? h->cap * 2 : h->max_cap;
+            char *grown = realloc(h->buf, cap);
+            if (!grown)
+                return HEAD_CLOSED;
+            h->buf = grown;
+            h->cap = cap;
+        }
+        double wait = h->cfg.idle_timeout;
+        if (started) {
+            wait = seconds_until(deadline);
+            if (wait < 1e-6)
+                return HEAD_TIMED_OUT;
+        }
+        ss_request_set_timeout(req, wait);
+        ssize_t got = ss_read(req, h->buf + h->len, h->cap - h->len);
+        if (got == -ETIMEDOUT && started)
+            return HEAD_TIMED_OUT;
+        if (got <= 0)
+            return HEAD_CLOSED; /* EOF, reset, idle, server stopping */
+        if (!started) {
+            started = true;
+            deadline = ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
+        }
+        h->len += (size_t)got;
+    }
+}
+
+/* ---- dispatch ------------------------------------------------------ */
+
+static ss_http_method_fn find_method(const ss_http *h)
+{
+    const ss_http_method *m = h->cfg.methods;
+    if (!m)
+        return NULL;
+    for (; m->name; m++)
+        if (strncmp(m->name, h->parsed.method, h->parsed.method_len) == 0 &&
+            m->name[h->parsed.method_len] == '\0')
+            return m->fn;
+    return NULL;
+}
+
+/* After a callback returned 0: make sure a whole response went out. */
+static void complete_response(ss_http *h)
+{
+    if (h->head_open) /* send_response without end_headers: end it */
+        (void)ss_http_end_headers(h);
+    if (h->head_pending && ss__http_flush_head(h) < 0)
+        return;
+    if (!h->final_sent && !h->raw_output) {
+        /* Nothing was answered. A body the client sent wrong explains it;
+         * otherwise it is the callback's fault: 500, as Python would
+         * after an exception. */
+        int status = ss_http_error_status(h->body_error);
+        ss__http_refuse(h, status ? status : 500,
+                        status ? ss_http_error_reason(h->body_error)
+                               : "the handler sent no response");
+    }
+    if (h->raw_output)
+        h->close = true; /* framing unknown to us */
+}
+
+/* The failure is the client's doing when the callback only passed on an
+ * error from talking to it (reset, timeout, malformed body). */
+static bool client_caused(const ss_http *h)
+{
+    return h->peer_error != 0 || h->body_error != 0;
+}
+
+static int serve_connection(ss_http *h)
+{
+    ss_request *req = h->req;
+    for (;;) {
+        exchange_reset(h);
+        int rc = read_head(h);
+        if (rc == HEAD_CLOSED)
+            return 0;
+        if (rc == HEAD_TIMED_OUT) {
+            ss_request_set_timeout(req, h->cfg.io_timeout);
+            ss__http_refuse(h, 408, "the request head took too long");
+            return 0;
+        }
+        ss_request_set_timeout(req, h->cfg.io_timeout);
+        if (rc < 0) {
+            ss__http_refuse(h, ss_http_error_status(rc),
+                            ss_http_error_reason(rc));
+            return 0;
+        }
+        h->head_len = h->pos = (size_t)rc;
+        h->is_head = h->parsed.method_len == 4 &&
+                     memcmp(h->parsed.method, "HEAD", 4) == 0;
+        h->method_copy =
+            copy_slice(h, h->parsed.method, h->parsed.method_len);
+        h->target_copy =
+            copy_slice(h, h->parsed.target, h->parsed.target_len);
+        if (!h->method_copy || !h->target_copy) {
+            ss__http_refuse(h, 500, "out of memory");
+            return -ENOMEM;
+        }
+        rc = ss__http_body_begin(h);
+        if (rc < 0) {
+            ss__http_refuse(h, ss_http_error_status(rc),
+                            ss_http_error_reason(rc));
+            return 0;
+        }
+        ss_http_method_fn fn = find_method(h);
+        if (!fn) {
+            ss__http_refuse(h, 501, "Unsupported method");
+            return 0;
+        }
+        rc = fn(h);
+        if (rc != 0) {
+            /* Like an exception in do_GET: no more requests here. */
+            if (h->head_pending)
+                (void)ss__http_flush_head(h);
+            if (client_caused(h)) {
+                int status = ss_http_error_status(h->body_error);
+                if (status && !h->final_sent && !h->raw_output)
+                    ss__http_refuse(h, status,
+                                    ss_http_error_reason(h->body_error));
+                else
+                    ss__http_log_exchange(h);
+                return 0;
+            }
+            ss__http_log_exchange(h);
+            return rc;
+        }
+        complete_response(h);
+        if (!h->close && !ss__http_body_drain(h))
+            h->close = true;
+        if (!ss_http_keep_alive(&h->parsed))
+            h->close = true;
+        ss__http_log_exchange(h);
+        if (h->close)
+            return 0;
+        keep_leftover(h);
+    }
+}
+
+static int http_handle(ss_request *req)
+{
+    const ss_http_config *cfg = ss_request_class_data(req);
+    ss_http *h = conn_new(req, cfg);
+    if (!h)
+        return -ENOMEM;
+    int rc = 0;
+    if (cfg) {
+        rc = serve_connection(h);
+    } else {
+        /* A handler class without its configuration is a program error:
+         * answer the first request 500 and report it. */
+        exchange_reset(h);
+        ss_request_set_timeout(req, h->cfg.io_timeout);
+        ss__http_refuse(h, 500, "the HTTP handler has no configuration");
+        rc = -EINVAL;
+    }
+    conn_free(h);
+    return rc;
+}
+
+const ss_handler_class ss_http_handler = {
+    .base = &ss_stream_handler,
+    .handle = http_handle,
+    /* A head and a small body may still leave in two sends; Nagle plus
+     * delayed ACKs would hold the second for 40 ms on keep-alive. */
+    .disable_nagle_algorithm = true,
+};

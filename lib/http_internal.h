@@ -1,0 +1,108 @@
+/*
+ * http_internal.h — what the HTTP handler's files share (http_handler.c:
+ * the connection loop; http_body.c: request bodies; http_response.c: the
+ * response helpers and the access log).
+ *
+ * One ss_http lives for a whole connection and is reused by every request
+ * on it, so a keep-alive request allocates nothing: the head buffer, the
+ * header array, the response head buffer and the string arena are kept and
+ * only reset between requests.
+ */
+#ifndef SOCKSERV_HTTP_INTERNAL_H
+#define SOCKSERV_HTTP_INTERNAL_H
+
+#include <time.h>
+
+#include "sockserv/http.h"
+
+/* Raw body bytes read past the head buffer (chunked framing, draining). Not
+ * larger than HEAD_MIN_CAPACITY, so leftovers always fit back there. */
+#define SS__HTTP_SCRATCH 8192
+#define SS__HTTP_HEAD_MIN_CAPACITY 8192
+
+/* Bump allocator for the NUL-terminated copies handed to callbacks;
+ * blocks never move, so earlier pointers stay valid until the reset. */
+typedef struct ss__http_block {
+    struct ss__http_block *next;
+    size_t size, used;
+    char data[];
+} ss__http_block;
+
+struct ss_http {
+    ss_request *req;
+    ss_http_config cfg;          /* the user's, with defaults filled in */
+    const char *server_header;   /* cfg.server_version or ours */
+
+    /* Request head: buf[0..len) holds bytes read; the current head is
+     * buf[0..head_len); buf[pos..len) is body or the next request. */
+    char *buf;
+    size_t cap, max_cap, len, head_len, pos;
+    ss_http_request parsed;
+    ss_http_header *headers;
+    size_t header_capacity;
+
+    /* Body. */
+    int body_kind;               /* ss_http_body_kind */
+    int64_t declared_length;     /* -1 unless SS_HTTP_BODY_LENGTH */
+    uint64_t body_left;          /* SS_HTTP_BODY_LENGTH: still unread */
+    ss_http_chunked_decoder dec;
+    bool body_done;
+    bool expect_continue;        /* client waits for 100 Continue */
+    bool continue_sent;
+    int body_error;              /* sticky: the body can no longer be read */
+    size_t spos, slen;           /* raw bytes waiting in scratch */
+
+    /* Per-request copies. */
+    const char *method_copy, *target_copy;
+    bool is_head;
+    ss__http_block *arena;
+
+    /* Response. */
+    char *out;                   /* the head being built */
+    size_t out_len, out_cap;
+    int status;                  /* final status sent (0: none yet) */
+    int head_status;             /* status of the head being built */
+    bool head_open;              /* send_response called, head not ended */
+    bool head_pending;           /* final head ended, held back for body */
+    bool final_sent;             /* a final head went out (or is pending) */
+    bool raw_output;             /* bytes written without our head */
+    bool has_length;             /* response declared Content-Length */
+    bool has_transfer_encoding;
+    bool has_connection;         /* the callback sent a Connection field */
+    bool close;                  /* close after this exchange */
+    int peer_error;              /* an I/O error talking to the client */
+    uint64_t bytes_sent;         /* body bytes, for the access log */
+
+    /* Date header cache: formatting once a second is plenty. */
+    time_t date_second;
+    char date[40];
+
+    char scratch[SS__HTTP_SCRATCH];
+};
+
+/* http_body.c */
+/* Work out framing and expectations for the parsed request: 0, or an
+ * SS_HTTP_E_* error to refuse it with. */
+int ss__http_body_begin(ss_http *h);
+/* After the callback: read and discard what it left of the body. Returns
+ * true when the connection can carry another request. */
+bool ss__http_body_drain(ss_http *h);
+
+/* http_response.c */
+/* Send a head held back by ss_http_end_headers(). 0 or a negative errno. */
+int ss__http_flush_head(ss_http *h);
+/* An error response for a request refused before or after dispatch; the
+ * connection is closed after it. */
+void ss__http_refuse(ss_http *h, int status, const char *explain);
+/* One access-log line for the exchange (unless quiet). raw_line is used
+ * when the request line could not be parsed (may be NULL). */
+void ss__http_log_exchange(ss_http *h);
+/* The standard reason phrase, or NULL for an unknown code. */
+const char *ss__http_reason_or_null(int status);
+
+/* http_handler.c */
+void *ss__http_alloc(ss_http *h, size_t n);
+/* Record an I/O failure with the client; returns error. */
+int ss__http_peer_failed(ss_http *h, int error);
+
+#endif /* SOCKSERV_HTTP_INTERNAL_H */

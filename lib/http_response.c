@@ -1,0 +1,616 @@
+/*
+ * http_response.c — the response side of the HTTP handler (Python's
+ * send_response, send_header, end_headers, send_error, wfile) and the
+ * access log (log_request).
+ *
+ * A response head is built in one buffer and leaves in one send. The head
+ * of a final response is even held back until the first body write: when
+ * head and body together are small they go out in a single send, which is
+ * most of the cost of a small keep-alive response. Anything that could
+ * write around us (sendfile, the raw request, the end of the callback)
+ * sends the held-back head first.
+ *
+ * Nothing taken from the request reaches a response unescaped: header
+ * values with CR, LF or NUL are refused, and send_error's HTML escapes its
+ * text. The access log escapes control and non-ASCII bytes as \xHH.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "http_internal.h"
+
+/* A body write this small is sent together with a held-back head. */
+#define COALESCE_LIMIT 16384
+/* Longest request line quoted in the access log. */
+#define LOG_LINE_LIMIT 8192
+
+/* ---- reason phrases ------------------------------------------------ */
+
+const char *ss__http_reason_or_null(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 102: return "Processing";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 207: return "Multi-Status";
+    case 208: return "Already Reported";
+    case 226: return "IM Used";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 305: return "Use Proxy";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 418: return "I'm a Teapot";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 506: return "Variant Also Negotiates";
+    case 507: return "Insufficient Storage";
+    case 508: return "Loop Detected";
+    case 510: return "Not Extended";
+    case 511: return "Network Authentication Required";
+    default: return NULL;
+    }
+}
+
+const char *ss_http_reason(int status)
+{
+    const char *r = ss__http_reason_or_null(status);
+    return r ? r : "Unknown";
+}
+
+size_t ss_http_html_escape(const char *s, char *buf, size_t size)
+{
+    size_t out = 0;
+    for (; *s; s++) {
+        const char *rep;
+        switch (*s) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&#x27;"; break;
+        default: rep = NULL; break;
+        }
+        size_t n = rep ? strlen(rep) : 1;
+        if (size > 0 && out + n < size)
+            memcpy(buf + out, rep ? rep : s, n);
+        else if (size > 0 && out < size)
+            size = out + 1; /* stop writing; keep counting */
+        out += n;
+    }
+    if (size > 0)
+        buf[out < size ? out : size - 1] = '\0';
+    return out;
+}
+
+/* ---- building the head --------------------------------------------- */
+
+static int out_append(ss_http *h, const char *s, size_t n)
+{
+    if (h->out_cap - h->out_len < n) {
+        size_t cap = h->out_cap ? h->out_cap : 512;
+        while (cap - h->out_len < n)
+            cap *= 2;
+        char *grown = realloc(h->out, cap);
+        if (!grown)
+            return -ENOMEM;
+        h->out = grown;
+        h->out_cap = cap;
+    }
+    memcpy(h->out + h->out_len, s, n);
+    h->out_len += n;
+    return 0;
+}
+
+static int out_str(ss_http *h, const char *s)
+{
+    return out_append(h, s, strlen(s));
+}
+
+/* RFC 9110 IMF-fixdate, built by hand: strftime's names follow the
+ * locale. Cached for the second it names. */
+static const char *date_now(ss_http *h)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
+                                    "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
+                                       "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    if (now != h->date_second || !h->date[0]) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        snprintf(h->date, sizeof h->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+                 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        h->date_second = now;
+    }
+    return h->date;
+}
+
+static bool has_forbidden(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
+
+static bool is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool valid_name(const char *name)
+{
+    if (!*name)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!is_tchar((unsigned char)*p))
+            return false;
+    return true;
+}
+
+int ss_http_send_response(ss_http *h, int status, const char *reason)
+{
+    if (status < 100 || status > 999)
+        return -EINVAL;
+    if (h->final_sent)
+        return -EALREADY;
+    if (!reason)
+        reason = ss_http_reason(status);
+    if (has_forbidden(reason))
+        return -EINVAL;
+    /* A head begun but not ended is replaced, not appended to. */
+    h->out_len = 0;
+    h->has_length = h->has_transfer_encoding = h->has_connection = false;
+    char line[64];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    int rc = out_append(h, line, (size_t)n);
+    if (!rc)
+        rc = out_str(h, reason);
+    if (!rc)
+        rc = out_str(h, "\r\nServer: ");
+    if (!rc)
+        rc = out_str(h, h->server_header);
+    if (!rc)
+        rc = out_str(h, "\r\nDate: ");
+    if (!rc)
+        rc = out_str(h, date_now(h));
+    if (!rc)
+        rc = out_append(h, "\r\n", 2);
+    if (rc < 0) {
+        h->out_len = 0;
+        return rc;
+    }
+    h->head_status = status;
+    h->head_open = true;
+    return 0;
+}
+
+static bool token_equal(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+/* Whether a Connection value lists "close" (comma-separated). */
+static bool lists_close(const char *value)
+{
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        if (p - start == 5 && strncasecmp(start, "close", 5) == 0)
+            return true;
+    }
+    return false;
+}
+
+int ss_http_send_header(ss_http *h, const char *name, const char *value)
+{
+    if (!name || !value || !valid_name(name) || has_forbidden(value))
+        return -EINVAL;
+    if (!h->head_open)
+        return -EPROTO; /* no send_response first */
+    size_t mark = h->out_len;
+    int rc = out_str(h, name);
+    if (!rc)
+        rc = out_append(h, ": ", 2);
+    if (!rc)
+        rc = out_str(h, value);
+    if (!rc)
+        rc = out_append(h, "\r\n", 2);
+    if (rc < 0) {
+        h->out_len = mark;
+        return rc;
+    }
+    if (token_equal(name, "Content-Length")) {
+        h->has_length = true;
+    } else if (token_equal(name, "Transfer-Encoding")) {
+        h->has_transfer_encoding = true;
+    } else if (token_equal(name, "Connection")) {
+        h->has_connection = true;
+        if (lists_close(value))
+            h->close = true;
+    }
+    return 0;
+}
+
+int ss_http_send_headerf(ss_http *h, const char *name, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n < sizeof small)
+        return ss_http_send_header(h, name, small);
+    char *big = ss__http_alloc(h, (size_t)n + 1);
+    if (!big)
+        return -ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return ss_http_send_header(h, name, big);
+}
+
+static bool body_allowed(int status)
+{
+    return status >= 200 && status != 204 && status != 304;
+}
+
+int ss__http_flush_head(ss_http *h)
+{
+    if (!h->head_pending)
+        return 0;
+    h->head_pending = false;
+    ssize_t rc = ss_write_all(h->req, h->out, h->out_len);
+    h->out_len = 0;
+    return rc < 0 ? ss__http_peer_failed(h, (int)rc) : 0;
+}
+
+int ss_http_end_headers(ss_http *h)
+{
+    if (!h->head_open)
+        return -EPROTO;
+    int status = h->head_status;
+    int rc = 0;
+    if (status >= 200) {
+        bool keep = ss_http_keep_alive(&h->parsed) && !h->close;
+        if (body_allowed(status) && !h->is_head && !h->has_length &&
+            !h->has_transfer_encoding) {
+            /* The body ends where the connection does. */
+            keep = false;
+            h->close = true;
+        }
+        if (!h->has_connection) {
+            if (!keep)
+                rc = out_str(h, "Connection: close\r\n");
+            else if (h->parsed.version_minor == 0)
+                rc = out_str(h, "Connection: keep-alive\r\n");
+        }
+        if (!keep)
+            h->close = true;
+    }
+    if (!rc)
+        rc = out_append(h, "\r\n", 2);
+    h->head_open = false;
+    if (rc < 0) {
+        h->out_len = 0;
+        return rc;
+    }
+    if (status < 200) {
+        /* Interim (100, 103): goes out now; a final response follows. */
+        ssize_t sent = ss_write_all(h->req, h->out, h->out_len);
+        h->out_len = 0;
+        return sent < 0 ? ss__http_peer_failed(h, (int)sent) : 0;
+    }
+    h->status = status;
+    h->final_sent = true;
+    h->head_pending = true;
+    if (h->is_head || !body_allowed(status))
+        return ss__http_flush_head(h);
+    return 0;
+}
+
+ssize_t ss_http_write(ss_http *h, const void *buf, size_t n)
+{
+    if (h->peer_error)
+        return h->peer_error;
+    if (h->head_open) {
+        int rc = ss_http_end_headers(h); /* forgotten: body follows head */
+        if (rc < 0)
+            return rc;
+    }
+    if (h->is_head && h->final_sent)
+        return (ssize_t)n; /* HEAD: the head only */
+    if (h->head_pending) {
+        if (n <= COALESCE_LIMIT) {
+            int rc = out_append(h, buf, n);
+            if (rc < 0)
+                return rc;
+            h->bytes_sent += n;
+            return ss__http_flush_head(h) < 0 ? h->peer_error : (ssize_t)n;
+        }
+        if (ss__http_flush_head(h) < 0)
+            return h->peer_error;
+    }
+    if (!h->final_sent)
+        h->raw_output = true;
+    ssize_t rc = ss_write_all(h->req, buf, n);
+    if (rc < 0)
+        return ss__http_peer_failed(h, (int)rc);
+    h->bytes_sent += n;
+    return rc;
+}
+
+ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
+{
+    if (h->peer_error)
+        return h->peer_error;
+    if (h->head_open) {
+        int rc = ss_http_end_headers(h);
+        if (rc < 0)
+            return rc;
+    }
+    if (h->is_head && h->final_sent) {
+        if (offset)
+            *offset += (off_t)count;
+        return (ssize_t)count;
+    }
+    if (ss__http_flush_head(h) < 0)
+        return h->peer_error;
+    if (!h->final_sent)
+        h->raw_output = true;
+    ssize_t rc = ss_sendfile(h->req, fd, offset, count);
+    if (rc < 0)
+        return ss__http_peer_failed(h, (int)rc);
+    h->bytes_sent += (uint64_t)rc;
+    return rc;
+}
+
+/* ---- error responses ----------------------------------------------- */
+
+/* Statuses after which the rest of the connection cannot be trusted to
+ * be framed as we think (or the server is in trouble): close. */
+static bool closes_connection(int status)
+{
+    switch (status) {
+    case 400: case 408: case 411: case 413: case 414: case 417: case 431:
+    case 500: case 501: case 505:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int send_error_impl(ss_http *h, int status, const char *explain,
+                           bool force_close)
+{
+    if (status < 100 || status > 999)
+        return -EINVAL;
+    if (h->final_sent)
+        return -EALREADY; /* too late for another status line */
+    if (force_close || closes_connection(status))
+        h->close = true;
+    const char *reason = ss_http_reason(status);
+    int rc = ss_http_send_response(h, status, reason);
+    if (rc < 0)
+        return rc;
+    if (h->close)
+        rc = ss_http_send_header(h, "Connection", "close");
+    if (rc < 0 || !body_allowed(status))
+        return rc < 0 ? rc : ss_http_end_headers(h);
+
+    /* Python's DEFAULT_ERROR_MESSAGE, with everything escaped. */
+    if (!explain)
+        explain = reason;
+    size_t reason_len = ss_http_html_escape(reason, NULL, 0);
+    size_t explain_len = ss_http_html_escape(explain, NULL, 0);
+    size_t size = reason_len + explain_len + 512;
+    char *body = ss__http_alloc(h, size);
+    char *esc_reason = ss__http_alloc(h, reason_len + 1);
+    char *esc_explain = ss__http_alloc(h, explain_len + 1);
+    if (!body || !esc_reason || !esc_explain)
+        return -ENOMEM;
+    ss_http_html_escape(reason, esc_reason, reason_len + 1);
+    ss_http_html_escape(explain, esc_explain, explain_len + 1);
+    int n = snprintf(body, size,
+                     "<!DOCTYPE HTML>\n"
+                     "<html lang=\"en\">\n"
+                     "    <head>\n"
+                     "        <meta charset=\"utf-8\">\n"
+                     "        <title>Error response</title>\n"
+                     "    </head>\n"
+                     "    <body>\n"
+                     "        <h1>Error response</h1>\n"
+                     "        <p>Error code: %d</p>\n"
+                     "        <p>Message: %s.</p>\n"
+                     "        <p>Error code explanation: %d - %s.</p>\n"
+                     "    </body>\n"
+                     "</html>\n",
+                     status, esc_reason, status, esc_explain);
+    rc = ss_http_send_header(h, "Content-Type", "text/html;charset=utf-8");
+    if (!rc)
+        rc = ss_http_send_headerf(h, "Content-Length", "%d", n);
+    if (!rc)
+        rc = ss_http_end_headers(h);
+    if (rc < 0)
+        return rc;
+    ssize_t sent = ss_http_write(h, body, (size_t)n);
+    return sent < 0 ? (int)sent : 0;
+}
+
+int ss_http_send_error(ss_http *h, int status, const char *explain)
+{
+    return send_error_impl(h, status, explain, false);
+}
+
+void ss__http_refuse(ss_http *h, int status, const char *explain)
+{
+    if (!h->final_sent)
+        (void)send_error_impl(h, status, explain, true);
+    (void)ss__http_flush_head(h);
+    h->close = true;
+    ss__http_log_exchange(h);
+}
+
+/* ---- access log ---------------------------------------------------- */
+
+/* Python's address_string(): the host alone for IP clients. */
+static void client_host(const ss_http *h, char *buf, size_t size)
+{
+    socklen_t len;
+    const struct sockaddr *sa = ss_request_client_address(h->req, &len);
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+                  (socklen_t)size);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a =
+            &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], buf, (socklen_t)size);
+        else
+            inet_ntop(AF_INET6, a, buf, (socklen_t)size);
+    } else if (ss_request_client_address_string(h->req, buf, size) <= 0) {
+        snprintf(buf, size, "-");
+    }
+}
+
+/* Python's log_message escaping, applied to bytes: controls, DEL and
+ * everything non-ASCII as \xHH, the backslash doubled. */
+static size_t escape_for_log(const char *s, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        } else if (c == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+void ss__http_log_exchange(ss_http *h)
+{
+    if (h->cfg.quiet)
+        return;
+    const char *line;
+    size_t line_len;
+    if (h->parsed.method_len > 0) {
+        line = h->parsed.request_line;
+        line_len = h->parsed.request_line_len;
+    } else {
+        /* Refused before the request line was understood: quote what the
+         * client sent up to the end of its first line, as Python does. */
+        line = h->buf;
+        const char *nl = h->len ? memchr(h->buf, '\n', h->len) : NULL;
+        line_len = nl ? (size_t)(nl - h->buf) : h->len;
+        if (line_len > 0 && line[line_len - 1] == '\r')
+            line_len--;
+    }
+    bool cut = line_len > LOG_LINE_LIMIT;
+    if (cut)
+        line_len = LOG_LINE_LIMIT;
+
+    char host[INET6_ADDRSTRLEN + 128];
+    client_host(h, host, sizeof host);
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
+                                       "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"};
+    snprintf(when, sizeof when, "%02d/%s/%04d %02d:%02d:%02d", tm.tm_mday,
+             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+    char status[16], size[24];
+    if (h->status)
+        snprintf(status, sizeof status, "%d", h->status);
+    else
+        snprintf(status, sizeof status, "-");
+    if (h->bytes_sent)
+        snprintf(size, sizeof size, "%llu", (unsigned long long)h->bytes_sent);
+    else
+        snprintf(size, sizeof size, "-");
+
+    size_t cap = strlen(host) + strlen(when) + 4 * line_len + 96;
+    char *out = ss__http_alloc(h, cap);
+    if (!out)
+        return;
+    size_t o = (size_t)snprintf(out, cap, "%s - - [%s] \"", host, when);
+    o += escape_for_log(line, line_len, out + o);
+    o += (size_t)snprintf(out + o, cap - o, "%s\" %s %s", cut ? "..." : "",
+                          status, size);
+    if (h->cfg.log_request) {
+        h->cfg.log_request(h->cfg.user, out);
+    } else {
+        out[o++] = '\n'; /* room: cap counted 96 spare bytes */
+        ssize_t ignored = write(STDERR_FILENO, out, o);
+        (void)ignored;
+    }
+}

@@ -1,0 +1,691 @@
+/*
+ * test_http_handler.c — ss_http_handler (Python's BaseHTTPRequestHandler)
+ * over real sockets: request heads, bodies (Content-Length, chunked,
+ * 100-continue, draining), keep-alive and pipelining, the error answers
+ * (400, 408, 413, 414, 431, 501, 505), deadlines against slow and idle
+ * clients, the response helpers' safety (header injection, escaped error
+ * pages) and the access log.
+ *
+ * Every behaviour runs twice: over TCP under ss_threading and over a Unix
+ * stream socket under ss_sync, so neither the server kind nor the strategy
+ * is assumed. The client is a plain socket that reads responses itself
+ * (status line, headers, Content-Length body), so the tests see exactly the
+ * bytes on the wire.
+ */
+#include "support.h"
+
+#include <sockserv/http.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- the server under test ----------------------------------------- */
+
+static struct {
+    ss_http_config http;
+    ss_handler_class handler;
+    ss_server_class kind;
+    test_log log;
+    atomic_int errors;      /* handle_error calls */
+    atomic_int last_error;
+    atomic_int inject_rc;   /* what send_header said to CR LF */
+    test_server server;
+} ctx;
+
+static int answer(ss_http *h, int status, const char *text)
+{
+    size_t n = strlen(text);
+    if (ss_http_send_response(h, status, NULL) < 0 ||
+        ss_http_send_header(h, "Content-Type", "text/plain") < 0 ||
+        ss_http_send_headerf(h, "Content-Length", "%zu", n) < 0 ||
+        ss_http_end_headers(h) < 0)
+        return -1;
+    return ss_http_write(h, text, n) < 0 ? -1 : 0;
+}
+
+/* GET and HEAD share it, as in Python's SimpleHTTPRequestHandler. */
+static int do_GET(ss_http *h)
+{
+    const char *target = ss_http_target(h);
+    char text[512];
+    if (strcmp(target, "/fail") == 0)
+        return -1234;
+    if (strncmp(target, "/err", 4) == 0)
+        return ss_http_send_error(h, 404, target) < 0 ? -1 : 0;
+    if (strcmp(target, "/noclen") == 0) {
+        ss_http_send_response(h, 200, NULL);
+        ss_http_end_headers(h);
+        return ss_http_write(h, "until close", 11) < 0 ? -1 : 0;
+    }
+    if (strcmp(target, "/close") == 0)
+        ss_http_close_connection(h);
+    if (strcmp(target, "/inject") == 0) {
+        ss_http_send_response(h, 200, NULL);
+        atomic_store(&ctx.inject_rc, ss_http_send_header(h, "X", "a\r\nb"));
+    }
+    const char *agent = ss_http_header_value(h, "user-agent");
+    snprintf(text, sizeof text, "hello %s%s%s\n", target, agent ? " " : "",
+             agent ? agent : "");
+    return answer(h, 200, text);
+}
+
+static int do_POST(ss_http *h)
+{
+    if (strcmp(ss_http_target(h), "/ignore") == 0)
+        return answer(h, 200, "ignored\n");
+    char body[8192];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = ss_http_read_body(h, body + have, sizeof body - have);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            break;
+        have += (size_t)n;
+    }
+    body[have] = '\0';
+    return answer(h, 200, body);
+}
+
+static const ss_http_method methods[] = {
+    {"GET", do_GET}, {"HEAD", do_GET}, {"POST", do_POST}, {NULL, NULL}};
+
+static void count_error(ss_server *srv, ss_request *req, int error)
+{
+    (void)srv;
+    (void)req;
+    atomic_fetch_add(&ctx.errors, 1);
+    atomic_store(&ctx.last_error, error);
+}
+
+typedef struct variant {
+    const ss_server_class *kind;
+    const ss_strategy *strategy;
+} variant;
+
+static const variant over_tcp = {&ss_tcp, &ss_threading};
+static const variant over_unix = {&ss_unix_stream, &ss_sync};
+
+/* Defaults, quiet-free logging into ctx.log; tests adjust ctx.http and
+ * then call start(). */
+static void prepare(void)
+{
+    memset(&ctx, 0, sizeof ctx);
+    ss_http_config_init(&ctx.http);
+    ctx.http.methods = methods;
+    ctx.http.log_request = test_log_hook;
+    test_log_init(&ctx.log);
+    ctx.http.user = &ctx.log;
+}
+
+static void start(const variant *v)
+{
+    ctx.handler = ss_http_handler;
+    ctx.handler.class_data = &ctx.http;
+    ctx.kind = *v->kind;
+    ctx.kind.handle_error = count_error;
+    char address[160];
+    if (v->kind == &ss_tcp)
+        snprintf(address, sizeof address, "127.0.0.1:0");
+    else
+        test_unix_address(address, sizeof address, "http");
+    assert_int_equal(test_server_start_with(&ctx.server, &ctx.kind,
+                                            v->strategy, address,
+                                            &ctx.handler, NULL, 0.05),
+                     0);
+}
+
+static void stop(void)
+{
+    assert_true(test_server_stop_within(&ctx.server, 10));
+}
+
+/* ---- a client that reads responses off the wire --------------------- */
+
+typedef struct client {
+    int fd;
+    char buf[1 << 17];
+    size_t len;
+} client;
+
+typedef struct response {
+    int status;
+    char head[4096];
+    char body[8192];
+    size_t body_len;
+} response;
+
+static client *client_open(void)
+{
+    client *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->fd = test_connect(ctx.server.srv);
+    assert_true(c->fd >= 0);
+    return c;
+}
+
+static void client_close(client *c)
+{
+    close(c->fd);
+    free(c);
+}
+
+static void client_send(client *c, const char *text)
+{
+    test_send_all(c->fd, text, strlen(text));
+}
+
+/* Receive more; false at EOF. */
+static bool client_fill(client *c)
+{
+    assert_true(c->len < sizeof c->buf);
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+    if (n < 0 && (errno == ECONNRESET))
+        return false;
+    if (n < 0)
+        fail_msg("recv: %s", strerror(errno));
+    c->len += (size_t)n;
+    return n > 0;
+}
+
+static void client_consume(client *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+/* One response; HEAD responses carry no body. Fails the test on EOF
+ * before a whole head. */
+static void read_response(client *c, response *r, bool head_request)
+{
+    memset(r, 0, sizeof *r);
+    char *end;
+    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
+        if (!client_fill(c))
+            fail_msg("connection closed before a response head (%zu bytes)",
+                     c->len);
+    size_t head_len = (size_t)(end - c->buf) + 4;
+    assert_true(head_len < sizeof r->head);
+    memcpy(r->head, c->buf, head_len);
+    r->head[head_len] = '\0';
+    client_consume(c, head_len);
+    assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
+    if (head_request || r->status < 200 || r->status == 204 ||
+        r->status == 304)
+        return;
+    const char *cl = strcasestr(r->head, "\r\nContent-Length:");
+    if (cl) {
+        size_t n = strtoul(cl + 17, NULL, 10);
+        assert_true(n < sizeof r->body);
+        while (c->len < n)
+            assert_true(client_fill(c));
+        memcpy(r->body, c->buf, n);
+        r->body_len = n;
+        client_consume(c, n);
+    } else {
+        while (client_fill(c))
+            ;
+        assert_true(c->len < sizeof r->body);
+        memcpy(r->body, c->buf, c->len);
+        r->body_len = c->len;
+        c->len = 0;
+    }
+    r->body[r->body_len] = '\0';
+}
+
+/* The server closed the connection (and sent nothing more). */
+static void expect_closed(client *c)
+{
+    assert_false(client_fill(c));
+    assert_int_equal(c->len, 0);
+}
+
+static void expect_response(client *c, int status, const char *body)
+{
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, status);
+    if (body)
+        assert_string_equal(r.body, body);
+}
+
+#define FOR_BOTH(name)                                                         \
+    static void test_##name##_over_tcp(void **state)                           \
+    {                                                                          \
+        (void)state;                                                           \
+        name(&over_tcp);                                                       \
+    }                                                                          \
+    static void test_##name##_over_unix(void **state)                          \
+    {                                                                          \
+        (void)state;                                                           \
+        name(&over_unix);                                                      \
+    }
+
+/* ---- the tests ------------------------------------------------------ */
+
+static void get_returns_body_with_date_and_server(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /a%20b?x=1 HTTP/1.1\r\nHost: x\r\n"
+                   "User-Agent: t/1\r\n\r\n");
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello /a%20b?x=1 t/1\n");
+    assert_non_null(strstr(r.head, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(r.head, "\r\nServer: sockserv/"));
+    assert_non_null(strstr(r.head, "\r\nDate: "));
+    assert_non_null(strstr(r.head, " GMT\r\n"));
+    client_close(c);
+    stop();
+}
+FOR_BOTH(get_returns_body_with_date_and_server)
+
+static void head_sends_headers_without_body(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "HEAD /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n");
+    response r;
+    read_response(c, &r, true);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "Content-Length: 9\r\n"));
+    /* The next bytes are the GET's response, not a HEAD body. */
+    expect_response(c, 200, "hello /y\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(head_sends_headers_without_body)
+
+static void keep_alive_serves_two_requests_on_one_connection(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /1 HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "hello /1\n");
+    client_send(c, "GET /2 HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "hello /2\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(keep_alive_serves_two_requests_on_one_connection)
+
+static void pipelined_requests_are_answered_in_order(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"
+                   "GET /3 HTTP/1.1\r\nConnection: close\r\n\r\n");
+    expect_response(c, 200, "hello /1\n");
+    expect_response(c, 200, "hello /2\n");
+    expect_response(c, 200, "hello /3\n");
+    expect_closed(c);
+    client_close(c);
+    stop();
+}
+FOR_BOTH(pipelined_requests_are_answered_in_order)
+
+static void http10_closes_unless_keep_alive_asked(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    response r;
+    read_response(c, &r, false);
+    assert_string_equal(r.body, "hello /a\n");
+    assert_non_null(strstr(r.head, "Connection: keep-alive\r\n"));
+    client_send(c, "GET /b HTTP/1.0\r\n\r\n");
+    read_response(c, &r, false);
+    assert_string_equal(r.body, "hello /b\n");
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    expect_closed(c);
+    client_close(c);
+    stop();
+}
+FOR_BOTH(http10_closes_unless_keep_alive_asked)
+
+static void connection_close_is_honoured(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /a HTTP/1.1\r\nConnection: close\r\n\r\n");
+    expect_response(c, 200, "hello /a\n");
+    expect_closed(c);
+    client_close(c);
+    /* The callback's close_connection does the same. */
+    c = client_open();
+    client_send(c, "GET /close HTTP/1.1\r\n\r\n");
+    response r;
+    read_response(c, &r, false);
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    expect_closed(c);
+    client_close(c);
+    stop();
+}
+FOR_BOTH(connection_close_is_honoured)
+
+/* Sends raw, expects status and a closed connection. */
+static void expect_refusal(const char *request, int status)
+{
+    client *c = client_open();
+    client_send(c, request);
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, status);
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    assert_non_null(strstr(r.head, "Content-Type: text/html;charset=utf-8"));
+    expect_closed(c);
+    client_close(c);
+}
+
+static void bad_requests_get_their_status_and_close(const variant *v)
+{
+    prepare();
+    ctx.http.limits.max_request_line = 1024;
+    ctx.http.limits.max_headers = 5;
+    start(v);
+    expect_refusal("BREW /pot HTTP/1.1\r\n\r\n", 501);
+    expect_refusal("GET  / HTTP/1.1\r\n\r\n", 400);
+    expect_refusal("GET / HTTP/2.0\r\n\r\n", 505);
+    char line[2100];
+    memset(line, 'a', sizeof line);
+    memcpy(line, "GET /", 5);
+    line[sizeof line - 1] = '\0';
+    expect_refusal(line, 414); /* refused before the line even ends */
+    expect_refusal("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n"
+                   "E: 5\r\nF: 6\r\n\r\n",
+                   431);
+    /* The server is still fine. */
+    client *c = client_open();
+    client_send(c, "GET /ok HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "hello /ok\n");
+    client_close(c);
+    assert_int_equal(atomic_load(&ctx.errors), 0);
+    stop();
+}
+FOR_BOTH(bad_requests_get_their_status_and_close)
+
+static void big_content_length_gets_413_before_the_body(const variant *v)
+{
+    prepare();
+    ctx.http.max_body_size = 1000;
+    start(v);
+    /* The body is never sent: the answer must not wait for it. */
+    expect_refusal("POST /x HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n", 413);
+    stop();
+}
+FOR_BOTH(big_content_length_gets_413_before_the_body)
+
+static void post_body_is_echoed(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello");
+    usleep(20000); /* the rest of the body in a second packet */
+    client_send(c, " world");
+    expect_response(c, 200, "hello world");
+    /* A chunked body, with an extension and a trailer. */
+    client_send(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5;x=y\r\nhello\r\n6\r\n chunk\r\n0\r\nT: 1\r\n\r\n"
+                   "GET /after HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "hello chunk");
+    expect_response(c, 200, "hello /after\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(post_body_is_echoed)
+
+static void expect_100_continue_gets_interim_response(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 4\r\n"
+                   "Expect: 100-continue\r\n\r\n");
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 100);
+    assert_string_equal(r.head, "HTTP/1.1 100 Continue\r\n\r\n");
+    client_send(c, "ping");
+    expect_response(c, 200, "ping");
+    client_close(c);
+    expect_refusal("POST /echo HTTP/1.1\r\nContent-Length: 4\r\n"
+                   "Expect: teapot\r\n\r\nping",
+                   417);
+    stop();
+}
+FOR_BOTH(expect_100_continue_gets_interim_response)
+
+static void unread_body_is_drained_before_next_request(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "POST /ignore HTTP/1.1\r\nContent-Length: 25\r\n\r\n"
+                   "GET /smuggled HTTP/1.1\r\n\r\n"
+                   "POST /ignore HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "3\r\nabc\r\n0\r\n\r\n"
+                   "GET /next HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "ignored\n");
+    expect_response(c, 200, "ignored\n");
+    expect_response(c, 200, "hello /next\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(unread_body_is_drained_before_next_request)
+
+static void slow_header_is_cut_off_by_whole_head_deadline(const variant *v)
+{
+    prepare();
+    ctx.http.header_timeout = 0.5;
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET / HTTP/1.1\r\nX-Slow: ");
+    double t0 = test_now();
+    bool answered = false;
+    while (test_now() - t0 < 5.0) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, 100) > 0) {
+            answered = true;
+            break;
+        }
+        if (send(c->fd, "a", 1, MSG_NOSIGNAL) < 0)
+            break;
+    }
+    double elapsed = test_now() - t0;
+    assert_true(answered);
+    assert_true(elapsed < 3.0);
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 408);
+    expect_closed(c);
+    client_close(c);
+    stop();
+}
+FOR_BOTH(slow_header_is_cut_off_by_whole_head_deadline)
+
+static void idle_keep_alive_connection_is_closed(const variant *v)
+{
+    prepare();
+    ctx.http.idle_timeout = 0.3;
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /a HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "hello /a\n");
+    double t0 = test_now();
+    expect_closed(c); /* quietly: no 408 for a connection between requests */
+    assert_true(test_now() - t0 < 3.0);
+    client_close(c);
+    stop();
+}
+FOR_BOTH(idle_keep_alive_connection_is_closed)
+
+static void send_error_escapes_what_came_from_the_request(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /err<script>alert('x')</script> HTTP/1.1\r\n\r\n");
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 404);
+    assert_null(strstr(r.body, "<script>"));
+    assert_non_null(strstr(r.body, "/err&lt;script&gt;alert(&#x27;x&#x27;)"));
+    assert_non_null(strstr(r.body, "<p>Error code: 404</p>"));
+    assert_non_null(strstr(r.body, "<p>Message: Not Found.</p>"));
+    /* A 404 leaves the connection usable. */
+    client_send(c, "GET /again HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "hello /again\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(send_error_escapes_what_came_from_the_request)
+
+static void header_injection_is_refused(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /inject HTTP/1.1\r\n\r\n");
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(atomic_load(&ctx.inject_rc), -EINVAL);
+    assert_null(strstr(r.head, "\r\nb"));
+    client_close(c);
+    stop();
+}
+FOR_BOTH(header_injection_is_refused)
+
+static bool log_has(void *arg)
+{
+    return test_log_count(&ctx.log) >= *(int *)arg;
+}
+
+static void access_log_uses_common_log_format(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /caf\xc3\xa9\\ HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, NULL);
+    client_close(c);
+    expect_refusal("GET /\x01\x1b[2J HTTP/1.1\r\n\r\n", 400);
+    int want = 2;
+    assert_true(test_wait_for(log_has, &want, 5.0));
+    char line[TEST_LOG_LINE_SIZE];
+    test_log_line(&ctx.log, 0, line, sizeof line);
+    if (v->kind == &ss_tcp)
+        assert_memory_equal(line, "127.0.0.1 - - [", 15);
+    /* [dd/Mon/yyyy hh:mm:ss] */
+    const char *open = strchr(line, '[');
+    assert_non_null(open);
+    assert_int_equal(open[3], '/');
+    assert_int_equal(open[7], '/');
+    assert_int_equal(open[12], ' ');
+    assert_int_equal(open[21], ']');
+    assert_non_null(
+        strstr(line, "] \"GET /caf\\xc3\\xa9\\\\ HTTP/1.1\" 200 14"));
+    test_log_line(&ctx.log, 1, line, sizeof line);
+    assert_non_null(strstr(line, "\"GET /\\x01\\x1b[2J HTTP/1.1\" 400 "));
+    assert_null(strchr(line, '\x1b'));
+    stop();
+}
+FOR_BOTH(access_log_uses_common_log_format)
+
+static bool one_error(void *arg)
+{
+    (void)arg;
+    return atomic_load(&ctx.errors) >= 1;
+}
+
+static void failing_callback_is_reported_once_and_closes(const variant *v)
+{
+    prepare();
+    ctx.http.quiet = true;
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /fail HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\n\r\n");
+    expect_closed(c);
+    client_close(c);
+    assert_true(test_wait_for(one_error, NULL, 5.0));
+    stop();
+    assert_int_equal(atomic_load(&ctx.errors), 1);
+    assert_int_equal(atomic_load(&ctx.last_error), -1234);
+    assert_int_equal(test_log_count(&ctx.log), 0); /* quiet */
+}
+FOR_BOTH(failing_callback_is_reported_once_and_closes)
+
+static void response_without_length_closes_connection(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /noclen HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\n\r\n");
+    response r;
+    read_response(c, &r, false); /* reads to EOF: the body's end */
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    assert_string_equal(r.body, "until close");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(response_without_length_closes_connection)
+
+static void test_reason_phrases_and_html_escape(void **state)
+{
+    (void)state;
+    assert_string_equal(ss_http_reason(200), "OK");
+    assert_string_equal(ss_http_reason(431), "Request Header Fields Too Large");
+    assert_string_equal(ss_http_reason(799), "Unknown");
+    char buf[8];
+    assert_int_equal(ss_http_html_escape("<a&'\">", buf, sizeof buf), 26);
+    assert_string_equal(buf, "&lt;a"); /* cut at a whole entity */
+    assert_int_equal(ss_http_html_escape("plain", buf, sizeof buf), 5);
+    assert_string_equal(buf, "plain");
+}
+
+#define BOTH(name)                                                             \
+    cmocka_unit_test(test_##name##_over_tcp),                                  \
+        cmocka_unit_test(test_##name##_over_unix)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        BOTH(get_returns_body_with_date_and_server),
+        BOTH(head_sends_headers_without_body),
+        BOTH(keep_alive_serves_two_requests_on_one_connection),
+        BOTH(pipelined_requests_are_answered_in_order),
+        BOTH(http10_closes_unless_keep_alive_asked),
+        BOTH(connection_close_is_honoured),
+        BOTH(bad_requests_get_their_status_and_close),
+        BOTH(big_content_length_gets_413_before_the_body),
+        BOTH(post_body_is_echoed),
+        BOTH(expect_100_continue_gets_interim_response),
+        BOTH(unread_body_is_drained_before_next_request),
+        BOTH(slow_header_is_cut_off_by_whole_head_deadline),
+        BOTH(idle_keep_alive_connection_is_closed),
+        BOTH(send_error_escapes_what_came_from_the_request),
+        BOTH(header_injection_is_refused),
+        BOTH(access_log_uses_common_log_format),
+        BOTH(failing_callback_is_reported_once_and_closes),
+        BOTH(response_without_length_closes_connection),
+        cmocka_unit_test(test_reason_phrases_and_html_escape),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
