@@ -151,6 +151,7 @@ static int start_server(void **state)
     if (fx->pid == 0) {
         int null = open("/dev/null", O_WRONLY);
         dup2(null, STDOUT_FILENO); /* the "Serving HTTP on" line */
+        close(null);
         execl(SOCKSERV_HTTPD_PATH, "sockserv-httpd", "--mode", fx->mode, "0",
               "-b", "127.0.0.1", "-d", www_dir, "-q", "--workers", "2",
               "--port-file", fx->port_file, (char *)NULL);
@@ -317,20 +318,23 @@ static void get(const fixture *fx, const char *target, const char *headers,
                 response *r)
 {
     char request[2048];
-    snprintf(request, sizeof request,
-             "GET %s HTTP/1.1\r\nHost: localhost\r\n%sConnection: close\r\n\r\n",
-             target, headers);
+    snprintf(
+        request, sizeof request,
+        "GET %s HTTP/1.1\r\nHost: localhost\r\n%sConnection: close\r\n\r\n",
+        target, headers);
     fetch(fx, request, r);
 }
 
-/* ---- files and directories ------------------------------------------------ */
+/* ---- files and directories ------------------------------------------------
+ */
 
 static void test_file_is_served_with_its_type_and_body(void **state)
 {
     response r;
     get(*state, "/hello.txt", "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header_of(&r, "Content-Type"), "text/plain; charset=utf-8");
+    assert_string_equal(header_of(&r, "Content-Type"),
+                        "text/plain; charset=utf-8");
     assert_string_equal(header_of(&r, "Content-Length"), "14");
     assert_non_null(header_of(&r, "Last-Modified"));
     assert_non_null(header_of(&r, "ETag"));
@@ -342,7 +346,8 @@ static void test_directory_serves_its_index_html(void **state)
     response r;
     get(*state, "/dir/", "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header_of(&r, "Content-Type"), "text/html; charset=utf-8");
+    assert_string_equal(header_of(&r, "Content-Type"),
+                        "text/html; charset=utf-8");
     assert_string_equal(r.body, "<h1>index</h1>\n");
 }
 
@@ -391,11 +396,16 @@ static void test_file_with_trailing_slash_is_not_found(void **state)
 static void test_traversal_attempts_never_escape(void **state)
 {
     static const char *const targets[] = {
-        "/../secret.txt",         "/%2e%2e/secret.txt",
-        "/../etc/passwd",         "/%2e%2e/%2e%2e/etc/passwd",
-        "/a/..%2f..%2fsecret.txt", "/..%5c..",
-        "/dir/../../secret.txt",  "/%2E%2E%2Fsecret.txt",
-        "/escape",                "/./../secret.txt",
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/a/..%2f..%2fsecret.txt",
+        "/..%5c..",
+        "/dir/../../secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/escape",
+        "/./../secret.txt",
         "http://x/../secret.txt",
     };
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
@@ -484,7 +494,8 @@ static void test_unsatisfiable_range_is_416(void **state)
     assert_string_equal(header_of(&r, "Content-Range"), "bytes */14");
 }
 
-/* ---- methods, keep-alive, API --------------------------------------------- */
+/* ---- methods, keep-alive, API ---------------------------------------------
+ */
 
 static void test_head_sends_headers_without_body(void **state)
 {
@@ -586,36 +597,37 @@ static void test_sigterm_exits_with_status_zero(void **state)
 
 #define MODE_TESTS(mode)                                                       \
     cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_file_is_served_with_its_type_and_body, start_server,             \
-        stop_server, mode),                                                    \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_directory_serves_its_index_html, start_server, stop_server,       \
+        test_file_is_served_with_its_type_and_body, start_server, stop_server, \
         mode),                                                                 \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_listing_escapes_names_and_encodes_hrefs, start_server,            \
-        stop_server, mode),                                                    \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_directory_without_slash_redirects_keeping_query, start_server,    \
-        stop_server, mode),                                                    \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_traversal_attempts_never_escape, start_server, stop_server,       \
-        mode),                                                                 \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_range_returns_exact_bytes, start_server, stop_server, mode),      \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_head_sends_headers_without_body, start_server, stop_server,       \
-        mode),                                                                 \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_keep_alive_serves_two_requests_on_one_connection, start_server,   \
-        stop_server, mode),                                                    \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_api_status_reports_mode_and_counts_requests, start_server,        \
-        stop_server, mode),                                                    \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_api_echo_counts_the_posted_body, start_server, stop_server,       \
-        mode),                                                                 \
-    cmocka_unit_test_prestate_setup_teardown(                                  \
-        test_sigterm_exits_with_status_zero, start_server, stop_server, mode)
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_directory_serves_its_index_html, start_server, stop_server,   \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_listing_escapes_names_and_encodes_hrefs, start_server,        \
+            stop_server, mode),                                                \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_directory_without_slash_redirects_keeping_query,              \
+            start_server, stop_server, mode),                                  \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_traversal_attempts_never_escape, start_server, stop_server,   \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_range_returns_exact_bytes, start_server, stop_server, mode),  \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_head_sends_headers_without_body, start_server, stop_server,   \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_keep_alive_serves_two_requests_on_one_connection,             \
+            start_server, stop_server, mode),                                  \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_api_status_reports_mode_and_counts_requests, start_server,    \
+            stop_server, mode),                                                \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_api_echo_counts_the_posted_body, start_server, stop_server,   \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_sigterm_exits_with_status_zero, start_server, stop_server,    \
+            mode)
 
 #define THREAD_TEST(test)                                                      \
     cmocka_unit_test_prestate_setup_teardown(test, start_server, stop_server,  \

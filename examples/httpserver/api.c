@@ -2,8 +2,9 @@
  * api.c — the JSON routes next to the files: "simple data besides web
  * pages".
  *
- *   GET  /api/status  {"uptime_seconds":12.5,"requests_served":42,"mode":"thread"}
- *   POST /api/echo    the request body in, {"length":N,"lines":M} out
+ *   GET  /api/status
+ * {"uptime_seconds":12.5,"requests_served":42,"mode":"thread"} POST /api/echo
+ * the request body in, {"length":N,"lines":M} out
  *
  * Adding a route is one function and one line in the routes table below
  * (docs/httpd.md walks through it). Every path under /api belongs to the
@@ -111,7 +112,8 @@ int httpd_api_handle(ss_http *h, httpd_context *ctx, const httpd_path *path)
             continue;
         path_known = true;
         if (strcmp(routes[i].method, method) == 0 ||
-            (strcmp(routes[i].method, "GET") == 0 && strcmp(method, "HEAD") == 0))
+            (strcmp(routes[i].method, "GET") == 0 &&
+             strcmp(method, "HEAD") == 0))
             return routes[i].fn(h, ctx);
         snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s%s",
                  allow[0] ? ", " : "", routes[i].method,

@@ -23,11 +23,11 @@
  * once in main() before the server starts and read-only afterwards, except
  * the counter. */
 typedef struct httpd_context {
-    int root_fd;               /* the served directory (O_PATH) */
-    char root_path[PATH_MAX];  /* its canonical path, for containment */
+    int root_fd;              /* the served directory (O_PATH) */
+    char root_path[PATH_MAX]; /* its canonical path, for containment */
     size_t root_len;
-    const char *mode;          /* "thread", "fork", … for /api/status */
-    int64_t started_ns;        /* ss_now_ns() at start, for the uptime */
+    const char *mode;   /* "thread", "fork", … for /api/status */
+    int64_t started_ns; /* ss_now_ns() at start, for the uptime */
     /* Requests answered, in a MAP_SHARED page so that forked children and
      * prefork workers add to the same count as threads do. */
     _Atomic uint64_t *requests_served;
@@ -75,8 +75,7 @@ char *httpd_url_quote(const char *s);
 
 /* Answer GET or HEAD for a path outside /api. Returns 0 when a response was
  * sent, -1 when the connection must be closed. */
-int httpd_serve_static(ss_http *h, httpd_context *ctx,
-                       const httpd_path *path);
+int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path);
 
 /* ---- api.c ------------------------------------------------------------- */
 

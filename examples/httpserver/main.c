@@ -45,7 +45,8 @@ static int route_request(ss_http *h)
         rc = httpd_api_handle(h, ctx, &path);
     else if (strcmp(ss_http_method_name(h), "POST") == 0)
         /* Python's SimpleHTTPRequestHandler has no do_POST either */
-        rc = ss_http_send_error(h, 501, "Unsupported method ('POST')") < 0 ? -1 : 0;
+        rc = ss_http_send_error(h, 501, "Unsupported method ('POST')") < 0 ? -1
+                                                                           : 0;
     else
         rc = httpd_serve_static(h, ctx, &path);
     httpd_path_free(&path);
@@ -64,11 +65,11 @@ static const struct {
     const char *name;
     const ss_strategy *strategy;
 } modes[] = {
-    {"thread", &ss_threading},   /* a thread per connection (default) */
-    {"sync", &ss_sync},          /* one connection at a time */
-    {"fork", &ss_forking},       /* a child process per connection */
-    {"pool", &ss_thread_pool},   /* --threads worker threads */
-    {"prefork", &ss_prefork},    /* --workers processes sharing the socket */
+    {"thread", &ss_threading},    /* a thread per connection (default) */
+    {"sync", &ss_sync},           /* one connection at a time */
+    {"fork", &ss_forking},        /* a child process per connection */
+    {"pool", &ss_thread_pool},    /* --threads worker threads */
+    {"prefork", &ss_prefork},     /* --workers processes sharing the socket */
     {"threading", &ss_threading}, /* the names sockserv-echo uses */
     {"forking", &ss_forking},
 };
@@ -123,7 +124,8 @@ static bool option(int argc, char **argv, int *i, const char *short_name,
         *value = arg + len + 1;
         return true;
     }
-    if (strcmp(arg, long_name) != 0 && !(short_name && !strcmp(arg, short_name)))
+    if (strcmp(arg, long_name) != 0 &&
+        !(short_name && !strcmp(arg, short_name)))
         return false;
     if (*i + 1 >= argc)
         usage_error("argument %s: expected one argument", long_name);
@@ -219,7 +221,8 @@ int main(int argc, char **argv)
         mode = "fork";
     if (strategy == NULL)
         usage_error("argument --mode: invalid choice: '%s' (choose from "
-                    "thread, sync, fork, pool, prefork)", mode);
+                    "thread, sync, fork, pool, prefork)",
+                    mode);
     int port_number = port ? count_argument("PORT", port, 0, 65535) : 8000;
 
     ss_config cfg;
@@ -248,8 +251,9 @@ int main(int argc, char **argv)
     context.mode = mode;
     context.started_ns = ss_now_ns();
     /* Shared with forked children and prefork workers. */
-    void *page = mmap(NULL, sizeof *context.requests_served,
-                      PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void *page =
+        mmap(NULL, sizeof *context.requests_served, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) {
         perror("sockserv-httpd: mmap");
         return 1;

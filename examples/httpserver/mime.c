@@ -35,7 +35,7 @@ static const struct {
     {"wasm", "application/wasm"},
     {"pdf", "application/pdf"},
     {"zip", "application/zip"},
-    {"gz", "application/gzip"},  /* Python's extensions_map */
+    {"gz", "application/gzip"}, /* Python's extensions_map */
     {"bz2", "application/x-bzip2"},
     {"xz", "application/x-xz"},
     {"woff", "font/woff"},

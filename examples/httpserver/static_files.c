@@ -53,7 +53,10 @@ static void text_add(text *t, const char *s, size_t n)
     t->data[t->len] = '\0';
 }
 
-static void text_puts(text *t, const char *s) { text_add(t, s, strlen(s)); }
+static void text_puts(text *t, const char *s)
+{
+    text_add(t, s, strlen(s));
+}
 
 /* s escaped for HTML (&, <, >, ", '). */
 static void text_escaped(text *t, const char *s)
@@ -174,7 +177,8 @@ static int parse_range(const char *value, uint64_t size, uint64_t *first,
     return 1;
 }
 
-/* ---- responses ------------------------------------------------------------ */
+/* ---- responses ------------------------------------------------------------
+ */
 
 static int not_found(ss_http *h)
 {
@@ -218,7 +222,8 @@ static int send_range_not_satisfiable(ss_http *h, uint64_t size)
     if (rc == 0)
         rc = ss_http_send_headerf(h, "Content-Range", "bytes */%" PRIu64, size);
     if (rc == 0)
-        rc = ss_http_send_header(h, "Content-Type", "text/plain; charset=utf-8");
+        rc =
+            ss_http_send_header(h, "Content-Type", "text/plain; charset=utf-8");
     if (rc == 0)
         rc = ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
     if (rc == 0)
@@ -245,10 +250,11 @@ static int serve_file(ss_http *h, int path_fd, const struct stat *st,
     const char *none_match = httpd_header(h, "If-None-Match");
     const char *modified_since = httpd_header(h, "If-Modified-Since");
     time_t since;
-    bool not_modified =
-        none_match ? etag_matches(none_match, etag)
-                   : modified_since && parse_http_date(modified_since, &since) &&
-                         st->st_mtim.tv_sec <= since;
+    bool not_modified = none_match
+                            ? etag_matches(none_match, etag)
+                            : modified_since &&
+                                  parse_http_date(modified_since, &since) &&
+                                  st->st_mtim.tv_sec <= since;
     int rc;
     if (not_modified) {
         rc = ss_http_send_response(h, 304, NULL);
@@ -266,8 +272,8 @@ static int serve_file(ss_http *h, int path_fd, const struct stat *st,
     const char *range = httpd_header(h, "Range");
     const char *if_range = httpd_header(h, "If-Range");
     /* If-Range: the range only applies to the version the client has. */
-    if (range && (!if_range || !strcmp(if_range, etag) ||
-                  !strcmp(if_range, modified)))
+    if (range &&
+        (!if_range || !strcmp(if_range, etag) || !strcmp(if_range, modified)))
         ranged = parse_range(range, size, &first, &last);
     if (ranged < 0)
         return send_range_not_satisfiable(h, size);
@@ -361,11 +367,11 @@ static int list_directory(ss_http *h, int path_fd, const httpd_path *path)
     text_puts(&page, "</h1>\n<hr>\n<ul>\n");
     for (size_t i = 0; i < count; i++) {
         struct stat st, lst;
-        bool is_dir = fstatat(dirfd(dir), names[i], &st, 0) == 0 &&
-                      S_ISDIR(st.st_mode);
-        bool is_link = fstatat(dirfd(dir), names[i], &lst,
-                               AT_SYMLINK_NOFOLLOW) == 0 &&
-                       S_ISLNK(lst.st_mode);
+        bool is_dir =
+            fstatat(dirfd(dir), names[i], &st, 0) == 0 && S_ISDIR(st.st_mode);
+        bool is_link =
+            fstatat(dirfd(dir), names[i], &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(lst.st_mode);
         char *href = httpd_url_quote(names[i]);
         if (href == NULL) {
             page.failed = true;
