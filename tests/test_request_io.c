@@ -1177,6 +1177,82 @@ write_to_vanished_client_fails_without_sigpipe(const ss_server_class *kind)
 }
 FOR_TCP_AND_UNIX(write_to_vanished_client_fails_without_sigpipe)
 
+/* sendfile() cannot take MSG_NOSIGNAL: the library must keep the SIGPIPE
+ * it raises from reaching the process. A file bigger than the library's
+ * small-file shortcut, so sendfile() itself runs. */
+static int sendfile_until_error(ss_request *req)
+{
+    char path[] = "/tmp/sockserv-test-sendfile-XXXXXX";
+    int file = mkstemp(path);
+    if (file < 0)
+        return -errno;
+    unlink(path);
+    static char block[64 * 1024];
+    memset(block, 'f', sizeof block);
+    for (int i = 0; i < 16; i++)
+        if (write(file, block, sizeof block) != (ssize_t)sizeof block)
+            return -EIO;
+    ssize_t rc = 0;
+    /* The client closes once this is posted: the transfer below is then
+     * blocked on a full socket buffer or about to be. */
+    sem_post(&ctx.handler_ready);
+    for (int round = 0; round < 4096; round++) {
+        off_t offset = 0;
+        rc = ss_sendfile(req, file, &offset, 16 * sizeof block);
+        if (rc < 0 || rc < (ssize_t)(16 * sizeof block))
+            break;
+    }
+    ctx.rc[0] = rc;
+    off_t offset = 0;
+    ctx.rc[1] = ss_sendfile(req, file, &offset, 16 * sizeof block);
+    close(file);
+    ctx.handled = true;
+    return 0;
+}
+
+static const ss_handler_class sendfile_until_error_handler = {
+    .base = &ss_stream_handler,
+    .handle = sendfile_until_error,
+    .timeout = 20.0,
+};
+
+static void
+sendfile_to_vanished_client_fails_without_sigpipe(const ss_server_class *kind)
+{
+    ctx_reset();
+    struct sigaction dfl, old;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    assert_int_equal(sigaction(SIGPIPE, &dfl, &old), 0);
+
+    test_server t;
+    start_server(&t, kind, &sendfile_until_error_handler);
+    int fd = connect_client(&t);
+    assert_true(sem_wait_seconds(&ctx.handler_ready, 10.0));
+    if (kind == &ss_tcp) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(fd);
+    stop_server(&t);
+    sigaction(SIGPIPE, &old, NULL);
+
+    assert_true(ctx.handled);
+    /* A short count is allowed when bytes went out before the error; the
+     * next call must then report it. */
+    if (ctx.rc[1] != -EPIPE && ctx.rc[1] != -ECONNRESET)
+        fail_msg("ss_sendfile to a closed peer returned %zd (%s), expected "
+                 "-EPIPE or -ECONNRESET",
+                 ctx.rc[1], ss_strerror((int)ctx.rc[1]));
+    /* No SIGPIPE left pending on this thread either. */
+    sigset_t pending;
+    sigpending(&pending);
+    assert_false(sigismember(&pending, SIGPIPE));
+    ctx_destroy();
+}
+FOR_TCP_AND_UNIX(sendfile_to_vanished_client_fails_without_sigpipe)
+
 #define BOTH(name)                                                             \
     cmocka_unit_test(test_##name##_over_tcp),                                  \
         cmocka_unit_test(test_##name##_over_unix)
@@ -1202,6 +1278,7 @@ int main(void)
         cmocka_unit_test(test_disable_nagle_algorithm_sets_tcp_nodelay),
         cmocka_unit_test(test_disable_nagle_algorithm_is_harmless_on_unix),
         BOTH(write_to_vanished_client_fails_without_sigpipe),
+        BOTH(sendfile_to_vanished_client_fails_without_sigpipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
