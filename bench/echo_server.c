@@ -48,7 +48,7 @@ static const struct {
 } modes[] = {
     {"sync", &ss_sync},        {"fork", &ss_forking},
     {"thread", &ss_threading}, {"pool", &ss_thread_pool},
-    {"prefork", &ss_prefork},
+    {"prefork", &ss_prefork},  {"coro", &ss_coroutines},
 };
 
 static const ss_strategy *find_mode(const char *name)

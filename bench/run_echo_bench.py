@@ -70,6 +70,7 @@ LIB_SERVERS = {
     "tcp-prefork-sync": (["--mode", "prefork", "--workers",
                           str(PREFORK_WORKERS)],
                          f"prefork ({PREFORK_WORKERS} sync workers)"),
+    "tcp-coro": (["--mode", "coro"], "coro (coroutines, CPU-count loops)"),
     "udp-sync": (["--udp", "--mode", "sync"], "sync"),
     "udp-fork": (["--udp", "--mode", "fork", "--max-children",
                   str(MAX_CHILDREN)], "fork"),
@@ -79,6 +80,7 @@ LIB_SERVERS = {
     "udp-prefork-sync": (["--udp", "--mode", "prefork", "--workers",
                           str(PREFORK_WORKERS)],
                          f"prefork ({PREFORK_WORKERS} sync workers)"),
+    "udp-coro": (["--udp", "--mode", "coro"], "coro"),
 }
 
 PY_SERVERS = {
@@ -112,6 +114,7 @@ SUITES = {
         ("tcp-thread", "py-thread"),
         ("tcp-pool", "py-thread"),
         ("tcp-prefork-thread", "py-fork"),
+        ("tcp-coro", "py-thread"),
     ],
     "cpr": [
         ("tcp-sync", "py-sync"),
@@ -119,6 +122,7 @@ SUITES = {
         ("tcp-prefork-sync", "py-fork"),
         ("tcp-thread", "py-thread"),
         ("tcp-pool", "py-thread"),
+        ("tcp-coro", "py-thread"),
     ],
     "udp": [
         ("udp-sync", "py-udp-sync"),
@@ -126,6 +130,7 @@ SUITES = {
         ("udp-thread", "py-udp-thread"),
         ("udp-pool", "py-udp-thread"),
         ("udp-prefork-sync", "py-udp-fork"),
+        ("udp-coro", "py-udp-thread"),
     ],
 }
 

@@ -76,6 +76,8 @@ def lib_modes(connections):
                      "--threads", str(per_worker)],
                     f"sockserv-httpd prefork ({CPUS} x {per_worker} "
                     f"threads)"),
+        # The coroutine strategy, once the build has it (--help lists it).
+        "coro": (["--mode", "coro"], "sockserv-httpd coro"),
     }
 
 
@@ -375,14 +377,17 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=3,
                    help="measurements of every server per workload "
                    "(default 3)")
-    p.add_argument("--duration", type=float, default=3.0,
-                   help="seconds per wrk run (default 3)")
+    p.add_argument("--duration", type=int, default=3,
+                   help="whole seconds per wrk run (default 3; wrk takes "
+                   "no fractions)")
     p.add_argument("--connections", type=int, default=50,
                    help="wrk -c (default 50)")
     p.add_argument("--wrk-threads", type=int, default=2,
                    help="wrk -t (default 2)")
-    p.add_argument("--modes", default="sync,thread,fork,pool,prefork",
-                   help="sockserv-httpd modes, comma-separated")
+    p.add_argument("--modes", default=None,
+                   help="sockserv-httpd modes, comma-separated (default: "
+                   "sync,thread,fork,pool,prefork, and coro if the "
+                   "build's --help lists it)")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help="comma-separated subset of " + ",".join(WORKLOADS))
     p.add_argument("--no-nginx", action="store_true",
@@ -400,7 +405,6 @@ def parse_args():
     p.add_argument("--markdown", help="write the table as Markdown here")
     p.add_argument("--svg", help="write a chart here (plot_http_bench.py)")
     args = p.parse_args()
-    args.modes = [m for m in args.modes.split(",") if m]
     args.workloads = [w for w in args.workloads.split(",") if w]
     for w in args.workloads:
         if w not in WORKLOADS:
@@ -409,6 +413,15 @@ def parse_args():
                               "sockserv-httpd")
     if not os.access(args.httpd, os.X_OK):
         p.error(f"{args.httpd} not found: build first")
+    if args.modes is None:
+        args.modes = "sync,thread,fork,pool,prefork"
+        help_text = subprocess.run([args.httpd, "--help"],
+                                   stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT,
+                                   timeout=10).stdout.decode()
+        if re.search(r"\bcoro\b", help_text):
+            args.modes += ",coro"
+    args.modes = [m for m in args.modes.split(",") if m]
     if not shutil.which(args.wrk):
         p.error("wrk not found: apt-get install -y wrk")
     if not args.no_nginx and not shutil.which(args.nginx):

@@ -20,6 +20,10 @@
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/* Largest unread body remainder drained to keep a connection; a larger
+ * one closes it (Go's net/http draws the line at 256 KiB). */
+#define DRAIN_LIMIT ((uint64_t)64 * 1024)
+
 int ss__http_body_begin(ss_http *h)
 {
     uint64_t length = 0;
@@ -132,8 +136,8 @@ ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n)
     if (h->expect_continue && !h->continue_sent && !h->final_sent) {
         /* The client holds the body back until it hears this. */
         h->continue_sent = true;
-        ssize_t rc = ss_write_all(h->req, continue_line,
-                                  sizeof continue_line - 1);
+        ssize_t rc =
+            ss__http_send_all(h, continue_line, sizeof continue_line - 1);
         if (rc < 0)
             return body_failed(h, rc);
     }
@@ -152,14 +156,38 @@ bool ss__http_body_drain(ss_http *h)
      * send it much later: reading it would stall. Close instead. */
     if (h->expect_continue && !h->continue_sent)
         return false;
-    /* max_body_size bounds both framings: Content-Length was checked
-     * before dispatch, the chunked decoder refuses more. */
-    char sink[2048];
-    for (;;) {
-        ssize_t got = ss_http_read_body(h, sink, sizeof sink);
-        if (got < 0)
+    /* Draining is only worth it for a small remainder that arrives
+     * promptly; the response has gone out, so closing loses nothing but
+     * the connection. Anything larger than DRAIN_LIMIT (known up front for
+     * Content-Length, counted as it comes for chunked) closes, and the
+     * whole drain gets header_timeout — not io_timeout per read, which a
+     * client sending a byte at a time would renew for days. */
+    if (h->body_kind == SS_HTTP_BODY_LENGTH) {
+        uint64_t buffered = h->pos < h->len ? h->len - h->pos : 0;
+        if (h->body_left > buffered && h->body_left - buffered > DRAIN_LIMIT)
             return false;
-        if (got == 0)
-            return true;
     }
+    int64_t deadline =
+        ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
+    uint64_t drained = 0;
+    char sink[2048];
+    bool ok = false;
+    for (;;) {
+        double left = (double)(deadline - ss_now_ns()) / 1e9;
+        if (left < 1e-6)
+            break;
+        ss_request_set_timeout(h->req,
+                               left < h->cfg.io_timeout ? left
+                                                        : h->cfg.io_timeout);
+        ssize_t got = ss_http_read_body(h, sink, sizeof sink);
+        if (got <= 0) {
+            ok = got == 0;
+            break;
+        }
+        drained += (uint64_t)got;
+        if (drained > DRAIN_LIMIT)
+            break;
+    }
+    ss_request_set_timeout(h->req, h->cfg.io_timeout);
+    return ok;
 }

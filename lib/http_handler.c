@@ -5,16 +5,20 @@
  * connection may be kept alive.
  *
  * The head is read into one buffer per connection and parsed again from
- * its start whenever more bytes arrive (the parser is stateless; a head is
- * at most a few hundred KiB and usually arrives in one read). Bytes read
- * past the head stay in the buffer: they are the body, or the next
- * pipelined request.
+ * its start when newly read bytes may change the answer — they hold a
+ * '\n', or the buffer reached a length where a limit could be passed (the
+ * parser is stateless; a head usually arrives in one read, and re-parsing
+ * after every read would be quadratic for one dribbled a byte at a time).
+ * Bytes read past the head stay in the buffer: they are the body, or the
+ * next pipelined request.
  *
  * Deadlines: before a request's first byte the connection may idle for
  * idle_timeout; from that byte the whole head must arrive within
  * header_timeout (the remaining time is set before every read, so dribbling
- * a byte at a time does not extend it); callbacks then read and write with
- * io_timeout per call. A client that goes away or is too slow is dropped
+ * a byte at a time does not extend it); callbacks then read with
+ * io_timeout per call and write with io_timeout as the longest wait without
+ * progress; draining an unread body gets header_timeout in all. A client
+ * that goes away or is too slow is dropped
  * quietly (408 if part of a head had arrived); only a callback's own failure
  * reaches handle_error.
  */
@@ -44,9 +48,12 @@ void ss_http_config_init(ss_http_config *cfg)
 
 ss_request *ss_http_request_of(ss_http *h)
 {
-    /* The caller may write raw bytes next: our held-back head goes first. */
+    /* The caller may write raw bytes next: our held-back head goes first.
+     * From here on the callback owns the wire: we cannot know what it
+     * wrote, so we add no 500 of our own and close after the exchange. */
     if (h->head_pending)
         (void)ss__http_flush_head(h);
+    h->raw_output = true;
     return h->req;
 }
 
@@ -238,6 +245,7 @@ static void exchange_reset(ss_http *h)
                                   .header_capacity = h->header_capacity};
     h->head_len = 0;
     h->pos = 0;
+    h->parsed_len = h->reparse_at = 0;
     h->body_kind = SS_HTTP_BODY_NONE;
     h->declared_length = -1;
     h->body_left = 0;
@@ -251,9 +259,11 @@ static void exchange_reset(ss_http *h)
     h->status = h->head_status = 0;
     h->head_open = h->head_pending = h->final_sent = h->raw_output = false;
     h->has_length = h->has_transfer_encoding = h->has_connection = false;
+    h->response_length = -1;
     h->close = false;
     h->peer_error = 0;
     h->bytes_sent = 0;
+    h->logged = false;
 }
 
 /* Move what follows the finished exchange (the next pipelined request) to
@@ -282,6 +292,60 @@ static double seconds_until(int64_t deadline)
     return (double)(deadline - ss_now_ns()) / 1e9;
 }
 
+/* After a parse of buf[0..len) said "incomplete": the smallest length at
+ * which the parser could refuse the head without another '\n' arriving —
+ * where the line being received reaches its limit (414 for the request
+ * line, 431 for a field line or the field section). Mirrors the windows in
+ * ss_http_parse_request(). */
+static size_t limit_reached_at(const ss_http *h)
+{
+    const ss_http_limits *l = &h->cfg.limits;
+    const char *buf = h->buf;
+    size_t len = h->len;
+    if (h->parsed.method_len == 0) {
+        /* Still in the request line, after any blank lines. */
+        size_t p = 0;
+        while (p < len) {
+            if (buf[p] == '\n')
+                p++;
+            else if (buf[p] == '\r' && p + 1 < len && buf[p + 1] == '\n')
+                p += 2;
+            else
+                break;
+        }
+        return p + l->max_request_line;
+    }
+    /* In the field section: it starts after the request line's '\n'; the
+     * line being received starts after the last '\n' so far. */
+    size_t rl_end = (size_t)(h->parsed.request_line - buf) +
+                    h->parsed.request_line_len;
+    const char *nl = memchr(buf + rl_end, '\n', len - rl_end);
+    size_t section = nl ? (size_t)(nl - buf) + 1 : len;
+    size_t line = section;
+    for (size_t i = len; i > section; i--)
+        if (buf[i - 1] == '\n') {
+            line = i;
+            break;
+        }
+    size_t budget = l->max_header_bytes - (line - section);
+    return line + (l->max_header_line < budget ? l->max_header_line : budget);
+}
+
+/* Whether the bytes read since the last parse can change its answer. The
+ * parser is stateless and starts from the buffer's beginning, so parsing
+ * after every read would cost O(n^2) for a head dribbled a byte at a time;
+ * instead it runs again only when a line may have ended or a limit may
+ * have been passed (limits are enforced before the newline arrives). */
+static bool parse_due(const ss_http *h)
+{
+    if (h->parsed_len == 0)
+        return true;
+    if (h->len >= h->reparse_at)
+        return true;
+    return memchr(h->buf + h->parsed_len, '\n', h->len - h->parsed_len) !=
+           NULL;
+}
+
 /* Returns the head's length (> 0), HEAD_CLOSED, HEAD_TIMED_OUT, or an
  * SS_HTTP_E_* error. */
 static int read_head(ss_http *h)
@@ -292,11 +356,15 @@ static int read_head(ss_http *h)
     if (started)
         deadline = ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
     for (;;) {
-        if (h->len > 0) {
+        if (h->len > 0 && parse_due(h)) {
             int rc = ss_http_parse_request(h->buf, h->len, &h->cfg.limits,
                                            &h->parsed);
             if (rc != SS_HTTP_INCOMPLETE)
                 return rc;
+            h->parsed_len = h->len;
+            h->reparse_at = limit_reached_at(h);
+            if (h->reparse_at <= h->len) /* cannot happen; never spin */
+                h->reparse_at = SIZE_MAX;
         }
         if (h->len == h->cap) {
             /* The limits refuse a head before it can fill max_cap. */
@@ -308,6 +376,8 @@ static int read_head(ss_http *h)
                 return HEAD_CLOSED;
             h->buf = grown;
             h->cap = cap;
+            /* h->parsed points into the old buffer: parse again. */
+            h->parsed_len = 0;
         }
         double wait = h->cfg.idle_timeout;
         if (started) {
@@ -353,7 +423,7 @@ static void complete_response(ss_http *h)
     if (!h->final_sent && !h->raw_output) {
         /* Nothing was answered. A body the client sent wrong explains it;
          * otherwise it is the callback's fault: 500, as Python would
-         * after an exception. */
+         * after an exception. (The refusal logs the exchange.) */
         int status = ss_http_error_status(h->body_error);
         ss__http_refuse(h, status ? status : 500,
                         status ? ss_http_error_reason(h->body_error)
@@ -361,6 +431,15 @@ static void complete_response(ss_http *h)
     }
     if (h->raw_output)
         h->close = true; /* framing unknown to us */
+    /* A body shorter or longer than its declared Content-Length leaves the
+     * client waiting for bytes that never come, or reading ours as the
+     * next response: only closing ends it cleanly. */
+    if (h->has_length && h->final_sent && !h->is_head &&
+        h->status >= 200 && h->status != 204 && h->status != 205 &&
+        h->status != 304 &&
+        (h->response_length < 0 ||
+         (uint64_t)h->response_length != h->bytes_sent))
+        h->close = true;
 }
 
 /* The failure is the client's doing when the callback only passed on an

@@ -40,6 +40,10 @@ struct ss_http {
     ss_http_request parsed;
     ss_http_header *headers;
     size_t header_capacity;
+    /* read_head: buf[0..parsed_len) was parsed and found incomplete; the
+     * next parse is due when a '\n' arrives or len reaches reparse_at,
+     * where a limit could first be exceeded. */
+    size_t parsed_len, reparse_at;
 
     /* Body. */
     int body_kind;               /* ss_http_body_kind */
@@ -67,11 +71,13 @@ struct ss_http {
     bool final_sent;             /* a final head went out (or is pending) */
     bool raw_output;             /* bytes written without our head */
     bool has_length;             /* response declared Content-Length */
+    int64_t response_length;     /* its value; -1 if not a number */
     bool has_transfer_encoding;
     bool has_connection;         /* the callback sent a Connection field */
     bool close;                  /* close after this exchange */
     int peer_error;              /* an I/O error talking to the client */
     uint64_t bytes_sent;         /* body bytes, for the access log */
+    bool logged;                 /* the access-log line was written */
 
     /* Date header cache: formatting once a second is plenty. */
     time_t date_second;
@@ -89,6 +95,10 @@ int ss__http_body_begin(ss_http *h);
 bool ss__http_body_drain(ss_http *h);
 
 /* http_response.c */
+/* Write all n bytes to the client, io_timeout being the longest wait
+ * without progress (not a bound on the whole call). n or a negative
+ * errno. */
+ssize_t ss__http_send_all(ss_http *h, const void *buf, size_t n);
 /* Send a head held back by ss_http_end_headers(). 0 or a negative errno. */
 int ss__http_flush_head(ss_http *h);
 /* An error response for a request refused before or after dispatch; the

@@ -134,6 +134,30 @@ size_t ss_http_html_escape(const char *s, char *buf, size_t size)
     return out;
 }
 
+/* ---- writing with an idle limit ------------------------------------ */
+
+/* Largest piece handed to one ss_sendfile() call: each call gets its own
+ * io_timeout, so this is the most that must drain within one. */
+#define SENDFILE_PIECE ((size_t)64 * 1024)
+
+/* Send all n bytes. io_timeout limits each wait for progress, not the
+ * whole transfer: every ss_write() call starts a fresh deadline, so a large
+ * body to a client that keeps reading never times out, while one that
+ * stops reading is dropped after io_timeout. Returns n or a negative
+ * errno. */
+ssize_t ss__http_send_all(ss_http *h, const void *buf, size_t n)
+{
+    const char *p = buf;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t sent = ss_write(h->req, p + done, n - done);
+        if (sent < 0)
+            return sent;
+        done += (size_t)sent;
+    }
+    return (ssize_t)n;
+}
+
 /* ---- building the head --------------------------------------------- */
 
 static int out_append(ss_http *h, const char *s, size_t n)
@@ -277,6 +301,14 @@ int ss_http_send_header(ss_http *h, const char *name, const char *value)
         return rc;
     }
     if (token_equal(name, "Content-Length")) {
+        /* Kept to check the body against: a shortfall closes. A second or
+         * unreadable value cannot be trusted either (-1). */
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        bool number = value[0] >= '0' && value[0] <= '9' && *end == '\0' &&
+                      errno == 0 && v <= INT64_MAX;
+        h->response_length = number && !h->has_length ? (int64_t)v : -1;
         h->has_length = true;
     } else if (token_equal(name, "Transfer-Encoding")) {
         h->has_transfer_encoding = true;
@@ -308,9 +340,34 @@ int ss_http_send_headerf(ss_http *h, const char *name, const char *fmt, ...)
     return ss_http_send_header(h, name, big);
 }
 
+/* 205 Reset Content must have no content either (RFC 9110 §15.3.6). */
 static bool body_allowed(int status)
 {
-    return status >= 200 && status != 204 && status != 304;
+    return status >= 200 && status != 204 && status != 205 && status != 304;
+}
+
+/* Remove the callback's Connection field lines from the head being built
+ * (each is exactly "Name: value\r\n": send_header refused CR and LF). */
+static void drop_connection_fields(ss_http *h)
+{
+    char *line = memchr(h->out, '\n', h->out_len); /* after the status */
+    if (!line)
+        return;
+    line++;
+    char *end = h->out + h->out_len;
+    while (line < end) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        char *next = nl ? nl + 1 : end;
+        if ((size_t)(end - line) > 11 &&
+            strncasecmp(line, "Connection:", 11) == 0) {
+            memmove(line, next, (size_t)(end - next));
+            end -= next - line;
+        } else {
+            line = next;
+        }
+    }
+    h->out_len = (size_t)(end - h->out);
+    h->has_connection = false;
 }
 
 int ss__http_flush_head(ss_http *h)
@@ -318,7 +375,7 @@ int ss__http_flush_head(ss_http *h)
     if (!h->head_pending)
         return 0;
     h->head_pending = false;
-    ssize_t rc = ss_write_all(h->req, h->out, h->out_len);
+    ssize_t rc = ss__http_send_all(h, h->out, h->out_len);
     h->out_len = 0;
     return rc < 0 ? ss__http_peer_failed(h, (int)rc) : 0;
 }
@@ -337,7 +394,14 @@ int ss_http_end_headers(ss_http *h)
             keep = false;
             h->close = true;
         }
-        if (!h->has_connection) {
+        if (status == 205 && !h->has_length && !h->has_transfer_encoding)
+            /* Without it an HTTP/1.1 client reads a 205 to the close. */
+            rc = out_str(h, "Content-Length: 0\r\n");
+        /* "Connection: keep-alive" from the callback would be a lie when
+         * we close: ours replaces it. */
+        if (!keep && h->has_connection)
+            drop_connection_fields(h);
+        if (!rc && !h->has_connection) {
             if (!keep)
                 rc = out_str(h, "Connection: close\r\n");
             else if (h->parsed.version_minor == 0)
@@ -355,7 +419,7 @@ int ss_http_end_headers(ss_http *h)
     }
     if (status < 200) {
         /* Interim (100, 103): goes out now; a final response follows. */
-        ssize_t sent = ss_write_all(h->req, h->out, h->out_len);
+        ssize_t sent = ss__http_send_all(h, h->out, h->out_len);
         h->out_len = 0;
         return sent < 0 ? ss__http_peer_failed(h, (int)sent) : 0;
     }
@@ -376,8 +440,8 @@ ssize_t ss_http_write(ss_http *h, const void *buf, size_t n)
         if (rc < 0)
             return rc;
     }
-    if (h->is_head && h->final_sent)
-        return (ssize_t)n; /* HEAD: the head only */
+    if (h->final_sent && (h->is_head || !body_allowed(h->status)))
+        return (ssize_t)n; /* HEAD, 204, 205, 304: the head only */
     if (h->head_pending) {
         if (n <= COALESCE_LIMIT) {
             int rc = out_append(h, buf, n);
@@ -391,7 +455,7 @@ ssize_t ss_http_write(ss_http *h, const void *buf, size_t n)
     }
     if (!h->final_sent)
         h->raw_output = true;
-    ssize_t rc = ss_write_all(h->req, buf, n);
+    ssize_t rc = ss__http_send_all(h, buf, n);
     if (rc < 0)
         return ss__http_peer_failed(h, (int)rc);
     h->bytes_sent += n;
@@ -407,7 +471,7 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
         if (rc < 0)
             return rc;
     }
-    if (h->is_head && h->final_sent) {
+    if (h->final_sent && (h->is_head || !body_allowed(h->status))) {
         if (offset)
             *offset += (off_t)count;
         return (ssize_t)count;
@@ -416,11 +480,26 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
         return h->peer_error;
     if (!h->final_sent)
         h->raw_output = true;
-    ssize_t rc = ss_sendfile(h->req, fd, offset, count);
-    if (rc < 0)
-        return ss__http_peer_failed(h, (int)rc);
-    h->bytes_sent += (uint64_t)rc;
-    return rc;
+    /* In pieces, each with a fresh io_timeout (see ss__http_send_all). A
+     * short piece is the end of the file; an error after some bytes went
+     * out returns the count so far, and the next call the error. */
+    size_t done = 0;
+    while (done < count) {
+        size_t piece =
+            count - done < SENDFILE_PIECE ? count - done : SENDFILE_PIECE;
+        ssize_t rc = ss_sendfile(h->req, fd, offset, piece);
+        if (rc < 0) {
+            (void)ss__http_peer_failed(h, (int)rc);
+            if (done > 0)
+                break; /* the next call reports the error */
+            return rc;
+        }
+        done += (size_t)rc;
+        h->bytes_sent += (uint64_t)rc;
+        if ((size_t)rc < piece)
+            break;
+    }
+    return (ssize_t)done;
 }
 
 /* ---- error responses ----------------------------------------------- */
@@ -511,7 +590,13 @@ void ss__http_refuse(ss_http *h, int status, const char *explain)
 
 /* ---- access log ---------------------------------------------------- */
 
-/* Python's address_string(): the host alone for IP clients. */
+static size_t escape_for_log(const char *s, size_t n, char *out);
+
+/* Python's address_string(): the host alone for IP clients. Anything else
+ * (a Unix peer's path or abstract name, which the client chooses freely)
+ * is escaped like the request line, or it could forge log lines. buf needs
+ * room for 4 * CLIENT_TEXT + 1 bytes. */
+#define CLIENT_TEXT 128
 static void client_host(const ss_http *h, char *buf, size_t size)
 {
     socklen_t len;
@@ -526,8 +611,14 @@ static void client_host(const ss_http *h, char *buf, size_t size)
             inet_ntop(AF_INET, &a->s6_addr[12], buf, (socklen_t)size);
         else
             inet_ntop(AF_INET6, a, buf, (socklen_t)size);
-    } else if (ss_request_client_address_string(h->req, buf, size) <= 0) {
-        snprintf(buf, size, "-");
+    } else {
+        char raw[CLIENT_TEXT];
+        int n = ss_request_client_address_string(h->req, raw, sizeof raw);
+        if (n <= 0 || size < 4 * (size_t)n + 1) {
+            snprintf(buf, size, "-");
+            return;
+        }
+        buf[escape_for_log(raw, (size_t)n, buf)] = '\0';
     }
 }
 
@@ -556,8 +647,11 @@ static size_t escape_for_log(const char *s, size_t n, char *out)
 
 void ss__http_log_exchange(ss_http *h)
 {
-    if (h->cfg.quiet)
+    /* Once per exchange, whichever path (refusal, failure, the loop) gets
+     * here first. */
+    if (h->cfg.quiet || h->logged)
         return;
+    h->logged = true;
     const char *line;
     size_t line_len;
     if (h->parsed.method_len > 0) {
@@ -576,7 +670,7 @@ void ss__http_log_exchange(ss_http *h)
     if (cut)
         line_len = LOG_LINE_LIMIT;
 
-    char host[INET6_ADDRSTRLEN + 128];
+    char host[4 * CLIENT_TEXT + INET6_ADDRSTRLEN];
     client_host(h, host, sizeof host);
     char when[32];
     time_t now = time(NULL);

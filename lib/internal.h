@@ -141,6 +141,9 @@ void ss__default_service_actions(ss_server *srv);
 int ss__run_request(ss_server *srv, ss_request *req);
 /* True on a thread that is running a request of srv right now. */
 bool ss__running_request_of(const ss_server *srv);
+/* Coroutine switches carry that mark with the coroutine: set it to srv and
+ * return what it was. */
+ss_server *ss__running_for_swap(ss_server *srv);
 
 /* server.c: in a child just forked, give it its own wake-up eventfd. */
 void ss__server_after_fork(ss_server *srv);

@@ -80,6 +80,13 @@ bool ss__running_request_of(const ss_server *srv)
     return running_for == srv;
 }
 
+ss_server *ss__running_for_swap(ss_server *srv)
+{
+    ss_server *previous = running_for;
+    running_for = srv;
+    return previous;
+}
+
 int ss__run_request(ss_server *srv, ss_request *req)
 {
     ss_server *outer = running_for;

@@ -43,7 +43,9 @@ static bool config_is_valid(const ss_config *cfg)
            cfg->pool_size >= 0 && cfg->pool_queue_size >= 0 &&
            cfg->workers >= 0 && cfg->graceful_timeout >= 0 &&
            isfinite(cfg->graceful_timeout) && cfg->shutdown_grace >= 0 &&
-           cfg->shutdown_grace <= 1e6;
+           cfg->shutdown_grace <= 1e6 && cfg->coro_threads >= 0 &&
+           cfg->coro_blocking_threads >= 0 &&
+           cfg->coro_stack_size <= ((size_t)1 << 30);
 }
 
 static bool family_fits_kind(int family, const ss_server_class *kind)

@@ -17,13 +17,17 @@
 #include <sockserv/http.h>
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the server under test ----------------------------------------- */
@@ -36,8 +40,14 @@ static struct {
     atomic_int errors;      /* handle_error calls */
     atomic_int last_error;
     atomic_int inject_rc;   /* what send_header said to CR LF */
+    bool small_sndbuf;      /* server sockets get a 16 KiB send buffer */
     test_server server;
 } ctx;
+
+/* GET /big's body: large enough that sending it to a paced reader takes
+ * well over io_timeout. */
+#define BIG_BODY_SIZE ((size_t)1536 * 1024)
+static char big_body[BIG_BODY_SIZE];
 
 static int answer(ss_http *h, int status, const char *text)
 {
@@ -66,6 +76,43 @@ static int do_GET(ss_http *h)
     }
     if (strcmp(target, "/close") == 0)
         ss_http_close_connection(h);
+    if (strcmp(target, "/big") == 0) {
+        /* One call: io_timeout must limit waits, not the whole write. */
+        ss_http_send_response(h, 200, NULL);
+        ss_http_send_headerf(h, "Content-Length", "%zu", sizeof big_body);
+        ss_http_end_headers(h);
+        return ss_http_write(h, big_body, sizeof big_body) < 0 ? -1 : 0;
+    }
+    if (strcmp(target, "/raw") == 0) {
+        /* The callback answers on the wire itself. */
+        static const char raw[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                                  "\r\nraw";
+        return ss_write_all(ss_http_request_of(h), raw, sizeof raw - 1) < 0
+                   ? -1
+                   : 0;
+    }
+    if (strcmp(target, "/silent") == 0)
+        return 0; /* no response at all */
+    if (strcmp(target, "/short") == 0) {
+        /* Promises 10 bytes, sends 3. */
+        ss_http_send_response(h, 200, NULL);
+        ss_http_send_header(h, "Content-Length", "10");
+        ss_http_end_headers(h);
+        return ss_http_write(h, "abc", 3) < 0 ? -1 : 0;
+    }
+    if (strcmp(target, "/keepalive-noclen") == 0) {
+        /* Asks for keep-alive, but without a length the server closes. */
+        ss_http_send_response(h, 200, NULL);
+        ss_http_send_header(h, "Connection", "keep-alive");
+        ss_http_end_headers(h);
+        return ss_http_write(h, "until close", 11) < 0 ? -1 : 0;
+    }
+    if (strcmp(target, "/reset") == 0) {
+        ss_http_send_response(h, 205, NULL);
+        ss_http_end_headers(h);
+        /* A 205 has no body: this must not reach the wire. */
+        return ss_http_write(h, "oops", 4) < 0 ? -1 : 0;
+    }
     if (strcmp(target, "/inject") == 0) {
         ss_http_send_response(h, 200, NULL);
         atomic_store(&ctx.inject_rc, ss_http_send_header(h, "X", "a\r\nb"));
@@ -125,10 +172,23 @@ static void prepare(void)
     ctx.http.user = &ctx.log;
 }
 
+/* A small server send buffer, so that what a slow client has not read
+ * stays with the server instead of piling up in the kernel. */
+static int small_sndbuf_setup(ss_request *req)
+{
+    int rc = ss_stream_handler.setup(req);
+    int size = 16384;
+    setsockopt(ss_request_fileno(req), SOL_SOCKET, SO_SNDBUF, &size,
+               sizeof size);
+    return rc;
+}
+
 static void start(const variant *v)
 {
     ctx.handler = ss_http_handler;
     ctx.handler.class_data = &ctx.http;
+    if (ctx.small_sndbuf)
+        ctx.handler.setup = small_sndbuf_setup;
     ctx.kind = *v->kind;
     ctx.kind.handle_error = count_error;
     char address[160];
@@ -647,6 +707,335 @@ static void response_without_length_closes_connection(const variant *v)
 }
 FOR_BOTH(response_without_length_closes_connection)
 
+/* ---- regression tests from the security review ---------------------- */
+
+/* Sends text and reads until the server closes, for at most seconds.
+ * Returns whether it closed; the bytes received are dropped. */
+static bool closes_within(client *c, double seconds)
+{
+    double t0 = test_now();
+    while (test_now() - t0 < seconds) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, 50) > 0) {
+            c->len = 0;
+            if (!client_fill(c))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void large_unread_body_closes_instead_of_draining(const variant *v)
+{
+    prepare();
+    ctx.http.io_timeout = 5.0; /* what a drain would wait per read */
+    start(v);
+    client *c = client_open();
+    /* A megabyte announced, three bytes sent: reading the rest would wait
+     * on the client; the server closes instead. */
+    client_send(c, "POST /ignore HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n"
+                   "abc");
+    expect_response(c, 200, "ignored\n");
+    assert_true(closes_within(c, 2.0));
+    client_close(c);
+    stop();
+}
+FOR_BOTH(large_unread_body_closes_instead_of_draining)
+
+static void dribbled_unread_body_is_drained_within_a_deadline(const variant *v)
+{
+    prepare();
+    ctx.http.header_timeout = 0.5; /* the drain's whole deadline */
+    ctx.http.io_timeout = 5.0;
+    start(v);
+    client *c = client_open();
+    client_send(c, "POST /ignore HTTP/1.1\r\nContent-Length: 10000\r\n\r\n");
+    expect_response(c, 200, "ignored\n");
+    /* A byte every 50 ms renews any per-read timeout forever. */
+    double t0 = test_now();
+    bool closed = false;
+    while (!closed && test_now() - t0 < 5.0) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, 50) > 0)
+            closed = !client_fill(c);
+        else if (send(c->fd, "x", 1, MSG_NOSIGNAL) < 0)
+            closed = true;
+    }
+    assert_true(closed);
+    assert_true(test_now() - t0 < 3.0);
+    assert_int_equal(c->len, 0);
+    client_close(c);
+    stop();
+}
+FOR_BOTH(dribbled_unread_body_is_drained_within_a_deadline)
+
+static void large_body_to_a_steady_reader_outlasts_io_timeout(const variant *v)
+{
+    prepare();
+    ctx.http.io_timeout = 0.4;
+    ctx.small_sndbuf = true;
+    memset(big_body, 'b', sizeof big_body);
+    start(v);
+    client *c = client_open();
+    int size = 16384;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    client_send(c, "GET /big HTTP/1.1\r\n\r\n");
+    char *end;
+    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
+        assert_true(client_fill(c));
+    client_consume(c, (size_t)(end - c->buf) + 4);
+    /* About 1.3 MB/s: the body takes around a second, never pausing for
+     * more than a few milliseconds. */
+    double t0 = test_now();
+    size_t got = c->len;
+    c->len = 0;
+    while (got < BIG_BODY_SIZE) {
+        ssize_t n = recv(c->fd, c->buf, 16384, 0);
+        if (n <= 0)
+            fail_msg("body cut off after %zu of %zu bytes (%.2f s)", got,
+                     BIG_BODY_SIZE, test_now() - t0);
+        got += (size_t)n;
+        usleep(12000);
+    }
+    assert_int_equal(got, BIG_BODY_SIZE);
+    assert_true(test_now() - t0 > 0.5); /* it did outlast io_timeout */
+    /* The connection is still good. */
+    client_send(c, "GET /after HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "hello /after\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(large_body_to_a_steady_reader_outlasts_io_timeout)
+
+static void test_unix_client_name_cannot_forge_log_lines(void **state)
+{
+    (void)state;
+    prepare();
+    start(&over_unix);
+    struct sockaddr_un server;
+    socklen_t server_len = sizeof server;
+    assert_int_equal(ss_server_address(ctx.server.srv,
+                                       (struct sockaddr *)&server,
+                                       &server_len),
+                     0);
+    /* The client picks its own abstract name, newline included. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un me = {.sun_family = AF_UNIX};
+    char name[96];
+    int n = snprintf(name, sizeof name, "ss-%d\n6.6.6.6 - - [forged]",
+                     (int)getpid());
+    memcpy(me.sun_path + 1, name, (size_t)n);
+    assert_int_equal(
+        bind(fd, (struct sockaddr *)&me,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)),
+        0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&server, server_len), 0);
+    client *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->fd = fd;
+    client_send(c, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    expect_response(c, 200, "hello /x\n");
+    expect_closed(c);
+    client_close(c);
+    int want = 1;
+    assert_true(test_wait_for(log_has, &want, 5.0));
+    char line[TEST_LOG_LINE_SIZE];
+    test_log_line(&ctx.log, 0, line, sizeof line);
+    assert_null(strchr(line, '\n'));
+    assert_non_null(strstr(line, "\\x0a6.6.6.6 - - [forged] - - ["));
+    stop();
+}
+
+static void raw_response_through_the_request_gets_nothing_appended(
+    const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /raw HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "raw");
+    expect_closed(c); /* no 500 after it: the framing was the callback's */
+    client_close(c);
+    stop();
+}
+FOR_BOTH(raw_response_through_the_request_gets_nothing_appended)
+
+static void silent_callback_gets_500_logged_once(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /silent HTTP/1.1\r\n\r\n");
+    expect_response(c, 500, NULL);
+    expect_closed(c); /* the exchange, its logging included, is over */
+    client_close(c);
+    stop();
+    assert_int_equal(test_log_count(&ctx.log), 1);
+    char line[TEST_LOG_LINE_SIZE];
+    test_log_line(&ctx.log, 0, line, sizeof line);
+    assert_non_null(strstr(line, "\"GET /silent HTTP/1.1\" 500 "));
+}
+FOR_BOTH(silent_callback_gets_500_logged_once)
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waits until the server has read everything sent so far: on a Unix
+ * stream socket SIOCOUTQ counts what the peer has not consumed yet. */
+static void wait_until_read(int fd)
+{
+    double t0 = test_now();
+    int queued = 1;
+    while (test_now() - t0 < 5.0) {
+        assert_int_equal(ioctl(fd, SIOCOUTQ, &queued), 0);
+        if (queued == 0)
+            return;
+        usleep(20);
+    }
+    fail_msg("the server stopped reading");
+}
+
+static void test_dribbled_head_is_not_parsed_again_per_read(void **state)
+{
+    (void)state;
+    prepare();
+    ctx.http.limits.max_request_line = 4 << 20;
+    ctx.http.quiet = true;
+    start(&over_unix);
+    client *c = client_open();
+    /* A 2 MiB request line, 128 bytes per read: parsing the whole head
+     * again after each read scans 17 GB; parsing only when a line may have
+     * ended scans it once. */
+    double cpu0 = cpu_seconds();
+    client_send(c, "GET /");
+    char piece[129];
+    memset(piece, 'a', 128);
+    piece[128] = '\0';
+    for (int i = 0; i < 16384; i++) {
+        client_send(c, piece);
+        wait_until_read(c->fd);
+    }
+    client_send(c, " HTTP/1.1\r\n\r\n");
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    double used = cpu_seconds() - cpu0;
+    if (used > 2.0)
+        fail_msg("%.2f s of CPU for a dribbled head", used);
+    client_close(c);
+    stop();
+}
+
+/* Limits are still enforced before the end of a line that arrives in
+ * pieces (the parser runs again once a piece crosses one). */
+static void expect_refusal_dribbled(const char *start_text, int status)
+{
+    client *c = client_open();
+    client_send(c, start_text);
+    char piece[101];
+    memset(piece, 'a', 100);
+    piece[100] = '\0';
+    bool answered = false;
+    for (int i = 0; i < 40 && !answered; i++) {
+        if (send(c->fd, piece, 100, MSG_NOSIGNAL) < 0)
+            break;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        answered = poll(&p, 1, 5) > 0;
+    }
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, status);
+    client_close(c);
+}
+
+static void dribbled_lines_are_refused_at_their_limits(const variant *v)
+{
+    prepare();
+    ctx.http.header_timeout = 5.0; /* a miss would be a late 408 */
+    ctx.http.limits.max_request_line = 1024;
+    ctx.http.limits.max_header_line = 800;
+    ctx.http.limits.max_header_bytes = 1000;
+    start(v);
+    double t0 = test_now();
+    expect_refusal_dribbled("GET /", 414);
+    expect_refusal_dribbled("GET / HTTP/1.1\r\nX: ", 431);
+    /* The section's budget, smaller than the line limit, binds. */
+    char head[1024];
+    char value[301];
+    memset(value, 'v', 300);
+    value[300] = '\0';
+    snprintf(head, sizeof head, "\r\nGET / HTTP/1.1\r\nA: %s\r\nB: %s\r\nC: ",
+             value, value);
+    expect_refusal_dribbled(head, 431);
+    assert_true(test_now() - t0 < 4.0);
+    stop();
+}
+FOR_BOTH(dribbled_lines_are_refused_at_their_limits)
+
+static void short_body_for_declared_length_closes(const variant *v)
+{
+    prepare();
+    ctx.http.idle_timeout = 3.0;
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /short HTTP/1.1\r\n\r\n");
+    char *end;
+    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
+        assert_true(client_fill(c));
+    client_consume(c, (size_t)(end - c->buf) + 4);
+    /* 3 of the 10 bytes, then the end of the connection, promptly. */
+    double t0 = test_now();
+    while (client_fill(c))
+        ;
+    assert_true(test_now() - t0 < 2.0);
+    assert_int_equal(c->len, 3);
+    assert_memory_equal(c->buf, "abc", 3);
+    client_close(c);
+    stop();
+}
+FOR_BOTH(short_body_for_declared_length_closes)
+
+static void callback_keep_alive_is_not_sent_when_closing(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /keepalive-noclen HTTP/1.1\r\n\r\n");
+    response r;
+    read_response(c, &r, false); /* to EOF: the body's end */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "until close");
+    assert_non_null(strstr(r.head, "\r\nConnection: close\r\n"));
+    assert_null(strcasestr(r.head, "keep-alive"));
+    client_close(c);
+    stop();
+}
+FOR_BOTH(callback_keep_alive_is_not_sent_when_closing)
+
+static void reset_content_has_no_body_and_keeps_the_connection(
+    const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /reset HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+    response r;
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 205);
+    assert_non_null(strstr(r.head, "\r\nContent-Length: 0\r\n"));
+    assert_null(strstr(r.head, "Connection: close"));
+    assert_int_equal(r.body_len, 0);
+    expect_response(c, 200, "hello /after\n"); /* not "oops" first */
+    client_close(c);
+    stop();
+}
+FOR_BOTH(reset_content_has_no_body_and_keeps_the_connection)
+
 static void test_reason_phrases_and_html_escape(void **state)
 {
     (void)state;
@@ -685,6 +1074,17 @@ int main(void)
         BOTH(access_log_uses_common_log_format),
         BOTH(failing_callback_is_reported_once_and_closes),
         BOTH(response_without_length_closes_connection),
+        BOTH(large_unread_body_closes_instead_of_draining),
+        BOTH(dribbled_unread_body_is_drained_within_a_deadline),
+        BOTH(large_body_to_a_steady_reader_outlasts_io_timeout),
+        cmocka_unit_test(test_unix_client_name_cannot_forge_log_lines),
+        BOTH(raw_response_through_the_request_gets_nothing_appended),
+        BOTH(silent_callback_gets_500_logged_once),
+        cmocka_unit_test(test_dribbled_head_is_not_parsed_again_per_read),
+        BOTH(dribbled_lines_are_refused_at_their_limits),
+        BOTH(short_body_for_declared_length_closes),
+        BOTH(callback_keep_alive_is_not_sent_when_closing),
+        BOTH(reset_content_has_no_body_and_keeps_the_connection),
         cmocka_unit_test(test_reason_phrases_and_html_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

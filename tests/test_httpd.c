@@ -39,6 +39,7 @@
 
 #define HELLO "Hello, world!\n" /* 14 bytes */
 #define SECRET "TOP-SECRET-OUTSIDE"
+#define API_DIR_FILE "FILE-IN-API-DIRECTORY"
 
 /* ---- the scratch tree ------------------------------------------------- */
 
@@ -78,6 +79,9 @@ static int build_tree(void **state)
     write_file("www/list/<b>&\"x\".txt", "x");
     make_dir("www/list/sub");
     make_dir("www/evil.example");
+    make_dir("www/\\evil.example"); /* a name that starts with '\' */
+    make_dir("www/api"); /* shadowed by the API, never served */
+    write_file("www/api/file.txt", API_DIR_FILE);
     write_file("www/caf\xe9.txt", "latin-1 name\n");
     char target[512];
     snprintf(target, sizeof target, "%s/escape", www_dir);
@@ -386,6 +390,21 @@ static void test_redirect_location_never_starts_with_two_slashes(void **state)
     }
 }
 
+static void test_redirect_location_encodes_backslash(void **state)
+{
+    /* Browsers read "/\host" as "//host": the backslash goes out encoded. */
+    static const char *const targets[] = {"/\\evil.example",
+                                          "/%5Cevil.example"};
+    for (size_t i = 0; i < 2; i++) {
+        response r;
+        get(*state, targets[i], "", &r);
+        assert_int_equal(r.status, 301);
+        const char *location = header_of(&r, "Location");
+        assert_non_null(location);
+        assert_string_equal(location, "/%5Cevil.example/");
+    }
+}
+
 static void test_file_with_trailing_slash_is_not_found(void **state)
 {
     response r;
@@ -582,6 +601,29 @@ static void test_api_unknown_route_and_wrong_method(void **state)
     assert_non_null(header_of(&r, "Allow"));
 }
 
+static void test_api_prefix_is_decided_on_the_decoded_path(void **state)
+{
+    /* Every spelling of /api/file.txt is the API's, never the file's. */
+    static const char *const targets[] = {
+        "/api/file.txt",   "/%61pi/file.txt", "/./api/file.txt",
+        "//api/file.txt",  "/%2e/api/file.txt", "/%61%70%69/file.txt",
+        "/api/./file.txt", "http://x/%61pi/file.txt",
+    };
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        response r;
+        get(*state, targets[i], "", &r);
+        if (strstr(r.body, API_DIR_FILE) != NULL)
+            fail_msg("%s served the file (%d)", targets[i], r.status);
+        assert_int_equal(r.status, 404);
+        assert_string_equal(header_of(&r, "Content-Type"), "application/json");
+    }
+    /* Routes match the decoded path too. */
+    response r;
+    get(*state, "/%61pi/status", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"requests_served\":"));
+}
+
 static void test_sigterm_exits_with_status_zero(void **state)
 {
     fixture *fx = *state;
@@ -648,6 +690,8 @@ int main(void)
         THREAD_TEST(test_if_none_match_gives_304),
         THREAD_TEST(test_unsatisfiable_range_is_416),
         THREAD_TEST(test_api_unknown_route_and_wrong_method),
+        THREAD_TEST(test_redirect_location_encodes_backslash),
+        THREAD_TEST(test_api_prefix_is_decided_on_the_decoded_path),
     };
     return cmocka_run_group_tests(tests, build_tree, remove_tree);
 }

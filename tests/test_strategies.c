@@ -2,7 +2,7 @@
  * test_strategies.c — what every concurrency strategy promises, proved for
  * every server kind over real sockets: the matrix
  *
- *     {sync, fork, thread, pool, prefork, prefork+thread}
+ *     {sync, fork, thread, pool, prefork, prefork+thread, coro}
  *   × {TCP, UDP, Unix stream, Unix datagram}
  *
  * Ported from CPython's test_socketserver (run_server with three clients,
@@ -77,6 +77,7 @@ static const strategy_case strategies[] = {
     {"pool", &ss_thread_pool, false, 4, 0, NULL},
     {"prefork", &ss_prefork, true, 0, 2, NULL},
     {"prefork+thread", &ss_prefork, true, 0, 2, &ss_threading},
+    {"coro", &ss_coroutines, false, 0, 0, NULL},
 };
 #define N_STRATEGIES (sizeof strategies / sizeof strategies[0])
 

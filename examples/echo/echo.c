@@ -2,7 +2,8 @@
  * sockserv-echo — the echo server of Python's socketserver documentation,
  * written with libsockserv.
  *
- *   sockserv-echo [--udp] [--unix PATH] [--bind ADDR] [--mode MODE] [PORT]
+ *   sockserv-echo [--udp] [--unix PATH] [--bind ADDR] [--mode MODE]
+ *                 [--workers N] [--threads N] [PORT]
  *
  * One handler class serves every kind of server, under every strategy: its
  * handle() copies what it reads back to the client until the client is
@@ -42,10 +43,13 @@ static const struct {
     const ss_strategy *strategy;
 } modes[] = {
     {"sync", &ss_sync},           /* one request at a time */
-    {"threading", &ss_threading}, /* a thread per request */
-    {"forking", &ss_forking},     /* a child process per request */
-    {"pool", &ss_thread_pool},    /* a fixed set of worker threads */
-    {"prefork", &ss_prefork},     /* worker processes sharing the socket */
+    {"thread", &ss_threading},    /* a thread per request */
+    {"fork", &ss_forking},        /* a child process per request */
+    {"pool", &ss_thread_pool},    /* --threads worker threads */
+    {"prefork", &ss_prefork},     /* --workers processes sharing the socket */
+    {"coro", &ss_coroutines},     /* coroutines on --threads epoll loops */
+    {"threading", &ss_threading}, /* Python's names for the same two */
+    {"forking", &ss_forking},
 };
 #define N_MODES (sizeof modes / sizeof modes[0])
 
@@ -60,7 +64,8 @@ static const struct {
 
 static const char usage[] =
     "usage: sockserv-echo [-h] [--udp] [--unix PATH] [--bind ADDR] "
-    "[--mode MODE] [PORT]\n";
+    "[--mode MODE]\n"
+    "                     [--workers N] [--threads N] [PORT]\n";
 static const char help[] =
     "\nEcho every byte back to the client that sent it.\n\n"
     "  PORT         port to listen on (default 8000; 0 = any free port)\n"
@@ -68,6 +73,9 @@ static const char help[] =
     "  --udp        datagrams: UDP, or Unix datagrams with --unix\n"
     "  --unix PATH  serve on a Unix socket (@NAME: an abstract name)\n"
     "  --bind ADDR  default 127.0.0.1; \"\" = all IPv4, :: = all\n"
+    "  --workers N  prefork: worker processes (default: CPU count)\n"
+    "  --threads N  pool: worker threads; thread: most threads at once;\n"
+    "               coro: scheduler threads (default: CPU count)\n"
     "  --mode MODE  how requests run (default sync):\n"
     "               ";
 
@@ -96,13 +104,22 @@ static bool option(int argc, char **argv, int *i, const char *name,
     return true;
 }
 
+/* A positive count for --workers / --threads. */
+static int count_argument(const char *name, const char *text)
+{
+    size_t digits = strspn(text, "0123456789");
+    if (digits == 0 || digits > 5 || text[digits] != '\0' || atoi(text) < 1)
+        usage_error("argument %s: invalid count: '%s'", name, text);
+    return atoi(text);
+}
+
 int main(int argc, char **argv)
 {
     const char *unix_path = NULL, *bind_address = NULL, *mode = "sync",
-               *port = NULL;
+               *port = NULL, *workers = NULL, *threads = NULL;
     const ss_strategy *strategy = NULL;
     bool udp = false;
-    char choices[128] = ""; /* "sync, threading, ..." for help and errors */
+    char choices[160] = ""; /* "sync, threading, ..." for help and errors */
     for (size_t m = 0; m < N_MODES; m++)
         snprintf(choices + strlen(choices), sizeof choices - strlen(choices),
                  "%s%s", m ? ", " : "", modes[m].name);
@@ -115,7 +132,9 @@ int main(int argc, char **argv)
             udp = true;
         } else if (option(argc, argv, &i, "--unix", &unix_path) ||
                    option(argc, argv, &i, "--bind", &bind_address) ||
-                   option(argc, argv, &i, "--mode", &mode)) {
+                   option(argc, argv, &i, "--mode", &mode) ||
+                   option(argc, argv, &i, "--workers", &workers) ||
+                   option(argc, argv, &i, "--threads", &threads)) {
             continue;
         } else if (argv[i][0] == '-' || port != NULL) {
             usage_error("unrecognized arguments: %s", argv[i]);
@@ -151,6 +170,12 @@ int main(int argc, char **argv)
 
     ss_config cfg;
     ss_config_init(&cfg);
+    if (workers)
+        cfg.workers = count_argument("--workers", workers);
+    if (threads) {
+        int n = count_argument("--threads", threads);
+        cfg.pool_size = cfg.max_threads = cfg.coro_threads = n;
+    }
     cfg.allow_reuse_address = true; /* restart at once after Ctrl-C */
     cfg.unlink_on_close = true;     /* leave no socket file behind */
 

@@ -86,7 +86,7 @@ static int api_echo(ss_http *h, httpd_context *ctx)
     return send_json(h, 200, json);
 }
 
-/* Method, exact raw path, function. GET routes answer HEAD too. */
+/* Method, exact decoded path, function. GET routes answer HEAD too. */
 static const struct {
     const char *method;
     const char *path;
@@ -97,9 +97,14 @@ static const struct {
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
-bool httpd_api_owns(const char *raw)
+/* Takes the decoded, normalised path (httpd_path.relative: "api/status",
+ * "." for the root), never the raw one: "/%61pi/x", "/./api/x" and
+ * "//api/x" all name the file api/x, so they must all be the API's, or a
+ * directory named "api" would be reachable through them. */
+bool httpd_api_owns(const char *relative)
 {
-    return strncmp(raw, "/api", 4) == 0 && (raw[4] == '\0' || raw[4] == '/');
+    return strncmp(relative, "api", 3) == 0 &&
+           (relative[3] == '\0' || relative[3] == '/');
 }
 
 int httpd_api_handle(ss_http *h, httpd_context *ctx, const httpd_path *path)
@@ -107,8 +112,12 @@ int httpd_api_handle(ss_http *h, httpd_context *ctx, const httpd_path *path)
     const char *method = ss_http_method_name(h);
     bool path_known = false;
     char allow[64] = "";
+    /* Routes match the decoded path, as ownership was decided on it; a
+     * trailing slash names a different (unknown) route. */
     for (size_t i = 0; i < N_ROUTES; i++) {
-        if (strcmp(routes[i].path, path->raw) != 0)
+        /* routes[i].path + 1: relative has no leading '/' */
+        if (path->trailing_slash ||
+            strcmp(routes[i].path + 1, path->relative) != 0)
             continue;
         path_known = true;
         if (strcmp(routes[i].method, method) == 0 ||

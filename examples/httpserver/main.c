@@ -41,7 +41,7 @@ static int route_request(ss_http *h)
     if (status != 0)
         return ss_http_send_error(h, status, NULL) < 0 ? -1 : 0;
     int rc;
-    if (httpd_api_owns(path.raw))
+    if (httpd_api_owns(path.relative)) /* decoded: "/%61pi" is /api */
         rc = httpd_api_handle(h, ctx, &path);
     else if (strcmp(ss_http_method_name(h), "POST") == 0)
         /* Python's SimpleHTTPRequestHandler has no do_POST either */
@@ -70,7 +70,8 @@ static const struct {
     {"fork", &ss_forking},        /* a child process per connection */
     {"pool", &ss_thread_pool},    /* --threads worker threads */
     {"prefork", &ss_prefork},     /* --workers processes sharing the socket */
-    {"threading", &ss_threading}, /* the names sockserv-echo uses */
+    {"coro", &ss_coroutines},     /* coroutines on --threads epoll loops */
+    {"threading", &ss_threading}, /* Python's names for thread and fork */
     {"forking", &ss_forking},
 };
 #define N_MODES (sizeof modes / sizeof modes[0])
@@ -91,11 +92,12 @@ static const char help[] =
     "  -d, --directory DIR   serve this directory (default: current "
     "directory)\n"
     "  --mode MODE           how requests run: thread (default), sync, fork,\n"
-    "                        pool, prefork\n"
+    "                        pool, prefork, coro\n"
     "  --workers N           prefork: worker processes (default: CPU count)\n"
     "  --threads N           pool: worker threads (default: 2 x CPUs);\n"
     "                        thread: at most N at once (default: unbounded);\n"
-    "                        prefork: a pool of N threads in each worker\n"
+    "                        prefork: a pool of N threads in each worker;\n"
+    "                        coro: N scheduler threads (default: CPU count)\n"
     "  -q, --quiet           no access log\n"
     "  --port-file PATH      write the bound port to PATH once listening\n"
     "                        (for scripts and tests that pass PORT 0)\n";
@@ -234,6 +236,7 @@ int main(int argc, char **argv)
         int n = count_argument("--threads", threads, 1, 65536);
         cfg.pool_size = n;
         cfg.max_threads = n;
+        cfg.coro_threads = n;
     }
     /* A prefork worker running requests one at a time would be held by
      * every idle keep-alive connection; give each worker threads. */

@@ -192,11 +192,20 @@ static bool is_head(ss_http *h)
 
 /* 301 to the same path with a slash, query kept (Python: "doing basically
  * what apache does"). path->raw starts with exactly one '/', so the
- * Location cannot be read as "//host/…". */
+ * Location cannot be read as "//host/…"; and a '\' in it is sent as "%5C",
+ * since browsers read "/\host" as "//host" too. */
 static int redirect_to_slash(ss_http *h, const httpd_path *path)
 {
     text location = {0};
-    text_puts(&location, path->raw);
+    for (const char *s = path->raw; *s;) {
+        size_t plain = strcspn(s, "\\");
+        text_add(&location, s, plain);
+        s += plain;
+        if (*s == '\\') {
+            text_puts(&location, "%5C");
+            s++;
+        }
+    }
     text_puts(&location, "/");
     if (path->query != NULL) {
         text_puts(&location, "?");

@@ -52,7 +52,8 @@ typedef struct ss_http ss_http;
  * (or at least started properly), non-zero on failure: the connection is
  * then closed and the error reported through handle_error, as a Python
  * exception in do_GET would be. If it returns 0 without having sent a
- * response, the handler answers 500. */
+ * response (nor taken the connection with ss_http_request_of()), the
+ * handler answers 500. */
 typedef int (*ss_http_method_fn)(ss_http *h);
 
 typedef struct ss_http_method {
@@ -82,7 +83,9 @@ typedef struct ss_http_config {
     /* Seconds a kept-alive connection may sit idle between requests.
      * 0: 15 s. */
     double idle_timeout;
-    /* Seconds each body read or response write may wait. 0: 30 s. */
+    /* Seconds each body read may wait, and the longest a response write
+     * may go without progress: a large body to a client that keeps reading
+     * is never cut off, one that stops reading is after this. 0: 30 s. */
     double io_timeout;
     /* Where access-log lines go (Common Log Format, control characters
      * escaped as \xHH). NULL: stderr. */
@@ -106,7 +109,10 @@ SS_API extern const ss_handler_class ss_http_handler;
 
 /* The connection (Python: self.request). Named _of because
  * ss_http_request is the parser's struct. A response head still held back
- * by ss_http_end_headers() is sent first, so raw writes stay in order. */
+ * by ss_http_end_headers() is sent first, so raw writes stay in order.
+ * Calling it hands the wire to the callback: the handler adds no response
+ * of its own (no 500) and closes the connection after the exchange, since
+ * it cannot know how what was written is framed. */
 SS_API ss_request *ss_http_request_of(ss_http *h);
 SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
 /* ss_http_config.user */
@@ -131,8 +137,9 @@ SS_API const char *ss_http_header_value(ss_http *h, const char *name);
  * Returns the count, 0 at the end of the body, or a negative error
  * (-ETIMEDOUT, SS_EOF if the client closed early, an SS_HTTP_E_* value for
  * a malformed chunked body or SS_HTTP_E_BODY_TOO_LARGE). A body the
- * callback does not read is drained after it returns (up to the limit),
- * or the connection is closed, so pipelined requests stay in step. */
+ * callback does not read is drained after it returns when what is left is
+ * at most 64 KiB and arrives within header_timeout; otherwise the
+ * connection is closed, so pipelined requests stay in step. */
 SS_API ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n);
 /* The declared body length, or -1 when chunked or absent. (Not
  * ss_http_content_length: the parser's header helper has that name.) */
@@ -146,13 +153,17 @@ SS_API int64_t ss_http_body_length(const ss_http *h);
 SS_API int ss_http_send_response(ss_http *h, int status, const char *reason);
 /* One header line. Names and values with CR, LF or NUL are refused
  * (-EINVAL): no header injection. Content-Length and "Connection: close"
- * are noticed (see ss_http_end_headers). */
+ * are noticed (see ss_http_end_headers); a body that does not match the
+ * declared Content-Length closes the connection after the response. */
 SS_API int ss_http_send_header(ss_http *h, const char *name, const char *value);
 SS_API int ss_http_send_headerf(ss_http *h, const char *name, const char *fmt,
                                 ...) SS_PRINTF(3, 4);
 /* End the head and send it. A response that can have a body but declared
  * no Content-Length gets "Connection: close" added and the connection is
- * closed after it (the body ends where the connection does). The head of a
+ * closed after it (the body ends where the connection does); whenever the
+ * connection will close, a Connection field the callback sent is replaced
+ * by "Connection: close". 204, 205 and 304 have no body (writes are
+ * dropped); a 205 without a length gets "Content-Length: 0". The head of a
  * final response may be held back until the first ss_http_write() so that
  * a small body leaves in the same send; it is always sent before any other
  * output and before the callback's return is acted on. */

@@ -165,6 +165,14 @@ struct ss_config {
     /* Prefork: seconds a stopping worker may take to finish its requests
      * before it is killed. Default 10. */
     double graceful_timeout;
+    /* Coroutines: scheduler threads, each with its own epoll loop;
+     * 0 = the CPU count. A coroutine never moves between threads. */
+    int coro_threads;
+    /* Coroutines: usable stack bytes per coroutine (a guard page is added
+     * below). 0 = 256 KiB — address space, mostly never touched. */
+    size_t coro_stack_size;
+    /* Coroutines: helper threads for ss_run_blocking(); 0 = 4. */
+    int coro_blocking_threads;
     /* Your context, reachable from every request: ss_request_user(). */
     void *user;
 };
@@ -240,8 +248,13 @@ struct ss_io_class {
      * next call reports), -ETIMEDOUT, or another negative errno. While
      * the server is shutting down it returns -ECANCELED instead of waiting
      * for input (POLLIN); ss_blocking_io watches a server descriptor for
-     * that, so a wait already in progress ends at once too. */
+     * that, so a wait already in progress ends at once too. fd may be -1:
+     * then it only waits for the deadline (ss_sleep, ss_yield). */
     int (*wait)(ss_request *req, int fd, short events, int64_t deadline);
+    /* Optional: run fn(arg) where blocking does no harm and return its
+     * result (ss_run_blocking). NULL: call it right here, which is right
+     * for strategies where a request has a thread or process of its own. */
+    int (*run_blocking)(ss_request *req, int (*fn)(void *arg), void *arg);
 };
 
 /* Plain poll(): what every blocking strategy uses. */
@@ -289,6 +302,13 @@ SS_API extern const ss_strategy ss_thread_pool;
 /* A supervisor process forks `workers` processes that share the listening
  * socket and each run worker_strategy; crashed workers are replaced. */
 SS_API extern const ss_strategy ss_prefork;
+/* Coroutines on epoll (gevent's idea, done explicitly): each request runs
+ * as a coroutine with its own small stack; when its socket would block, it
+ * parks and the scheduler runs another. The same handler source as for
+ * every other strategy, at event-loop cost. coro_threads schedulers share
+ * the listening socket (EPOLLEXCLUSIVE). A handler must not block the
+ * thread: use ss_sleep(), ss_wait_fd() and ss_run_blocking(). */
+SS_API extern const ss_strategy ss_coroutines;
 
 /* For strategy authors: the loop ss_serve_forever() runs by default. */
 SS_API int ss_serve_core_loop(ss_server *srv, double poll_interval);
@@ -536,6 +556,23 @@ SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
  * the rest of the line is still to be read. Other errors (-ETIMEDOUT…)
  * consume what was read of the line. */
 SS_API ssize_t ss_readline(ss_request *req, char *buf, size_t size);
+
+/* Cooperative helpers: they block the calling request only, under every
+ * strategy — a coroutine parks, a thread or process simply waits. */
+/* Wait for seconds. Returns 0, or -ECANCELED when the server shuts down. */
+SS_API int ss_sleep(ss_request *req, double seconds);
+/* Let other requests of the same scheduler run: a coroutine goes to the
+ * back of the run queue; elsewhere the call returns at once (the kernel
+ * schedules threads and processes anyway). Returns 0. */
+SS_API int ss_yield(ss_request *req);
+/* Wait until your own descriptor fd (a pipe, a database connection…) is
+ * ready for events (POLLIN/POLLOUT), at most timeout seconds (0 = no
+ * limit). Returns 0, -ETIMEDOUT, or -ECANCELED at shutdown. */
+SS_API int ss_wait_fd(ss_request *req, int fd, short events, double timeout);
+/* Run fn(arg), which may block (DNS, disk, a database client), without
+ * stalling other requests: under ss_coroutines it runs on a helper thread
+ * while the coroutine waits. Returns fn's result. */
+SS_API int ss_run_blocking(ss_request *req, int (*fn)(void *arg), void *arg);
 
 /* Write up to n bytes: one send for streams (it may be partial). Returns
  * the count or a negative errno. Datagrams: appends to the reply, which

@@ -1,0 +1,71 @@
+/*
+ * coro_context.h — the machine-level part of the coroutine strategy:
+ * stacks and context switches. Internal; see coro_context.c.
+ *
+ * A context is a saved stack pointer: switching pushes the callee-saved
+ * registers on the current stack, stores the stack pointer in `from`, loads
+ * `to`'s and pops its registers — no system call, no signal mask (unlike
+ * swapcontext). x86-64 and aarch64 have hand-written switches; other
+ * machines use ucontext, chosen at build time.
+ *
+ * Stacks are mmap'ed with a PROT_NONE guard page below them, so an
+ * overflow faults at once instead of corrupting a neighbour, and freed
+ * stacks are kept in a small per-scheduler cache.
+ *
+ * Sanitizers: under ASan every switch is announced with the fiber API
+ * (__sanitizer_start/finish_switch_fiber), and under Valgrind each stack
+ * is registered (VALGRIND_STACK_REGISTER), so both follow the switches.
+ */
+#ifndef SOCKSERV_CORO_CONTEXT_H
+#define SOCKSERV_CORO_CONTEXT_H
+
+#include <stddef.h>
+
+typedef struct ss__stack {
+    void *mapping;       /* what mmap returned (guard page included) */
+    size_t mapping_size;
+    void *bottom;        /* lowest usable address, just above the guard */
+    size_t size;         /* usable bytes */
+    unsigned valgrind_id;
+} ss__stack;
+
+/* Freed stacks kept for reuse (all of one size). Not thread-safe: one
+ * cache per scheduler thread. */
+typedef struct ss__stack_cache {
+    ss__stack *items;
+    int count;
+    int capacity;   /* most stacks kept; more are unmapped */
+    size_t size;    /* usable size of the stacks it holds */
+} ss__stack_cache;
+
+void ss__stack_cache_init(ss__stack_cache *cache, size_t stack_size,
+                          int capacity);
+/* Unmap every cached stack. */
+void ss__stack_cache_destroy(ss__stack_cache *cache);
+/* A stack of cache->size usable bytes (rounded up to pages) with a guard
+ * page below. Returns 0 or -ENOMEM (also when vm.max_map_count is
+ * reached). */
+int ss__stack_alloc(ss__stack_cache *cache, ss__stack *out);
+void ss__stack_free(ss__stack_cache *cache, ss__stack *stack);
+
+typedef struct ss__context {
+    void *sp;                 /* saved stack pointer (asm switch) */
+    void *impl;               /* ucontext fallback: its ucontext_t */
+    /* The stack this context runs on, for the ASan fiber API; NULL/0 for
+     * a thread's own stack (ASan then keeps what it knows). */
+    const void *stack_bottom;
+    size_t stack_size;
+    void *asan_fake_stack;
+} ss__context;
+
+/* Prepare ctx to run entry(arg) on stack the first time it is switched
+ * to. entry must never return: it ends by switching away for good. */
+void ss__context_make(ss__context *ctx, ss__stack *stack,
+                      void (*entry)(void *arg), void *arg);
+/* Save the running context in from, resume to. Returns when something
+ * switches back to from. */
+void ss__context_switch(ss__context *from, ss__context *to);
+/* Release what ss__context_make allocated (the ucontext fallback). */
+void ss__context_destroy(ss__context *ctx);
+
+#endif

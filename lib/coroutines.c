@@ -1,0 +1,539 @@
+/*
+ * coroutines.c — ss_coroutines: each request runs as a coroutine on an
+ * epoll scheduler (gevent's idea without the monkey patching).
+ *
+ * The seam: a request's io class decides how ss_read & co. wait when the
+ * socket says EAGAIN. Here that wait (coro_wait) arms the descriptor in
+ * epoll (one-shot), puts the deadline in a timer heap, and switches back to
+ * the scheduler; the scheduler switches to the coroutine again when epoll or
+ * the timer says so. The handler cannot tell: it called ss_read and got
+ * bytes, exactly as under ss_sync.
+ *
+ * One scheduler per thread (coro_threads of them). Each has its own epoll
+ * set and adds the server's socket with EPOLLEXCLUSIVE, so the kernel wakes
+ * one scheduler per connection instead of all; the one that accepts a
+ * request runs it to the end — coroutines never move between threads, so
+ * nothing in here needs a lock.
+ *
+ * Shutdown: every scheduler also watches the server's wake eventfd. When it
+ * fires, the scheduler stops accepting, resumes every coroutine waiting for
+ * input with -ECANCELED (the same policy as ss_blocking_io, see
+ * config.shutdown_grace), and keeps running until its last coroutine has
+ * finished.
+ *
+ * Datagram servers share one socket among all their requests; a reply that
+ * meets a full socket buffer retries on a 1 ms timer instead of arming the
+ * shared socket, which the scheduler itself watches.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "coro_blocking.h"
+#include "coro_context.h"
+#include "internal.h"
+
+#define DEFAULT_STACK_SIZE ((size_t)256 * 1024)
+#define STACK_CACHE_CAPACITY 64
+#define ACCEPT_BATCH 64
+#define MAX_EVENTS 256
+#define SHARED_FD_RETRY_NS INT64_C(1000000)
+
+typedef struct sched sched;
+
+typedef struct coro {
+    ss__context ctx;
+    ss__stack stack;
+    sched *sched;
+    ss_request *req;
+    int armed_fd;     /* descriptor armed in epoll for this coroutine */
+    bool cancellable; /* waiting for input: shutdown resumes it */
+    bool waiting;
+    bool finished;
+    int result;             /* what the pending wait returns */
+    ss_server *running_for; /* its "inside a handler" mark, while parked */
+    int64_t deadline;
+    size_t heap_index; /* position in the timer heap, or NOT_IN_HEAP */
+    struct coro *next_ready;
+    struct coro *prev_live, *next_live;
+} coro;
+
+#define NOT_IN_HEAP ((size_t)-1)
+
+struct sched {
+    ss_server *srv;
+    int epfd;
+    ss__context main_ctx;
+    coro *current;
+    coro *ready_head, *ready_tail;
+    coro **heap; /* timers: min-heap on deadline */
+    size_t heap_len, heap_cap;
+    coro *live;
+    int live_count;
+    ss__stack_cache stacks;
+    bool stopping;
+    pthread_t thread;
+    int rc;
+};
+
+/* Tags for the scheduler's own descriptors in epoll. */
+static char listener_tag, wake_tag;
+
+static _Thread_local sched *current_sched;
+
+/* ---- timers -------------------------------------------------------- */
+
+static void heap_swap(sched *s, size_t a, size_t b)
+{
+    coro *t = s->heap[a];
+    s->heap[a] = s->heap[b];
+    s->heap[b] = t;
+    s->heap[a]->heap_index = a;
+    s->heap[b]->heap_index = b;
+}
+
+static void heap_up(sched *s, size_t i)
+{
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (s->heap[parent]->deadline <= s->heap[i]->deadline)
+            break;
+        heap_swap(s, i, parent);
+        i = parent;
+    }
+}
+
+static void heap_down(sched *s, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->heap_len && s->heap[l]->deadline < s->heap[m]->deadline)
+            m = l;
+        if (r < s->heap_len && s->heap[r]->deadline < s->heap[m]->deadline)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
+static int timer_add(sched *s, coro *c)
+{
+    if (s->heap_len == s->heap_cap) {
+        size_t cap = s->heap_cap ? s->heap_cap * 2 : 64;
+        coro **grown = realloc(s->heap, cap * sizeof *grown);
+        if (!grown)
+            return -ENOMEM;
+        s->heap = grown;
+        s->heap_cap = cap;
+    }
+    c->heap_index = s->heap_len;
+    s->heap[s->heap_len++] = c;
+    heap_up(s, c->heap_index);
+    return 0;
+}
+
+static void timer_remove(sched *s, coro *c)
+{
+    size_t i = c->heap_index;
+    if (i == NOT_IN_HEAP)
+        return;
+    c->heap_index = NOT_IN_HEAP;
+    s->heap_len--;
+    if (i == s->heap_len)
+        return;
+    s->heap[i] = s->heap[s->heap_len];
+    s->heap[i]->heap_index = i;
+    heap_up(s, i);
+    heap_down(s, s->heap[i]->heap_index);
+}
+
+/* ---- run queue and resuming ----------------------------------------- */
+
+static void make_ready(sched *s, coro *c, int result)
+{
+    c->result = result;
+    c->waiting = false;
+    timer_remove(s, c);
+    c->next_ready = NULL;
+    if (s->ready_tail)
+        s->ready_tail->next_ready = c;
+    else
+        s->ready_head = c;
+    s->ready_tail = c;
+}
+
+/* Stop watching the descriptor a coroutine waited on (after a timeout or a
+ * cancel): a later event must not resume a coroutine that moved on. */
+static void disarm(sched *s, coro *c)
+{
+    if (c->armed_fd >= 0)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->armed_fd, NULL);
+    c->armed_fd = -1;
+}
+
+/* ---- the io class --------------------------------------------------- */
+
+static int arm(sched *s, coro *c, int fd, short events)
+{
+    struct epoll_event ev = {.data.ptr = c, .events = EPOLLONESHOT};
+    if (events & POLLIN)
+        ev.events |= EPOLLIN | EPOLLRDHUP;
+    if (events & POLLOUT)
+        ev.events |= EPOLLOUT;
+    if (c->armed_fd == fd) {
+        if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+            return 0;
+    }
+    disarm(s, c);
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 &&
+        (errno != EEXIST || epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) < 0))
+        return -errno;
+    c->armed_fd = fd;
+    return 0;
+}
+
+static int coro_wait(ss_request *req, int fd, short events, int64_t deadline)
+{
+    coro *c = req->strategy_data;
+    sched *s = c->sched;
+    c->cancellable = !req->in_grace;
+    if (s->stopping && c->cancellable)
+        return -ECANCELED; /* like ss_blocking_io's readable cancel_fd */
+    /* The server's own socket is watched by the scheduler (and shared by
+     * every datagram request): retry on a short timer instead. */
+    if (fd >= 0 && fd == s->srv->fd) {
+        int64_t retry = ss_now_ns() + SHARED_FD_RETRY_NS;
+        if (deadline == SS_NO_DEADLINE || retry < deadline)
+            deadline = retry;
+        fd = -1;
+    }
+    if (fd >= 0) {
+        int rc = arm(s, c, fd, events);
+        if (rc < 0)
+            return rc;
+    }
+    c->deadline = deadline;
+    if (deadline != SS_NO_DEADLINE && timer_add(s, c) < 0) {
+        disarm(s, c);
+        return -ENOMEM;
+    }
+    if (fd < 0 && deadline == SS_NO_DEADLINE)
+        return -EINVAL; /* would never wake */
+    c->waiting = true;
+    ss__context_switch(&c->ctx, &s->main_ctx);
+    return c->result;
+}
+
+static int coro_run_blocking(ss_request *req, int (*fn)(void *), void *arg)
+{
+    coro *c = req->strategy_data;
+    return ss__coro_blocking_run(c->sched->srv, req, fn, arg);
+}
+
+static const ss_io_class coro_io = {
+    .name = "coroutines",
+    .wait = coro_wait,
+    .run_blocking = coro_run_blocking,
+};
+
+/* ---- coroutines ----------------------------------------------------- */
+
+static void coro_main(void *arg)
+{
+    coro *c = arg;
+    ss_run_request(c->sched->srv, c->req);
+    c->req = NULL;
+    c->finished = true;
+    ss__context_switch(&c->ctx, &c->sched->main_ctx);
+    /* never resumed */
+}
+
+static void live_remove(sched *s, coro *c)
+{
+    if (c->prev_live)
+        c->prev_live->next_live = c->next_live;
+    else
+        s->live = c->next_live;
+    if (c->next_live)
+        c->next_live->prev_live = c->prev_live;
+    s->live_count--;
+}
+
+static int spawn(sched *s, ss_request *req)
+{
+    coro *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    int rc = ss__stack_alloc(&s->stacks, &c->stack);
+    if (rc < 0) {
+        free(c);
+        return rc;
+    }
+    c->sched = s;
+    c->req = req;
+    c->armed_fd = -1;
+    c->heap_index = NOT_IN_HEAP;
+    req->io = &coro_io;
+    req->strategy_data = c;
+    ss__context_make(&c->ctx, &c->stack, coro_main, c);
+    c->next_live = s->live;
+    if (s->live)
+        s->live->prev_live = c;
+    s->live = c;
+    s->live_count++;
+    make_ready(s, c, 0);
+    return 0;
+}
+
+static void reap(sched *s, coro *c)
+{
+    live_remove(s, c);
+    timer_remove(s, c);
+    ss__context_destroy(&c->ctx);
+    ss__stack_free(&s->stacks, &c->stack);
+    free(c);
+}
+
+static void run_ready(sched *s)
+{
+    /* Only what is ready now: coroutines that yield go to the back and run
+     * in the next round, after epoll has been asked again. */
+    coro *tail = s->ready_tail;
+    bool last = false;
+    while (s->ready_head && !last) {
+        coro *c = s->ready_head;
+        s->ready_head = c->next_ready;
+        if (!s->ready_head)
+            s->ready_tail = NULL;
+        last = c == tail;
+        s->current = c;
+        /* The thread's "running a request of" mark belongs to whichever
+         * coroutine runs; see ss_server_close's refusal. */
+        ss_server *scheduler_mark = ss__running_for_swap(c->running_for);
+        ss__context_switch(&s->main_ctx, &c->ctx);
+        c->running_for = ss__running_for_swap(scheduler_mark);
+        s->current = NULL;
+        if (c->finished)
+            reap(s, c);
+    }
+}
+
+/* ---- the scheduler loop --------------------------------------------- */
+
+static void begin_stopping(sched *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->srv->fd, NULL);
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->srv->wake_fd, NULL);
+    for (coro *c = s->live; c; c = c->next_live) {
+        if (c->waiting && c->cancellable) {
+            disarm(s, c);
+            make_ready(s, c, -ECANCELED);
+        }
+    }
+}
+
+static void accept_batch(sched *s)
+{
+    for (int i = 0; i < ACCEPT_BATCH && !s->stopping; i++) {
+        /* get_request, verify_request, then our process_request, which
+         * spawns on this thread's scheduler. */
+        if (ss__handle_request_noblock(s->srv) < 0)
+            break;
+    }
+}
+
+static int epoll_timeout_ms(sched *s)
+{
+    if (s->ready_head)
+        return 0;
+    if (s->heap_len == 0)
+        return -1;
+    return ss__poll_timeout_ms(s->heap[0]->deadline);
+}
+
+static void expire_timers(sched *s)
+{
+    int64_t now = ss_now_ns();
+    while (s->heap_len > 0 && s->heap[0]->deadline <= now) {
+        coro *c = s->heap[0];
+        disarm(s, c);
+        make_ready(s, c, -ETIMEDOUT);
+    }
+}
+
+static int sched_init(sched *s, ss_server *srv, bool listen)
+{
+    memset(s, 0, sizeof *s);
+    s->srv = srv;
+    size_t stack = srv->config.coro_stack_size ? srv->config.coro_stack_size
+                                               : DEFAULT_STACK_SIZE;
+    ss__stack_cache_init(&s->stacks, stack, STACK_CACHE_CAPACITY);
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0)
+        return -errno;
+    if (!listen)
+        return 0;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                             .data.ptr = &listener_tag};
+    struct epoll_event wake = {.events = EPOLLIN, .data.ptr = &wake_tag};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, srv->fd, &ev) < 0 ||
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, srv->wake_fd, &wake) < 0) {
+        int rc = -errno;
+        close(s->epfd);
+        return rc;
+    }
+    return 0;
+}
+
+static void sched_destroy(sched *s)
+{
+    close(s->epfd);
+    free(s->heap);
+    ss__stack_cache_destroy(&s->stacks);
+}
+
+static int sched_run(sched *s)
+{
+    struct epoll_event events[MAX_EVENTS];
+    current_sched = s;
+    for (;;) {
+        run_ready(s);
+        if (s->stopping && s->live_count == 0)
+            break;
+        int n = epoll_wait(s->epfd, events, MAX_EVENTS, epoll_timeout_ms(s));
+        if (n < 0 && errno != EINTR) {
+            s->rc = -errno;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            void *tag = events[i].data.ptr;
+            if (tag == &wake_tag) {
+                if (atomic_load(&s->srv->shutdown_requested))
+                    begin_stopping(s);
+                else
+                    ss__drain_wake_fd(s->srv); /* stale: an earlier run */
+            } else if (tag == &listener_tag) {
+                accept_batch(s);
+            } else {
+                coro *c = tag;
+                if (c->waiting)
+                    make_ready(s, c, 0);
+            }
+        }
+        expire_timers(s);
+        if (atomic_load(&s->srv->shutdown_requested))
+            begin_stopping(s);
+    }
+    current_sched = NULL;
+    return s->rc;
+}
+
+static void *sched_thread(void *arg)
+{
+    sched *s = arg;
+    sched_run(s);
+    return NULL;
+}
+
+/* ---- the strategy --------------------------------------------------- */
+
+static int coro_init(ss_server *srv)
+{
+    return ss__coro_blocking_init(srv);
+}
+
+/* Spawn on the scheduler of this thread. Called by accept_batch() through
+ * the core, or by ss_handle_request() from a plain thread: then a
+ * one-request scheduler runs the coroutine to its end, right here. */
+static int coro_process_request(ss_server *srv, ss_request *req)
+{
+    if (current_sched)
+        return spawn(current_sched, req);
+    sched s;
+    int rc = sched_init(&s, srv, false);
+    if (rc < 0)
+        return rc;
+    rc = spawn(&s, req);
+    if (rc == 0) {
+        current_sched = &s;
+        while (s.live_count > 0) {
+            run_ready(&s);
+            if (s.live_count == 0)
+                break;
+            struct epoll_event events[16];
+            int n = epoll_wait(s.epfd, events, 16, epoll_timeout_ms(&s));
+            for (int i = 0; i < n; i++) {
+                coro *c = events[i].data.ptr;
+                if (c->waiting)
+                    make_ready(&s, c, 0);
+            }
+            expire_timers(&s);
+        }
+        current_sched = NULL;
+    }
+    sched_destroy(&s);
+    return rc;
+}
+
+static int coro_serve_forever(ss_server *srv, double poll_interval)
+{
+    (void)poll_interval; /* the loop sleeps in epoll; timers wake it */
+    int nthreads =
+        srv->config.coro_threads ? srv->config.coro_threads : ss__cpu_count();
+    sched *scheds = calloc((size_t)nthreads, sizeof *scheds);
+    if (!scheds)
+        return -ENOMEM;
+    int rc = 0, started = 0;
+    for (; started < nthreads; started++) {
+        rc = sched_init(&scheds[started], srv, true);
+        if (rc < 0)
+            break;
+        /* Scheduler 0 runs on this thread, the others on their own. */
+        if (started > 0 &&
+            pthread_create(&scheds[started].thread, NULL, sched_thread,
+                           &scheds[started]) != 0) {
+            sched_destroy(&scheds[started]);
+            rc = -EAGAIN;
+            break;
+        }
+    }
+    if (started > 0) {
+        if (rc < 0)
+            ss_shutdown(srv); /* could not start them all: stop the rest */
+        int first = sched_run(&scheds[0]);
+        if (rc == 0)
+            rc = first;
+        for (int i = 1; i < started; i++) {
+            pthread_join(scheds[i].thread, NULL);
+            if (rc == 0)
+                rc = scheds[i].rc;
+        }
+        for (int i = 0; i < started; i++)
+            sched_destroy(&scheds[i]);
+    }
+    free(scheds);
+    return rc;
+}
+
+static void coro_destroy(ss_server *srv)
+{
+    ss__coro_blocking_destroy(srv);
+}
+
+const ss_strategy ss_coroutines = {
+    .name = "coro",
+    .io = &ss_blocking_io, /* requests switch to coro_io when spawned */
+    .init = coro_init,
+    .process_request = coro_process_request,
+    .destroy = coro_destroy,
+    .serve_forever = coro_serve_forever,
+};
