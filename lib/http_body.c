@@ -167,8 +167,7 @@ bool ss__http_body_drain(ss_http *h)
         if (h->body_left > buffered && h->body_left - buffered > DRAIN_LIMIT)
             return false;
     }
-    int64_t deadline =
-        ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
+    int64_t deadline = ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
     uint64_t drained = 0;
     char sink[2048];
     bool ok = false;
@@ -176,9 +175,8 @@ bool ss__http_body_drain(ss_http *h)
         double left = (double)(deadline - ss_now_ns()) / 1e9;
         if (left < 1e-6)
             break;
-        ss_request_set_timeout(h->req,
-                               left < h->cfg.io_timeout ? left
-                                                        : h->cfg.io_timeout);
+        ss_request_set_timeout(
+            h->req, left < h->cfg.io_timeout ? left : h->cfg.io_timeout);
         ssize_t got = ss_http_read_body(h, sink, sizeof sink);
         if (got <= 0) {
             ok = got == 0;

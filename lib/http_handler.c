@@ -57,6 +57,21 @@ ss_request *ss_http_request_of(ss_http *h)
     return h->req;
 }
 
+ss_server *ss_http_server(const ss_http *h)
+{
+    return ss_request_server(h->req);
+}
+
+const struct sockaddr *ss_http_client_address(const ss_http *h, socklen_t *len)
+{
+    return ss_request_client_address(h->req, len);
+}
+
+int ss_http_client_address_string(const ss_http *h, char *buf, size_t size)
+{
+    return ss_request_client_address_string(h->req, buf, size);
+}
+
 const ss_http_config *ss_http_config_of(const ss_http *h)
 {
     return &h->cfg;
@@ -206,8 +221,8 @@ static ss_http *conn_new(ss_request *req, const ss_http_config *user_cfg)
     else
         ss_http_config_init(&h->cfg);
     fill_defaults(&h->cfg);
-    h->server_header = h->cfg.server_version ? h->cfg.server_version
-                                             : "sockserv/0.1.0";
+    h->server_header =
+        h->cfg.server_version ? h->cfg.server_version : "sockserv/0.1.0";
     const ss_http_limits *l = &h->cfg.limits;
     /* Blank lines before the request line may take max_request_line bytes
      * of their own (the parser skips that many), hence twice. */
@@ -317,8 +332,8 @@ static size_t limit_reached_at(const ss_http *h)
     }
     /* In the field section: it starts after the request line's '\n'; the
      * line being received starts after the last '\n' so far. */
-    size_t rl_end = (size_t)(h->parsed.request_line - buf) +
-                    h->parsed.request_line_len;
+    size_t rl_end =
+        (size_t)(h->parsed.request_line - buf) + h->parsed.request_line_len;
     const char *nl = memchr(buf + rl_end, '\n', len - rl_end);
     size_t section = nl ? (size_t)(nl - buf) + 1 : len;
     size_t line = section;
@@ -342,8 +357,7 @@ static bool parse_due(const ss_http *h)
         return true;
     if (h->len >= h->reparse_at)
         return true;
-    return memchr(h->buf + h->parsed_len, '\n', h->len - h->parsed_len) !=
-           NULL;
+    return memchr(h->buf + h->parsed_len, '\n', h->len - h->parsed_len) != NULL;
 }
 
 /* Returns the head's length (> 0), HEAD_CLOSED, HEAD_TIMED_OUT, or an
@@ -434,9 +448,8 @@ static void complete_response(ss_http *h)
     /* A body shorter or longer than its declared Content-Length leaves the
      * client waiting for bytes that never come, or reading ours as the
      * next response: only closing ends it cleanly. */
-    if (h->has_length && h->final_sent && !h->is_head &&
-        h->status >= 200 && h->status != 204 && h->status != 205 &&
-        h->status != 304 &&
+    if (h->has_length && h->final_sent && !h->is_head && h->status >= 200 &&
+        h->status != 204 && h->status != 205 && h->status != 304 &&
         (h->response_length < 0 ||
          (uint64_t)h->response_length != h->bytes_sent))
         h->close = true;
@@ -471,10 +484,8 @@ static int serve_connection(ss_http *h)
         h->head_len = h->pos = (size_t)rc;
         h->is_head = h->parsed.method_len == 4 &&
                      memcmp(h->parsed.method, "HEAD", 4) == 0;
-        h->method_copy =
-            copy_slice(h, h->parsed.method, h->parsed.method_len);
-        h->target_copy =
-            copy_slice(h, h->parsed.target, h->parsed.target_len);
+        h->method_copy = copy_slice(h, h->parsed.method, h->parsed.method_len);
+        h->target_copy = copy_slice(h, h->parsed.target, h->parsed.target_len);
         if (!h->method_copy || !h->target_copy) {
             ss__http_refuse(h, 500, "out of memory");
             return -ENOMEM;

@@ -87,12 +87,21 @@ static int do_GET(ss_http *h)
         /* The callback answers on the wire itself. */
         static const char raw[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
                                   "\r\nraw";
-        return ss_write_all(ss_http_request_of(h), raw, sizeof raw - 1) < 0
-                   ? -1
-                   : 0;
+        return ss_write_all(ss_http_request_of(h), raw, sizeof raw - 1) < 0 ? -1
+                                                                            : 0;
     }
     if (strcmp(target, "/silent") == 0)
         return 0; /* no response at all */
+    if (strcmp(target, "/whoami") == 0) {
+        /* self.client_address and self.server, without the raw wire. */
+        char who[128];
+        socklen_t len = 0;
+        if (ss_http_client_address(h, &len) == NULL || len == 0 ||
+            ss_http_server(h) != ctx.server.srv ||
+            ss_http_client_address_string(h, who, sizeof who) < 0)
+            return -1;
+        return answer(h, 200, "known\n");
+    }
     if (strcmp(target, "/short") == 0) {
         /* Promises 10 bytes, sends 3. */
         ss_http_send_response(h, 200, NULL);
@@ -380,6 +389,21 @@ static void keep_alive_serves_two_requests_on_one_connection(const variant *v)
     stop();
 }
 FOR_BOTH(keep_alive_serves_two_requests_on_one_connection)
+
+/* Asking who the client is must not hand over the wire (which closes). */
+static void client_address_and_server_keep_the_connection(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /whoami HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "known\n");
+    client_send(c, "GET /2 HTTP/1.1\r\n\r\n");
+    expect_response(c, 200, "hello /2\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(client_address_and_server_keep_the_connection)
 
 static void pipelined_requests_are_answered_in_order(const variant *v)
 {
@@ -815,8 +839,7 @@ static void test_unix_client_name_cannot_forge_log_lines(void **state)
     struct sockaddr_un server;
     socklen_t server_len = sizeof server;
     assert_int_equal(ss_server_address(ctx.server.srv,
-                                       (struct sockaddr *)&server,
-                                       &server_len),
+                                       (struct sockaddr *)&server, &server_len),
                      0);
     /* The client picks its own abstract name, newline included. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -847,8 +870,8 @@ static void test_unix_client_name_cannot_forge_log_lines(void **state)
     stop();
 }
 
-static void raw_response_through_the_request_gets_nothing_appended(
-    const variant *v)
+static void
+raw_response_through_the_request_gets_nothing_appended(const variant *v)
 {
     prepare();
     start(v);
@@ -969,8 +992,8 @@ static void dribbled_lines_are_refused_at_their_limits(const variant *v)
     char value[301];
     memset(value, 'v', 300);
     value[300] = '\0';
-    snprintf(head, sizeof head, "\r\nGET / HTTP/1.1\r\nA: %s\r\nB: %s\r\nC: ",
-             value, value);
+    snprintf(head, sizeof head,
+             "\r\nGET / HTTP/1.1\r\nA: %s\r\nB: %s\r\nC: ", value, value);
     expect_refusal_dribbled(head, 431);
     assert_true(test_now() - t0 < 4.0);
     stop();
@@ -1017,8 +1040,7 @@ static void callback_keep_alive_is_not_sent_when_closing(const variant *v)
 }
 FOR_BOTH(callback_keep_alive_is_not_sent_when_closing)
 
-static void reset_content_has_no_body_and_keeps_the_connection(
-    const variant *v)
+static void reset_content_has_no_body_and_keeps_the_connection(const variant *v)
 {
     prepare();
     start(v);
@@ -1059,6 +1081,7 @@ int main(void)
         BOTH(get_returns_body_with_date_and_server),
         BOTH(head_sends_headers_without_body),
         BOTH(keep_alive_serves_two_requests_on_one_connection),
+        BOTH(client_address_and_server_keep_the_connection),
         BOTH(pipelined_requests_are_answered_in_order),
         BOTH(http10_closes_unless_keep_alive_asked),
         BOTH(connection_close_is_honoured),

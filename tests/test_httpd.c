@@ -80,7 +80,7 @@ static int build_tree(void **state)
     make_dir("www/list/sub");
     make_dir("www/evil.example");
     make_dir("www/\\evil.example"); /* a name that starts with '\' */
-    make_dir("www/api"); /* shadowed by the API, never served */
+    make_dir("www/api");            /* shadowed by the API, never served */
     write_file("www/api/file.txt", API_DIR_FILE);
     write_file("www/caf\xe9.txt", "latin-1 name\n");
     char target[512];
@@ -605,8 +605,8 @@ static void test_api_prefix_is_decided_on_the_decoded_path(void **state)
 {
     /* Every spelling of /api/file.txt is the API's, never the file's. */
     static const char *const targets[] = {
-        "/api/file.txt",   "/%61pi/file.txt", "/./api/file.txt",
-        "//api/file.txt",  "/%2e/api/file.txt", "/%61%70%69/file.txt",
+        "/api/file.txt",   "/%61pi/file.txt",         "/./api/file.txt",
+        "//api/file.txt",  "/%2e/api/file.txt",       "/%61%70%69/file.txt",
         "/api/./file.txt", "http://x/%61pi/file.txt",
     };
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {

@@ -114,6 +114,13 @@ SS_API extern const ss_handler_class ss_http_handler;
  * of its own (no 500) and closes the connection after the exchange, since
  * it cannot know how what was written is framed. */
 SS_API ss_request *ss_http_request_of(ss_http *h);
+/* What Python's self.server and self.client_address give, without handing
+ * over the wire (keep-alive is unaffected). */
+SS_API ss_server *ss_http_server(const ss_http *h);
+SS_API const struct sockaddr *ss_http_client_address(const ss_http *h,
+                                                     socklen_t *len);
+SS_API int ss_http_client_address_string(const ss_http *h, char *buf,
+                                         size_t size);
 SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
 /* ss_http_config.user */
 SS_API void *ss_http_user(const ss_http *h);
