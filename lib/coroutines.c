@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,12 @@
 
 typedef struct sched sched;
 
+/* epoll tags: the scheduler's own descriptors have the addresses of two
+ * statics; a coroutine's one-shot wait has the coroutine's address; its
+ * permanent socket registration has that address with the low bit set
+ * (all three are aligned, so the bit is free). */
+#define SOCKET_BIT ((uintptr_t)1)
+
 typedef struct coro {
     ss__context ctx;
     ss__stack stack;
@@ -56,6 +63,13 @@ typedef struct coro {
     bool finished;
     int result;             /* what the pending wait returns */
     ss_server *running_for; /* its "inside a handler" mark, while parked */
+    /* The request's own socket stays registered, edge-triggered, for the
+     * coroutine's whole life: no epoll_ctl per wait. socket_ready collects
+     * edges that came while the coroutine was not waiting for them. */
+    bool socket_registered;
+    bool waiting_on_socket;
+    uint32_t socket_wanted;
+    uint32_t socket_ready;
     int64_t deadline;
     size_t heap_index; /* position in the timer heap, or NOT_IN_HEAP */
     struct coro *next_ready;
@@ -81,7 +95,7 @@ struct sched {
 };
 
 /* Tags for the scheduler's own descriptors in epoll. */
-static char listener_tag, wake_tag;
+static long listener_tag, wake_tag;
 
 static _Thread_local sched *current_sched;
 
@@ -198,6 +212,39 @@ static int arm(sched *s, coro *c, int fd, short events)
     return 0;
 }
 
+static uint32_t epoll_bits(short events)
+{
+    uint32_t bits = EPOLLERR | EPOLLHUP;
+    if (events & POLLIN)
+        bits |= EPOLLIN | EPOLLRDHUP;
+    if (events & POLLOUT)
+        bits |= EPOLLOUT;
+    return bits;
+}
+
+/* Wait on the request's own socket through its permanent edge-triggered
+ * registration. Returns 1 when the wait is already satisfied by an edge
+ * seen earlier, 0 when the caller must park, or a negative errno. */
+static int prepare_socket_wait(sched *s, coro *c, int fd, short events)
+{
+    uint32_t wanted = epoll_bits(events);
+    if (!c->socket_registered) {
+        struct epoll_event ev = {
+            .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+            .data.u64 = (uintptr_t)c | SOCKET_BIT,
+        };
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+            return -errno;
+        c->socket_registered = true;
+    } else if (c->socket_ready & wanted) {
+        c->socket_ready &= ~wanted;
+        return 1; /* the caller retries its system call */
+    }
+    c->waiting_on_socket = true;
+    c->socket_wanted = wanted;
+    return 0;
+}
+
 static int coro_wait(ss_request *req, int fd, short events, int64_t deadline)
 {
     coro *c = req->strategy_data;
@@ -213,7 +260,11 @@ static int coro_wait(ss_request *req, int fd, short events, int64_t deadline)
             deadline = retry;
         fd = -1;
     }
-    if (fd >= 0) {
+    if (fd >= 0 && fd == req->fd && !req->is_datagram) {
+        int rc = prepare_socket_wait(s, c, fd, events);
+        if (rc != 0)
+            return rc > 0 ? 0 : rc;
+    } else if (fd >= 0) {
         int rc = arm(s, c, fd, events);
         if (rc < 0)
             return rc;
@@ -227,6 +278,7 @@ static int coro_wait(ss_request *req, int fd, short events, int64_t deadline)
         return -EINVAL; /* would never wake */
     c->waiting = true;
     ss__context_switch(&c->ctx, &s->main_ctx);
+    c->waiting_on_socket = false;
     return c->result;
 }
 
@@ -423,6 +475,13 @@ static int sched_run(sched *s)
                     ss__drain_wake_fd(s->srv); /* stale: an earlier run */
             } else if (tag == &listener_tag) {
                 accept_batch(s);
+            } else if ((uintptr_t)tag & SOCKET_BIT) {
+                coro *c = (coro *)((uintptr_t)tag & ~SOCKET_BIT);
+                if (c->waiting && c->waiting_on_socket &&
+                    (events[i].events & c->socket_wanted))
+                    make_ready(s, c, 0);
+                else
+                    c->socket_ready |= events[i].events;
             } else {
                 coro *c = tag;
                 if (c->waiting)
