@@ -30,7 +30,7 @@ static double now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-/* ---- ss__context_switch ---------------------------------------------- */
+/* ---- ss__context_switch -------------------------------------------------- */
 
 static ss__context main_ctx, coro_ctx;
 static volatile long bounces;
@@ -72,7 +72,7 @@ static double measure_swapcontext(long round_trips)
     return (now_ns() - start) / (double)(round_trips * 2);
 }
 
-/* ---- Stacks under vm.max_map_count ------------------------------------- */
+/* ---- Stacks under vm.max_map_count --------------------------------------- */
 
 static void measure_stacks(void)
 {
@@ -105,8 +105,8 @@ static void measure_stacks(void)
     }
     printf("stacks: %d concurrent %d KiB stacks (+ guard page) before %s; "
            "vm.max_map_count = %ld; %.1f us per mmap+mprotect\n",
-           n, SIZE / 1024, n < CAP ? (rc == -ENOMEM ? "-ENOMEM" : "error")
-                                   : "the cap",
+           n, SIZE / 1024,
+           n < CAP ? (rc == -ENOMEM ? "-ENOMEM" : "error") : "the cap",
            max_map_count, n > 0 ? took / n / 1000.0 : 0.0);
 }
 

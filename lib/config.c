@@ -31,4 +31,5 @@ void ss_config_init(ss_config *cfg)
     cfg->daemon_threads = false;
     cfg->graceful_timeout = 10;
     cfg->shutdown_grace = 5;
+    cfg->coro_overflow_report = true;
 }

@@ -53,9 +53,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* ---- Build-time choices ------------------------------------------------ */
+/* ---- Build-time choices -------------------------------------------------- */
 
-#if (defined(SS_CORO_UCONTEXT) && SS_CORO_UCONTEXT) ||                       \
+#if (defined(SS_CORO_UCONTEXT) && SS_CORO_UCONTEXT) ||                         \
     !(defined(__x86_64__) || defined(__aarch64__))
 #define CORO_UCONTEXT 1
 #include <ucontext.h>
@@ -93,33 +93,33 @@
  * call in the switch path, and safe to read from a signal handler. */
 #define CORO_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 
-/* Not (yet) in coro_context.h; declared here so every definition has a
- * prototype. */
+/* Called from the assembly trampoline only. */
 CORO_INTERNAL void ss__coro_start(void (*entry)(void *arg), void *arg)
     __attribute__((noreturn, used));
-CORO_INTERNAL int ss__coro_install_overflow_reporter(void);
-CORO_INTERNAL int ss__coro_thread_init(void);
-CORO_INTERNAL void ss__coro_thread_fini(void);
+
+static void write_all_stderr(const char *text, size_t length)
+{
+    while (length > 0) {
+        ssize_t n = write(STDERR_FILENO, text, length);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        text += n;
+        length -= (size_t)n;
+    }
+}
 
 /* write(2) a fixed message and abort: for states no caller can recover
  * from (an entry that returned, no memory for a fallback context). */
 static void coro_fatal(const char *message) __attribute__((noreturn));
 static void coro_fatal(const char *message)
 {
-    size_t left = strlen(message);
-    while (left > 0) {
-        ssize_t n = write(STDERR_FILENO, message, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        message += n;
-        left -= (size_t)n;
-    }
+    write_all_stderr(message, strlen(message));
     abort();
 }
 
-/* ---- Stacks ------------------------------------------------------------ */
+/* ---- Stacks -------------------------------------------------------------- */
 
 static size_t page_size(void)
 {
@@ -189,10 +189,9 @@ int ss__stack_alloc(ss__stack_cache *cache, ss__stack *out)
     /* MAP_NORESERVE: commit no swap for the whole stack up front; pages
      * are backed only when touched. Hitting vm.max_map_count shows up as
      * ENOMEM from mmap or from the mprotect that splits off the guard. */
-    void *mapping = mmap(NULL, size + guard, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-                             MAP_STACK,
-                         -1, 0);
+    void *mapping =
+        mmap(NULL, size + guard, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (mapping == MAP_FAILED)
         return -ENOMEM;
     if (mprotect(mapping, guard, PROT_NONE) != 0) {
@@ -224,7 +223,7 @@ void ss__stack_free(ss__stack_cache *cache, ss__stack *stack)
     stack_unmap(stack);
 }
 
-/* ---- Overflow reporter ------------------------------------------------- */
+/* ---- Overflow reporter --------------------------------------------------- */
 
 /* The coroutine stack the calling thread is running on, NULL on the
  * thread's own stack. Written at every switch, read by the handler. */
@@ -240,27 +239,13 @@ static atomic_int reporter_state; /* 0 none, 1 installing, 2 installed */
 static struct sigaction previous_segv;
 static size_t reporter_guard_size;
 
-static void write_all_stderr(const char *text, size_t length)
-{
-    while (length > 0) {
-        ssize_t n = write(STDERR_FILENO, text, length);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        text += n;
-        length -= (size_t)n;
-    }
-}
-
 /* Async-signal-safe: fixed strings, a hand-made decimal and write(2). */
 static void report_overflow(size_t stack_size)
 {
     char line[160];
     size_t n = 0;
     const char *head = "sockserv: coroutine stack overflow (stack size ";
-    const char *tail =
-        " bytes); raise ss_config.coro_stack_size\n";
+    const char *tail = " bytes); raise ss_config.coro_stack_size\n";
     char digits[24];
     int d = 0;
 
@@ -293,10 +278,13 @@ static void overflow_handler(int sig, siginfo_t *info, void *ucontext)
 {
     int saved_errno = errno;
     const char *bottom = running_stack_bottom;
-    const char *address = info ? (const char *)info->si_addr : NULL;
+    /* si_addr means something only for a fault the kernel raised
+     * (si_code > 0), not for kill() or raise(). */
+    const char *address =
+        info != NULL && info->si_code > 0 ? (const char *)info->si_addr : NULL;
 
-    if (bottom != NULL && address != NULL &&
-        address < bottom && address >= bottom - reporter_guard_size) {
+    if (bottom != NULL && address != NULL && address < bottom &&
+        address >= bottom - reporter_guard_size) {
         report_overflow(running_stack_size);
         die_by_default(sig);
         errno = saved_errno;
@@ -373,7 +361,7 @@ void ss__coro_thread_fini(void)
     thread_signal_stack = NULL;
 }
 
-/* ---- ASan fiber bookkeeping -------------------------------------------- */
+/* ---- ASan fiber bookkeeping ---------------------------------------------- */
 
 #if CORO_ASAN
 /* The context being switched away from, so the one being entered can give
@@ -402,7 +390,7 @@ static void asan_after_switch(void *fake_stack)
 }
 #endif
 
-/* ---- Entry ------------------------------------------------------------- */
+/* ---- Entry --------------------------------------------------------------- */
 
 void ss__coro_start(void (*entry)(void *arg), void *arg)
 {
@@ -414,7 +402,7 @@ void ss__coro_start(void (*entry)(void *arg), void *arg)
                "switch away for good instead\n");
 }
 
-/* ---- Context switch: hand-written -------------------------------------- */
+/* ---- Context switch: hand-written ---------------------------------------- */
 
 #if !CORO_UCONTEXT
 
@@ -445,12 +433,12 @@ void ss__context_make(ss__context *ctx, ss__stack *stack,
     *--sp = 0; /* padding: the trampoline starts on a 16-aligned rsp */
     *--sp = 0; /* its "return address": NULL, for debuggers */
     *--sp = (uint64_t)(uintptr_t)ss__coro_trampoline;
-    *--sp = 0;                         /* rbp: end of the frame chain */
-    *--sp = 0;                         /* rbx */
+    *--sp = 0;                          /* rbp: end of the frame chain */
+    *--sp = 0;                          /* rbx */
     *--sp = (uint64_t)(uintptr_t)entry; /* r12 */
     *--sp = (uint64_t)(uintptr_t)arg;   /* r13 */
-    *--sp = 0;                         /* r14 */
-    *--sp = 0;                         /* r15 */
+    *--sp = 0;                          /* r14 */
+    *--sp = 0;                          /* r15 */
     /* New contexts inherit the creator's floating-point control state, as
      * a new thread does. */
     *--sp = (uint64_t)mxcsr | (uint64_t)fpu_control << 32;
@@ -460,9 +448,9 @@ void ss__context_make(ss__context *ctx, ss__stack *stack,
     __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
     sp -= 22; /* 176 bytes */
     memset(sp, 0, 22 * sizeof(*sp));
-    sp[0] = (uint64_t)(uintptr_t)entry;               /* x19 */
-    sp[1] = (uint64_t)(uintptr_t)arg;                 /* x20 */
-    sp[10] = 0;                                       /* x29: end of chain */
+    sp[0] = (uint64_t)(uintptr_t)entry;                /* x19 */
+    sp[1] = (uint64_t)(uintptr_t)arg;                  /* x20 */
+    sp[10] = 0;                                        /* x29: end of chain */
     sp[11] = (uint64_t)(uintptr_t)ss__coro_trampoline; /* x30 */
     sp[20] = fpcr;
 #endif
@@ -496,7 +484,7 @@ void ss__context_destroy(ss__context *ctx)
     ctx->impl = NULL;
 }
 
-/* ---- Context switch: ucontext fallback ---------------------------------- */
+/* ---- Context switch: ucontext fallback ----------------------------------- */
 
 #else
 

@@ -22,10 +22,10 @@
 #include <stddef.h>
 
 typedef struct ss__stack {
-    void *mapping;       /* what mmap returned (guard page included) */
+    void *mapping; /* what mmap returned (guard page included) */
     size_t mapping_size;
-    void *bottom;        /* lowest usable address, just above the guard */
-    size_t size;         /* usable bytes */
+    void *bottom; /* lowest usable address, just above the guard */
+    size_t size;  /* usable bytes */
     unsigned valgrind_id;
 } ss__stack;
 
@@ -34,8 +34,8 @@ typedef struct ss__stack {
 typedef struct ss__stack_cache {
     ss__stack *items;
     int count;
-    int capacity;   /* most stacks kept; more are unmapped */
-    size_t size;    /* usable size of the stacks it holds */
+    int capacity; /* most stacks kept; more are unmapped */
+    size_t size;  /* usable size of the stacks it holds */
 } ss__stack_cache;
 
 void ss__stack_cache_init(ss__stack_cache *cache, size_t stack_size,
@@ -49,8 +49,8 @@ int ss__stack_alloc(ss__stack_cache *cache, ss__stack *out);
 void ss__stack_free(ss__stack_cache *cache, ss__stack *stack);
 
 typedef struct ss__context {
-    void *sp;                 /* saved stack pointer (asm switch) */
-    void *impl;               /* ucontext fallback: its ucontext_t */
+    void *sp;   /* saved stack pointer (asm switch) */
+    void *impl; /* ucontext fallback: its ucontext_t */
     /* The stack this context runs on, for the ASan fiber API; NULL/0 for
      * a thread's own stack (ASan then keeps what it knows). */
     const void *stack_bottom;
@@ -65,7 +65,21 @@ void ss__context_make(ss__context *ctx, ss__stack *stack,
 /* Save the running context in from, resume to. Returns when something
  * switches back to from. */
 void ss__context_switch(ss__context *from, ss__context *to);
-/* Release what ss__context_make allocated (the ucontext fallback). */
+/* Release what ss__context_make allocated (the ucontext fallback), and a
+ * thread's own context's save area. */
 void ss__context_destroy(ss__context *ctx);
+
+/* Once, when the coroutine strategy starts: a SIGSEGV handler (SA_ONSTACK,
+ * chained to the previous one, never removed) that recognises a fault in
+ * the guard page of the coroutine running on the faulting thread, writes
+ * "sockserv: coroutine stack overflow (stack size N bytes); raise
+ * ss_config.coro_stack_size" and dies by SIGSEGV. Also runs
+ * ss__coro_thread_init() for the calling thread. 0 or -errno. */
+int ss__coro_install_overflow_reporter(void);
+/* At the start / end of each scheduler thread: an alternate signal stack
+ * (kept if the thread already has one, e.g. under ASan) so the reporter
+ * can run after an overflow. */
+int ss__coro_thread_init(void);
+void ss__coro_thread_fini(void);
 
 #endif

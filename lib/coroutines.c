@@ -448,6 +448,7 @@ static int sched_init(sched *s, ss_server *srv, bool listen)
 
 static void sched_destroy(sched *s)
 {
+    ss__context_destroy(&s->main_ctx);
     close(s->epfd);
     free(s->heap);
     ss__stack_cache_destroy(&s->stacks);
@@ -499,7 +500,11 @@ static int sched_run(sched *s)
 static void *sched_thread(void *arg)
 {
     sched *s = arg;
+    bool reporting =
+        s->srv->config.coro_overflow_report && ss__coro_thread_init() == 0;
     sched_run(s);
+    if (reporting)
+        ss__coro_thread_fini();
     return NULL;
 }
 
@@ -551,6 +556,9 @@ static int coro_serve_forever(ss_server *srv, double poll_interval)
     sched *scheds = calloc((size_t)nthreads, sizeof *scheds);
     if (!scheds)
         return -ENOMEM;
+    /* A stack overflow should say so, not just "Segmentation fault". */
+    bool reporting = srv->config.coro_overflow_report &&
+                     ss__coro_install_overflow_reporter() == 0;
     int rc = 0, started = 0;
     for (; started < nthreads; started++) {
         rc = sched_init(&scheds[started], srv, true);
@@ -579,6 +587,8 @@ static int coro_serve_forever(ss_server *srv, double poll_interval)
         for (int i = 0; i < started; i++)
             sched_destroy(&scheds[i]);
     }
+    if (reporting)
+        ss__coro_thread_fini();
     free(scheds);
     return rc;
 }

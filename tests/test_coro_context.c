@@ -38,14 +38,9 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-/* Internal functions that coro_context.h does not declare (yet). */
-int ss__coro_install_overflow_reporter(void);
-int ss__coro_thread_init(void);
-void ss__coro_thread_fini(void);
-
 #define STACK_SIZE (64 * 1024)
 
-/* ---- Ping-pong ------------------------------------------------------------ */
+/* ---- Ping-pong ----------------------------------------------------------- */
 
 static ss__context main_ctx;
 
@@ -88,7 +83,7 @@ static void test_ping_pong_passes_values_both_ways(void **state)
     ss__context_destroy(&main_ctx);
 }
 
-/* ---- Many contexts, round robin ------------------------------------------- */
+/* ---- Many contexts, round robin ------------------------------------------ */
 
 #define MANY 1000
 #define MANY_ROUNDS 5
@@ -157,7 +152,7 @@ static void test_thousand_contexts_switch_round_robin(void **state)
     free(workers);
 }
 
-/* ---- Callee-saved registers ----------------------------------------------- */
+/* ---- Callee-saved registers ---------------------------------------------- */
 
 /* Many values live across every switch, integer and floating point: if the
  * switch lost a callee-saved register (or a context's registers leaked into
@@ -253,7 +248,7 @@ static void test_callee_saved_registers_survive_switches(void **state)
     ss__context_destroy(&main_ctx);
 }
 
-/* ---- Floating-point control state ----------------------------------------- */
+/* ---- Floating-point control state ---------------------------------------- */
 
 #if defined(__x86_64__)
 static unsigned read_mxcsr(void)
@@ -324,7 +319,7 @@ static void test_rounding_mode_does_not_leak_between_contexts(void **state)
     ss__context_destroy(&main_ctx);
 }
 
-/* ---- First entry ------------------------------------------------------------ */
+/* ---- First entry --------------------------------------------------------- */
 
 typedef struct first {
     ss__context ctx;
@@ -377,7 +372,7 @@ static void test_first_switch_runs_entry_on_aligned_stack(void **state)
     ss__context_destroy(&main_ctx);
 }
 
-/* ---- Stacks and the cache -------------------------------------------------- */
+/* ---- Stacks and the cache ------------------------------------------------ */
 
 /* The permissions ("rw-p", "---p") of the mapping that starts at start and
  * ends at end, from /proc/self/maps; "" when there is none. Asking the
@@ -419,8 +414,7 @@ static void test_stack_has_guard_page_and_rounded_size(void **state)
     char perms[8];
     mapping_permissions(stack.mapping, stack.bottom, perms);
     assert_string_equal(perms, "---p");
-    mapping_permissions(stack.bottom, (char *)stack.bottom + stack.size,
-                        perms);
+    mapping_permissions(stack.bottom, (char *)stack.bottom + stack.size, perms);
     assert_string_equal(perms, "rw-p");
 
     ss__stack_free(&cache, &stack); /* capacity 0: unmapped at once */
@@ -563,8 +557,8 @@ static void test_stack_alloc_reports_enomem_at_map_count_limit(void **state)
     }
     print_message("allocated %d stacks of %d KiB before %s "
                   "(vm.max_map_count = %ld)\n",
-                  n, STACK_SIZE / 1024,
-                  n < CAP ? "-ENOMEM" : "the cap", max_map_count);
+                  n, STACK_SIZE / 1024, n < CAP ? "-ENOMEM" : "the cap",
+                  max_map_count);
     if (n < CAP)
         assert_int_equal(rc, -ENOMEM);
     if (max_map_count > 0 && max_map_count / 2 < CAP)
@@ -576,7 +570,7 @@ static void test_stack_alloc_reports_enomem_at_map_count_limit(void **state)
     free(stacks);
 }
 
-/* ---- Crashes, in a child process -------------------------------------------- */
+/* ---- Crashes, in a child process ----------------------------------------- */
 
 /* Runs child() in a forked process with stderr captured; returns its wait
  * status and what it wrote. */

@@ -173,6 +173,13 @@ struct ss_config {
     size_t coro_stack_size;
     /* Coroutines: helper threads for ss_run_blocking(); 0 = 4. */
     int coro_blocking_threads;
+    /* Coroutines: when serving starts, install a SIGSEGV handler (chained
+     * to any previous one, acting only on a fault in a coroutine's guard
+     * page) that prints "sockserv: coroutine stack overflow (stack size N
+     * bytes); raise ss_config.coro_stack_size" before the process dies.
+     * The one signal disposition the library sets by itself; default true,
+     * false leaves SIGSEGV alone (an overflow is then a plain crash). */
+    bool coro_overflow_report;
     /* Your context, reachable from every request: ss_request_user(). */
     void *user;
 };
