@@ -70,6 +70,9 @@ typedef struct coro {
     bool waiting_on_socket;
     uint32_t socket_wanted;
     uint32_t socket_ready;
+    /* The peer's FIN (or an error) has been seen: end of input is
+     * readable for good, and no further edge will announce it again. */
+    bool socket_input_ended;
     int64_t deadline;
     size_t heap_index; /* position in the timer heap, or NOT_IN_HEAP */
     struct coro *next_ready;
@@ -239,6 +242,8 @@ static int prepare_socket_wait(sched *s, coro *c, int fd, short events)
     } else if (c->socket_ready & wanted) {
         c->socket_ready &= ~wanted;
         return 1; /* the caller retries its system call */
+    } else if ((events & POLLIN) && c->socket_input_ended) {
+        return 1; /* a read will see the end (or the error) at once */
     }
     c->waiting_on_socket = true;
     c->socket_wanted = wanted;
@@ -292,6 +297,7 @@ static const ss_io_class coro_io = {
     .name = "coroutines",
     .wait = coro_wait,
     .run_blocking = coro_run_blocking,
+    .reports_new_data = true,
 };
 
 /* ---- coroutines ----------------------------------------------------- */
@@ -454,6 +460,34 @@ static void sched_destroy(sched *s)
     ss__stack_cache_destroy(&s->stacks);
 }
 
+/* One epoll event: the scheduler's own descriptors, a coroutine's
+ * permanent socket registration, or a coroutine's one-shot wait. */
+static void dispatch(sched *s, const struct epoll_event *ev)
+{
+    void *tag = ev->data.ptr;
+    if (tag == &wake_tag) {
+        if (atomic_load(&s->srv->shutdown_requested))
+            begin_stopping(s);
+        else
+            ss__drain_wake_fd(s->srv); /* stale: an earlier run */
+    } else if (tag == &listener_tag) {
+        accept_batch(s);
+    } else if ((uintptr_t)tag & SOCKET_BIT) {
+        coro *c = (coro *)((uintptr_t)tag & ~SOCKET_BIT);
+        if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            c->socket_input_ended = true;
+        if (c->waiting && c->waiting_on_socket &&
+            (ev->events & c->socket_wanted))
+            make_ready(s, c, 0);
+        else
+            c->socket_ready |= ev->events;
+    } else {
+        coro *c = tag;
+        if (c->waiting)
+            make_ready(s, c, 0);
+    }
+}
+
 static int sched_run(sched *s)
 {
     struct epoll_event events[MAX_EVENTS];
@@ -467,28 +501,8 @@ static int sched_run(sched *s)
             s->rc = -errno;
             break;
         }
-        for (int i = 0; i < n; i++) {
-            void *tag = events[i].data.ptr;
-            if (tag == &wake_tag) {
-                if (atomic_load(&s->srv->shutdown_requested))
-                    begin_stopping(s);
-                else
-                    ss__drain_wake_fd(s->srv); /* stale: an earlier run */
-            } else if (tag == &listener_tag) {
-                accept_batch(s);
-            } else if ((uintptr_t)tag & SOCKET_BIT) {
-                coro *c = (coro *)((uintptr_t)tag & ~SOCKET_BIT);
-                if (c->waiting && c->waiting_on_socket &&
-                    (events[i].events & c->socket_wanted))
-                    make_ready(s, c, 0);
-                else
-                    c->socket_ready |= events[i].events;
-            } else {
-                coro *c = tag;
-                if (c->waiting)
-                    make_ready(s, c, 0);
-            }
-        }
+        for (int i = 0; i < n; i++)
+            dispatch(s, &events[i]);
         expire_timers(s);
         if (atomic_load(&s->srv->shutdown_requested))
             begin_stopping(s);
@@ -535,11 +549,8 @@ static int coro_process_request(ss_server *srv, ss_request *req)
                 break;
             struct epoll_event events[16];
             int n = epoll_wait(s.epfd, events, 16, epoll_timeout_ms(&s));
-            for (int i = 0; i < n; i++) {
-                coro *c = events[i].data.ptr;
-                if (c->waiting)
-                    make_ready(&s, c, 0);
-            }
+            for (int i = 0; i < n; i++)
+                dispatch(&s, &events[i]);
             expire_timers(&s);
         }
         current_sched = NULL;

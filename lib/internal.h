@@ -102,6 +102,7 @@ struct ss_request {
 
     void *strategy_data; /* for strategies: per-request bookkeeping */
     bool in_grace;       /* waiting to send during shutdown_grace */
+    bool input_drained;  /* the last recv came back short */
 };
 
 /* Largest UDP payload: a UDP reply may not grow past it (Unix datagram

@@ -63,11 +63,22 @@ static int wait_io(ss_request *req, short events, int64_t deadline)
 static ssize_t stream_recv(ss_request *req, void *buf, size_t n,
                            int64_t deadline)
 {
+    /* The last read came back short, so the socket was empty then; an io
+     * class that reports data arriving after that (edge-triggered) lets us
+     * wait first and skip a recv() that would only say EAGAIN. */
+    if (req->input_drained && req->io->reports_new_data &&
+        !atomic_load(&req->server->stopping)) {
+        int rc = req->io->wait(req, req->fd, POLLIN, deadline);
+        if (rc < 0 && rc != -ECANCELED)
+            return rc;
+    }
+    req->input_drained = false;
     for (;;) {
         ssize_t got = recv(req->fd, buf, n, MSG_DONTWAIT);
         if (got >= 0) {
             if (got == 0)
                 req->eof = true;
+            req->input_drained = (size_t)got < n;
             return got;
         }
         if (errno == EINTR)

@@ -262,6 +262,11 @@ struct ss_io_class {
      * result (ss_run_blocking). NULL: call it right here, which is right
      * for strategies where a request has a thread or process of its own. */
     int (*run_blocking)(ss_request *req, int (*fn)(void *arg), void *arg);
+    /* True when wait() reports data that arrives after a read came back
+     * short, even if the descriptor was readable all along (edge-triggered
+     * bookkeeping). ss_read then waits before its recv() instead of
+     * spending a recv() on EAGAIN. */
+    bool reports_new_data;
 };
 
 /* Plain poll(): what every blocking strategy uses. */
