@@ -14,6 +14,7 @@
  * filled only once the head buffer's remainder is used up.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http_internal.h"
@@ -96,7 +97,9 @@ static ssize_t read_chunked(ss_http *h, char *buf, size_t n)
             avail = h->len - h->pos;
         } else {
             if (h->spos == h->slen) {
-                ssize_t got = ss_read(h->req, h->scratch, sizeof h->scratch);
+                if (!h->scratch && !(h->scratch = malloc(SS__HTTP_SCRATCH)))
+                    return body_failed(h, -ENOMEM);
+                ssize_t got = ss_read(h->req, h->scratch, SS__HTTP_SCRATCH);
                 if (got == 0)
                     got = SS_EOF;
                 if (got < 0)

@@ -250,6 +250,7 @@ static void conn_free(ss_http *h)
     free(h->headers);
     free(h->buf);
     free(h->out);
+    free(h->scratch);
     free(h);
 }
 
@@ -557,4 +558,8 @@ const ss_handler_class ss_http_handler = {
     /* A head and a small body may still leave in two sends; Nagle plus
      * delayed ACKs would hold the second for 40 ms on keep-alive. */
     .disable_nagle_algorithm = true,
+    /* Heads are read straight into the connection's own head buffer, so
+     * the request's read buffer is seldom used: keep it small, as it is
+     * held for as long as the connection stays open. */
+    .rbufsize = 512,
 };

@@ -30,8 +30,8 @@ typedef struct ss__http_block {
 
 struct ss_http {
     ss_request *req;
-    ss_http_config cfg;          /* the user's, with defaults filled in */
-    const char *server_header;   /* cfg.server_version or ours */
+    ss_http_config cfg;        /* the user's, with defaults filled in */
+    const char *server_header; /* cfg.server_version or ours */
 
     /* Request head: buf[0..len) holds bytes read; the current head is
      * buf[0..head_len); buf[pos..len) is body or the next request. */
@@ -46,15 +46,15 @@ struct ss_http {
     size_t parsed_len, reparse_at;
 
     /* Body. */
-    int body_kind;               /* ss_http_body_kind */
-    int64_t declared_length;     /* -1 unless SS_HTTP_BODY_LENGTH */
-    uint64_t body_left;          /* SS_HTTP_BODY_LENGTH: still unread */
+    int body_kind;           /* ss_http_body_kind */
+    int64_t declared_length; /* -1 unless SS_HTTP_BODY_LENGTH */
+    uint64_t body_left;      /* SS_HTTP_BODY_LENGTH: still unread */
     ss_http_chunked_decoder dec;
     bool body_done;
-    bool expect_continue;        /* client waits for 100 Continue */
+    bool expect_continue; /* client waits for 100 Continue */
     bool continue_sent;
-    int body_error;              /* sticky: the body can no longer be read */
-    size_t spos, slen;           /* raw bytes waiting in scratch */
+    int body_error;    /* sticky: the body can no longer be read */
+    size_t spos, slen; /* raw bytes waiting in scratch */
 
     /* Per-request copies. */
     const char *method_copy, *target_copy;
@@ -62,28 +62,30 @@ struct ss_http {
     ss__http_block *arena;
 
     /* Response. */
-    char *out;                   /* the head being built */
+    char *out; /* the head being built */
     size_t out_len, out_cap;
-    int status;                  /* final status sent (0: none yet) */
-    int head_status;             /* status of the head being built */
-    bool head_open;              /* send_response called, head not ended */
-    bool head_pending;           /* final head ended, held back for body */
-    bool final_sent;             /* a final head went out (or is pending) */
-    bool raw_output;             /* bytes written without our head */
-    bool has_length;             /* response declared Content-Length */
-    int64_t response_length;     /* its value; -1 if not a number */
+    int status;              /* final status sent (0: none yet) */
+    int head_status;         /* status of the head being built */
+    bool head_open;          /* send_response called, head not ended */
+    bool head_pending;       /* final head ended, held back for body */
+    bool final_sent;         /* a final head went out (or is pending) */
+    bool raw_output;         /* bytes written without our head */
+    bool has_length;         /* response declared Content-Length */
+    int64_t response_length; /* its value; -1 if not a number */
     bool has_transfer_encoding;
-    bool has_connection;         /* the callback sent a Connection field */
-    bool close;                  /* close after this exchange */
-    int peer_error;              /* an I/O error talking to the client */
-    uint64_t bytes_sent;         /* body bytes, for the access log */
-    bool logged;                 /* the access-log line was written */
+    bool has_connection; /* the callback sent a Connection field */
+    bool close;          /* close after this exchange */
+    int peer_error;      /* an I/O error talking to the client */
+    uint64_t bytes_sent; /* body bytes, for the access log */
+    bool logged;         /* the access-log line was written */
 
     /* Date header cache: formatting once a second is plenty. */
     time_t date_second;
     char date[40];
 
-    char scratch[SS__HTTP_SCRATCH];
+    /* SS__HTTP_SCRATCH bytes, allocated the first time a chunked body is
+     * read or a body drained: an idle keep-alive connection holds none. */
+    char *scratch;
 };
 
 /* http_body.c */

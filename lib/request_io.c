@@ -369,7 +369,7 @@ int ss_flush(ss_request *req)
 static ssize_t copy_by_reading(ss_request *req, int fd, off_t *offset,
                                size_t count, int64_t deadline)
 {
-    char chunk[16384];
+    char chunk[4096]; /* small: it lives on a coroutine's stack too */
     size_t done = 0;
     while (done < count) {
         size_t want = count - done < sizeof chunk ? count - done : sizeof chunk;
@@ -393,7 +393,7 @@ static ssize_t copy_by_reading(ss_request *req, int fd, off_t *offset,
 
 /* Files this small go out faster as pread + send than through sendfile
  * with its signal-mask bracket (see below). */
-#define SMALL_FILE 16384
+#define SMALL_FILE 4096
 
 /* sendfile() takes no MSG_NOSIGNAL: to a peer that has closed it raises
  * SIGPIPE, which by default kills the process. Block SIGPIPE on this
