@@ -95,6 +95,10 @@ struct sched {
     bool stopping;
     pthread_t thread;
     int rc;
+    /* The scheduler on the thread that called ss_serve_forever runs the
+     * server's service_actions hook, at least every service_ms. */
+    bool primary;
+    int service_ms;
 };
 
 /* Tags for the scheduler's own descriptors in epoll. */
@@ -496,7 +500,10 @@ static int sched_run(sched *s)
         run_ready(s);
         if (s->stopping && s->live_count == 0)
             break;
-        int n = epoll_wait(s->epfd, events, MAX_EVENTS, epoll_timeout_ms(s));
+        int timeout = epoll_timeout_ms(s);
+        if (s->primary && (timeout < 0 || timeout > s->service_ms))
+            timeout = s->service_ms;
+        int n = epoll_wait(s->epfd, events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             s->rc = -errno;
             break;
@@ -504,6 +511,8 @@ static int sched_run(sched *s)
         for (int i = 0; i < n; i++)
             dispatch(s, &events[i]);
         expire_timers(s);
+        if (s->primary && !s->stopping)
+            s->srv->kind.service_actions(s->srv); /* Python: every loop */
         if (atomic_load(&s->srv->shutdown_requested))
             begin_stopping(s);
     }
@@ -561,7 +570,9 @@ static int coro_process_request(ss_server *srv, ss_request *req)
 
 static int coro_serve_forever(ss_server *srv, double poll_interval)
 {
-    (void)poll_interval; /* the loop sleeps in epoll; timers wake it */
+    /* Timers wake the loops; poll_interval only paces service_actions. */
+    if (!(poll_interval > 0) || poll_interval > 86400)
+        poll_interval = 0.5;
     int nthreads =
         srv->config.coro_threads ? srv->config.coro_threads : ss__cpu_count();
     sched *scheds = calloc((size_t)nthreads, sizeof *scheds);
@@ -585,6 +596,8 @@ static int coro_serve_forever(ss_server *srv, double poll_interval)
         }
     }
     if (started > 0) {
+        scheds[0].primary = true;
+        scheds[0].service_ms = (int)(poll_interval * 1000.0 + 0.999);
         if (rc < 0)
             ss_shutdown(srv); /* could not start them all: stop the rest */
         int first = sched_run(&scheds[0]);

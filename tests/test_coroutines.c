@@ -1002,6 +1002,40 @@ test_descriptors_return_to_baseline_after_1000_connections(void **state)
     expect_baseline(&b);
 }
 
+/* Python calls service_actions on every loop iteration; the coroutine
+ * loops must too, paced by poll_interval even when nothing happens. */
+static atomic_int service_calls;
+
+static void count_service_actions(ss_server *srv)
+{
+    (void)srv;
+    atomic_fetch_add(&service_calls, 1);
+}
+
+static bool service_actions_ran_often(void *arg)
+{
+    (void)arg;
+    return atomic_load(&service_calls) >= 5;
+}
+
+static void test_service_actions_runs_while_idle(void **state)
+{
+    (void)state;
+    atomic_store(&service_calls, 0);
+    ss_server_class kind = ss_tcp;
+    kind.service_actions = count_service_actions;
+    ss_config cfg;
+    coro_config(&cfg, 2);
+    test_server t;
+    /* poll_interval 0.05: about 20 calls a second with no client at all. */
+    assert_int_equal(test_server_start_with(&t, &kind, &ss_coroutines,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            &cfg, 0.05),
+                     0);
+    assert_true(test_wait_for(service_actions_ran_often, NULL, 5.0));
+    assert_true(test_server_stop_within(&t, 10.0));
+}
+
 #define HELD_CONNECTIONS 10000
 #define HELD_MESSAGE_LEN 12
 
@@ -1306,6 +1340,7 @@ int main(int argc, char **argv)
     ADD(test_yield_still_lets_others_run_during_shutdown);
     ADD(test_serving_thread_can_close_after_overlapping_requests);
     ADD(test_descriptors_return_to_baseline_after_1000_connections);
+    ADD(test_service_actions_runs_while_idle);
     ADD(test_holds_ten_thousand_concurrent_echo_connections);
     return _cmocka_run_group_tests("test_coroutines", tests, n_tests, NULL,
                                    NULL);
