@@ -37,69 +37,132 @@
 const char *ss__http_reason_or_null(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 102: return "Processing";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 207: return "Multi-Status";
-    case 208: return "Already Reported";
-    case 226: return "IM Used";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 305: return "Use Proxy";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 418: return "I'm a Teapot";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 423: return "Locked";
-    case 424: return "Failed Dependency";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 506: return "Variant Also Negotiates";
-    case 507: return "Insufficient Storage";
-    case 508: return "Loop Detected";
-    case 510: return "Not Extended";
-    case 511: return "Network Authentication Required";
-    default: return NULL;
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 102:
+        return "Processing";
+    case 103:
+        return "Early Hints";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 207:
+        return "Multi-Status";
+    case 208:
+        return "Already Reported";
+    case 226:
+        return "IM Used";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 305:
+        return "Use Proxy";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 418:
+        return "I'm a Teapot";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 423:
+        return "Locked";
+    case 424:
+        return "Failed Dependency";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 506:
+        return "Variant Also Negotiates";
+    case 507:
+        return "Insufficient Storage";
+    case 508:
+        return "Loop Detected";
+    case 510:
+        return "Not Extended";
+    case 511:
+        return "Network Authentication Required";
+    default:
+        return NULL;
     }
 }
 
@@ -115,12 +178,24 @@ size_t ss_http_html_escape(const char *s, char *buf, size_t size)
     for (; *s; s++) {
         const char *rep;
         switch (*s) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#x27;"; break;
-        default: rep = NULL; break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&#x27;";
+            break;
+        default:
+            rep = NULL;
+            break;
         }
         size_t n = rep ? strlen(rep) : 1;
         if (size > 0 && out + n < size)
@@ -462,6 +537,51 @@ ssize_t ss_http_write(ss_http *h, const void *buf, size_t n)
     return rc;
 }
 
+/* A small file behind a held-back head: read it into the head's buffer
+ * and send both at once — one send instead of two (or a send and a
+ * sendfile), which on a small keep-alive response is a good part of the
+ * cost. A short read is the end of the file, as with sendfile. Returns
+ * -EAGAIN, having changed nothing, when the file cannot be read this way
+ * (say, a socket or a descriptor open for writing only): the caller then
+ * takes the ordinary path, which reports any real error. */
+static ssize_t sendfile_with_head(ss_http *h, int fd, off_t *offset,
+                                  size_t count)
+{
+    size_t head_len = h->out_len;
+    if (h->out_cap - head_len < count) {
+        size_t cap = h->out_cap ? h->out_cap : 512;
+        while (cap - head_len < count)
+            cap *= 2;
+        char *grown = realloc(h->out, cap);
+        if (!grown)
+            return -EAGAIN;
+        h->out = grown;
+        h->out_cap = cap;
+    }
+    size_t got = 0;
+    while (got < count) {
+        char *to = h->out + head_len + got;
+        ssize_t n = offset ? pread(fd, to, count - got, *offset + (off_t)got)
+                           : read(fd, to, count - got);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            break; /* end of file */
+        if (errno == EINTR)
+            continue;
+        if (got == 0)
+            return -EAGAIN;
+        break; /* send what was read; the next call meets the error */
+    }
+    if (offset)
+        *offset += (off_t)got;
+    h->out_len = head_len + got;
+    h->bytes_sent += got;
+    return ss__http_flush_head(h) < 0 ? h->peer_error : (ssize_t)got;
+}
+
 ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
 {
     if (h->peer_error)
@@ -475,6 +595,11 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
         if (offset)
             *offset += (off_t)count;
         return (ssize_t)count;
+    }
+    if (h->head_pending && count <= COALESCE_LIMIT) {
+        ssize_t rc = sendfile_with_head(h, fd, offset, count);
+        if (rc != -EAGAIN)
+            return rc;
     }
     if (ss__http_flush_head(h) < 0)
         return h->peer_error;
@@ -509,8 +634,16 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
 static bool closes_connection(int status)
 {
     switch (status) {
-    case 400: case 408: case 411: case 413: case 414: case 417: case 431:
-    case 500: case 501: case 505:
+    case 400:
+    case 408:
+    case 411:
+    case 413:
+    case 414:
+    case 417:
+    case 431:
+    case 500:
+    case 501:
+    case 505:
         return true;
     default:
         return false;
@@ -680,8 +813,8 @@ void ss__http_log_exchange(ss_http *h)
                                        "May", "Jun", "Jul", "Aug",
                                        "Sep", "Oct", "Nov", "Dec"};
     snprintf(when, sizeof when, "%02d/%s/%04d %02d:%02d:%02d", tm.tm_mday,
-             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
-             tm.tm_min, tm.tm_sec);
+             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
     char status[16], size[24];
     if (h->status)
         snprintf(status, sizeof status, "%d", h->status);

@@ -58,14 +58,13 @@ void httpd_path_free(httpd_path *path);
 
 /* Open relative (a confined path from httpd_path_parse, or one built from
  * it) below the served directory, following symlinks only when the file
- * they lead to is inside it. Returns an O_PATH descriptor and fills *st, or
- * a negative errno (-ENOENT also for anything outside). */
+ * they lead to is inside it. Only regular files and directories are
+ * answered. Returns a descriptor and fills *st, or a negative errno
+ * (-ENOENT also for anything outside, and for FIFOs, sockets, devices).
+ * The descriptor is open for reading when *readable is true; otherwise
+ * (no read permission) it is an O_PATH descriptor, good only for *st. */
 int httpd_open_beneath(const httpd_context *ctx, const char *relative,
-                       struct stat *st);
-
-/* Open the file behind an O_PATH descriptor for real (O_RDONLY plus
- * flags). Returns a descriptor or a negative errno. */
-int httpd_reopen(int path_fd, int flags);
+                       struct stat *st, bool *readable);
 
 /* Percent-encode s for a URL path (everything but A-Z a-z 0-9 - . _ ~ and
  * '/'), Python's urllib.parse.quote. Returns a malloc'ed string or NULL. */

@@ -12,14 +12,19 @@
  *    "%2e%2e"), a decoded '/', a NUL byte. Python instead normalises ".."
  *    away and turns "%2f" into a separator; refusing is simpler to trust.
  *
- * 2. httpd_open_beneath() works on the file system. It opens the path
- *    relative to a descriptor of the served directory with O_PATH — which
- *    opens nothing for I/O, so a FIFO cannot block us and a device cannot
- *    notice — and then asks the kernel where that descriptor really is
- *    (/proc/self/fd/N). Symlinks are therefore followed only when the file
- *    they finally lead to is inside the directory; anything else is "not
- *    found". The check is made on the descriptor we go on to use, so a
- *    symlink swapped in between cannot win a race.
+ * 2. httpd_open_beneath() works on the file system, relative to a
+ *    descriptor of the served directory. Where the kernel has openat2
+ *    (Linux 5.6+), one call with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+ *    opens the file for reading and refuses, during the lookup itself,
+ *    every step that would leave the directory. A symlink it refuses
+ *    (absolute, or stepping out and back in) may still end inside; that
+ *    case, and kernels without openat2, take the older way: open with
+ *    O_PATH — which opens nothing for I/O — and ask the kernel where that
+ *    descriptor really is (/proc/self/fd/N). Either way symlinks are
+ *    followed only when the file they finally lead to is inside the
+ *    directory; anything else is "not found". The check is made on the
+ *    descriptor we go on to use, so a symlink swapped in between cannot
+ *    win a race.
  */
 #include "httpd.h"
 
@@ -29,7 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#endif
 
 static int hex_value(char c)
 {
@@ -160,8 +170,15 @@ static bool inside_root(const httpd_context *ctx, const char *resolved)
            (resolved[ctx->root_len] == '\0' || resolved[ctx->root_len] == '/');
 }
 
-int httpd_open_beneath(const httpd_context *ctx, const char *relative,
-                       struct stat *st)
+/* The method that needs /proc: open with O_PATH — nothing is opened for
+ * I/O, so neither a FIFO nor a device notices — ask the kernel where the
+ * descriptor really is, and reopen that very inode for reading through its
+ * magic link. Four system calls more than openat2 costs, so it only runs
+ * where openat2 cannot decide: kernels without it, and symlinks that
+ * openat2's RESOLVE_BENEATH refuses though they may end inside (absolute
+ * ones, or "../www/x" that steps out and back in). */
+static int open_checked_via_proc(const httpd_context *ctx, const char *relative,
+                                 struct stat *st, bool *readable)
 {
     int fd = openat(ctx->root_fd, relative, O_PATH | O_CLOEXEC);
     if (fd < 0)
@@ -177,21 +194,78 @@ int httpd_open_beneath(const httpd_context *ctx, const char *relative,
             rc = -ENOENT; /* outside is the same as absent */
         else if (fstat(fd, st) < 0)
             rc = -errno;
+        else if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+            rc = -ENOENT; /* FIFO, socket, device: never opened for I/O */
     }
     if (rc < 0) {
         close(fd);
         return rc;
     }
-    return fd;
+    /* Opening the magic link reopens the very inode fd refers to, so a
+     * symlink swapped in after the check cannot win a race. */
+    int io = open(link, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    *readable = io >= 0;
+    if (io < 0)
+        return fd; /* e.g. no read permission: the caller answers */
+    close(fd);
+    return io;
 }
 
-int httpd_reopen(int path_fd, int flags)
+#if defined(SYS_openat2) && defined(RESOLVE_BENEATH)
+/* openat2 with RESOLVE_BENEATH: the kernel refuses, during the lookup
+ * itself, any step that would leave the directory ("..", an absolute
+ * symlink, a /proc magic link), with EXDEV or ELOOP. One system call for
+ * what the /proc method needs three for, and nothing to race. */
+static int openat2_beneath(int dirfd, const char *relative, uint64_t flags)
 {
-    char link[64];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", path_fd);
-    /* Opening the magic link reopens the very inode path_fd refers to. */
-    int fd = open(link, O_RDONLY | O_CLOEXEC | O_NOCTTY | flags);
-    return fd < 0 ? -errno : fd;
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = flags;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    for (int attempt = 0;; attempt++) {
+        long fd = syscall(SYS_openat2, dirfd, relative, &how, sizeof how);
+        if (fd >= 0)
+            return (int)fd;
+        /* EAGAIN: a rename raced the lookup; the kernel asks us to retry */
+        if (errno != EAGAIN || attempt == 8)
+            return -errno;
+    }
+}
+#endif
+
+int httpd_open_beneath(const httpd_context *ctx, const char *relative,
+                       struct stat *st, bool *readable)
+{
+#if defined(SYS_openat2) && defined(RESOLVE_BENEATH)
+    static atomic_bool no_openat2; /* set once: the kernel has no openat2 */
+    if (!atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
+        /* Opened for reading straight away: this is the descriptor the
+         * file is served from. O_NONBLOCK so that a FIFO cannot hang the
+         * open; O_NOCTTY so that a terminal cannot become ours. */
+        int fd = openat2_beneath(ctx->root_fd, relative,
+                                 O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        *readable = fd >= 0;
+        if (fd == -EACCES) /* no read permission: still 301 or 404 below */
+            fd = openat2_beneath(ctx->root_fd, relative, O_PATH | O_CLOEXEC);
+        if (fd >= 0) {
+            int rc = fstat(fd, st) < 0 ? -errno : 0;
+            if (rc == 0 && !S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+                rc = -ENOENT; /* FIFO, socket, device */
+            if (rc < 0) {
+                close(fd);
+                return rc;
+            }
+            return fd;
+        }
+        if (fd == -ENOSYS)
+            atomic_store_explicit(&no_openat2, true, memory_order_relaxed);
+        else if (fd != -EXDEV && fd != -ELOOP)
+            return fd; /* ENOENT, ENOTDIR, …: the same answer either way */
+        /* EXDEV, ELOOP: a symlink openat2 will not follow; it may still
+         * lead inside, which the /proc method can tell. */
+    }
+#endif
+    return open_checked_via_proc(ctx, relative, st, readable);
 }
 
 char *httpd_url_quote(const char *s)

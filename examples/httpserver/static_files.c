@@ -10,7 +10,7 @@
  * then index.html / index.htm, then the listing; a file asked for with a
  * trailing slash is not found (Python's issue 17324); anything that is
  * neither a regular file nor a directory (FIFO, socket, device) is not
- * found either, and is never opened.
+ * found either, and is never read (httpd_open_beneath refuses it).
  */
 #include "httpd.h"
 
@@ -244,7 +244,7 @@ static int send_range_not_satisfiable(ss_http *h, uint64_t size)
 
 /* A regular file, whole or one range of it, or 304 when the client's copy
  * is current. */
-static int serve_file(ss_http *h, int path_fd, const struct stat *st,
+static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
                       const char *name)
 {
     uint64_t size = (uint64_t)st->st_size;
@@ -287,9 +287,8 @@ static int serve_file(ss_http *h, int path_fd, const struct stat *st,
     if (ranged < 0)
         return send_range_not_satisfiable(h, size);
 
-    int fd = httpd_reopen(path_fd, 0);
-    if (fd < 0)
-        return not_found(h); /* e.g. no read permission: Python says 404 */
+    if (!readable)
+        return not_found(h); /* no read permission: Python says 404 */
     uint64_t length = size ? last - first + 1 : 0;
     rc = ss_http_send_response(h, ranged ? 206 : 200, NULL);
     if (rc == 0)
@@ -318,7 +317,6 @@ static int serve_file(ss_http *h, int path_fd, const struct stat *st,
         else
             length -= (uint64_t)n;
     }
-    close(fd);
     return rc < 0 ? -1 : 0;
 }
 
@@ -331,9 +329,12 @@ static int compare_names(const void *a, const void *b)
 
 /* Python's list_directory(): sorted names, HTML-escaped, hrefs
  * percent-encoded, "/" after directories and "@" after symlinks. */
-static int list_directory(ss_http *h, int path_fd, const httpd_path *path)
+static int list_directory(ss_http *h, int dir_fd, bool readable,
+                          const httpd_path *path)
 {
-    int fd = httpd_reopen(path_fd, O_DIRECTORY);
+    /* closedir() closes what fdopendir() was given: a duplicate, since
+     * the caller closes dir_fd. */
+    int fd = readable ? fcntl(dir_fd, F_DUPFD_CLOEXEC, 0) : -1;
     DIR *dir = fd < 0 ? NULL : fdopendir(fd);
     if (dir == NULL) {
         if (fd >= 0)
@@ -420,8 +421,8 @@ static int list_directory(ss_http *h, int path_fd, const httpd_path *path)
 }
 
 /* A directory asked for with its slash: its index page, or a listing. */
-static int serve_directory(ss_http *h, httpd_context *ctx, int path_fd,
-                           const httpd_path *path)
+static int serve_directory(ss_http *h, httpd_context *ctx, int dir_fd,
+                           bool dir_readable, const httpd_path *path)
 {
     static const char *const indexes[] = {"index.html", "index.htm"};
     for (size_t i = 0; i < 2; i++) {
@@ -434,31 +435,33 @@ static int serve_directory(ss_http *h, httpd_context *ctx, int path_fd,
         if (name.failed)
             return -1;
         struct stat st;
-        int fd = httpd_open_beneath(ctx, name.data, &st);
+        bool readable;
+        int fd = httpd_open_beneath(ctx, name.data, &st, &readable);
         free(name.data);
         if (fd >= 0 && S_ISREG(st.st_mode)) {
-            int rc = serve_file(h, fd, &st, indexes[i]);
+            int rc = serve_file(h, fd, readable, &st, indexes[i]);
             close(fd);
             return rc;
         }
         if (fd >= 0)
             close(fd);
     }
-    return list_directory(h, path_fd, path);
+    return list_directory(h, dir_fd, dir_readable, path);
 }
 
 int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
 {
     struct stat st;
-    int fd = httpd_open_beneath(ctx, path->relative, &st);
+    bool readable;
+    int fd = httpd_open_beneath(ctx, path->relative, &st, &readable);
     if (fd < 0)
         return not_found(h);
     int rc;
     if (S_ISDIR(st.st_mode))
-        rc = path->trailing_slash ? serve_directory(h, ctx, fd, path)
+        rc = path->trailing_slash ? serve_directory(h, ctx, fd, readable, path)
                                   : redirect_to_slash(h, path);
     else if (S_ISREG(st.st_mode) && !path->trailing_slash)
-        rc = serve_file(h, fd, &st, path->relative);
+        rc = serve_file(h, fd, readable, &st, path->relative);
     else
         rc = not_found(h);
     close(fd);
