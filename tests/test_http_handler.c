@@ -37,10 +37,10 @@ static struct {
     ss_handler_class handler;
     ss_server_class kind;
     test_log log;
-    atomic_int errors;      /* handle_error calls */
+    atomic_int errors; /* handle_error calls */
     atomic_int last_error;
-    atomic_int inject_rc;   /* what send_header said to CR LF */
-    bool small_sndbuf;      /* server sockets get a 16 KiB send buffer */
+    atomic_int inject_rc; /* what send_header said to CR LF */
+    bool small_sndbuf;    /* server sockets get a 16 KiB send buffer */
     test_server server;
 } ctx;
 
@@ -205,9 +205,8 @@ static void start(const variant *v)
         snprintf(address, sizeof address, "127.0.0.1:0");
     else
         test_unix_address(address, sizeof address, "http");
-    assert_int_equal(test_server_start_with(&ctx.server, &ctx.kind,
-                                            v->strategy, address,
-                                            &ctx.handler, NULL, 0.05),
+    assert_int_equal(test_server_start_with(&ctx.server, &ctx.kind, v->strategy,
+                                            address, &ctx.handler, NULL, 0.05),
                      0);
 }
 
@@ -286,8 +285,7 @@ static void read_response(client *c, response *r, bool head_request)
     r->head[head_len] = '\0';
     client_consume(c, head_len);
     assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
-    if (head_request || r->status < 200 || r->status == 204 ||
-        r->status == 304)
+    if (head_request || r->status < 200 || r->status == 204 || r->status == 304)
         return;
     const char *cl = strcasestr(r->head, "\r\nContent-Length:");
     if (cl) {
