@@ -85,7 +85,6 @@ struct sched {
     ss_server *srv;
     int epfd;
     ss__context main_ctx;
-    coro *current;
     coro *ready_head, *ready_tail;
     coro **heap; /* timers: min-heap on deadline */
     size_t heap_len, heap_cap;
@@ -374,13 +373,11 @@ static void run_ready(sched *s)
         if (!s->ready_head)
             s->ready_tail = NULL;
         last = c == tail;
-        s->current = c;
         /* The thread's "running a request of" mark belongs to whichever
          * coroutine runs; see ss_server_close's refusal. */
         ss_server *scheduler_mark = ss__running_for_swap(c->running_for);
         ss__context_switch(&s->main_ctx, &c->ctx);
         c->running_for = ss__running_for_swap(scheduler_mark);
-        s->current = NULL;
         if (c->finished)
             reap(s, c);
     }
@@ -570,9 +567,6 @@ static int coro_process_request(ss_server *srv, ss_request *req)
 
 static int coro_serve_forever(ss_server *srv, double poll_interval)
 {
-    /* Timers wake the loops; poll_interval only paces service_actions. */
-    if (!(poll_interval > 0) || poll_interval > 86400)
-        poll_interval = 0.5;
     int nthreads =
         srv->config.coro_threads ? srv->config.coro_threads : ss__cpu_count();
     sched *scheds = calloc((size_t)nthreads, sizeof *scheds);
@@ -597,7 +591,9 @@ static int coro_serve_forever(ss_server *srv, double poll_interval)
     }
     if (started > 0) {
         scheds[0].primary = true;
-        scheds[0].service_ms = (int)(poll_interval * 1000.0 + 0.999);
+        /* Timers wake the loops; poll_interval only paces
+         * service_actions. */
+        scheds[0].service_ms = ss__poll_interval_ms(poll_interval);
         if (rc < 0)
             ss_shutdown(srv); /* could not start them all: stop the rest */
         int first = sched_run(&scheds[0]);

@@ -151,6 +151,9 @@ void ss__server_after_fork(ss_server *srv);
 
 /* serve_loop.c */
 void ss__drain_wake_fd(ss_server *srv);
+/* serve_forever's poll_interval in milliseconds: rounded up, 0.5 s when
+ * not positive, capped at a day. */
+int ss__poll_interval_ms(double seconds);
 /* Wait on cond (its mutex held) until signalled or shutdown is asked for;
  * returns false when shutdown interrupted the wait. For strategies'
  * backpressure waits, which must not delay a shutdown. */

@@ -84,7 +84,7 @@ int ss__handle_request_noblock(ss_server *srv)
     return 0;
 }
 
-static int poll_ms(double seconds)
+int ss__poll_interval_ms(double seconds)
 {
     if (!(seconds > 0) || !isfinite(seconds))
         seconds = DEFAULT_POLL_INTERVAL;
@@ -133,7 +133,7 @@ int ss_serve_core_loop(ss_server *srv, double poll_interval)
         {.fd = srv->wake_fd, .events = POLLIN},
         {.fd = srv->parent_fd, .events = POLLIN},
     };
-    int timeout_ms = poll_ms(poll_interval);
+    int timeout_ms = ss__poll_interval_ms(poll_interval);
     int rc = 0;
     while (!atomic_load(&srv->shutdown_requested)) {
         int ready = poll(fds, 3, timeout_ms);
