@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * sockserv/http.h — an HTTP/1.1 request handler class for libsockserv:
  * Python's http.server.BaseHTTPRequestHandler, in C.
  *
@@ -45,10 +46,10 @@
 extern "C" {
 #endif
 
-/* One request/response exchange on a connection. */
+/** One request/response exchange on a connection. */
 typedef struct ss_http ss_http;
 
-/* A method callback (do_GET, …). Returns 0 when the response was sent
+/** A method callback (do_GET, …). Returns 0 when the response was sent
  * (or at least started properly), non-zero on failure: the connection is
  * then closed and the error reported through handle_error, as a Python
  * exception in do_GET would be. If it returns 0 without having sent a
@@ -57,64 +58,64 @@ typedef struct ss_http ss_http;
 typedef int (*ss_http_method_fn)(ss_http *h);
 
 typedef struct ss_http_method {
-    const char *name; /* "GET", case-sensitive as HTTP methods are */
+    const char *name; /**< "GET", case-sensitive as HTTP methods are */
     ss_http_method_fn fn;
 } ss_http_method;
 
-/* Common Log Format line for one request, without newline. */
+/** Common Log Format line for one request, without newline. */
 typedef void (*ss_http_log_fn)(void *user, const char *line);
 
 typedef struct ss_http_config {
-    /* Method table, ended by {NULL, NULL}. A method not in it gets 501
+    /** Method table, ended by {NULL, NULL}. A method not in it gets 501
      * (Python: "Unsupported method"). */
     const ss_http_method *methods;
-    /* "Server:" header. NULL: "sockserv/<version>". */
+    /** "Server:" header. NULL: "sockserv/<version>". */
     const char *server_version;
-    /* Parser limits (request line 65,536 → 414; header line, count 100 and
+    /** Parser limits (request line 65,536 → 414; header line, count 100 and
      * total → 431). Zero fields take the parser's defaults. */
     ss_http_limits limits;
-    /* Largest request body accepted (Content-Length or chunked) → 413.
+    /** Largest request body accepted (Content-Length or chunked) → 413.
      * 0: 16 MiB. */
     uint64_t max_body_size;
-    /* Seconds for a whole request head (request line and headers) to
+    /** Seconds for a whole request head (request line and headers) to
      * arrive, counted from its first byte — a deadline, not per read, so a
      * client dribbling a byte a second is cut off. 0: 10 s. */
     double header_timeout;
-    /* Seconds a kept-alive connection may sit idle between requests.
+    /** Seconds a kept-alive connection may sit idle between requests.
      * 0: 15 s. */
     double idle_timeout;
-    /* Seconds each body read may wait, and the longest a response write
+    /** Seconds each body read may wait, and the longest a response write
      * may go without progress: a large body to a client that keeps reading
      * is never cut off, one that stops reading is after this. 0: 30 s. */
     double io_timeout;
-    /* Where access-log lines go (Common Log Format, control characters
+    /** Where access-log lines go (Common Log Format, control characters
      * escaped as \xHH). NULL: stderr. */
     ss_http_log_fn log_request;
-    /* Turn access logging off entirely. */
+    /** Turn access logging off entirely. */
     bool quiet;
-    /* Your context, reachable through ss_http_user(). */
+    /** Your context, reachable through ss_http_user(). */
     void *user;
 } ss_http_config;
 
-/* Fill *cfg with the defaults above (methods NULL, everything else the
+/** Fill *cfg with the defaults above (methods NULL, everything else the
  * documented default values). */
 SS_API void ss_http_config_init(ss_http_config *cfg);
 
-/* The HTTP handler class. Copy it and set class_data to your
+/** The HTTP handler class. Copy it and set class_data to your
  * ss_http_config (which must outlive the server). A NULL class_data is an
  * error every request reports (500 and close). */
 SS_API extern const ss_handler_class ss_http_handler;
 
 /* ---- what a method callback can ask -------------------------------- */
 
-/* The connection (Python: self.request). Named _of because
+/** The connection (Python: self.request). Named _of because
  * ss_http_request is the parser's struct. A response head still held back
  * by ss_http_end_headers() is sent first, so raw writes stay in order.
  * Calling it hands the wire to the callback: the handler adds no response
  * of its own (no 500) and closes the connection after the exchange, since
  * it cannot know how what was written is framed. */
 SS_API ss_request *ss_http_request_of(ss_http *h);
-/* What Python's self.server and self.client_address give, without handing
+/** What Python's self.server and self.client_address give, without handing
  * over the wire (keep-alive is unaffected). */
 SS_API ss_server *ss_http_server(const ss_http *h);
 SS_API const struct sockaddr *ss_http_client_address(const ss_http *h,
@@ -122,24 +123,24 @@ SS_API const struct sockaddr *ss_http_client_address(const ss_http *h,
 SS_API int ss_http_client_address_string(const ss_http *h, char *buf,
                                          size_t size);
 SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
-/* ss_http_config.user */
+/** ss_http_config.user */
 SS_API void *ss_http_user(const ss_http *h);
-/* The parsed request line and headers (slices into the request head;
+/** The parsed request line and headers (slices into the request head;
  * valid until the callback returns). */
 SS_API const ss_http_request *ss_http_parsed(const ss_http *h);
-/* NUL-terminated copies, valid until the callback returns. */
-SS_API const char *ss_http_method_name(const ss_http *h); /* "GET" */
-SS_API const char *ss_http_target(const ss_http *h);      /* "/a%20b?x=1" */
-/* HTTP/1.x minor version (0 or 1). */
+/** NUL-terminated copies, valid until the callback returns. */
+SS_API const char *ss_http_method_name(const ss_http *h); /**< "GET" */
+SS_API const char *ss_http_target(const ss_http *h);      /**< "/a%20b?x=1" */
+/** HTTP/1.x minor version (0 or 1). */
 SS_API int ss_http_version_minor(const ss_http *h);
-/* The first header named name (case-insensitive) as a NUL-terminated
+/** The first header named name (case-insensitive) as a NUL-terminated
  * string valid until the callback returns, or NULL. (Not ss_http_header:
  * that is the parser's field struct.) */
 SS_API const char *ss_http_header_value(ss_http *h, const char *name);
 
 /* ---- request body -------------------------------------------------- */
 
-/* Read up to n bytes of the request body, decoding Content-Length or
+/** Read up to n bytes of the request body, decoding Content-Length or
  * chunked framing. Sends "100 Continue" first if the client asked for it.
  * Returns the count, 0 at the end of the body, or a negative error
  * (-ETIMEDOUT, SS_EOF if the client closed early, an SS_HTTP_E_* value for
@@ -148,24 +149,24 @@ SS_API const char *ss_http_header_value(ss_http *h, const char *name);
  * at most 64 KiB and arrives within header_timeout; otherwise the
  * connection is closed, so pipelined requests stay in step. */
 SS_API ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n);
-/* The declared body length, or -1 when chunked or absent. (Not
+/** The declared body length, or -1 when chunked or absent. (Not
  * ss_http_content_length: the parser's header helper has that name.) */
 SS_API int64_t ss_http_body_length(const ss_http *h);
 
 /* ---- response ------------------------------------------------------ */
 
-/* Status line and the Server and Date headers (Python:
+/** Status line and the Server and Date headers (Python:
  * send_response). reason NULL: the standard phrase. Returns 0 or a
  * negative errno. Headers are buffered until ss_http_end_headers(). */
 SS_API int ss_http_send_response(ss_http *h, int status, const char *reason);
-/* One header line. Names and values with CR, LF or NUL are refused
+/** One header line. Names and values with CR, LF or NUL are refused
  * (-EINVAL): no header injection. Content-Length and "Connection: close"
  * are noticed (see ss_http_end_headers); a body that does not match the
  * declared Content-Length closes the connection after the response. */
 SS_API int ss_http_send_header(ss_http *h, const char *name, const char *value);
 SS_API int ss_http_send_headerf(ss_http *h, const char *name, const char *fmt,
                                 ...) SS_PRINTF(3, 4);
-/* End the head and send it. A response that can have a body but declared
+/** End the head and send it. A response that can have a body but declared
  * no Content-Length gets "Connection: close" added and the connection is
  * closed after it (the body ends where the connection does); whenever the
  * connection will close, a Connection field the callback sent is replaced
@@ -175,24 +176,24 @@ SS_API int ss_http_send_headerf(ss_http *h, const char *name, const char *fmt,
  * a small body leaves in the same send; it is always sent before any other
  * output and before the callback's return is acted on. */
 SS_API int ss_http_end_headers(ss_http *h);
-/* An error response with a small HTML body that escapes everything that
+/** An error response with a small HTML body that escapes everything that
  * came from the request (Python: send_error). explain may be NULL. The
  * connection is closed after it for 4xx/5xx caused by a bad request.
  * Returns 0 or a negative errno. */
 SS_API int ss_http_send_error(ss_http *h, int status, const char *explain);
-/* Response body bytes (all of them). For HEAD requests the body is
+/** Response body bytes (all of them). For HEAD requests the body is
  * swallowed, so one callback can serve GET and HEAD. */
 SS_API ssize_t ss_http_write(ss_http *h, const void *buf, size_t n);
-/* Send count bytes of file fd from *offset with sendfile() (HEAD: none). */
+/** Send count bytes of file fd from *offset with sendfile() (HEAD: none). */
 SS_API ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset,
                                 size_t count);
-/* Close the connection after this response (Python: close_connection). */
+/** Close the connection after this response (Python: close_connection). */
 SS_API void ss_http_close_connection(ss_http *h);
 
-/* "OK", "Not Found", …; "Unknown" for unknown codes. */
+/** "OK", "Not Found", …; "Unknown" for unknown codes. */
 SS_API const char *ss_http_reason(int status);
 
-/* Escape s for HTML text and attribute values (&, <, >, ", ') into buf;
+/** Escape s for HTML text and attribute values (&, <, >, ", ') into buf;
  * returns the length the full escape needs (like snprintf). */
 SS_API size_t ss_http_html_escape(const char *s, char *buf, size_t size);
 

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * libsockserv — the HTTP/1.1 request parser.
  *
  * The first building block of the HTTP request handler, usable on its own:
@@ -46,57 +47,57 @@ extern "C" {
  * of whatever follows is unknown.
  * --------------------------------------------------------------------- */
 
-/* More bytes are needed; call again when they have arrived. */
+/** More bytes are needed; call again when they have arrived. */
 #define SS_HTTP_INCOMPLETE (-1)
 
-/* 400 Bad Request: the request line. */
-#define SS_HTTP_E_BAD_REQUEST_LINE (-40001) /* not METHOD SP TARGET SP VER */
-#define SS_HTTP_E_BAD_METHOD (-40002)       /* method is not a token */
-#define SS_HTTP_E_BAD_TARGET (-40003)       /* control character in target */
-#define SS_HTTP_E_BAD_VERSION (-40004)      /* not HTTP/1*DIGIT.1*DIGIT */
-#define SS_HTTP_E_MISSING_VERSION (-40005)  /* "GET /": HTTP/0.9 style */
-#define SS_HTTP_E_BAD_LINE_ENDING (-40006)  /* CR not followed by LF */
-/* 400 Bad Request: header fields. */
-#define SS_HTTP_E_BAD_HEADER_NAME (-40007)    /* name is not a token */
-#define SS_HTTP_E_EMPTY_HEADER_NAME (-40008)  /* line starts with ':' */
-#define SS_HTTP_E_SPACE_BEFORE_COLON (-40009) /* "Name : value" */
-#define SS_HTTP_E_MISSING_COLON (-40010)      /* "Name value" */
-#define SS_HTTP_E_OBS_FOLD (-40011)           /* line starts with SP/HT */
-#define SS_HTTP_E_BAD_HEADER_VALUE (-40012)   /* control character in value */
-/* 400 Bad Request: body framing (the helpers below). */
+/** 400 Bad Request: the request line. */
+#define SS_HTTP_E_BAD_REQUEST_LINE (-40001) /**< not METHOD SP TARGET SP VER */
+#define SS_HTTP_E_BAD_METHOD (-40002)       /**< method is not a token */
+#define SS_HTTP_E_BAD_TARGET (-40003)       /**< control character in target */
+#define SS_HTTP_E_BAD_VERSION (-40004)      /**< not HTTP/1*DIGIT.1*DIGIT */
+#define SS_HTTP_E_MISSING_VERSION (-40005)  /**< "GET /": HTTP/0.9 style */
+#define SS_HTTP_E_BAD_LINE_ENDING (-40006)  /**< CR not followed by LF */
+/** 400 Bad Request: header fields. */
+#define SS_HTTP_E_BAD_HEADER_NAME (-40007)    /**< name is not a token */
+#define SS_HTTP_E_EMPTY_HEADER_NAME (-40008)  /**< line starts with ':' */
+#define SS_HTTP_E_SPACE_BEFORE_COLON (-40009) /**< "Name : value" */
+#define SS_HTTP_E_MISSING_COLON (-40010)      /**< "Name value" */
+#define SS_HTTP_E_OBS_FOLD (-40011)           /**< line starts with SP/HT */
+#define SS_HTTP_E_BAD_HEADER_VALUE (-40012)   /**< control character in value */
+/** 400 Bad Request: body framing (the helpers below). */
 #define SS_HTTP_E_BAD_CONTENT_LENGTH (-40013)
 #define SS_HTTP_E_CONFLICTING_CONTENT_LENGTH (-40014)
-#define SS_HTTP_E_BAD_TRANSFER_ENCODING (-40015) /* chunked not last/once */
-#define SS_HTTP_E_LENGTH_AND_CHUNKED (-40016)    /* both headers: smuggling? */
+#define SS_HTTP_E_BAD_TRANSFER_ENCODING (-40015) /**< chunked not last/once */
+#define SS_HTTP_E_LENGTH_AND_CHUNKED (-40016)    /**< both headers: smuggling? */
 #define SS_HTTP_E_TRANSFER_ENCODING_HTTP10 (-40017)
-/* 400 Bad Request: chunked body. */
-#define SS_HTTP_E_BAD_CHUNK_SIZE (-40018)      /* size line malformed */
-#define SS_HTTP_E_CHUNK_SIZE_OVERFLOW (-40019) /* size beyond 64 bits */
-#define SS_HTTP_E_CHUNK_LINE_TOO_LONG (-40020) /* size line + extensions */
-#define SS_HTTP_E_MISSING_CHUNK_CRLF (-40021)  /* data not followed by CRLF */
-#define SS_HTTP_E_BAD_TRAILER (-40022)         /* control char, bare CR/LF */
-/* 413 Content Too Large. */
+/** 400 Bad Request: chunked body. */
+#define SS_HTTP_E_BAD_CHUNK_SIZE (-40018)      /**< size line malformed */
+#define SS_HTTP_E_CHUNK_SIZE_OVERFLOW (-40019) /**< size beyond 64 bits */
+#define SS_HTTP_E_CHUNK_LINE_TOO_LONG (-40020) /**< size line + extensions */
+#define SS_HTTP_E_MISSING_CHUNK_CRLF (-40021)  /**< data not followed by CRLF */
+#define SS_HTTP_E_BAD_TRAILER (-40022)         /**< control char, bare CR/LF */
+/** 413 Content Too Large. */
 #define SS_HTTP_E_BODY_TOO_LARGE (-41301)
-/* 414 URI Too Long: the request line passed max_request_line. */
+/** 414 URI Too Long: the request line passed max_request_line. */
 #define SS_HTTP_E_REQUEST_LINE_TOO_LONG (-41401)
-/* 417 Expectation Failed: an Expect other than 100-continue. */
+/** 417 Expectation Failed: an Expect other than 100-continue. */
 #define SS_HTTP_E_EXPECTATION_FAILED (-41701)
-/* 431 Request Header Fields Too Large. */
+/** 431 Request Header Fields Too Large. */
 #define SS_HTTP_E_HEADER_LINE_TOO_LONG (-43101)
 #define SS_HTTP_E_TOO_MANY_HEADERS (-43102)
 #define SS_HTTP_E_HEADERS_TOO_LARGE (-43103)
 #define SS_HTTP_E_TRAILERS_TOO_LARGE (-43104)
-/* 501 Not Implemented: a transfer coding other than chunked. */
+/** 501 Not Implemented: a transfer coding other than chunked. */
 #define SS_HTTP_E_UNSUPPORTED_TRANSFER_CODING (-50101)
-/* 505 HTTP Version Not Supported: major version 0, or 2 and above. */
+/** 505 HTTP Version Not Supported: major version 0, or 2 and above. */
 #define SS_HTTP_E_VERSION_NOT_SUPPORTED (-50501)
 
-/* The status code to answer an SS_HTTP_E_* error with (400, 413, 414, 417,
+/** The status code to answer an SS_HTTP_E_* error with (400, 413, 414, 417,
  * 431, 501, 505); 0 for anything else (counts, SS_HTTP_INCOMPLETE, errno
  * values). */
 SS_API int ss_http_error_status(int rc);
 
-/* A short lower-case explanation of rc ("request line too long"), for
+/** A short lower-case explanation of rc ("request line too long"), for
  * logs and error pages. Static, never NULL; for values that are not
  * SS_HTTP_* codes, "not an HTTP parser error". */
 SS_API const char *ss_http_error_reason(int rc);
@@ -105,38 +106,38 @@ SS_API const char *ss_http_error_reason(int rc);
  * Limits
  * --------------------------------------------------------------------- */
 
-#define SS_HTTP_DEFAULT_MAX_REQUEST_LINE 65536 /* Python's _MAXLINE */
-#define SS_HTTP_DEFAULT_MAX_HEADER_LINE 65536  /* Python's _MAXLINE */
-#define SS_HTTP_DEFAULT_MAX_HEADERS 100        /* Python's _MAXHEADERS */
+#define SS_HTTP_DEFAULT_MAX_REQUEST_LINE 65536 /**< Python's _MAXLINE */
+#define SS_HTTP_DEFAULT_MAX_HEADER_LINE 65536  /**< Python's _MAXLINE */
+#define SS_HTTP_DEFAULT_MAX_HEADERS 100        /**< Python's _MAXHEADERS */
 #define SS_HTTP_DEFAULT_MAX_HEADER_BYTES 65536
-/* Larger limits are treated as this, so counts always fit in an int. */
+/** Larger limits are treated as this, so counts always fit in an int. */
 #define SS_HTTP_LIMIT_CAP (1 << 28)
 
-/* Sizes count every byte of a line including its line ending (CRLF or LF),
+/** Sizes count every byte of a line including its line ending (CRLF or LF),
  * as Python does. A field left 0 takes its default, so a zeroed struct (or
  * a NULL pointer) means the defaults. */
 typedef struct ss_http_limits {
-    /* The request line. Longer → SS_HTTP_E_REQUEST_LINE_TOO_LONG (414). */
+    /** The request line. Longer → SS_HTTP_E_REQUEST_LINE_TOO_LONG (414). */
     size_t max_request_line;
-    /* One header field line. Longer → SS_HTTP_E_HEADER_LINE_TOO_LONG. */
+    /** One header field line. Longer → SS_HTTP_E_HEADER_LINE_TOO_LONG. */
     size_t max_header_line;
-    /* Header fields. More → SS_HTTP_E_TOO_MANY_HEADERS (431). */
+    /** Header fields. More → SS_HTTP_E_TOO_MANY_HEADERS (431). */
     size_t max_headers;
-    /* All header field lines together with the blank line that ends them
+    /** All header field lines together with the blank line that ends them
      * (the request line is not counted). More → SS_HTTP_E_HEADERS_TOO_LARGE
      * (431). Python has no such bound; this one keeps the cost of parsing
      * again from the start small. */
     size_t max_header_bytes;
 } ss_http_limits;
 
-/* Fill *limits with the defaults above. */
+/** Fill *limits with the defaults above. */
 SS_API void ss_http_limits_init(ss_http_limits *limits);
 
 /* ------------------------------------------------------------------------
  * The request parser
  * --------------------------------------------------------------------- */
 
-/* One header field, as two slices of the parsed buffer (not
+/** One header field, as two slices of the parsed buffer (not
  * NUL-terminated). The value has no leading or trailing SP/HT. */
 typedef struct ss_http_header {
     const char *name;
@@ -146,26 +147,26 @@ typedef struct ss_http_header {
 } ss_http_header;
 
 typedef struct ss_http_request {
-    /* Set by the caller before parsing: where the fields go. At most
+    /** Set by the caller before parsing: where the fields go. At most
      * min(header_capacity, limits->max_headers) are accepted; one more is
      * SS_HTTP_E_TOO_MANY_HEADERS. */
     ss_http_header *headers;
     size_t header_capacity;
 
-    /* Set by the parser. Pointers are into the parsed buffer. */
-    const char *method; /* a token, case-sensitive ("GET") */
+    /** Set by the parser. Pointers are into the parsed buffer. */
+    const char *method; /**< a token, case-sensitive ("GET") */
     size_t method_len;
-    const char *target; /* as sent: "/path?query", "*", "http://h/" */
+    const char *target; /**< as sent: "/path?query", "*", "http://h/" */
     size_t target_len;
-    int version_major; /* 1 */
-    int version_minor; /* 0 or 1 (larger minors are accepted, like Python) */
-    /* The request line without its line ending, for logs. */
+    int version_major; /**< 1 */
+    int version_minor; /**< 0 or 1 (larger minors are accepted, like Python) */
+    /** The request line without its line ending, for logs. */
     const char *request_line;
     size_t request_line_len;
     size_t header_count;
 } ss_http_request;
 
-/* Parse the request line and header fields at the start of buf[0..len).
+/** Parse the request line and header fields at the start of buf[0..len).
  *
  * Returns:
  *  > 0  the request is complete: the number of bytes its request line,
@@ -193,11 +194,11 @@ SS_API int ss_http_parse_request(const char *buf, size_t len,
  * Reading header fields (names compare ASCII case-insensitively)
  * --------------------------------------------------------------------- */
 
-/* The first field named name (a NUL-terminated string), or NULL. */
+/** The first field named name (a NUL-terminated string), or NULL. */
 SS_API const ss_http_header *ss_http_header_find(const ss_http_request *req,
                                                  const char *name);
 
-/* The next field named name after *after (one of req->headers), or NULL:
+/** The next field named name after *after (one of req->headers), or NULL:
  *     for (h = ss_http_header_find(req, "x"); h;
  *          h = ss_http_header_next(req, "x", h))
  */
@@ -205,14 +206,14 @@ SS_API const ss_http_header *ss_http_header_next(const ss_http_request *req,
                                                  const char *name,
                                                  const ss_http_header *after);
 
-/* Content-Length, strictly: 1*DIGIT, no sign, no space inside, no
+/** Content-Length, strictly: 1*DIGIT, no sign, no space inside, no
  * overflow. Several fields, or a comma-separated list, must all carry the
  * same value (RFC 9110 §8.6). Returns 1 and sets *length when present, 0
  * when absent (*length untouched), or SS_HTTP_E_BAD_CONTENT_LENGTH /
  * SS_HTTP_E_CONFLICTING_CONTENT_LENGTH. */
 SS_API int ss_http_content_length(const ss_http_request *req, uint64_t *length);
 
-/* Transfer-Encoding, across all its fields. Returns 1 when the codings end
+/** Transfer-Encoding, across all its fields. Returns 1 when the codings end
  * with "chunked" (case-insensitive), 0 when there is no Transfer-Encoding
  * field, SS_HTTP_E_BAD_TRANSFER_ENCODING when chunked is not last, appears
  * twice or the list is empty (RFC 9112 §6.3: 400), or
@@ -220,15 +221,15 @@ SS_API int ss_http_content_length(const ss_http_request *req, uint64_t *length);
  * (RFC 9112 §6.1: 501; this library decodes only chunked). */
 SS_API int ss_http_transfer_chunked(const ss_http_request *req);
 
-/* How the request body is delimited (RFC 9112 §6.3) — the one place that
+/** How the request body is delimited (RFC 9112 §6.3) — the one place that
  * decides, so every caller refuses the same ambiguous requests. */
 typedef enum ss_http_body_kind {
-    SS_HTTP_BODY_NONE = 0,    /* no body */
-    SS_HTTP_BODY_LENGTH = 1,  /* *content_length bytes (may be 0) */
-    SS_HTTP_BODY_CHUNKED = 2, /* decode with ss_http_chunked_decode() */
+    SS_HTTP_BODY_NONE = 0,    /**< no body */
+    SS_HTTP_BODY_LENGTH = 1,  /**< *content_length bytes (may be 0) */
+    SS_HTTP_BODY_CHUNKED = 2, /**< decode with ss_http_chunked_decode() */
 } ss_http_body_kind;
 
-/* Returns an ss_http_body_kind (setting *content_length for
+/** Returns an ss_http_body_kind (setting *content_length for
  * SS_HTTP_BODY_LENGTH), or an error: those of ss_http_content_length() and
  * ss_http_transfer_chunked(), SS_HTTP_E_LENGTH_AND_CHUNKED when both
  * fields are present (a request-smuggling pattern; RFC 9112 §6.3 allows
@@ -237,17 +238,17 @@ typedef enum ss_http_body_kind {
 SS_API int ss_http_body_framing(const ss_http_request *req,
                                 uint64_t *content_length);
 
-/* True when a Connection field lists token ("close", "keep-alive", …):
+/** True when a Connection field lists token ("close", "keep-alive", …):
  * comma-separated, case-insensitive, across all Connection fields. */
 SS_API bool ss_http_connection_has(const ss_http_request *req,
                                    const char *token);
 
-/* Whether the connection stays open after this request: HTTP/1.1 and later
+/** Whether the connection stays open after this request: HTTP/1.1 and later
  * unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive"
  * (and no close). */
 SS_API bool ss_http_keep_alive(const ss_http_request *req);
 
-/* Expect: returns 1 for "100-continue" (case-insensitive) in an HTTP/1.1
+/** Expect: returns 1 for "100-continue" (case-insensitive) in an HTTP/1.1
  * request — send "100 Continue" before reading the body — 0 when there is
  * no Expect field or the request is HTTP/1.0 (RFC 9110 §10.1.1 says to
  * ignore it then), SS_HTTP_E_EXPECTATION_FAILED (417) for any other
@@ -265,29 +266,29 @@ SS_API int ss_http_expect_continue(const ss_http_request *req);
  * framing is where request smuggling hides).
  * --------------------------------------------------------------------- */
 
-#define SS_HTTP_DEFAULT_MAX_CHUNK_LINE 4096 /* Go's net/http bound */
+#define SS_HTTP_DEFAULT_MAX_CHUNK_LINE 4096 /**< Go's net/http bound */
 #define SS_HTTP_DEFAULT_MAX_TRAILER_BYTES 65536
 
 typedef struct ss_http_chunked_decoder {
-    /* Limits; 0 takes the default. Set before the first call. */
-    size_t max_chunk_line;    /* size line with extensions and CRLF */
-    size_t max_trailer_bytes; /* trailer fields and the final CRLF */
-    uint64_t max_body_bytes;  /* data bytes; 0 = unlimited. A chunk that
+    /** Limits; 0 takes the default. Set before the first call. */
+    size_t max_chunk_line;    /**< size line with extensions and CRLF */
+    size_t max_trailer_bytes; /**< trailer fields and the final CRLF */
+    uint64_t max_body_bytes;  /**< data bytes; 0 = unlimited. A chunk that
                                  would pass it is refused as soon as its
                                  size is read: SS_HTTP_E_BODY_TOO_LARGE. */
-    /* Progress, read-only: data bytes decoded so far. */
+    /** Progress, read-only: data bytes decoded so far. */
     uint64_t body_bytes;
-    /* Private. */
+    /** Private. */
     uint64_t chunk_left;
     size_t line_bytes;
     int state;
     int error;
 } ss_http_chunked_decoder;
 
-/* Reset *dec to the start of a body, with the default limits. */
+/** Reset *dec to the start of a body, with the default limits. */
 SS_API void ss_http_chunked_init(ss_http_chunked_decoder *dec);
 
-/* Decode buf[0..*len) in place. On return buf[0..*len) holds the body
+/** Decode buf[0..*len) in place. On return buf[0..*len) holds the body
  * data decoded by this call (possibly none) and *consumed the number of
  * input bytes used.
  *

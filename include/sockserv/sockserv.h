@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * libsockserv — Python's socketserver, in C.
  *
  * A server is built from three independent parts, each a "class": a const
@@ -75,11 +76,11 @@ typedef struct ss_config ss_config;
  * Errors
  * --------------------------------------------------------------------- */
 
-/* Returned by ss_read_exact() when the peer closed before the requested
+/** Returned by ss_read_exact() when the peer closed before the requested
  * number of bytes arrived. Outside the errno range, like libuv's UV_EOF. */
 #define SS_EOF (-4095)
 
-/* A static, thread-safe description of an error code returned by this
+/** A static, thread-safe description of an error code returned by this
  * library (a negative errno value or SS_EOF). Never NULL. */
 SS_API const char *ss_strerror(int error);
 
@@ -87,40 +88,40 @@ SS_API const char *ss_strerror(int error);
  * Configuration (Python's names where Python has one)
  * --------------------------------------------------------------------- */
 
-/* Receives every line the library would otherwise print to stderr (the
+/** Receives every line the library would otherwise print to stderr (the
  * default handle_error's report), without the trailing newline. May be
  * called from any thread that runs requests. */
 typedef void (*ss_log_fn)(void *user, const char *line);
 
 struct ss_config {
-    /* listen() backlog. Default SOMAXCONN (Python: 5). */
+    /** listen() backlog. Default SOMAXCONN (Python: 5). */
     int request_queue_size;
-    /* SO_REUSEADDR before bind. Default false, as in Python's TCPServer
+    /** SO_REUSEADDR before bind. Default false, as in Python's TCPServer
      * (http.server's HTTPServer sets it true; so do our examples). */
     bool allow_reuse_address;
-    /* SO_REUSEPORT before bind. Default false. */
+    /** SO_REUSEPORT before bind. Default false. */
     bool allow_reuse_port;
-    /* Bind and listen inside ss_server_new(). Default true. When false the
+    /** Bind and listen inside ss_server_new(). Default true. When false the
      * caller calls ss_server_bind() and ss_server_activate() itself, e.g.
      * after setting socket options on ss_server_fileno(). */
     bool bind_and_activate;
-    /* For IPv6 addresses: IPV6_V6ONLY. Default false, so "[::]:PORT" is
+    /** For IPv6 addresses: IPV6_V6ONLY. Default false, so "[::]:PORT" is
      * dual-stack and also accepts IPv4 clients. Set explicitly either way,
      * so the system default (net.ipv6.bindv6only) never decides. */
     bool ipv6_only;
-    /* Seconds ss_handle_request() waits before calling handle_timeout.
+    /** Seconds ss_handle_request() waits before calling handle_timeout.
      * Default 0: wait forever (Python: None). */
     double timeout;
-    /* Largest datagram received in one request (UDP, Unix datagram).
+    /** Largest datagram received in one request (UDP, Unix datagram).
      * Default 8192. Larger datagrams are cut and flagged:
      * ss_request_truncated() tells the handler. */
     size_t max_packet_size;
-    /* Remove the Unix socket's file when the server closes. Default false,
+    /** Remove the Unix socket's file when the server closes. Default false,
      * as in Python (which never removes it). Abstract names have no file. */
     bool unlink_on_close;
-    /* Where report lines go instead of stderr; NULL = stderr. */
+    /** Where report lines go instead of stderr; NULL = stderr. */
     ss_log_fn log;
-    /* After ss_shutdown(), requests still running stop waiting for input
+    /** After ss_shutdown(), requests still running stop waiting for input
      * at once (their reads fail with -ECANCELED, which is not reported as
      * an error), and may spend this many seconds sending answers before
      * their writes fail with -ECANCELED too. So Ctrl-C never waits for an
@@ -131,60 +132,60 @@ struct ss_config {
     double shutdown_grace;
 
     /* --- concurrency strategies --------------------------------------- */
-    /* Forking: most children at once; at the limit the loop waits for one
+    /** Forking: most children at once; at the limit the loop waits for one
      * to exit before accepting more. Default 40 (Python's). */
     int max_children;
-    /* Forking and threading: ss_server_close() waits for running children
+    /** Forking and threading: ss_server_close() waits for running children
      * or (non-daemon) threads. Default true (Python's). */
     bool block_on_close;
-    /* Threading: ss_server_close() does not wait for request threads.
+    /** Threading: ss_server_close() does not wait for request threads.
      * ss_server_free() still waits, because they use the server; it is
      * process exit that ends them, as in Python. Default false. */
     bool daemon_threads;
-    /* Threading: most request threads at once, 0 = unbounded (Python).
+    /** Threading: most request threads at once, 0 = unbounded (Python).
      * At the limit the loop waits for a thread to finish. */
     int max_threads;
-    /* Threading and thread pool: stack size of each thread in bytes;
+    /** Threading and thread pool: stack size of each thread in bytes;
      * 0 = the system default. */
     size_t thread_stack_size;
-    /* Thread pool: number of workers; 0 = twice the CPU count. */
+    /** Thread pool: number of workers; 0 = twice the CPU count. */
     int pool_size;
-    /* Thread pool: accepted requests waiting for a worker; 0 = 4 ×
+    /** Thread pool: accepted requests waiting for a worker; 0 = 4 ×
      * pool_size. When full, the loop waits for room (backpressure) — or,
      * with pool_refuse_when_full, closes the new connection at once. */
     int pool_queue_size;
     bool pool_refuse_when_full;
-    /* Thread pool: start all workers in ss_server_new() (false: start them
+    /** Thread pool: start all workers in ss_server_new() (false: start them
      * as requests arrive). Default false. */
     bool pool_eager_start;
-    /* Prefork: worker processes; 0 = the CPU count. */
+    /** Prefork: worker processes; 0 = the CPU count. */
     int workers;
-    /* Prefork: how each worker runs its requests: &ss_sync (default) or
+    /** Prefork: how each worker runs its requests: &ss_sync (default) or
      * &ss_threading or &ss_thread_pool. */
     const ss_strategy *worker_strategy;
-    /* Prefork: seconds a stopping worker may take to finish its requests
+    /** Prefork: seconds a stopping worker may take to finish its requests
      * before it is killed. Default 10. */
     double graceful_timeout;
-    /* Coroutines: scheduler threads, each with its own epoll loop;
+    /** Coroutines: scheduler threads, each with its own epoll loop;
      * 0 = the CPU count. A coroutine never moves between threads. */
     int coro_threads;
-    /* Coroutines: usable stack bytes per coroutine (a guard page is added
+    /** Coroutines: usable stack bytes per coroutine (a guard page is added
      * below). 0 = 256 KiB — address space, mostly never touched. */
     size_t coro_stack_size;
-    /* Coroutines: helper threads for ss_run_blocking(); 0 = 4. */
+    /** Coroutines: helper threads for ss_run_blocking(); 0 = 4. */
     int coro_blocking_threads;
-    /* Coroutines: when serving starts, install a SIGSEGV handler (chained
+    /** Coroutines: when serving starts, install a SIGSEGV handler (chained
      * to any previous one, acting only on a fault in a coroutine's guard
      * page) that prints "sockserv: coroutine stack overflow (stack size N
      * bytes); raise ss_config.coro_stack_size" before the process dies.
      * The one signal disposition the library sets by itself; default true,
      * false leaves SIGSEGV alone (an overflow is then a plain crash). */
     bool coro_overflow_report;
-    /* Your context, reachable from every request: ss_request_user(). */
+    /** Your context, reachable from every request: ss_request_user(). */
     void *user;
 };
 
-/* Fill *cfg with the defaults listed above. Always start from this (or pass
+/** Fill *cfg with the defaults listed above. Always start from this (or pass
  * NULL for all defaults): a zeroed struct is not the default config. */
 SS_API void ss_config_init(ss_config *cfg);
 
@@ -194,63 +195,63 @@ SS_API void ss_config_init(ss_config *cfg);
  * --------------------------------------------------------------------- */
 
 struct ss_server_class {
-    const char *name; /* "TCPServer", … — for messages */
-    int family;       /* AF_UNIX, or AF_UNSPEC: taken from the address */
-    int socket_type;  /* SOCK_STREAM or SOCK_DGRAM */
+    const char *name; /**< "TCPServer", … — for messages */
+    int family;       /**< AF_UNIX, or AF_UNSPEC: taken from the address */
+    int socket_type;  /**< SOCK_STREAM or SOCK_DGRAM */
 
-    /* Create nothing; bind the already created socket to the address and
+    /** Create nothing; bind the already created socket to the address and
      * record the real address (port 0 → the port the system chose). */
     int (*server_bind)(ss_server *srv);
-    /* listen() for stream kinds; nothing for datagram kinds. */
+    /** listen() for stream kinds; nothing for datagram kinds. */
     int (*server_activate)(ss_server *srv);
-    /* Accept one connection (stream) or receive one datagram into req.
+    /** Accept one connection (stream) or receive one datagram into req.
      * Returns 0, -EAGAIN if nothing is waiting, or another negative errno. */
     int (*get_request)(ss_server *srv, ss_request *req);
-    /* Return false to refuse the request: it is then shut down, unhandled.
+    /** Return false to refuse the request: it is then shut down, unhandled.
      * Default: true. */
     bool (*verify_request)(ss_server *srv, ss_request *req);
-    /* Run the handler class on the request: setup, handle, finish (finish
+    /** Run the handler class on the request: setup, handle, finish (finish
      * runs even when handle fails). Returns 0 or the first failure. */
     int (*finish_request)(ss_server *srv, ss_request *req);
-    /* Called once when a request fails (error is the handler's non-zero
+    /** Called once when a request fails (error is the handler's non-zero
      * return, or a negative errno from the library). Default: one report
      * line naming the client to stderr or to config.log. */
     void (*handle_error)(ss_server *srv, ss_request *req, int error);
-    /* Called by ss_handle_request() when config.timeout passes with no
+    /** Called by ss_handle_request() when config.timeout passes with no
      * request. Default: nothing. */
     void (*handle_timeout)(ss_server *srv);
-    /* Called once per ss_serve_forever() loop iteration. Default: nothing.
+    /** Called once per ss_serve_forever() loop iteration. Default: nothing.
      * (The strategy's own periodic work, such as reaping children, runs
      * regardless of this hook — no super() call needed.) */
     void (*service_actions)(ss_server *srv);
-    /* End a request: stream kinds shut the connection down for writing
+    /** End a request: stream kinds shut the connection down for writing
      * and close it; datagram kinds have nothing to close. */
     void (*shutdown_request)(ss_server *srv, ss_request *req);
-    /* Release the request's descriptor without a shutdown(). */
+    /** Release the request's descriptor without a shutdown(). */
     void (*close_request)(ss_server *srv, ss_request *req);
 };
 
-SS_API extern const ss_server_class ss_tcp;           /* TCPServer */
-SS_API extern const ss_server_class ss_udp;           /* UDPServer */
-SS_API extern const ss_server_class ss_unix_stream;   /* UnixStreamServer */
-SS_API extern const ss_server_class ss_unix_datagram; /* UnixDatagramServer */
+SS_API extern const ss_server_class ss_tcp;           /**< TCPServer */
+SS_API extern const ss_server_class ss_udp;           /**< UDPServer */
+SS_API extern const ss_server_class ss_unix_stream;   /**< UnixStreamServer */
+SS_API extern const ss_server_class ss_unix_datagram; /**< UnixDatagramServer */
 
 /* ------------------------------------------------------------------------
  * Strategies (Python's mix-ins) and the I/O seam they own
  * --------------------------------------------------------------------- */
 
-/* Monotonic clock in nanoseconds; deadlines below are absolute values of
+/** Monotonic clock in nanoseconds; deadlines below are absolute values of
  * it. SS_NO_DEADLINE means wait forever. */
 #define SS_NO_DEADLINE INT64_C(-1)
 SS_API int64_t ss_now_ns(void);
 
-/* How a request waits for its socket. Handlers never call this: ss_read,
+/** How a request waits for its socket. Handlers never call this: ss_read,
  * ss_write and friends do, when the socket would block. A blocking strategy
  * poll()s; the coroutine strategy parks the coroutine on the event loop —
  * which is why one handler source runs under every strategy. */
 struct ss_io_class {
     const char *name;
-    /* Wait until fd is ready for events (POLLIN and/or POLLOUT) or the
+    /** Wait until fd is ready for events (POLLIN and/or POLLOUT) or the
      * deadline passes. Returns 0 when ready (or on error/hangup, which the
      * next call reports), -ETIMEDOUT, or another negative errno. While
      * the server is shutting down it returns -ECANCELED instead of waiting
@@ -258,63 +259,63 @@ struct ss_io_class {
      * that, so a wait already in progress ends at once too. fd may be -1:
      * then it only waits for the deadline (ss_sleep, ss_yield). */
     int (*wait)(ss_request *req, int fd, short events, int64_t deadline);
-    /* Optional: run fn(arg) where blocking does no harm and return its
+    /** Optional: run fn(arg) where blocking does no harm and return its
      * result (ss_run_blocking). NULL: call it right here, which is right
      * for strategies where a request has a thread or process of its own. */
     int (*run_blocking)(ss_request *req, int (*fn)(void *arg), void *arg);
-    /* True when wait() reports data that arrives after a read came back
+    /** True when wait() reports data that arrives after a read came back
      * short, even if the descriptor was readable all along (edge-triggered
      * bookkeeping). ss_read then waits before its recv() instead of
      * spending a recv() on EAGAIN. */
     bool reports_new_data;
 };
 
-/* Plain poll(): what every blocking strategy uses. */
+/** Plain poll(): what every blocking strategy uses. */
 SS_API extern const ss_io_class ss_blocking_io;
 
 struct ss_strategy {
     const char *name;
     const ss_io_class *io;
-    /* Optional: prepare per-server state (ss_server_new calls it). */
+    /** Optional: prepare per-server state (ss_server_new calls it). */
     int (*init)(ss_server *srv);
-    /* Take ownership of an accepted, verified request and see that it is
+    /** Take ownership of an accepted, verified request and see that it is
      * run (ss_run_request) and released; return 0. Or return a negative
      * errno without taking it: the server reports it through handle_error
      * and closes the request — except -ESHUTDOWN (refused because the
      * server is stopping), which is closed without a report. */
     int (*process_request)(ss_server *srv, ss_request *req);
-    /* Optional: periodic work, each loop iteration and on timeout. */
+    /** Optional: periodic work, each loop iteration and on timeout. */
     void (*service_actions)(ss_server *srv);
-    /* Optional: called by ss_server_close(), e.g. to wait for workers. */
+    /** Optional: called by ss_server_close(), e.g. to wait for workers. */
     void (*server_close)(ss_server *srv);
-    /* Optional: called by ss_server_free() after server_close: wait for
+    /** Optional: called by ss_server_free() after server_close: wait for
      * anything that still uses the server, then free strategy state. */
     void (*destroy)(ss_server *srv);
-    /* Optional: replaces the serve loop (prefork runs a supervisor). It
+    /** Optional: replaces the serve loop (prefork runs a supervisor). It
      * must return when ss_shutdown() is called; ss_serve_core_loop() is
      * the default loop, for strategies that wrap it. */
     int (*serve_forever)(ss_server *srv, double poll_interval);
 };
 
-/* Handle each request to completion before accepting the next (Python's
+/** Handle each request to completion before accepting the next (Python's
  * plain TCPServer). */
 SS_API extern const ss_strategy ss_sync;
-/* A child process per request (Python's ForkingMixIn): max_children,
+/** A child process per request (Python's ForkingMixIn): max_children,
  * block_on_close. The child runs the handler and exits 0, or 1 after a
  * failure (reported by handle_error in the child). Only the server's own
  * children are ever reaped. ss_handle_request() waits 300 s by default,
  * as Python's ForkingMixIn.timeout. */
 SS_API extern const ss_strategy ss_forking;
-/* A thread per request (Python's ThreadingMixIn): daemon_threads,
+/** A thread per request (Python's ThreadingMixIn): daemon_threads,
  * block_on_close, and beyond Python max_threads and thread_stack_size.
  * Finished threads leave no bookkeeping behind. */
 SS_API extern const ss_strategy ss_threading;
-/* pool_size long-lived worker threads fed by a bounded queue. */
+/** pool_size long-lived worker threads fed by a bounded queue. */
 SS_API extern const ss_strategy ss_thread_pool;
-/* A supervisor process forks `workers` processes that share the listening
+/** A supervisor process forks `workers` processes that share the listening
  * socket and each run worker_strategy; crashed workers are replaced. */
 SS_API extern const ss_strategy ss_prefork;
-/* Coroutines on epoll (gevent's idea, done explicitly): each request runs
+/** Coroutines on epoll (gevent's idea, done explicitly): each request runs
  * as a coroutine with its own small stack; when its socket would block, it
  * parks and the scheduler runs another. The same handler source as for
  * every other strategy, at event-loop cost. coro_threads schedulers share
@@ -322,15 +323,15 @@ SS_API extern const ss_strategy ss_prefork;
  * thread: use ss_sleep(), ss_wait_fd() and ss_run_blocking(). */
 SS_API extern const ss_strategy ss_coroutines;
 
-/* For strategy authors: the loop ss_serve_forever() runs by default. */
+/** For strategy authors: the loop ss_serve_forever() runs by default. */
 SS_API int ss_serve_core_loop(ss_server *srv, double poll_interval);
 
-/* For strategy authors: run the request's handler (finish_request), report
+/** For strategy authors: run the request's handler (finish_request), report
  * a failure through handle_error, shut the request down and free it.
  * After this call req is gone. Thread-safe across different requests. */
 SS_API void ss_run_request(ss_server *srv, ss_request *req);
 
-/* For strategy authors: release a request without running it (shutdown
+/** For strategy authors: release a request without running it (shutdown
  * and free). */
 SS_API void ss_drop_request(ss_server *srv, ss_request *req);
 
@@ -340,44 +341,44 @@ SS_API void ss_drop_request(ss_server *srv, ss_request *req);
  * --------------------------------------------------------------------- */
 
 struct ss_handler_class {
-    /* The class this one extends; NULL fields are taken from it. NULL base
+    /** The class this one extends; NULL fields are taken from it. NULL base
      * means ss_base_handler. */
     const ss_handler_class *base;
-    /* Bytes of per-request state the library allocates, zeroes and frees:
+    /** Bytes of per-request state the library allocates, zeroes and frees:
      * ss_request_state(). Not inherited. */
     size_t state_size;
-    /* Each returns 0 on success. A non-zero return from any of them makes
+    /** Each returns 0 on success. A non-zero return from any of them makes
      * the server call handle_error with it; finish runs even when setup or
      * handle fails. */
     int (*setup)(ss_request *req);
     int (*handle)(ss_request *req);
     int (*finish)(ss_request *req);
 
-    /* Stream options (StreamRequestHandler). 0 fields are inherited. */
-    /* Seconds each read/write call may take before -ETIMEDOUT; 0 = none. */
+    /** Stream options (StreamRequestHandler). 0 fields are inherited. */
+    /** Seconds each read/write call may take before -ETIMEDOUT; 0 = none. */
     double timeout;
-    /* Read buffer size; default 8192. */
+    /** Read buffer size; default 8192. */
     size_t rbufsize;
-    /* Write buffer size; 0 (default, like Python) writes straight through.
+    /** Write buffer size; 0 (default, like Python) writes straight through.
      * When set, data is sent when the buffer fills, on ss_flush(), and
      * after finish. */
     size_t wbufsize;
-    /* TCP_NODELAY on the connection (TCP only). */
+    /** TCP_NODELAY on the connection (TCP only). */
     bool disable_nagle_algorithm;
 
-    /* Data of the class itself — Python's class attributes — shared by all
+    /** Data of the class itself — Python's class attributes — shared by all
      * its requests: ss_request_class_data(). Inherited when NULL. The HTTP
      * handler keeps its ss_http_config here. */
     const void *class_data;
 };
 
-/* No-op setup/handle/finish. Request I/O follows the server kind, so every
+/** No-op setup/handle/finish. Request I/O follows the server kind, so every
  * handler can read and write whatever the kind: */
 SS_API extern const ss_handler_class ss_base_handler;
-/* Its setup applies timeout and disable_nagle_algorithm. Reads come from
+/** Its setup applies timeout and disable_nagle_algorithm. Reads come from
  * the connection, writes go to it. */
 SS_API extern const ss_handler_class ss_stream_handler;
-/* Reads come from the received datagram; writes collect a reply that is
+/** Reads come from the received datagram; writes collect a reply that is
  * sent to the client after finish — always, even when empty (as Python). */
 SS_API extern const ss_handler_class ss_datagram_handler;
 
@@ -385,7 +386,7 @@ SS_API extern const ss_handler_class ss_datagram_handler;
  * Servers
  * --------------------------------------------------------------------- */
 
-/* Create a server. address is a string (see ss_address_parse); cfg may be
+/** Create a server. address is a string (see ss_address_parse); cfg may be
  * NULL for defaults and is copied. With cfg->bind_and_activate (the
  * default), the socket is bound and listening on return.
  * On success *out owns the server: free it with ss_server_free(). On
@@ -394,7 +395,7 @@ SS_API int ss_server_new(ss_server **out, const ss_server_class *kind,
                          const ss_strategy *strategy, const char *address,
                          const ss_handler_class *handler, const ss_config *cfg);
 
-/* The same with an address already in a struct sockaddr (copied). */
+/** The same with an address already in a struct sockaddr (copied). */
 SS_API int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
                                   const ss_strategy *strategy,
                                   const struct sockaddr *address,
@@ -402,7 +403,7 @@ SS_API int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
                                   const ss_handler_class *handler,
                                   const ss_config *cfg);
 
-/* Python's plain classes in one call: the synchronous strategy. */
+/** Python's plain classes in one call: the synchronous strategy. */
 SS_API int ss_tcp_server_new(ss_server **out, const char *address,
                              const ss_handler_class *handler,
                              const ss_config *cfg);
@@ -416,7 +417,7 @@ SS_API int ss_unix_datagram_server_new(ss_server **out, const char *address,
                                        const ss_handler_class *handler,
                                        const ss_config *cfg);
 
-/* Python's combined classes: ThreadingTCPServer, ForkingUDPServer, … */
+/** Python's combined classes: ThreadingTCPServer, ForkingUDPServer, … */
 SS_API int ss_threading_tcp_server_new(ss_server **out, const char *address,
                                        const ss_handler_class *handler,
                                        const ss_config *cfg);
@@ -446,12 +447,12 @@ SS_API int ss_forking_unix_datagram_server_new(ss_server **out,
                                                const ss_handler_class *handler,
                                                const ss_config *cfg);
 
-/* Bind / listen, when bind_and_activate was false. Call once each, in that
+/** Bind / listen, when bind_and_activate was false. Call once each, in that
  * order. */
 SS_API int ss_server_bind(ss_server *srv);
 SS_API int ss_server_activate(ss_server *srv);
 
-/* Handle requests until ss_shutdown(). Every poll_interval seconds (or
+/** Handle requests until ss_shutdown(). Every poll_interval seconds (or
  * sooner) the loop runs service_actions; shutdown does not wait for it: it
  * wakes the loop at once. A shutdown requested before this call makes it
  * return at once. Returns 0, or a negative errno if the loop cannot run
@@ -459,13 +460,13 @@ SS_API int ss_server_activate(ss_server *srv);
  * Not to be called from a signal handler. */
 SS_API int ss_serve_forever(ss_server *srv, double poll_interval);
 
-/* Handle one request, waiting at most config.timeout (0 = forever); on
+/** Handle one request, waiting at most config.timeout (0 = forever); on
  * timeout calls handle_timeout and returns -ETIMEDOUT. Returns 0 once a
  * request was handled (or refused by verify_request; handler failures go to
  * handle_error and still return 0). */
 SS_API int ss_handle_request(ss_server *srv);
 
-/* Ask ss_serve_forever() to return, and return at once without waiting.
+/** Ask ss_serve_forever() to return, and return at once without waiting.
  * Safe from any thread, from the serving thread itself (including a
  * handler), and from a signal handler (async-signal-safe). Returns 0.
  * A handler stops its own server with ss_shutdown(ss_request_server(req))
@@ -474,12 +475,12 @@ SS_API int ss_handle_request(ss_server *srv);
  * to requests still running. */
 SS_API int ss_shutdown(ss_server *srv);
 
-/* Python's shutdown(): ask, then wait until ss_serve_forever() has
+/** Python's shutdown(): ask, then wait until ss_serve_forever() has
  * returned. Returns 0, or -EDEADLK if called from the thread that is
  * serving (which would wait for itself forever). Not signal-safe. */
 SS_API int ss_shutdown_wait(ss_server *srv);
 
-/* Close the listening socket, let the strategy finish its work (e.g. wait
+/** Close the listening socket, let the strategy finish its work (e.g. wait
  * for threads or children per block_on_close) and unlink the Unix socket if
  * configured. Idempotent. Python: server_close(). Call it after
  * ss_serve_forever() has returned, not from another thread while it runs.
@@ -489,21 +490,21 @@ SS_API int ss_shutdown_wait(ss_server *srv);
  * done (ss_server_free() closes it at the latest). */
 SS_API void ss_server_close(ss_server *srv);
 
-/* ss_server_close() if needed, then free. NULL is allowed. Waits for
+/** ss_server_close() if needed, then free. NULL is allowed. Waits for
  * everything still using the server (daemon threads too). Refused from a
  * handler of this server, like ss_server_close(). */
 SS_API void ss_server_free(ss_server *srv);
 
-/* The listening (or datagram) socket, -1 once closed. Python: fileno(). */
+/** The listening (or datagram) socket, -1 once closed. Python: fileno(). */
 SS_API int ss_server_fileno(const ss_server *srv);
 
-/* The bound address (after port 0: the real port). Python:
+/** The bound address (after port 0: the real port). Python:
  * server_address. *len is in/out. Returns 0 or -ENOBUFS if too small. */
 SS_API int ss_server_address(const ss_server *srv, struct sockaddr *addr,
                              socklen_t *len);
-/* The bound port for IP servers, -EAFNOSUPPORT for Unix servers. */
+/** The bound port for IP servers, -EAFNOSUPPORT for Unix servers. */
 SS_API int ss_server_port(const ss_server *srv);
-/* "127.0.0.1:8000", "[::1]:8000", "unix:/path", "unix:@name". Returns the
+/** "127.0.0.1:8000", "[::1]:8000", "unix:/path", "unix:@name". Returns the
  * length written (truncated to fit, always NUL-terminated). */
 SS_API int ss_server_address_string(const ss_server *srv, char *buf,
                                     size_t size);
@@ -513,11 +514,11 @@ SS_API const ss_strategy *ss_server_strategy(const ss_server *srv);
 SS_API const ss_config *ss_server_config(const ss_server *srv);
 SS_API void *ss_server_user(const ss_server *srv);
 
-/* For strategy authors: one pointer of per-server strategy state. */
+/** For strategy authors: one pointer of per-server strategy state. */
 SS_API void *ss_server_strategy_data(const ss_server *srv);
 SS_API void ss_server_set_strategy_data(ss_server *srv, void *data);
 
-/* SIGINT and SIGTERM call ss_shutdown(srv). Installed only when you call
+/** SIGINT and SIGTERM call ss_shutdown(srv). Installed only when you call
  * this; up to 16 servers may be registered at once. ss_server_free()
  * unregisters. Returns 0, -ENOSPC when the table is full, or sigaction's
  * error. */
@@ -528,39 +529,39 @@ SS_API int ss_shutdown_on_signals(ss_server *srv);
  * --------------------------------------------------------------------- */
 
 SS_API ss_server *ss_request_server(const ss_request *req);
-/* The handler's per-request state (state_size bytes, zeroed), or NULL. */
+/** The handler's per-request state (state_size bytes, zeroed), or NULL. */
 SS_API void *ss_request_state(const ss_request *req);
-/* config.user of the server. */
+/** config.user of the server. */
 SS_API void *ss_request_user(const ss_request *req);
-/* class_data of the handler class (or the nearest base that sets it). */
+/** class_data of the handler class (or the nearest base that sets it). */
 SS_API const void *ss_request_class_data(const ss_request *req);
-/* The client's address; *len receives its length when len is not NULL.
+/** The client's address; *len receives its length when len is not NULL.
  * For an unbound Unix client it has only a family. */
 SS_API const struct sockaddr *ss_request_client_address(const ss_request *req,
                                                         socklen_t *len);
-/* The client address as text ("127.0.0.1:51000", "unix:" for an unnamed
+/** The client address as text ("127.0.0.1:51000", "unix:" for an unnamed
  * Unix peer). Returns the length written. */
 SS_API int ss_request_client_address_string(const ss_request *req, char *buf,
                                             size_t size);
-/* The request's socket, for socket options and getsockopt only: read and
+/** The request's socket, for socket options and getsockopt only: read and
  * write through ss_read/ss_write, which the strategy can intercept. */
 SS_API int ss_request_fileno(const ss_request *req);
-/* Datagram requests: the datagram was longer than max_packet_size and was
+/** Datagram requests: the datagram was longer than max_packet_size and was
  * cut. Always false for streams. */
 SS_API bool ss_request_truncated(const ss_request *req);
-/* Change the per-call I/O timeout for this request (seconds, 0 = none). */
+/** Change the per-call I/O timeout for this request (seconds, 0 = none). */
 SS_API void ss_request_set_timeout(ss_request *req, double seconds);
 
-/* Read up to n bytes (at least 1 unless EOF). Returns the count, 0 at end
+/** Read up to n bytes (at least 1 unless EOF). Returns the count, 0 at end
  * of stream (datagrams: end of the packet), or a negative errno
  * (-ETIMEDOUT past the timeout). */
 SS_API ssize_t ss_read(ss_request *req, void *buf, size_t n);
-/* Read exactly n bytes. Returns n, SS_EOF if the stream ended first, or a
+/** Read exactly n bytes. Returns n, SS_EOF if the stream ended first, or a
  * negative errno (-ETIMEDOUT…); on either failure the bytes that did
  * arrive are in buf but consumed, and their count is not reported. Use
  * ss_read() where a short message must be handled. */
 SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
-/* Read one line, up to and including '\n', into buf (NUL-terminated;
+/** Read one line, up to and including '\n', into buf (NUL-terminated;
  * size counts the NUL). Returns its length; 0 at end of stream. A line that
  * ends without '\n' means the peer closed mid-line (nothing is lost; the
  * next call returns 0). A line that does not fit in size - 1 bytes returns
@@ -569,39 +570,39 @@ SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
  * consume what was read of the line. */
 SS_API ssize_t ss_readline(ss_request *req, char *buf, size_t size);
 
-/* Cooperative helpers: they block the calling request only, under every
+/** Cooperative helpers: they block the calling request only, under every
  * strategy — a coroutine parks, a thread or process simply waits. */
-/* Wait for seconds. Returns 0, or -ECANCELED when the server shuts down. */
+/** Wait for seconds. Returns 0, or -ECANCELED when the server shuts down. */
 SS_API int ss_sleep(ss_request *req, double seconds);
-/* Let other requests of the same scheduler run: a coroutine goes to the
+/** Let other requests of the same scheduler run: a coroutine goes to the
  * back of the run queue; elsewhere the call returns at once (the kernel
  * schedules threads and processes anyway). Returns 0. */
 SS_API int ss_yield(ss_request *req);
-/* Wait until your own descriptor fd (a pipe, a database connection…) is
+/** Wait until your own descriptor fd (a pipe, a database connection…) is
  * ready for events (POLLIN/POLLOUT), at most timeout seconds (0 = no
  * limit). Returns 0, -ETIMEDOUT, or -ECANCELED at shutdown. */
 SS_API int ss_wait_fd(ss_request *req, int fd, short events, double timeout);
-/* Run fn(arg), which may block (DNS, disk, a database client), without
+/** Run fn(arg), which may block (DNS, disk, a database client), without
  * stalling other requests: under ss_coroutines it runs on a helper thread
  * while the coroutine waits. Returns fn's result. */
 SS_API int ss_run_blocking(ss_request *req, int (*fn)(void *arg), void *arg);
 
-/* Write up to n bytes: one send for streams (it may be partial). Returns
+/** Write up to n bytes: one send for streams (it may be partial). Returns
  * the count or a negative errno. Datagrams: appends to the reply, which
  * may hold at most 65,507 bytes for UDP (-EMSGSIZE beyond, and nothing is
  * appended) and 16 MiB for Unix datagram sockets, where the kernel's
  * buffer size may refuse a smaller reply when it is sent. */
 SS_API ssize_t ss_write(ss_request *req, const void *buf, size_t n);
-/* Write all n bytes, completing partial writes and retrying after
+/** Write all n bytes, completing partial writes and retrying after
  * signals. Returns n or a negative errno (then an unknown prefix was
  * sent). */
 SS_API ssize_t ss_write_all(ss_request *req, const void *buf, size_t n);
-/* printf to the request; like ss_write_all. */
+/** printf to the request; like ss_write_all. */
 SS_API ssize_t ss_writef(ss_request *req, const char *fmt, ...) SS_PRINTF(2, 3);
-/* Send what a buffered writer (wbufsize > 0) holds. Returns 0 or a negative
+/** Send what a buffered writer (wbufsize > 0) holds. Returns 0 or a negative
  * errno. The library flushes after finish too. */
 SS_API int ss_flush(ss_request *req);
-/* Send count bytes of file fd from *offset (advanced), through sendfile()
+/** Send count bytes of file fd from *offset (advanced), through sendfile()
  * where the kernel allows. Streams only (-EOPNOTSUPP otherwise). Returns
  * the count sent — short at end of file, or when an error cut the transfer
  * after some bytes went out (the next call reports the error) — or a
@@ -613,7 +614,7 @@ SS_API ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset,
  * Addresses
  * --------------------------------------------------------------------- */
 
-/* Parse a server address:
+/** Parse a server address:
  *   "127.0.0.1:8000"   IPv4         "[::1]:8000"  IPv6 ("[::]:PORT" is all
  *   "localhost:8000"   a host name (first IPv4/IPv6 result of getaddrinfo)
  *   ":8000"            all IPv4 interfaces (Python's host "")
@@ -628,7 +629,7 @@ SS_API ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset,
 SS_API int ss_address_parse(const char *text, int socket_type,
                             struct sockaddr_storage *addr, socklen_t *len);
 
-/* Format an address the way ss_address_parse reads it. Returns the length
+/** Format an address the way ss_address_parse reads it. Returns the length
  * written (truncated to fit, NUL-terminated), -EAFNOSUPPORT for a family
  * other than IPv4, IPv6 and Unix, or -EINVAL for a NULL or short address. */
 SS_API int ss_address_format(const struct sockaddr *addr, socklen_t len,
