@@ -23,6 +23,7 @@
  * reaches handle_error.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,25 +233,123 @@ static ss_http *conn_new(ss_request *req, const ss_http_config *user_cfg)
     h->header_capacity = l->max_headers;
     if (h->header_capacity > l->max_header_bytes / 3 + 1)
         h->header_capacity = l->max_header_bytes / 3 + 1;
-    h->headers = malloc(h->header_capacity * sizeof *h->headers);
-    h->cap = SS__HTTP_HEAD_MIN_CAPACITY;
-    h->buf = malloc(h->cap);
-    if (!h->headers || !h->buf) {
+    /* The buffers come with the first byte of the first request
+     * (read_head): a connection that never sends one costs only this. */
+    return h;
+}
+
+/* ---- buffers: held only while a request is in progress -------------- */
+
+/* An idle keep-alive connection holds no buffers (conn_release_buffers),
+ * so each request takes a set when its first byte arrives and gives it
+ * back when the exchange is over. Each thread keeps one spare set, so a
+ * busy thread hands the same buffers from one request to the next instead
+ * of calling malloc and free four times per request: under the coroutine
+ * strategy a request usually runs from first byte to last without
+ * parking, so one spare per scheduler thread is enough. */
+typedef struct spare_buffers {
+    char *buf;
+    size_t cap;
+    ss_http_header *headers;
+    size_t header_capacity;
+    ss__http_block *arena;
+    char *out;
+    size_t out_cap;
+} spare_buffers;
+
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_key_ok;
+
+static void spare_free(void *p)
+{
+    spare_buffers *s = p;
+    for (ss__http_block *b = s->arena, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(s->buf);
+    free(s->headers);
+    free(s->out);
+    free(s);
+}
+
+static void spare_key_create(void)
+{
+    /* Runs at thread exit for each thread that parked a set. */
+    spare_key_ok = pthread_key_create(&spare_key, spare_free) == 0;
+}
+
+/* The buffers a request needs: the head buffer and the header array (the
+ * arena and the response-head buffer come along when the spare has them). */
+static int conn_buffers_alloc(ss_http *h)
+{
+    pthread_once(&spare_once, spare_key_create);
+    spare_buffers *s = spare_key_ok ? pthread_getspecific(spare_key) : NULL;
+    if (s && s->header_capacity == h->header_capacity) {
+        (void)pthread_setspecific(spare_key, NULL);
+        h->buf = s->buf;
+        h->cap = s->cap;
+        h->headers = s->headers;
+        h->arena = s->arena;
+        h->out = s->out;
+        h->out_cap = s->out_cap;
+        free(s);
+    } else {
+        h->headers = malloc(h->header_capacity * sizeof *h->headers);
+        h->buf = malloc(SS__HTTP_HEAD_MIN_CAPACITY);
+        if (!h->headers || !h->buf) {
+            free(h->headers);
+            free(h->buf);
+            h->headers = NULL;
+            h->buf = NULL;
+            return -ENOMEM;
+        }
+        h->cap = SS__HTTP_HEAD_MIN_CAPACITY;
+    }
+    h->parsed.headers = h->headers;
+    h->parsed.header_capacity = h->header_capacity;
+    return 0;
+}
+
+/* Between keep-alive requests, with nothing of the next one read yet, and
+ * when the connection ends: give every buffer back — to this thread's
+ * spare slot if it is empty, else to malloc — so an idle connection holds
+ * only ss_http and the request (docs/performance.md, memory per idle
+ * connection). */
+static void conn_release_buffers(ss_http *h)
+{
+    free(h->scratch); /* rare (chunked bodies, draining): never kept */
+    h->scratch = NULL;
+    if (!h->buf)
+        return;
+    arena_reset(h);
+    spare_buffers *s = NULL;
+    if (spare_key_ok && !pthread_getspecific(spare_key) &&
+        h->cap == SS__HTTP_HEAD_MIN_CAPACITY && (s = malloc(sizeof *s))) {
+        *s = (spare_buffers){h->buf, h->cap, h->headers, h->header_capacity,
+                             h->arena, h->out, h->out_cap};
+        if (pthread_setspecific(spare_key, s) != 0) {
+            free(s);
+            s = NULL;
+        }
+    }
+    if (!s) {
+        arena_free(h);
         free(h->headers);
         free(h->buf);
-        free(h);
-        return NULL;
+        free(h->out);
     }
-    return h;
+    h->arena = NULL;
+    h->headers = NULL;
+    h->buf = NULL;
+    h->out = NULL;
+    h->cap = h->len = h->out_cap = h->out_len = 0;
 }
 
 static void conn_free(ss_http *h)
 {
-    arena_free(h);
-    free(h->headers);
-    free(h->buf);
-    free(h->out);
-    free(h->scratch);
+    conn_release_buffers(h);
     free(h);
 }
 
@@ -302,6 +401,7 @@ static void keep_leftover(ss_http *h)
 
 #define HEAD_CLOSED 0       /* end the connection quietly */
 #define HEAD_TIMED_OUT (-2) /* part of a head came, then the deadline */
+#define HEAD_NO_MEMORY (-3) /* the buffers for a new head could not be had */
 
 static double seconds_until(int64_t deadline)
 {
@@ -361,11 +461,34 @@ static bool parse_due(const ss_http *h)
     return memchr(h->buf + h->parsed_len, '\n', h->len - h->parsed_len) != NULL;
 }
 
-/* Returns the head's length (> 0), HEAD_CLOSED, HEAD_TIMED_OUT, or an
- * SS_HTTP_E_* error. */
+/* Wait (up to idle_timeout) for the first byte of a request on an idle
+ * connection, which holds no buffers: the byte lands in the request's own
+ * small read buffer, with whatever else the same recv() brought, and only
+ * then are the head buffer and header array allocated. Returns 1, or
+ * HEAD_CLOSED / HEAD_NO_MEMORY. */
+static int await_first_byte(ss_http *h)
+{
+    char first;
+    ss_request_set_timeout(h->req, h->cfg.idle_timeout);
+    if (ss_read(h->req, &first, 1) <= 0)
+        return HEAD_CLOSED; /* EOF, reset, idle, server stopping */
+    if (conn_buffers_alloc(h) < 0)
+        return HEAD_NO_MEMORY;
+    h->buf[0] = first;
+    h->len = 1;
+    return 1;
+}
+
+/* Returns the head's length (> 0), HEAD_CLOSED, HEAD_TIMED_OUT,
+ * HEAD_NO_MEMORY, or an SS_HTTP_E_* error. */
 static int read_head(ss_http *h)
 {
     ss_request *req = h->req;
+    if (!h->buf) {
+        int rc = await_first_byte(h);
+        if (rc <= 0)
+            return rc;
+    }
     int64_t deadline = 0;
     bool started = h->len > 0;
     if (started)
@@ -471,6 +594,8 @@ static int serve_connection(ss_http *h)
         int rc = read_head(h);
         if (rc == HEAD_CLOSED)
             return 0;
+        if (rc == HEAD_NO_MEMORY)
+            return -ENOMEM;
         if (rc == HEAD_TIMED_OUT) {
             ss_request_set_timeout(req, h->cfg.io_timeout);
             ss__http_refuse(h, 408, "the request head took too long");
@@ -528,6 +653,8 @@ static int serve_connection(ss_http *h)
         if (h->close)
             return 0;
         keep_leftover(h);
+        if (h->len == 0)
+            conn_release_buffers(h);
     }
 }
 
