@@ -74,7 +74,35 @@ static int blocking_wait(ss_request *req, int fd, short events,
     }
 }
 
+/* ss_wait_input_or_fd: one poll() on the request's socket, the handler's
+ * descriptor and the cancel descriptors, so whichever comes first ends it. */
+static int blocking_wait_input_or_fd(ss_request *req, int fd, short events,
+                                     int64_t deadline)
+{
+    bool cancellable = !req->in_grace;
+    const ss_server *srv = req->server;
+    struct pollfd pfd[4] = {
+        {.fd = req->fd, .events = POLLIN},
+        {.fd = fd, .events = events},
+        {.fd = cancellable ? srv->cancel_fd : -1, .events = POLLIN},
+        {.fd = cancellable ? srv->parent_cancel_fd : -1, .events = POLLIN},
+    };
+    for (;;) {
+        int rc = poll(pfd, 4, ss__poll_timeout_ms(deadline));
+        if (rc > 0) {
+            int ready = (pfd[0].revents ? SS_READY_INPUT : 0) |
+                        (pfd[1].revents ? SS_READY_FD : 0);
+            return ready ? ready : -ECANCELED;
+        }
+        if (rc == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
 const ss_io_class ss_blocking_io = {
     .name = "blocking",
     .wait = blocking_wait,
+    .wait_input_or_fd = blocking_wait_input_or_fd,
 };

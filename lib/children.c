@@ -48,12 +48,15 @@ int ss__children_add(ss__children *c, pid_t pid)
     c->items[c->count].pid = pid;
     c->items[c->count].pidfd = open_pidfd(pid);
     c->items[c->count].started_ns = ss_now_ns();
+    c->items[c->count].limit = (ss__limit_ticket){0};
     c->count++;
     return 0;
 }
 
 static void remove_at(ss__children *c, int i)
 {
+    if (c->server)
+        ss__limits_release(c->server, &c->items[i].limit);
     if (c->items[i].pidfd >= 0)
         close(c->items[i].pidfd);
     c->items[i] = c->items[--c->count];

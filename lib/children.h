@@ -12,12 +12,16 @@ typedef struct ss__child {
     pid_t pid;
     int pidfd; /* -1 where the kernel has no pidfd_open */
     int64_t started_ns;
+    ss__limit_ticket limit; /* forking: its request's places (limits.c) */
 } ss__child;
 
 typedef struct ss__children {
     ss__child *items;
     int count;
     int capacity;
+    /* Forking: reaping a child gives its limit places back to this
+     * server. NULL (prefork): children hold none. */
+    ss_server *server;
 } ss__children;
 
 /* Track a child just forked. -ENOMEM if it cannot be tracked. */

@@ -32,4 +32,5 @@ void ss_config_init(ss_config *cfg)
     cfg->graceful_timeout = 10;
     cfg->shutdown_grace = 5;
     cfg->coro_overflow_report = true;
+    cfg->proxy_protocol_timeout = 5;
 }

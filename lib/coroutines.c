@@ -36,6 +36,7 @@
 
 #include "coro_blocking.h"
 #include "coro_context.h"
+#include "fault.h"
 #include "internal.h"
 
 #define DEFAULT_STACK_SIZE ((size_t)256 * 1024)
@@ -57,8 +58,9 @@ typedef struct coro {
     ss__stack stack;
     sched *sched;
     ss_request *req;
-    int armed_fd;     /* descriptor armed in epoll for this coroutine */
-    bool cancellable; /* waiting for input: shutdown resumes it */
+    int armed_fd;       /* descriptor armed in epoll for this coroutine */
+    bool armed_enabled; /* ...and not fired yet: it can still wake us */
+    bool cancellable;   /* waiting for input: shutdown resumes it */
     bool waiting;
     bool finished;
     int result;             /* what the pending wait returns */
@@ -73,6 +75,9 @@ typedef struct coro {
     /* The peer's FIN (or an error) has been seen: end of input is
      * readable for good, and no further edge will announce it again. */
     bool socket_input_ended;
+    /* What ended the last wait: SS_READY_INPUT for the socket wait,
+     * SS_READY_FD for the armed descriptor (ss_wait_input_or_fd). */
+    int woke;
     int64_t deadline;
     size_t heap_index; /* position in the timer heap, or NOT_IN_HEAP */
     struct coro *next_ready;
@@ -98,6 +103,11 @@ struct sched {
      * server's service_actions hook, at least every service_ms. */
     bool primary;
     int service_ms;
+    /* The listening socket: whether this scheduler accepts at all, and
+     * whether it is in the epoll set now (see gate_listener). */
+    bool accepts;
+    bool listening;
+    ss__accept_pause pause;
 };
 
 /* Tags for the scheduler's own descriptors in epoll. */
@@ -188,13 +198,19 @@ static void make_ready(sched *s, coro *c, int result)
     s->ready_tail = c;
 }
 
-/* Stop watching the descriptor a coroutine waited on (after a timeout or a
- * cancel): a later event must not resume a coroutine that moved on. */
+/* Stop watching the descriptor a coroutine waited on (after a timeout, a
+ * cancel, or a wake by its other source): a later event must not resume a
+ * coroutine that moved on. A registration that has fired is disabled
+ * (EPOLLONESHOT) and is left alone: its descriptor may have been closed
+ * since (ss_run_blocking's eventfd is) and the number reused by another
+ * request's socket in this epoll set, which a DEL by number would
+ * unregister. Closing the descriptor removes it from the set. */
 static void disarm(sched *s, coro *c)
 {
-    if (c->armed_fd >= 0)
+    if (c->armed_fd >= 0 && c->armed_enabled)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->armed_fd, NULL);
     c->armed_fd = -1;
+    c->armed_enabled = false;
 }
 
 /* ---- the io class --------------------------------------------------- */
@@ -207,14 +223,17 @@ static int arm(sched *s, coro *c, int fd, short events)
     if (events & POLLOUT)
         ev.events |= EPOLLOUT;
     if (c->armed_fd == fd) {
-        if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+        if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) {
+            c->armed_enabled = true;
             return 0;
+        }
     }
     disarm(s, c);
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 &&
         (errno != EEXIST || epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) < 0))
         return -errno;
     c->armed_fd = fd;
+    c->armed_enabled = true;
     return 0;
 }
 
@@ -290,6 +309,51 @@ static int coro_wait(ss_request *req, int fd, short events, int64_t deadline)
     return c->result;
 }
 
+/* ss_wait_input_or_fd: park on the request's socket (its permanent
+ * registration, for input) and on fd (armed one-shot) at once. dispatch()
+ * records in c->woke which of them ended the wait; both may have. */
+static int coro_wait_input_or_fd(ss_request *req, int fd, short events,
+                                 int64_t deadline)
+{
+    coro *c = req->strategy_data;
+    sched *s = c->sched;
+    c->cancellable = !req->in_grace;
+    if (s->stopping && c->cancellable)
+        return -ECANCELED;
+    int rc = prepare_socket_wait(s, c, req->fd, POLLIN);
+    if (rc < 0)
+        return rc;
+    if (rc > 0) /* an edge seen earlier: input is there */
+        return SS_READY_INPUT | ss__fd_ready_now(fd, events);
+    rc = arm(s, c, fd, events);
+    if (rc == 0 && deadline != SS_NO_DEADLINE) {
+        c->deadline = deadline;
+        rc = timer_add(s, c);
+        if (rc < 0)
+            disarm(s, c);
+    }
+    if (rc < 0) {
+        c->waiting_on_socket = false;
+        return rc;
+    }
+    c->woke = 0;
+    c->waiting = true;
+    ss__context_switch(&c->ctx, &s->main_ctx);
+    c->waiting_on_socket = false;
+    if (c->armed_enabled) /* woken by the socket: fd must not wake us */
+        disarm(s, c);
+    if (c->result < 0)
+        return c->result;
+    int ready = c->woke;
+    /* The other source may have fired in the same epoll round. */
+    if (!(ready & SS_READY_INPUT) &&
+        ((c->socket_ready & c->socket_wanted) || c->socket_input_ended)) {
+        c->socket_ready &= ~c->socket_wanted;
+        ready |= SS_READY_INPUT;
+    }
+    return ready;
+}
+
 static int coro_run_blocking(ss_request *req, int (*fn)(void *), void *arg)
 {
     coro *c = req->strategy_data;
@@ -301,6 +365,7 @@ static const ss_io_class coro_io = {
     .wait = coro_wait,
     .run_blocking = coro_run_blocking,
     .reports_new_data = true,
+    .wait_input_or_fd = coro_wait_input_or_fd,
 };
 
 /* ---- coroutines ----------------------------------------------------- */
@@ -331,7 +396,9 @@ static int spawn(sched *s, ss_request *req)
     coro *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    int rc = ss__stack_alloc(&s->stacks, &c->stack);
+    int rc = ss__fault_should_fail(SS_FAULT_STACK)
+                 ? -ENOMEM
+                 : ss__stack_alloc(&s->stacks, &c->stack);
     if (rc < 0) {
         free(c);
         return rc;
@@ -391,6 +458,7 @@ static void begin_stopping(sched *s)
         return;
     s->stopping = true;
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->srv->fd, NULL);
+    s->listening = false;
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->srv->wake_fd, NULL);
     for (coro *c = s->live; c; c = c->next_live) {
         if (c->waiting && c->cancellable) {
@@ -405,9 +473,42 @@ static void accept_batch(sched *s)
     for (int i = 0; i < ACCEPT_BATCH && !s->stopping; i++) {
         /* get_request, verify_request, then our process_request, which
          * spawns on this thread's scheduler. */
-        if (ss__handle_request_noblock(s->srv) < 0)
+        int rc = ss__handle_request_noblock(s->srv);
+        ss__accept_pause_update(s->srv, &s->pause, rc);
+        if (rc < 0)
             break;
     }
+}
+
+/* Keep the listening socket in this scheduler's epoll set only while it
+ * may accept: not while the server is at max_connections (the request
+ * that makes room writes the wake eventfd, which brings every scheduler
+ * round to here) nor during a pause after EMFILE & co., when the socket
+ * stays readable and would wake us at once, forever. EPOLLEXCLUSIVE
+ * registrations cannot be modified, only deleted and added again.
+ * Returns the epoll timeout, shortened to the end of a pause. */
+static int gate_listener(sched *s, int timeout)
+{
+    if (!s->accepts || s->stopping)
+        return timeout;
+    int pause_ms = ss__accept_pause_left_ms(&s->pause);
+    bool want = pause_ms == 0 && !ss__limits_full(s->srv);
+    if (want && !s->listening) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                                 .data.ptr = &listener_tag};
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->srv->fd, &ev) == 0) {
+            s->listening = true;
+        } else {
+            ss__accept_pause_update(s->srv, &s->pause, -errno);
+            pause_ms = ss__accept_pause_left_ms(&s->pause);
+        }
+    } else if (!want && s->listening) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->srv->fd, NULL);
+        s->listening = false;
+    }
+    if (pause_ms > 0 && (timeout < 0 || timeout > pause_ms))
+        timeout = pause_ms;
+    return timeout;
 }
 
 static int epoll_timeout_ms(sched *s)
@@ -450,6 +551,7 @@ static int sched_init(sched *s, ss_server *srv, bool listen)
         close(s->epfd);
         return rc;
     }
+    s->accepts = s->listening = true;
     return 0;
 }
 
@@ -478,12 +580,16 @@ static void dispatch(sched *s, const struct epoll_event *ev)
         if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             c->socket_input_ended = true;
         if (c->waiting && c->waiting_on_socket &&
-            (ev->events & c->socket_wanted))
+            (ev->events & c->socket_wanted)) {
+            c->woke |= SS_READY_INPUT;
             make_ready(s, c, 0);
-        else
+        } else {
             c->socket_ready |= ev->events;
+        }
     } else {
         coro *c = tag;
+        c->armed_enabled = false; /* one-shot: it has fired */
+        c->woke |= SS_READY_FD;
         if (c->waiting)
             make_ready(s, c, 0);
     }
@@ -500,6 +606,7 @@ static int sched_run(sched *s)
         int timeout = epoll_timeout_ms(s);
         if (s->primary && (timeout < 0 || timeout > s->service_ms))
             timeout = s->service_ms;
+        timeout = gate_listener(s, timeout);
         int n = epoll_wait(s->epfd, events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             s->rc = -errno;

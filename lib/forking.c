@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "children.h"
+#include "fault.h"
 
 /* Python's ForkingMixIn.timeout, used by ss_handle_request(). */
 #define FORKING_DEFAULT_TIMEOUT 300
@@ -31,10 +32,30 @@ static int forking_init(ss_server *srv)
     ss__children *children = calloc(1, sizeof *children);
     if (!children)
         return -ENOMEM;
+    children->server = srv; /* reaping gives back limit places */
     ss_server_set_strategy_data(srv, children);
     if (srv->config.timeout == 0)
         srv->config.timeout = FORKING_DEFAULT_TIMEOUT;
     return 0;
+}
+
+/* max_connections: a request is counted until its child is reaped, so at
+ * the limit wait here for a child to exit — on the children's pidfds, at
+ * once, rather than at the next service_actions — while the connections
+ * after it wait in the listen backlog. ss_shutdown() ends the wait. */
+static void wait_for_room(ss_server *srv, ss__children *children)
+{
+    while (ss__limits_full(srv) && children->count > 0) {
+        int rc = ss__children_wait_any(children, srv->wake_fd, SS_NO_DEADLINE);
+        if (rc == 1) {
+            if (atomic_load(&srv->shutdown_requested))
+                return;
+            ss__drain_wake_fd(srv);
+        } else if (rc < 0) {
+            return;
+        }
+        ss__children_reap_finished(children);
+    }
 }
 
 static int forking_process_request(ss_server *srv, ss_request *req)
@@ -53,9 +74,18 @@ static int forking_process_request(ss_server *srv, ss_request *req)
     }
 
     fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
+    /* The request's places under the limits go with it to the child, but
+     * the parent gives them back, when it reaps the child: clear them
+     * before fork() so that the child's copy holds none. */
+    ss__limit_ticket ticket = req->limit;
+    req->limit = (ss__limit_ticket){0};
+    pid_t pid = ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1)
+                                                     : fork();
+    if (pid < 0) {
+        int error = errno;
+        req->limit = ticket; /* the loop drops the request: given back */
+        return -error;
+    }
     if (pid == 0) {
         ss__children_forget_in_child(children);
         ss__server_after_fork(srv);
@@ -71,10 +101,15 @@ static int forking_process_request(ss_server *srv, ss_request *req)
         _exit(rc == 0 ? 0 : 1);
     }
     /* If tracking fails the child still runs; it is reaped by nobody
-     * until the process ends, which beats refusing a running request. */
-    ss__children_add(children, pid);
+     * until the process ends, which beats refusing a running request. Its
+     * places are given back at once then, or they would never be. */
+    if (ss__children_add(children, pid) == 0)
+        children->items[children->count - 1].limit = ticket;
+    else
+        ss__limits_release(srv, &ticket);
     srv->kind.close_request(srv, req);
     ss__request_free(req);
+    wait_for_room(srv, children);
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "proxy_protocol.h"
 #include "sockserv/sockserv.h"
 
 /* The handler class with its base chain already walked: every pointer is
@@ -42,7 +43,8 @@ struct ss_server {
 
     int fd;                    /* listening / datagram socket, -1 closed */
     int wake_fd;               /* eventfd written by ss_shutdown() */
-    int spare_fd;              /* reserved for EMFILE, see socket_kind.c */
+    atomic_int spare_fd;       /* reserved for EMFILE, see socket_kind.c;
+                                  atomic: coroutine schedulers share it */
     int deferred_fd;           /* datagram socket still used by requests
                                   after close; closed by ss_server_free */
     atomic_int requests_alive; /* ss_request objects not yet freed */
@@ -72,7 +74,18 @@ struct ss_server {
     pthread_t serving_thread;
 
     void *strategy_data;
+    struct ss__limits *limits; /* limits.c; NULL when there are none */
+    ss__proxy_trust proxy_trust; /* config.proxy_trusted, parsed */
 };
+
+/* limits.c: what a request holds against max_connections and
+ * max_connections_per_client, given back when it is freed (or, under
+ * ss_forking, when its child is reaped). */
+typedef struct ss__limit_ticket {
+    bool counted;             /* one place under max_connections */
+    bool per_client;          /* one under its client's maximum */
+    unsigned char client[16]; /* that client: IPv6, IPv4 as ::ffff:a.b.c.d */
+} ss__limit_ticket;
 
 struct ss_request {
     ss_server *server;
@@ -103,6 +116,11 @@ struct ss_request {
     void *strategy_data; /* for strategies: per-request bookkeeping */
     bool in_grace;       /* waiting to send during shutdown_grace */
     bool input_drained;  /* the last recv came back short */
+    ss__limit_ticket limit;
+    /* With config.proxy_protocol: the connection's own peer (the proxy),
+     * once the header has replaced client_address. Length 0 before. */
+    struct sockaddr_storage peer_address;
+    socklen_t peer_address_len;
 };
 
 /* Largest UDP payload: a UDP reply may not grow past it (Unix datagram
@@ -148,6 +166,15 @@ ss_server *ss__running_for_swap(ss_server *srv);
 
 /* server.c: in a child just forked, give it its own wake-up eventfd. */
 void ss__server_after_fork(ss_server *srv);
+/* server.c: ss_server_new_sockaddr around a socket already bound to
+ * address (socket_activation.c). Neither binds nor activates; on failure
+ * fd is left open, on success the server owns it. */
+int ss__server_new_adopted(ss_server **out, const ss_server_class *kind,
+                           const ss_strategy *strategy, int fd,
+                           const struct sockaddr *address,
+                           socklen_t address_len,
+                           const ss_handler_class *handler,
+                           const ss_config *cfg);
 
 /* serve_loop.c */
 void ss__drain_wake_fd(ss_server *srv);
@@ -159,8 +186,49 @@ int ss__poll_interval_ms(double seconds);
  * backpressure waits, which must not delay a shutdown. */
 bool ss__cond_wait_unless_shutdown(ss_server *srv, pthread_cond_t *cond,
                                    pthread_mutex_t *lock);
-/* Accept/receive one request and dispatch it; -EAGAIN if none waited. */
+/* Accept/receive one request and dispatch it; -EAGAIN if none waited or
+ * the server is at max_connections. */
 int ss__handle_request_noblock(ss_server *srv);
+/* Accepting failed for want of descriptors or memory (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM): the listening socket stays readable, so a loop must
+ * leave it alone for a while or spin. ss__accept_pause_update() after
+ * every accept attempt (rc: what ss__handle_request_noblock returned)
+ * starts or doubles the pause (10 ms up to 500 ms) and logs the first
+ * failure of an episode; a success ends the episode. left_ms: how long
+ * the pause has yet to run, 0 when accepting may resume. */
+typedef struct ss__accept_pause {
+    int64_t until;    /* monotonic ns; 0: not paused */
+    int64_t delay_ns; /* the current pause; 0: no episode */
+} ss__accept_pause;
+void ss__accept_pause_update(ss_server *srv, ss__accept_pause *pause,
+                             int rc);
+int ss__accept_pause_left_ms(ss__accept_pause *pause);
+
+/* limits.c (see ss__limit_ticket above) */
+int ss__limits_init(ss_server *srv); /* ss_server_new */
+void ss__limits_destroy(ss_server *srv);
+void ss__limits_after_fork(ss_server *srv);
+/* At max_connections: the loops stop polling the listening socket. */
+bool ss__limits_full(const ss_server *srv);
+/* Before accepting: take a place under max_connections into *ticket;
+ * false (nothing taken) when the server is full. */
+bool ss__limits_reserve(ss_server *srv, ss__limit_ticket *ticket);
+/* After accept: a place under max_connections_per_client into req->limit,
+ * or -EUSERS when the client has its maximum (-ENOMEM: no memory). */
+int ss__limits_admit_client(ss_server *srv, ss_request *req);
+/* Give back what ticket holds (idempotent); wakes the loops when that
+ * makes room under max_connections. */
+void ss__limits_release(ss_server *srv, ss__limit_ticket *ticket);
+/* For tests: places taken under max_connections, and clients holding
+ * places under max_connections_per_client. */
+int ss__limits_running(const ss_server *srv);
+int ss__limits_clients(const ss_server *srv);
+
+/* proxy_request.c: check config.proxy_* (ss_server_new), and read one
+ * connection's PROXY header before its handler runs (ss__run_request):
+ * 0, SS_EOF (closed before a byte), or a negative errno. */
+int ss__proxy_configure(ss_server *srv);
+int ss__proxy_accept(ss_request *req);
 
 /* signals.c */
 void ss__signals_forget(ss_server *srv);
@@ -172,6 +240,10 @@ void ss__signals_reset_in_child(void);
 int64_t ss__deadline_after(double seconds);
 /* Milliseconds until deadline for poll(): -1 forever, 0 if passed. */
 int ss__poll_timeout_ms(int64_t deadline);
+
+/* cooperative.c: SS_READY_FD when fd is ready for events right now (a
+ * poll() that does not wait; an error or hangup counts), else 0. */
+int ss__fd_ready_now(int fd, short events);
 
 /* A report line through config.log or to stderr in one write(). */
 void ss__log(const ss_server *srv, const char *line);

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "children.h"
+#include "fault.h"
 
 #define RESPAWN_DELAY_NS INT64_C(1000000000)
 
@@ -96,7 +97,8 @@ static int spawn_worker(ss_server *srv, prefork *pf, double poll_interval)
 {
     pid_t supervisor = getpid();
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1)
+                                                     : fork();
     if (pid < 0)
         return -errno;
     if (pid == 0)

@@ -9,6 +9,7 @@
  *
  * Life cycle (Python's BaseServer, one function per step, all overridable):
  *   get_request → verify_request → strategy.process_request →
+ *   [the PROXY header, with config.proxy_protocol: proxy_request.c] →
  *   finish_request (setup, handle, finish) → complete I/O →
  *   handle_error if anything failed → shutdown_request → free
  */
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "internal.h"
 
 #define ALIGN_UP(n) (((n) + 15) & ~(size_t)15)
@@ -25,9 +27,15 @@ int ss__request_new(ss_server *srv, ss_request **out)
     bool datagram = srv->kind.socket_type == SOCK_DGRAM;
     size_t rbuf_size =
         datagram ? srv->config.max_packet_size : srv->handler.rbufsize;
+    /* A PROXY header is read into this buffer, so it must fit whole. */
+    if (!datagram && srv->config.proxy_protocol &&
+        rbuf_size < SS__PROXY_MAX_HEADER)
+        rbuf_size = SS__PROXY_MAX_HEADER;
     size_t head = ALIGN_UP(sizeof(ss_request));
     size_t state = ALIGN_UP(srv->handler.state_size);
-    ss_request *req = calloc(1, head + state + rbuf_size);
+    ss_request *req = ss__fault_should_fail(SS_FAULT_ALLOC)
+                          ? NULL
+                          : calloc(1, head + state + rbuf_size);
     if (!req)
         return -ENOMEM;
     atomic_fetch_add(&srv->requests_alive, 1);
@@ -47,6 +55,8 @@ void ss__request_free(ss_request *req)
 {
     if (!req)
         return;
+    if (req->limit.counted || req->limit.per_client)
+        ss__limits_release(req->server, &req->limit);
     atomic_fetch_sub(&req->server->requests_alive, 1);
     free(req->wbuf);
     free(req);
@@ -91,11 +101,21 @@ int ss__run_request(ss_server *srv, ss_request *req)
 {
     ss_server *outer = running_for;
     running_for = srv;
-    int rc = srv->kind.finish_request(srv, req);
+    /* Behind a load balancer the PROXY header comes first, read here in
+     * the request's own context (proxy_request.c); the handler runs only
+     * when it was good. */
+    int rc = srv->config.proxy_protocol ? ss__proxy_accept(req) : 0;
+    bool refused = rc != 0;
+    if (!refused)
+        rc = srv->kind.finish_request(srv, req);
     running_for = outer;
-    /* A request cut short by shutdown is not an error worth a report. */
-    bool cancelled = rc == -ECANCELED && atomic_load(&srv->stopping);
-    if (rc != 0 && !cancelled)
+    /* A request cut short by shutdown is not an error worth a report, nor
+     * is a peer that left before sending a byte of its header (a TCP
+     * health check). */
+    bool cancelled = rc == -ECANCELED && (atomic_load(&srv->stopping) ||
+                                          refused);
+    bool left = refused && rc == SS_EOF;
+    if (rc != 0 && !cancelled && !left)
         srv->kind.handle_error(srv, req, rc);
     srv->kind.shutdown_request(srv, req);
     ss__request_free(req);

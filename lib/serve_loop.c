@@ -17,6 +17,8 @@
 #include <math.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,18 +58,56 @@ static void run_service_actions(ss_server *srv)
     srv->kind.service_actions(srv);
 }
 
-int ss__handle_request_noblock(ss_server *srv)
+/* No memory for a request. Leaving the connection (or datagram) queued
+ * would keep the socket ready and the loop spinning on it, so take it with
+ * a bare request on the stack — no buffers, no handler state — report the
+ * error for it and close it: the client learns at once. */
+static int refuse_without_memory(ss_server *srv, int error)
 {
-    ss_request *req;
-    int rc = ss__request_new(srv, &req);
+    ss_request req;
+    memset(&req, 0, sizeof req);
+    req.server = srv;
+    req.fd = -1;
+    req.is_datagram = srv->kind.socket_type == SOCK_DGRAM;
+    req.io = srv->strategy->io ? srv->strategy->io : &ss_blocking_io;
+    int rc = srv->kind.get_request(srv, &req);
     if (rc < 0)
         return rc;
+    srv->kind.handle_error(srv, &req, error);
+    srv->kind.shutdown_request(srv, &req);
+    return 0;
+}
+
+int ss__handle_request_noblock(ss_server *srv)
+{
+    /* At max_connections the connection stays in the listen backlog; the
+     * loops do not even poll for it then (limits.c). */
+    ss__limit_ticket ticket = {0};
+    if (!ss__limits_reserve(srv, &ticket))
+        return -EAGAIN;
+    ss_request *req;
+    int rc = ss__request_new(srv, &req);
+    if (rc < 0) {
+        rc = refuse_without_memory(srv, rc);
+        ss__limits_release(srv, &ticket);
+        return rc;
+    }
+    req->limit = ticket; /* given back by ss__request_free from here on */
     rc = srv->kind.get_request(srv, req);
     if (rc < 0) {
         ss__request_free(req);
         return rc;
     }
     if (!srv->kind.verify_request(srv, req)) {
+        ss_drop_request(srv, req);
+        return 0;
+    }
+    /* max_connections_per_client: a client at its maximum is refused
+     * (-EUSERS), reported so that a handle_error override may answer
+     * politely before the connection closes. */
+    rc = ss__limits_admit_client(srv, req);
+    if (rc < 0) {
+        srv->kind.handle_error(srv, req, rc);
         ss_drop_request(srv, req);
         return 0;
     }
@@ -82,6 +122,49 @@ int ss__handle_request_noblock(ss_server *srv)
         ss_drop_request(srv, req);
     }
     return 0;
+}
+
+#define ACCEPT_PAUSE_FIRST_NS INT64_C(10000000) /* 10 ms */
+#define ACCEPT_PAUSE_MAX_NS INT64_C(500000000)  /* 500 ms */
+
+void ss__accept_pause_update(ss_server *srv, ss__accept_pause *pause, int rc)
+{
+    if (rc == 0) {
+        pause->delay_ns = 0; /* accepted: the episode is over */
+        pause->until = 0;
+        return;
+    }
+    if (rc != -EMFILE && rc != -ENFILE && rc != -ENOBUFS && rc != -ENOMEM)
+        return;
+    if (pause->delay_ns == 0) {
+        pause->delay_ns = ACCEPT_PAUSE_FIRST_NS;
+        char line[256];
+        snprintf(line, sizeof line,
+                 "sockserv: cannot accept connections: %s; pausing, and "
+                 "retrying until it works%s",
+                 ss_strerror(rc),
+                 rc == -EMFILE || rc == -ENFILE
+                     ? " (connections found waiting meanwhile are closed)"
+                     : "");
+        ss__log(srv, line);
+    } else if (pause->delay_ns < ACCEPT_PAUSE_MAX_NS) {
+        pause->delay_ns *= 2;
+        if (pause->delay_ns > ACCEPT_PAUSE_MAX_NS)
+            pause->delay_ns = ACCEPT_PAUSE_MAX_NS;
+    }
+    pause->until = ss_now_ns() + pause->delay_ns;
+}
+
+int ss__accept_pause_left_ms(ss__accept_pause *pause)
+{
+    if (pause->until == 0)
+        return 0;
+    int64_t left = pause->until - ss_now_ns();
+    if (left <= 0) {
+        pause->until = 0;
+        return 0;
+    }
+    return (int)((left + 999999) / 1000000);
 }
 
 int ss__poll_interval_ms(double seconds)
@@ -134,9 +217,18 @@ int ss_serve_core_loop(ss_server *srv, double poll_interval)
         {.fd = srv->parent_fd, .events = POLLIN},
     };
     int timeout_ms = ss__poll_interval_ms(poll_interval);
+    ss__accept_pause pause = {0};
     int rc = 0;
     while (!atomic_load(&srv->shutdown_requested)) {
-        int ready = poll(fds, 3, timeout_ms);
+        /* Leave the listening socket alone while the server is full
+         * (max_connections: a request that ends writes wake_fd) or
+         * pausing after EMFILE & co. (poll ignores a negative fd). */
+        int wait_ms = timeout_ms;
+        int pause_ms = ss__accept_pause_left_ms(&pause);
+        if (pause_ms > 0 && pause_ms < wait_ms)
+            wait_ms = pause_ms;
+        fds[0].fd = pause_ms > 0 || ss__limits_full(srv) ? -1 : srv->fd;
+        int ready = poll(fds, 3, wait_ms);
         if (ready < 0 && errno != EINTR) {
             rc = -errno;
             break;
@@ -152,7 +244,8 @@ int ss_serve_core_loop(ss_server *srv, double poll_interval)
             break;
         }
         if (ready > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)))
-            ss__handle_request_noblock(srv);
+            ss__accept_pause_update(srv, &pause,
+                                    ss__handle_request_noblock(srv));
         run_service_actions(srv);
     }
     return rc;
@@ -178,9 +271,15 @@ int ss_handle_request(ss_server *srv)
     if (!srv || !srv->activated || srv->closed)
         return -EINVAL;
     int64_t deadline = ss__deadline_after(srv->config.timeout);
-    struct pollfd pfd = {.fd = srv->fd, .events = POLLIN};
     for (;;) {
-        int ready = poll(&pfd, 1, ss__poll_timeout_ms(deadline));
+        /* At max_connections, wait for a request to end (it writes
+         * wake_fd) before looking at the listening socket again. */
+        bool full = ss__limits_full(srv);
+        struct pollfd fds[2] = {
+            {.fd = full ? -1 : srv->fd, .events = POLLIN},
+            {.fd = full ? srv->wake_fd : -1, .events = POLLIN},
+        };
+        int ready = poll(fds, 2, ss__poll_timeout_ms(deadline));
         if (ready < 0) {
             if (errno == EINTR)
                 continue;
@@ -192,6 +291,10 @@ int ss_handle_request(ss_server *srv)
                 srv->strategy->service_actions(srv);
             srv->kind.handle_timeout(srv);
             return -ETIMEDOUT;
+        }
+        if (fds[1].revents) {
+            ss__drain_wake_fd(srv);
+            continue;
         }
         int rc = ss__handle_request_noblock(srv);
         if (rc != -EAGAIN)

@@ -45,7 +45,8 @@ static bool config_is_valid(const ss_config *cfg)
            isfinite(cfg->graceful_timeout) && cfg->shutdown_grace >= 0 &&
            cfg->shutdown_grace <= 1e6 && cfg->coro_threads >= 0 &&
            cfg->coro_blocking_threads >= 0 &&
-           cfg->coro_stack_size <= ((size_t)1 << 30);
+           cfg->coro_stack_size <= ((size_t)1 << 30) &&
+           cfg->max_connections >= 0 && cfg->max_connections_per_client >= 0;
 }
 
 static bool family_fits_kind(int family, const ss_server_class *kind)
@@ -55,12 +56,15 @@ static bool family_fits_kind(int family, const ss_server_class *kind)
     return family == kind->family;
 }
 
-int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
-                           const ss_strategy *strategy,
-                           const struct sockaddr *address,
-                           socklen_t address_len,
-                           const ss_handler_class *handler,
-                           const ss_config *cfg)
+/* ss_server_new_sockaddr's body. adopted_fd < 0: make a socket and (by
+ * default) bind and activate it. adopted_fd >= 0: the socket is already
+ * bound to address (socket_activation.c checked it); it becomes the
+ * server's only on success, and activating it is left to the caller. */
+static int server_new(ss_server **out, const ss_server_class *kind,
+                      const ss_strategy *strategy,
+                      const struct sockaddr *address, socklen_t address_len,
+                      const ss_handler_class *handler, const ss_config *cfg,
+                      int adopted_fd)
 {
     if (!out)
         return -EINVAL;
@@ -78,7 +82,8 @@ int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
         return -ENOMEM;
     srv->kind = *kind;
     srv->strategy = strategy;
-    srv->fd = srv->wake_fd = srv->spare_fd = srv->parent_fd = -1;
+    srv->fd = srv->wake_fd = srv->parent_fd = -1;
+    atomic_init(&srv->spare_fd, -1);
     srv->cancel_fd = srv->parent_cancel_fd = srv->deferred_fd = -1;
     atomic_init(&srv->requests_alive, 0);
     memcpy(&srv->address, address, address_len);
@@ -97,6 +102,12 @@ int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
     rc = ss__handler_resolve(handler, &srv->handler);
     if (rc < 0)
         goto fail_free;
+    rc = ss__proxy_configure(srv);
+    if (rc < 0)
+        goto fail_free;
+    rc = ss__limits_init(srv);
+    if (rc < 0)
+        goto fail_free;
     if (srv->config.request_queue_size == 0)
         srv->config.request_queue_size = SOMAXCONN;
     if (pthread_mutex_init(&srv->serving_lock, NULL) != 0) {
@@ -113,15 +124,20 @@ int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
         rc = -errno;
         goto fail_wake;
     }
-    rc = ss__socket_open(srv);
-    if (rc < 0)
-        goto fail_wake;
+    if (adopted_fd >= 0) {
+        srv->fd = adopted_fd;
+        srv->bound = true;
+    } else {
+        rc = ss__socket_open(srv);
+        if (rc < 0)
+            goto fail_wake;
+    }
     if (strategy->init) {
         rc = strategy->init(srv);
         if (rc < 0)
             goto fail_socket;
     }
-    if (srv->config.bind_and_activate) {
+    if (adopted_fd < 0 && srv->config.bind_and_activate) {
         rc = ss_server_bind(srv);
         if (rc == 0)
             rc = ss_server_activate(srv);
@@ -134,7 +150,8 @@ int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
     return 0;
 
 fail_socket:
-    close(srv->fd);
+    if (adopted_fd < 0)
+        close(srv->fd);
 fail_wake:
     if (srv->wake_fd >= 0)
         close(srv->wake_fd);
@@ -146,8 +163,31 @@ fail_wake:
 fail_mutex:
     pthread_mutex_destroy(&srv->serving_lock);
 fail_free:
+    ss__limits_destroy(srv);
     free(srv);
     return rc;
+}
+
+int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
+                           const ss_strategy *strategy,
+                           const struct sockaddr *address,
+                           socklen_t address_len,
+                           const ss_handler_class *handler,
+                           const ss_config *cfg)
+{
+    return server_new(out, kind, strategy, address, address_len, handler, cfg,
+                      -1);
+}
+
+int ss__server_new_adopted(ss_server **out, const ss_server_class *kind,
+                           const ss_strategy *strategy, int fd,
+                           const struct sockaddr *address,
+                           socklen_t address_len,
+                           const ss_handler_class *handler,
+                           const ss_config *cfg)
+{
+    return server_new(out, kind, strategy, address, address_len, handler, cfg,
+                      fd);
 }
 
 int ss_server_new(ss_server **out, const ss_server_class *kind,
@@ -210,6 +250,7 @@ void ss__server_after_fork(ss_server *srv)
     pthread_mutex_init(&srv->serving_lock, NULL);
     pthread_cond_init(&srv->serving_done, NULL);
     srv->serving = false;
+    ss__limits_after_fork(srv);
 }
 
 /* Closing or freeing a server from inside one of its own handlers would
@@ -266,6 +307,7 @@ void ss_server_free(ss_server *srv)
     ss_server_close(srv);
     if (srv->strategy->destroy)
         srv->strategy->destroy(srv);
+    ss__limits_destroy(srv); /* nothing runs any more to give places back */
     if (srv->deferred_fd >= 0)
         close(srv->deferred_fd);
     if (srv->wake_fd >= 0)

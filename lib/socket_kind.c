@@ -76,19 +76,45 @@ int ss__datagram_server_activate(ss_server *srv)
     return 0;
 }
 
-/* Out of descriptors: the connection stays queued and poll() keeps saying
- * "readable", so the loop would spin. Free the spare descriptor, take the
- * connection and close it at once (the client sees a reset instead of a
- * hang), then reserve the spare again — libuv's trick. */
-static void shed_one_connection(ss_server *srv)
+/* Most connections closed in one go while out of descriptors. */
+#define SHED_BATCH 64
+
+/* Take the spare descriptor back after it was spent: the first accept
+ * that works again (descriptors freed up) is the moment to. */
+static void reserve_spare(ss_server *srv)
 {
-    if (srv->spare_fd < 0)
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return;
-    close(srv->spare_fd);
-    int fd = accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd >= 0)
+    int none = -1;
+    if (!atomic_compare_exchange_strong(&srv->spare_fd, &none, fd))
+        close(fd); /* another thread was quicker */
+}
+
+/* Out of descriptors: the connections stay queued and poll() keeps saying
+ * "readable", so the loop would spin, and their clients would hang. Free
+ * the spare descriptor, take the waiting connections and close them at
+ * once (their clients see the connection end instead of a hang), then
+ * reserve the spare again — libuv's trick. The spare is taken with an
+ * atomic exchange: coroutine schedulers accept on several threads, and
+ * only one may close it. Whether or not this helps (another thread may
+ * take the freed slot first, or the limit is below the spare's number),
+ * the loop then pauses accepting for a while (ss__accept_pause_update). */
+static void shed_waiting_connections(ss_server *srv)
+{
+    int spare = atomic_exchange(&srv->spare_fd, -1);
+    if (spare < 0)
+        return;
+    close(spare);
+    for (int i = 0; i < SHED_BATCH; i++) {
+        int fd = accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0 && errno == EINTR)
+            continue;
+        if (fd < 0)
+            break;
         close(fd);
-    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    reserve_spare(srv);
 }
 
 int ss__stream_get_request(ss_server *srv, ss_request *req)
@@ -100,6 +126,9 @@ int ss__stream_get_request(ss_server *srv, ss_request *req)
                     &req->client_address_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
             req->fd = fd;
+            if (atomic_load_explicit(&srv->spare_fd, memory_order_relaxed) <
+                0)
+                reserve_spare(srv); /* spent in an EMFILE episode */
             return 0;
         }
         switch (errno) {
@@ -110,7 +139,7 @@ int ss__stream_get_request(ss_server *srv, ss_request *req)
         case EMFILE:
         case ENFILE: {
             int error = errno;
-            shed_one_connection(srv);
+            shed_waiting_connections(srv);
             return -error;
         }
         default:

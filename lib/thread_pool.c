@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "internal.h"
 
 typedef struct pool {
@@ -67,7 +68,10 @@ static int start_worker(ss_server *srv, pool *p)
     if (srv->config.thread_stack_size > 0)
         rc = pthread_attr_setstacksize(&attr, srv->config.thread_stack_size);
     if (rc == 0)
-        rc = pthread_create(&p->workers[p->started], &attr, worker_main, srv);
+        rc = ss__fault_should_fail(SS_FAULT_THREAD_CREATE)
+                 ? EAGAIN
+                 : pthread_create(&p->workers[p->started], &attr, worker_main,
+                                  srv);
     pthread_attr_destroy(&attr);
     if (rc != 0)
         return -rc;

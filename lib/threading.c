@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "fault.h"
 #include "internal.h"
 
 typedef struct threading_state {
@@ -73,7 +74,9 @@ static int threading_process_request(ss_server *srv, ss_request *req)
         rc = pthread_attr_setstacksize(&attr, srv->config.thread_stack_size);
     pthread_t thread;
     if (rc == 0)
-        rc = pthread_create(&thread, &attr, request_thread, req);
+        rc = ss__fault_should_fail(SS_FAULT_THREAD_CREATE)
+                 ? EAGAIN
+                 : pthread_create(&thread, &attr, request_thread, req);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         pthread_mutex_lock(&st->lock);

@@ -13,6 +13,7 @@
  */
 #include <sockserv/sockserv.h>
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,55 @@ static int count_argument(const char *name, const char *text)
     return atoi(text);
 }
 
+/* Socket activation (docs/deployment.md): a service manager that passed
+ * sockets (LISTEN_FDS) decides the address. Serve the one named "echo"
+ * (FileDescriptorName=echo), else the first. Its family (IP or Unix) is
+ * whatever was passed; --udp still says which type is expected. Returns 1
+ * with *srv and *kind_name set, 0 when not socket-activated, -1 after
+ * saying why it cannot serve. */
+static int serve_passed_socket(ss_server **srv, const char **kind_name,
+                               const ss_strategy *strategy, bool udp,
+                               const ss_config *cfg, bool address_given)
+{
+    char **names;
+    int n = ss_listen_fds_with_names(true, &names);
+    if (n <= 0) {
+        if (n < 0)
+            fprintf(stderr, "sockserv-echo: socket activation: %s\n",
+                    ss_strerror(n));
+        return n < 0 ? -1 : 0;
+    }
+    int pick = 0;
+    for (int i = n - 1; i >= 0; i--) /* the first one named "echo" */
+        if (strcmp(names[i], "echo") == 0)
+            pick = i;
+    int fd = SS_LISTEN_FDS_START + pick;
+    struct sockaddr_storage address = {.ss_family = AF_UNSPEC};
+    getsockname(fd, (struct sockaddr *)&address, &(socklen_t){sizeof address});
+    bool unix_socket = address.ss_family == AF_UNIX;
+    *kind_name = kinds[unix_socket][udp].name;
+    int rc = ss_server_new_fd(srv, kinds[unix_socket][udp].kind, strategy, fd,
+                              &echo_handler, cfg);
+    if (rc == -EPROTOTYPE)
+        fprintf(stderr,
+                "sockserv-echo: passed descriptor %d (\"%s\") is a %s "
+                "socket; %s\n",
+                fd, names[pick], udp ? "stream" : "datagram",
+                udp ? "drop --udp to serve it" : "add --udp to serve it");
+    else if (rc < 0)
+        fprintf(stderr,
+                "sockserv-echo: cannot serve on passed descriptor %d "
+                "(\"%s\"): %s\n",
+                fd, names[pick], ss_strerror(rc));
+    else
+        printf("sockserv-echo: socket activation: serving descriptor %d "
+               "(\"%s\")%s\n",
+               fd, names[pick],
+               address_given ? "; PORT, --bind and --unix are ignored" : "");
+    free(names);
+    return rc < 0 ? -1 : 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *unix_path = NULL, *bind_address = NULL, *mode = "sync",
@@ -151,6 +201,7 @@ int main(int argc, char **argv)
                     mode, choices);
     if (unix_path && (port || bind_address))
         usage_error("argument --unix: not allowed with PORT or --bind");
+    bool address_given = port || bind_address || unix_path;
     if (port == NULL)
         port = "8000";
     size_t digits = strspn(port, "0123456789");
@@ -180,8 +231,14 @@ int main(int argc, char **argv)
     cfg.unlink_on_close = true;     /* leave no socket file behind */
 
     ss_server *srv;
-    int rc = ss_server_new(&srv, kinds[unix_path != NULL][udp].kind, strategy,
-                           address, &echo_handler, &cfg);
+    const char *kind_name = kinds[unix_path != NULL][udp].name;
+    int activated = serve_passed_socket(&srv, &kind_name, strategy, udp, &cfg,
+                                        address_given);
+    if (activated < 0)
+        return 1;
+    int rc = activated ? 0
+                       : ss_server_new(&srv, kinds[unix_path != NULL][udp].kind,
+                                       strategy, address, &echo_handler, &cfg);
     if (rc < 0) {
         fprintf(stderr, "sockserv-echo: cannot serve on %s: %s\n", address,
                 ss_strerror(rc));
@@ -192,8 +249,8 @@ int main(int argc, char **argv)
     if (rc == 0) {
         /* The real address: with port 0 it shows the port the system chose. */
         ss_server_address_string(srv, address, sizeof address);
-        printf("sockserv-echo: serving %s on %s (mode %s)\n",
-               kinds[unix_path != NULL][udp].name, address, mode);
+        printf("sockserv-echo: serving %s on %s (mode %s)\n", kind_name,
+               address, mode);
         fflush(stdout);
         rc = ss_serve_forever(srv, 0.5);
     }

@@ -5,6 +5,7 @@
  *
  *   sockserv-httpd [PORT] [-b ADDR] [-d DIR] [--mode MODE] [--workers N]
  *                  [--threads N] [-q] [--port-file PATH]
+ *                  [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]
  *
  * This file is the program around the handler: the command line (options
  * and PORT in any order, like argparse), the mode table that picks a
@@ -79,7 +80,9 @@ static const struct {
 static const char usage[] =
     "usage: sockserv-httpd [-h] [-b ADDRESS] [-d DIRECTORY] [--mode MODE]\n"
     "                      [--workers N] [--threads N] [-q] "
-    "[--port-file PATH] [PORT]\n";
+    "[--port-file PATH]\n"
+    "                      [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS] "
+    "[PORT]\n";
 static const char help[] =
     "\nServe the files of a directory over HTTP, with a small JSON API.\n\n"
     "positional arguments:\n"
@@ -100,7 +103,13 @@ static const char help[] =
     "                        coro: N scheduler threads (default: CPU count)\n"
     "  -q, --quiet           no access log\n"
     "  --port-file PATH      write the bound port to PATH once listening\n"
-    "                        (for scripts and tests that pass PORT 0)\n";
+    "                        (for scripts and tests that pass PORT 0)\n"
+    "  --proxy-protocol[=v1|v2]\n"
+    "                        behind a load balancer: every connection starts\n"
+    "                        with a PROXY protocol header (v1, v2, or either\n"
+    "                        when no version is given) naming the real client\n"
+    "  --trusted-proxy ADDRS only these addresses/networks may send it, e.g.\n"
+    "                        '127.0.0.1,10.0.0.0/8' (default: any peer)\n";
 
 /* Like argparse: usage and the reason on stderr, exit status 2. */
 static void usage_error(const char *fmt, ...)
@@ -154,6 +163,13 @@ static void print_serving(ss_server *srv)
     socklen_t len = sizeof address;
     char host[INET6_ADDRSTRLEN] = "?";
     int port = ss_server_port(srv);
+    if (port < 0) { /* a Unix socket, from socket activation */
+        char path[128];
+        ss_server_address_string(srv, path, sizeof path);
+        printf("Serving HTTP on %s ...\n", path);
+        fflush(stdout);
+        return;
+    }
     if (ss_server_address(srv, (struct sockaddr *)&address, &len) == 0) {
         if (address.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&address)->sin6_addr,
@@ -186,11 +202,53 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
+/* Socket activation (docs/deployment.md): a service manager that passed
+ * listening sockets (LISTEN_FDS) decides the address. Serve the socket
+ * named "http" (FileDescriptorName=http), else the first; TCP or Unix
+ * stream, whichever it is. Returns 1 with *srv made, 0 when the process
+ * was not socket-activated, -1 after saying why it cannot serve. */
+static int serve_passed_socket(ss_server **srv, const ss_strategy *strategy,
+                               const ss_handler_class *handler,
+                               const ss_config *cfg, bool address_given)
+{
+    char **names;
+    int n = ss_listen_fds_with_names(true, &names);
+    if (n <= 0) {
+        if (n < 0)
+            fprintf(stderr, "sockserv-httpd: socket activation: %s\n",
+                    ss_strerror(n));
+        return n < 0 ? -1 : 0;
+    }
+    int pick = 0;
+    for (int i = n - 1; i >= 0; i--) /* the first one named "http" */
+        if (strcmp(names[i], "http") == 0)
+            pick = i;
+    int fd = SS_LISTEN_FDS_START + pick, domain = AF_UNSPEC;
+    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &(socklen_t){sizeof(int)});
+    int rc =
+        ss_server_new_fd(srv, domain == AF_UNIX ? &ss_unix_stream : &ss_tcp,
+                         strategy, fd, handler, cfg);
+    if (rc < 0)
+        fprintf(stderr,
+                "sockserv-httpd: cannot serve on passed descriptor %d "
+                "(\"%s\"): %s%s\n",
+                fd, names[pick], ss_strerror(rc),
+                rc == -EPROTOTYPE ? " (HTTP needs a stream socket)" : "");
+    else
+        printf("sockserv-httpd: socket activation: serving descriptor %d "
+               "(\"%s\")%s\n",
+               fd, names[pick],
+               address_given ? "; PORT and --bind are ignored" : "");
+    free(names);
+    return rc < 0 ? -1 : 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *bind_address = NULL, *directory = ".", *mode = "thread",
                *port = NULL, *workers = NULL, *threads = NULL,
                *port_file = NULL;
+    const char *proxy = NULL, *trusted_proxy = NULL;
     bool quiet = false;
 
     for (int i = 1; i < argc; i++) {
@@ -199,12 +257,17 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
             quiet = true;
+        } else if (!strcmp(argv[i], "--proxy-protocol") ||
+                   !strncmp(argv[i], "--proxy-protocol=", 17)) {
+            proxy = argv[i][16] == '=' ? argv[i] + 17 : "any"; /* optional */
         } else if (option(argc, argv, &i, "-b", "--bind", &bind_address) ||
                    option(argc, argv, &i, "-d", "--directory", &directory) ||
                    option(argc, argv, &i, NULL, "--mode", &mode) ||
                    option(argc, argv, &i, NULL, "--workers", &workers) ||
                    option(argc, argv, &i, NULL, "--threads", &threads) ||
-                   option(argc, argv, &i, NULL, "--port-file", &port_file)) {
+                   option(argc, argv, &i, NULL, "--port-file", &port_file) ||
+                   option(argc, argv, &i, NULL, "--trusted-proxy",
+                          &trusted_proxy)) {
             continue;
         } else if ((argv[i][0] == '-' && argv[i][1] != '\0') || port != NULL) {
             usage_error("unrecognized arguments: %s", argv[i]);
@@ -241,6 +304,21 @@ int main(int argc, char **argv)
     /* A prefork worker running requests one at a time would be held by
      * every idle keep-alive connection; give each worker threads. */
     cfg.worker_strategy = threads ? &ss_thread_pool : &ss_threading;
+    /* Behind a load balancer (docs/deployment.md): the access log then
+     * names the client the PROXY header gives, not the balancer. */
+    if (proxy) {
+        cfg.proxy_protocol = !strcmp(proxy, "v1")    ? SS_PROXY_V1
+                             : !strcmp(proxy, "v2")  ? SS_PROXY_V2
+                             : !strcmp(proxy, "any") ? SS_PROXY_ANY
+                                                     : 0;
+        if (cfg.proxy_protocol == 0)
+            usage_error("argument --proxy-protocol: invalid choice: '%s' "
+                        "(choose from v1, v2)",
+                        proxy);
+        cfg.proxy_trusted = trusted_proxy;
+    } else if (trusted_proxy) {
+        usage_error("argument --trusted-proxy: needs --proxy-protocol");
+    }
 
     /* The served directory: kept open, and its canonical path kept for
      * the containment check in paths.c. */
@@ -286,20 +364,29 @@ int main(int argc, char **argv)
         snprintf(address, sizeof address, "%s:%d", host, port_number);
 
     ss_server *srv;
-    int rc = ss_server_new(&srv, &ss_tcp, strategy, address, &handler, &cfg);
+    int activated = serve_passed_socket(&srv, strategy, &handler, &cfg,
+                                        port || bind_address);
+    if (activated < 0)
+        return 1;
+    int rc = activated ? 0
+                       : ss_server_new(&srv, &ss_tcp, strategy, address,
+                                       &handler, &cfg);
     if (rc < 0 && bind_address == NULL &&
         (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL)) {
         snprintf(address, sizeof address, ":%d", port_number);
         rc = ss_server_new(&srv, &ss_tcp, strategy, address, &handler, &cfg);
     }
     if (rc < 0) {
-        fprintf(stderr, "sockserv-httpd: cannot serve on %s: %s\n", address,
-                ss_strerror(rc));
+        fprintf(stderr, "sockserv-httpd: cannot serve on %s: %s%s\n", address,
+                ss_strerror(rc),
+                rc == -EINVAL && trusted_proxy
+                    ? " (is --trusted-proxy a list of addresses?)"
+                    : "");
         return 1;
     }
     /* Ctrl-C and SIGTERM make ss_serve_forever() return. */
     rc = ss_shutdown_on_signals(srv);
-    if (rc == 0 && port_file)
+    if (rc == 0 && port_file && ss_server_port(srv) >= 0) /* not Unix */
         rc = write_port_file(port_file, ss_server_port(srv));
     if (rc == 0) {
         print_serving(srv);

@@ -57,14 +57,16 @@ typedef struct ss_http ss_http;
  * handler answers 500. */
 typedef int (*ss_http_method_fn)(ss_http *h);
 
+/** One entry of a method table: a method and its callback. */
 typedef struct ss_http_method {
-    const char *name; /**< "GET", case-sensitive as HTTP methods are */
-    ss_http_method_fn fn;
+    const char *name;     /**< "GET", case-sensitive as HTTP methods are */
+    ss_http_method_fn fn; /**< do_GET and friends */
 } ss_http_method;
 
 /** Common Log Format line for one request, without newline. */
 typedef void (*ss_http_log_fn)(void *user, const char *line);
 
+/** The HTTP handler's configuration: the class_data of ss_http_handler. */
 typedef struct ss_http_config {
     /** Method table, ended by {NULL, NULL}. A method not in it gets 501
      * (Python: "Unsupported method"). */
@@ -89,7 +91,7 @@ typedef struct ss_http_config {
      * is never cut off, one that stops reading is after this. 0: 30 s. */
     double io_timeout;
     /** Where access-log lines go (Common Log Format, control characters
-     * escaped as \xHH). NULL: stderr. */
+     * escaped as `\xHH`). NULL: stderr. */
     ss_http_log_fn log_request;
     /** Turn access logging off entirely. */
     bool quiet;
@@ -118,10 +120,13 @@ SS_API ss_request *ss_http_request_of(ss_http *h);
 /** What Python's self.server and self.client_address give, without handing
  * over the wire (keep-alive is unaffected). */
 SS_API ss_server *ss_http_server(const ss_http *h);
+/** The client's address, as ss_request_client_address() gives it. */
 SS_API const struct sockaddr *ss_http_client_address(const ss_http *h,
                                                      socklen_t *len);
+/** The client's address as text, as ss_request_client_address_string(). */
 SS_API int ss_http_client_address_string(const ss_http *h, char *buf,
                                          size_t size);
+/** The ss_http_config in use: the handler class's class_data. */
 SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
 /** ss_http_config.user */
 SS_API void *ss_http_user(const ss_http *h);
@@ -164,6 +169,7 @@ SS_API int ss_http_send_response(ss_http *h, int status, const char *reason);
  * are noticed (see ss_http_end_headers); a body that does not match the
  * declared Content-Length closes the connection after the response. */
 SS_API int ss_http_send_header(ss_http *h, const char *name, const char *value);
+/** ss_http_send_header() with a printf-formatted value. */
 SS_API int ss_http_send_headerf(ss_http *h, const char *name, const char *fmt,
                                 ...) SS_PRINTF(3, 4);
 /** End the head and send it. A response that can have a body but declared

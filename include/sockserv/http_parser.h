@@ -65,11 +65,11 @@ extern "C" {
 #define SS_HTTP_E_OBS_FOLD (-40011)           /**< line starts with SP/HT */
 #define SS_HTTP_E_BAD_HEADER_VALUE (-40012)   /**< control character in value */
 /** 400 Bad Request: body framing (the helpers below). */
-#define SS_HTTP_E_BAD_CONTENT_LENGTH (-40013)
-#define SS_HTTP_E_CONFLICTING_CONTENT_LENGTH (-40014)
+#define SS_HTTP_E_BAD_CONTENT_LENGTH (-40013) /**< not 1*DIGIT, overflow */
+#define SS_HTTP_E_CONFLICTING_CONTENT_LENGTH (-40014) /**< values differ */
 #define SS_HTTP_E_BAD_TRANSFER_ENCODING (-40015) /**< chunked not last/once */
 #define SS_HTTP_E_LENGTH_AND_CHUNKED (-40016)    /**< both headers: smuggling? */
-#define SS_HTTP_E_TRANSFER_ENCODING_HTTP10 (-40017)
+#define SS_HTTP_E_TRANSFER_ENCODING_HTTP10 (-40017) /**< in HTTP/1.0 */
 /** 400 Bad Request: chunked body. */
 #define SS_HTTP_E_BAD_CHUNK_SIZE (-40018)      /**< size line malformed */
 #define SS_HTTP_E_CHUNK_SIZE_OVERFLOW (-40019) /**< size beyond 64 bits */
@@ -83,10 +83,10 @@ extern "C" {
 /** 417 Expectation Failed: an Expect other than 100-continue. */
 #define SS_HTTP_E_EXPECTATION_FAILED (-41701)
 /** 431 Request Header Fields Too Large. */
-#define SS_HTTP_E_HEADER_LINE_TOO_LONG (-43101)
-#define SS_HTTP_E_TOO_MANY_HEADERS (-43102)
-#define SS_HTTP_E_HEADERS_TOO_LARGE (-43103)
-#define SS_HTTP_E_TRAILERS_TOO_LARGE (-43104)
+#define SS_HTTP_E_HEADER_LINE_TOO_LONG (-43101) /**< max_header_line */
+#define SS_HTTP_E_TOO_MANY_HEADERS (-43102)     /**< max_headers */
+#define SS_HTTP_E_HEADERS_TOO_LARGE (-43103)    /**< max_header_bytes */
+#define SS_HTTP_E_TRAILERS_TOO_LARGE (-43104)   /**< max_trailer_bytes */
 /** 501 Not Implemented: a transfer coding other than chunked. */
 #define SS_HTTP_E_UNSUPPORTED_TRANSFER_CODING (-50101)
 /** 505 HTTP Version Not Supported: major version 0, or 2 and above. */
@@ -109,7 +109,7 @@ SS_API const char *ss_http_error_reason(int rc);
 #define SS_HTTP_DEFAULT_MAX_REQUEST_LINE 65536 /**< Python's _MAXLINE */
 #define SS_HTTP_DEFAULT_MAX_HEADER_LINE 65536  /**< Python's _MAXLINE */
 #define SS_HTTP_DEFAULT_MAX_HEADERS 100        /**< Python's _MAXHEADERS */
-#define SS_HTTP_DEFAULT_MAX_HEADER_BYTES 65536
+#define SS_HTTP_DEFAULT_MAX_HEADER_BYTES 65536 /**< all field lines */
 /** Larger limits are treated as this, so counts always fit in an int. */
 #define SS_HTTP_LIMIT_CAP (1 << 28)
 
@@ -140,30 +140,31 @@ SS_API void ss_http_limits_init(ss_http_limits *limits);
 /** One header field, as two slices of the parsed buffer (not
  * NUL-terminated). The value has no leading or trailing SP/HT. */
 typedef struct ss_http_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
+    const char *name;  /**< the field name, as sent */
+    size_t name_len;   /**< its length in bytes */
+    const char *value; /**< the field value, trimmed */
+    size_t value_len;  /**< its length in bytes */
 } ss_http_header;
 
+/** A parsed request line and header fields: ss_http_parse_request(). */
 typedef struct ss_http_request {
     /** Set by the caller before parsing: where the fields go. At most
      * min(header_capacity, limits->max_headers) are accepted; one more is
      * SS_HTTP_E_TOO_MANY_HEADERS. */
     ss_http_header *headers;
-    size_t header_capacity;
+    size_t header_capacity; /**< room in headers, in fields */
 
     /** Set by the parser. Pointers are into the parsed buffer. */
     const char *method; /**< a token, case-sensitive ("GET") */
-    size_t method_len;
+    size_t method_len;  /**< 0 until a valid request line was seen */
     const char *target; /**< as sent: "/path?query", "*", "http://h/" */
-    size_t target_len;
-    int version_major; /**< 1 */
-    int version_minor; /**< 0 or 1 (larger minors are accepted, like Python) */
+    size_t target_len;  /**< its length in bytes */
+    int version_major;  /**< 1 */
+    int version_minor;  /**< 0 or 1 (larger minors are accepted, like Python) */
     /** The request line without its line ending, for logs. */
     const char *request_line;
-    size_t request_line_len;
-    size_t header_count;
+    size_t request_line_len; /**< its length in bytes */
+    size_t header_count;     /**< fields stored in headers */
 } ss_http_request;
 
 /** Parse the request line and header fields at the start of buf[0..len).
@@ -266,9 +267,10 @@ SS_API int ss_http_expect_continue(const ss_http_request *req);
  * framing is where request smuggling hides).
  * --------------------------------------------------------------------- */
 
-#define SS_HTTP_DEFAULT_MAX_CHUNK_LINE 4096 /**< Go's net/http bound */
-#define SS_HTTP_DEFAULT_MAX_TRAILER_BYTES 65536
+#define SS_HTTP_DEFAULT_MAX_CHUNK_LINE 4096     /**< Go's net/http bound */
+#define SS_HTTP_DEFAULT_MAX_TRAILER_BYTES 65536 /**< all trailer lines */
 
+/** A chunked body decoder's state, owned by the caller (see above). */
 typedef struct ss_http_chunked_decoder {
     /** Limits; 0 takes the default. Set before the first call. */
     size_t max_chunk_line;    /**< size line with extensions and CRLF */
@@ -280,9 +282,9 @@ typedef struct ss_http_chunked_decoder {
     uint64_t body_bytes;
     /** Private. */
     uint64_t chunk_left;
-    size_t line_bytes;
-    int state;
-    int error;
+    size_t line_bytes; /**< Private. */
+    int state;         /**< Private. */
+    int error;         /**< Private. */
 } ss_http_chunked_decoder;
 
 /** Reset *dec to the start of a body, with the default limits. */

@@ -60,16 +60,55 @@ extern "C" {
 #define SS_PRINTF(fmt, args)
 #endif
 
-#define SS_VERSION_MAJOR 0
-#define SS_VERSION_MINOR 1
-#define SS_VERSION_PATCH 0
+/* ------------------------------------------------------------------------
+ * Version. The macros give the version of this header, the functions the
+ * version of the library actually loaded; docs/abi.md says what changes
+ * between versions. (These three lines are the version's source of truth:
+ * CMake refuses to configure when project(VERSION) disagrees.)
+ * --------------------------------------------------------------------- */
 
-typedef struct ss_server ss_server;
-typedef struct ss_request ss_request;
+#define SS_VERSION_MAJOR 0 /**< Changes when the ABI breaks (the SONAME). */
+#define SS_VERSION_MINOR 1 /**< Changes when API is added, compatibly. */
+#define SS_VERSION_PATCH 0 /**< Changes for fixes only. */
+
+/** One number for a version, so versions compare with < and >:
+ * major << 16 | minor << 8 | patch (each part below 256). Usable in `#if`. */
+#define SS_VERSION_ENCODE(major, minor, patch)                                 \
+    ((major)*65536u + (minor)*256u + (patch))
+/** The version of this header as one number (SS_VERSION_ENCODE). */
+#define SS_VERSION_NUMBER                                                      \
+    SS_VERSION_ENCODE(SS_VERSION_MAJOR, SS_VERSION_MINOR, SS_VERSION_PATCH)
+/** True when this header is version major.minor.patch or later, for code
+ * that uses a newer call only where it exists:
+ * `#if SS_VERSION_AT_LEAST(0, 2, 0)`. */
+#define SS_VERSION_AT_LEAST(major, minor, patch)                               \
+    (SS_VERSION_NUMBER >= SS_VERSION_ENCODE(major, minor, patch))
+#define SS__STRINGIFY(x) #x
+#define SS__VERSION_TEXT(a, b, c)                                              \
+    SS__STRINGIFY(a) "." SS__STRINGIFY(b) "." SS__STRINGIFY(c)
+/** The version of this header as text, "MAJOR.MINOR.PATCH" ("0.1.0"). */
+#define SS_VERSION_STRING                                                      \
+    SS__VERSION_TEXT(SS_VERSION_MAJOR, SS_VERSION_MINOR, SS_VERSION_PATCH)
+
+/** The version of the library the program runs with, as SS_VERSION_NUMBER
+ * was when the library was built. It may be newer than the header the
+ * program was compiled with (same major version: see docs/abi.md). */
+SS_API unsigned ss_version(void);
+/** The library's version as text, "MAJOR.MINOR.PATCH" in decimal; a
+ * static string. */
+SS_API const char *ss_version_string(void);
+
+typedef struct ss_server ss_server;   /**< A server: ss_server_new(). */
+typedef struct ss_request ss_request; /**< One request, lent to a handler. */
+/** A server kind: Python's TCPServer, UDPServer… (see below). */
 typedef struct ss_server_class ss_server_class;
+/** A concurrency strategy: Python's mix-ins and more (see below). */
 typedef struct ss_strategy ss_strategy;
+/** A request handler class: setup, handle, finish (see below). */
 typedef struct ss_handler_class ss_handler_class;
+/** How a request waits for its socket (see below). */
 typedef struct ss_io_class ss_io_class;
+/** Every tunable of a server, with Python's names (see below). */
 typedef struct ss_config ss_config;
 
 /* ------------------------------------------------------------------------
@@ -92,6 +131,11 @@ SS_API const char *ss_strerror(int error);
  * default handle_error's report), without the trailing newline. May be
  * called from any thread that runs requests. */
 typedef void (*ss_log_fn)(void *user, const char *line);
+
+/** ss_config.proxy_protocol: the PROXY protocol headers accepted. */
+#define SS_PROXY_V1 1  /**< text: "PROXY TCP4 src dst sport dport\r\n" */
+#define SS_PROXY_V2 2  /**< binary, with its 12-byte signature */
+#define SS_PROXY_ANY 3 /**< either, told apart by the first byte */
 
 struct ss_config {
     /** listen() backlog. Default SOMAXCONN (Python: 5). */
@@ -131,6 +175,26 @@ struct ss_config {
      * after a shutdown sees it too. */
     double shutdown_grace;
 
+    /* --- limits (docs/reliability-resources.md) ----------------------- */
+    /** Most requests running at once, counted from accept until the
+     * request is freed (under ss_forking: until its child is reaped);
+     * 0 (default) = no limit. At the limit the server stops accepting:
+     * new connections wait in the kernel's listen backlog (datagrams in
+     * the socket's receive buffer) until a request ends — backpressure,
+     * not refusal. Every strategy; ss_prefork: per worker process.
+     * Negative: ss_server_new() returns -EINVAL. */
+    int max_connections;
+    /** Most requests running at once per client IP address (the port
+     * does not count; an IPv4 client is the same client on a dual-stack
+     * socket); 0 (default) = no limit. A new connection or datagram from
+     * a client at its maximum is not handled: handle_error gets -EUSERS
+     * (the default prints one line; an override may answer first, e.g.
+     * an HTTP 503 through ss_write_all(), or stay quiet), then it is
+     * closed. Not applied to Unix sockets, whose peers have no address.
+     * With proxy_protocol the address counted is the proxy's (the header
+     * is read later). ss_prefork: per worker process. Negative: -EINVAL. */
+    int max_connections_per_client;
+
     /* --- concurrency strategies --------------------------------------- */
     /** Forking: most children at once; at the limit the loop waits for one
      * to exit before accepting more. Default 40 (Python's). */
@@ -154,7 +218,7 @@ struct ss_config {
      * pool_size. When full, the loop waits for room (backpressure) — or,
      * with pool_refuse_when_full, closes the new connection at once. */
     int pool_queue_size;
-    bool pool_refuse_when_full;
+    bool pool_refuse_when_full; /**< Full queue: refuse, do not wait. */
     /** Thread pool: start all workers in ss_server_new() (false: start them
      * as requests arrive). Default false. */
     bool pool_eager_start;
@@ -181,6 +245,37 @@ struct ss_config {
      * The one signal disposition the library sets by itself; default true,
      * false leaves SIGSEGV alone (an overflow is then a plain crash). */
     bool coro_overflow_report;
+
+    /* --- behind a load balancer: the PROXY protocol -------------------- */
+    /** Stream kinds: every connection starts with a PROXY protocol header
+     * (HAProxy's send-proxy / send-proxy-v2, nginx's "proxy_protocol on"),
+     * read before the handler runs, in the request's own thread, process
+     * or coroutine; ss_request_client_address() is then the client the
+     * header names and ss_request_peer_address() the proxy. 0 (default):
+     * off; SS_PROXY_V1, SS_PROXY_V2 or SS_PROXY_ANY. A connection whose
+     * header is malformed, of a version not enabled, incomplete after
+     * proxy_protocol_timeout, or from a peer not in proxy_trusted is
+     * closed without running the handler and reported through
+     * handle_error (-EPROTO, -ETIMEDOUT, -EACCES); one that closes before
+     * sending a byte (a TCP health check) is closed quietly. A v2 LOCAL
+     * header (the proxy's own check) and v1 "UNKNOWN" keep the
+     * connection's own address. verify_request runs before the header is
+     * read, so it sees the proxy. Datagram kinds: ss_server_new() returns
+     * -EOPNOTSUPP. */
+    int proxy_protocol;
+    /** Seconds the whole header may take to arrive; default 5. Must be
+     * positive and at most 1e6 (else -EINVAL): a client that sends
+     * nothing holds a worker no longer — under ss_sync, the server. */
+    double proxy_protocol_timeout;
+    /** Who may send the header: addresses and networks separated by commas
+     * or spaces ("127.0.0.1, 10.0.0.0/8, ::1"; "unix" for any Unix-socket
+     * peer), at most 32; IPv4 entries match IPv4-mapped IPv6 peers too.
+     * Other peers are refused before a byte is read. NULL (default):
+     * every peer — then make sure only the proxy can reach the socket.
+     * Parsed by ss_server_new() (-EINVAL when malformed or empty); the
+     * string need not outlive that call. */
+    const char *proxy_trusted;
+
     /** Your context, reachable from every request: ss_request_user(). */
     void *user;
 };
@@ -243,14 +338,14 @@ SS_API extern const ss_server_class ss_unix_datagram; /**< UnixDatagramServer */
 /** Monotonic clock in nanoseconds; deadlines below are absolute values of
  * it. SS_NO_DEADLINE means wait forever. */
 #define SS_NO_DEADLINE INT64_C(-1)
-SS_API int64_t ss_now_ns(void);
+SS_API int64_t ss_now_ns(void); /**< CLOCK_MONOTONIC now, in ns. */
 
 /** How a request waits for its socket. Handlers never call this: ss_read,
  * ss_write and friends do, when the socket would block. A blocking strategy
  * poll()s; the coroutine strategy parks the coroutine on the event loop —
  * which is why one handler source runs under every strategy. */
 struct ss_io_class {
-    const char *name;
+    const char *name; /**< "blocking", … — for messages */
     /** Wait until fd is ready for events (POLLIN and/or POLLOUT) or the
      * deadline passes. Returns 0 when ready (or on error/hangup, which the
      * next call reports), -ETIMEDOUT, or another negative errno. While
@@ -268,14 +363,23 @@ struct ss_io_class {
      * bookkeeping). ss_read then waits before its recv() instead of
      * spending a recv() on EAGAIN. */
     bool reports_new_data;
+    /** Optional: wait until the request's own stream socket has input
+     * (POLLIN, or an error/hangup) or fd is ready for events, or the
+     * deadline passes (ss_wait_input_or_fd, which has already looked at
+     * the read buffer). Returns a mask of SS_READY_INPUT and SS_READY_FD
+     * (never 0), -ETIMEDOUT, -ECANCELED (as for wait()) or another
+     * negative errno. NULL: ss_wait_input_or_fd() waits through wait() on
+     * the socket in slices of 10 ms and looks at fd in between. */
+    int (*wait_input_or_fd)(ss_request *req, int fd, short events,
+                            int64_t deadline);
 };
 
 /** Plain poll(): what every blocking strategy uses. */
 SS_API extern const ss_io_class ss_blocking_io;
 
 struct ss_strategy {
-    const char *name;
-    const ss_io_class *io;
+    const char *name;      /**< "sync", "thread", … — for messages */
+    const ss_io_class *io; /**< Its requests' I/O; NULL: ss_blocking_io */
     /** Optional: prepare per-server state (ss_server_new calls it). */
     int (*init)(ss_server *srv);
     /** Take ownership of an accepted, verified request and see that it is
@@ -351,8 +455,8 @@ struct ss_handler_class {
      * the server call handle_error with it; finish runs even when setup or
      * handle fails. */
     int (*setup)(ss_request *req);
-    int (*handle)(ss_request *req);
-    int (*finish)(ss_request *req);
+    int (*handle)(ss_request *req); /**< The work (Python: handle). */
+    int (*finish)(ss_request *req); /**< Clean up, also after a failure. */
 
     /** Stream options (StreamRequestHandler). 0 fields are inherited. */
     /** Seconds each read/write call may take before -ETIMEDOUT; 0 = none. */
@@ -407,12 +511,15 @@ SS_API int ss_server_new_sockaddr(ss_server **out, const ss_server_class *kind,
 SS_API int ss_tcp_server_new(ss_server **out, const char *address,
                              const ss_handler_class *handler,
                              const ss_config *cfg);
+/** UDPServer: ss_udp with ss_sync. */
 SS_API int ss_udp_server_new(ss_server **out, const char *address,
                              const ss_handler_class *handler,
                              const ss_config *cfg);
+/** UnixStreamServer: ss_unix_stream with ss_sync. */
 SS_API int ss_unix_stream_server_new(ss_server **out, const char *address,
                                      const ss_handler_class *handler,
                                      const ss_config *cfg);
+/** UnixDatagramServer: ss_unix_datagram with ss_sync. */
 SS_API int ss_unix_datagram_server_new(ss_server **out, const char *address,
                                        const ss_handler_class *handler,
                                        const ss_config *cfg);
@@ -421,27 +528,34 @@ SS_API int ss_unix_datagram_server_new(ss_server **out, const char *address,
 SS_API int ss_threading_tcp_server_new(ss_server **out, const char *address,
                                        const ss_handler_class *handler,
                                        const ss_config *cfg);
+/** ThreadingUDPServer: ss_udp with ss_threading. */
 SS_API int ss_threading_udp_server_new(ss_server **out, const char *address,
                                        const ss_handler_class *handler,
                                        const ss_config *cfg);
+/** ThreadingUnixStreamServer: ss_unix_stream with ss_threading. */
 SS_API int ss_threading_unix_stream_server_new(ss_server **out,
                                                const char *address,
                                                const ss_handler_class *handler,
                                                const ss_config *cfg);
+/** ThreadingUnixDatagramServer: ss_unix_datagram with ss_threading. */
 SS_API int
 ss_threading_unix_datagram_server_new(ss_server **out, const char *address,
                                       const ss_handler_class *handler,
                                       const ss_config *cfg);
+/** ForkingTCPServer: ss_tcp with ss_forking. */
 SS_API int ss_forking_tcp_server_new(ss_server **out, const char *address,
                                      const ss_handler_class *handler,
                                      const ss_config *cfg);
+/** ForkingUDPServer: ss_udp with ss_forking. */
 SS_API int ss_forking_udp_server_new(ss_server **out, const char *address,
                                      const ss_handler_class *handler,
                                      const ss_config *cfg);
+/** ForkingUnixStreamServer: ss_unix_stream with ss_forking. */
 SS_API int ss_forking_unix_stream_server_new(ss_server **out,
                                              const char *address,
                                              const ss_handler_class *handler,
                                              const ss_config *cfg);
+/** ForkingUnixDatagramServer: ss_unix_datagram with ss_forking. */
 SS_API int ss_forking_unix_datagram_server_new(ss_server **out,
                                                const char *address,
                                                const ss_handler_class *handler,
@@ -450,6 +564,7 @@ SS_API int ss_forking_unix_datagram_server_new(ss_server **out,
 /** Bind / listen, when bind_and_activate was false. Call once each, in that
  * order. */
 SS_API int ss_server_bind(ss_server *srv);
+/** listen() (Python: server_activate()), after ss_server_bind(). */
 SS_API int ss_server_activate(ss_server *srv);
 
 /** Handle requests until ss_shutdown(). Every poll_interval seconds (or
@@ -463,7 +578,11 @@ SS_API int ss_serve_forever(ss_server *srv, double poll_interval);
 /** Handle one request, waiting at most config.timeout (0 = forever); on
  * timeout calls handle_timeout and returns -ETIMEDOUT. Returns 0 once a
  * request was handled (or refused by verify_request; handler failures go to
- * handle_error and still return 0). */
+ * handle_error and still return 0). At max_connections the wait includes
+ * waiting for a running request to end. When accept itself fails (out of
+ * descriptors: -EMFILE, -ENFILE; out of memory: -ENOBUFS, -ENOMEM), that
+ * error is returned and pausing is the caller's choice; ss_serve_forever()
+ * pauses by itself. */
 SS_API int ss_handle_request(ss_server *srv);
 
 /** Ask ss_serve_forever() to return, and return at once without waiting.
@@ -509,13 +628,18 @@ SS_API int ss_server_port(const ss_server *srv);
 SS_API int ss_server_address_string(const ss_server *srv, char *buf,
                                     size_t size);
 
+/** The server's own copy of its kind; valid until ss_server_free(). */
 SS_API const ss_server_class *ss_server_kind(const ss_server *srv);
+/** The strategy the server was made with. */
 SS_API const ss_strategy *ss_server_strategy(const ss_server *srv);
+/** The server's own copy of its config; do not modify through it. */
 SS_API const ss_config *ss_server_config(const ss_server *srv);
+/** config.user: your context. */
 SS_API void *ss_server_user(const ss_server *srv);
 
 /** For strategy authors: one pointer of per-server strategy state. */
 SS_API void *ss_server_strategy_data(const ss_server *srv);
+/** Set what ss_server_strategy_data() returns; the library never frees it. */
 SS_API void ss_server_set_strategy_data(ss_server *srv, void *data);
 
 /** SIGINT and SIGTERM call ss_shutdown(srv). Installed only when you call
@@ -525,9 +649,78 @@ SS_API void ss_server_set_strategy_data(ss_server *srv, void *data);
 SS_API int ss_shutdown_on_signals(ss_server *srv);
 
 /* ------------------------------------------------------------------------
+ * Socket activation: serving on a socket opened by someone else — a
+ * service manager (systemd's LISTEN_FDS protocol), inetd-style supervisors,
+ * or the program itself. docs/deployment.md has example units.
+ * --------------------------------------------------------------------- */
+
+/** The first descriptor a service manager passes: 3, then 4, 5, … */
+#define SS_LISTEN_FDS_START 3
+
+/** Create a server on fd, a socket that is already bound (to a port other
+ * than 0 for IP, to a name for Unix), instead of making and binding one.
+ * The socket must fit kind: ss_tcp takes an AF_INET or AF_INET6 stream
+ * socket, ss_udp a datagram one, ss_unix_stream / ss_unix_datagram an
+ * AF_UNIX socket of their type.
+ *
+ * A stream socket that is not listening yet gets listen() through the
+ * kind's server_activate (with request_queue_size); one already listening
+ * keeps its backlog (server_activate is not called). Datagram kinds get
+ * their server_activate too (by default it does nothing). server_bind is
+ * never called. The descriptor is made non-blocking and close-on-exec,
+ * as the library's own sockets are; ss_server_address(), ss_server_port()
+ * and ss_server_address_string() report the address it is bound to.
+ * In cfg, allow_reuse_address, allow_reuse_port, ipv6_only and
+ * bind_and_activate are ignored (the socket exists and is bound), and
+ * unlink_on_close never removes the socket file of an adopted Unix
+ * socket: whoever bound it made the file and removes it (systemd does
+ * when the .socket unit stops; RemoveOnStop=).
+ *
+ * On success the server owns fd: ss_server_close() closes it. On any
+ * failure fd is NOT closed and stays the caller's, unchanged:
+ * -EBADF (not an open descriptor), -ENOTSOCK (not a socket), -EPROTOTYPE
+ * (stream for a datagram kind or the reverse), -EAFNOSUPPORT (family does
+ * not fit kind), -EDESTADDRREQ (not bound), -EINVAL (a NULL or incomplete
+ * argument or a bad cfg, as ss_server_new), or listen()'s error.
+ * Works with every strategy: to them it is a listening socket like any
+ * other. */
+SS_API int ss_server_new_fd(ss_server **out, const ss_server_class *kind,
+                            const ss_strategy *strategy, int fd,
+                            const ss_handler_class *handler,
+                            const ss_config *cfg);
+
+/** How many descriptors the service manager passed this process, as
+ * systemd's sd_listen_fds(): they are SS_LISTEN_FDS_START up to
+ * SS_LISTEN_FDS_START + count - 1, in the order the .socket unit lists
+ * them, each now marked close-on-exec. Returns 0 when the process was not
+ * socket-activated: LISTEN_PID or LISTEN_FDS unset, or LISTEN_PID names
+ * another process (variables inherited from a parent are not for us).
+ * Returns -EINVAL when a variable is not a plain decimal number or the
+ * count is beyond any descriptor number, and -EBADF when the count covers
+ * a descriptor that is not open. With unset_environment, LISTEN_PID,
+ * LISTEN_FDS and LISTEN_FDNAMES are removed from the environment whatever
+ * the result, so programs started later do not see them (and a second
+ * call returns 0). Reads and changes the environment: call it early in
+ * main(), before starting threads; not thread-safe. */
+SS_API int ss_listen_fds(bool unset_environment);
+
+/** ss_listen_fds() that also returns the names of the descriptors from
+ * LISTEN_FDNAMES (systemd's FileDescriptorName=, by default the .socket
+ * unit's name): when the result is positive and names is not NULL,
+ * *names is an array of that many strings followed by NULL, in descriptor
+ * order, allocated in one block: release it with free(). Without
+ * LISTEN_FDNAMES (or with it empty) every name is "unknown". Returns what
+ * ss_listen_fds() returns, or -EINVAL when LISTEN_FDNAMES holds a number
+ * of colon-separated names other than the count, or -ENOMEM; *names is
+ * NULL unless the result is positive. Same thread-safety as
+ * ss_listen_fds(). */
+SS_API int ss_listen_fds_with_names(bool unset_environment, char ***names);
+
+/* ------------------------------------------------------------------------
  * Requests: what a handler sees
  * --------------------------------------------------------------------- */
 
+/** The server the request came to (Python: self.server). */
 SS_API ss_server *ss_request_server(const ss_request *req);
 /** The handler's per-request state (state_size bytes, zeroed), or NULL. */
 SS_API void *ss_request_state(const ss_request *req);
@@ -543,6 +736,11 @@ SS_API const struct sockaddr *ss_request_client_address(const ss_request *req,
  * Unix peer). Returns the length written. */
 SS_API int ss_request_client_address_string(const ss_request *req, char *buf,
                                             size_t size);
+/** The address of the connection's peer. With config.proxy_protocol it is
+ * the proxy that sent the header (the client address is the one the
+ * header named); otherwise it is the client address. *len as above. */
+SS_API const struct sockaddr *ss_request_peer_address(const ss_request *req,
+                                                      socklen_t *len);
 /** The request's socket, for socket options and getsockopt only: read and
  * write through ss_read/ss_write, which the strategy can intercept. */
 SS_API int ss_request_fileno(const ss_request *req);
@@ -582,6 +780,29 @@ SS_API int ss_yield(ss_request *req);
  * ready for events (POLLIN/POLLOUT), at most timeout seconds (0 = no
  * limit). Returns 0, -ETIMEDOUT, or -ECANCELED at shutdown. */
 SS_API int ss_wait_fd(ss_request *req, int fd, short events, double timeout);
+/** ss_wait_input_or_fd(): the request's own connection has input to read. */
+#define SS_READY_INPUT 1
+/** ss_wait_input_or_fd(): the descriptor fd is ready. */
+#define SS_READY_FD 2
+/** Wait until the request's own connection has input to read or your
+ * descriptor fd is ready for events (POLLIN/POLLOUT), whichever comes
+ * first, at most timeout seconds (0 = no limit). For a handler that serves
+ * its client and also a queue other requests or threads fill (with an
+ * eventfd that says "not empty"): only the handler touches its request,
+ * and it polls neither. Input counts as ready when the next ss_read() has
+ * something to return at once: bytes already in the request's read buffer
+ * (then the call returns without waiting and without a system call on
+ * the socket; fd is looked at by a poll() that does not wait), new bytes
+ * on the socket, the end of the stream, or an error the read will report.
+ * Returns SS_READY_INPUT, SS_READY_FD or both (never 0; a bit that is not
+ * set may have become ready meanwhile: just call again), -ETIMEDOUT,
+ * -ECANCELED once the server is shutting down (as ss_wait_fd), -EBADF
+ * for fd < 0, -EINVAL when fd is the request's own socket or the
+ * server's, and -EOPNOTSUPP for datagram requests, whose input is their
+ * one packet, complete on arrival. Works under every strategy: one poll()
+ * on both descriptors, or a coroutine parked on both. */
+SS_API int ss_wait_input_or_fd(ss_request *req, int fd, short events,
+                               double timeout);
 /** Run fn(arg), which may block (DNS, disk, a database client), without
  * stalling other requests: under ss_coroutines it runs on a helper thread
  * while the coroutine waits. Returns fn's result. */
