@@ -105,4 +105,9 @@ const ss_io_class ss_blocking_io = {
     .name = "blocking",
     .wait = blocking_wait,
     .wait_input_or_fd = blocking_wait_input_or_fd,
+    /* poll() is level-triggered: it returns at once when data is already
+     * there. So after a short read, ss_read may poll first instead of
+     * spending a recv() on EAGAIN: a request/response exchange then costs
+     * poll + recv + send instead of recv + poll + recv + send. */
+    .reports_new_data = true,
 };

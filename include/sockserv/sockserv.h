@@ -359,9 +359,10 @@ struct ss_io_class {
      * for strategies where a request has a thread or process of its own. */
     int (*run_blocking)(ss_request *req, int (*fn)(void *arg), void *arg);
     /** True when wait() reports data that arrives after a read came back
-     * short, even if the descriptor was readable all along (edge-triggered
-     * bookkeeping). ss_read then waits before its recv() instead of
-     * spending a recv() on EAGAIN. */
+     * short, even if the descriptor was readable all along: edge-triggered
+     * bookkeeping (ss_coroutines), or simply a level-triggered wait such
+     * as poll() (ss_blocking_io). ss_read then waits before its recv()
+     * instead of spending a recv() on EAGAIN. */
     bool reports_new_data;
     /** Optional: wait until the request's own stream socket has input
      * (POLLIN, or an error/hangup) or fd is ready for events, or the
