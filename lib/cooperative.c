@@ -75,9 +75,12 @@ static int sliced_wait(ss_request *req, int fd, short events, int64_t deadline)
         bool last = deadline != SS_NO_DEADLINE && deadline <= slice_end;
         int rc =
             req->io->wait(req, req->fd, POLLIN, last ? deadline : slice_end);
-        if (rc == 0)
+        /* A class that reports new data edge-triggered may report an
+         * edge for input read since: only the socket itself can say. */
+        if (rc == 0 &&
+            (!req->io->reports_new_data || ss__fd_ready_now(req->fd, POLLIN)))
             return SS_READY_INPUT | ss__fd_ready_now(fd, events);
-        if (rc != -ETIMEDOUT || last)
+        if (rc != 0 && (rc != -ETIMEDOUT || last))
             return rc;
     }
 }
@@ -99,6 +102,14 @@ int ss_wait_input_or_fd(ss_request *req, int fd, short events, double timeout)
      * socket. fd is looked at too, so a client that keeps the buffer full
      * cannot hide fd from a handler that serves both. */
     if (req->rpos < req->rlen || req->eof)
+        return SS_READY_INPUT | ss__fd_ready_now(fd, events);
+    /* An io class that reports new data may do it edge-triggered (the
+     * coroutines' does): it hears of input only when more arrives. After
+     * a recv() that filled the buffer, more may be waiting already, which
+     * no edge will announce (and a client whose window is full sends
+     * nothing more): ask the socket. Level-triggered, this is redundant. */
+    if (req->io->reports_new_data && !req->input_drained &&
+        ss__fd_ready_now(req->fd, POLLIN))
         return SS_READY_INPUT | ss__fd_ready_now(fd, events);
     int64_t deadline = ss__deadline_after(timeout);
     int rc = req->io->wait_input_or_fd

@@ -323,8 +323,16 @@ static int coro_wait_input_or_fd(ss_request *req, int fd, short events,
     int rc = prepare_socket_wait(s, c, req->fd, POLLIN);
     if (rc < 0)
         return rc;
-    if (rc > 0) /* an edge seen earlier: input is there */
-        return SS_READY_INPUT | ss__fd_ready_now(fd, events);
+    if (rc > 0) {
+        /* An edge seen earlier. It may be for input read since (a recv()
+         * came after it): the end of the stream stays, but anything else
+         * is believed only if the socket says so. An empty socket gets a
+         * new edge with new input, so parking is then safe. */
+        if (c->socket_input_ended || ss__fd_ready_now(req->fd, POLLIN))
+            return SS_READY_INPUT | ss__fd_ready_now(fd, events);
+        c->waiting_on_socket = true;
+        c->socket_wanted = epoll_bits(POLLIN);
+    }
     rc = arm(s, c, fd, events);
     if (rc == 0 && deadline != SS_NO_DEADLINE) {
         c->deadline = deadline;

@@ -10,7 +10,6 @@
 #include "hardening.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -280,22 +280,41 @@ int hz_server_end_tcp_state(int fd)
         return -EAFNOSUPPORT;
     unsigned client_port = ntohs(local.sin_port);
     unsigned server_port = ntohs(peer.sin_port);
-    FILE *f = fopen("/proc/net/tcp", "re");
-    if (!f)
+    /* open/read rather than stdio: no malloc here. A test may call this
+     * from a thread while the server forks, and a child forked while
+     * another thread holds an allocator lock (as some sanitizer
+     * allocators do not guard against) would hang in its first malloc. */
+    int pfd = open("/proc/net/tcp", O_RDONLY | O_CLOEXEC);
+    if (pfd < 0)
         return -errno;
-    char line[512];
+    char buf[8192];
+    size_t have = 0;
     int state = -ENOENT;
-    while (fgets(line, sizeof line, f)) {
-        unsigned local_port, remote_port, st;
-        /* "  sl: LOCALADDR:PORT REMADDR:PORT ST ..." (hex) */
-        if (sscanf(line, " %*d: %*x:%x %*x:%x %x", &local_port, &remote_port,
-                   &st) == 3 &&
-            local_port == server_port && remote_port == client_port) {
-            state = (int)st;
+    for (;;) {
+        ssize_t n = read(pfd, buf + have, sizeof buf - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
             break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        /* Whole lines: "  sl: LOCALADDR:PORT REMADDR:PORT ST ..." (hex). */
+        char *line = buf, *nl;
+        while ((nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            unsigned local_port, remote_port, st;
+            if (sscanf(line, " %*d: %*x:%x %*x:%x %x", &local_port,
+                       &remote_port, &st) == 3 &&
+                local_port == server_port && remote_port == client_port)
+                state = (int)st;
+            line = nl + 1;
         }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+        if (state != -ENOENT)
+            break;
     }
-    fclose(f);
+    close(pfd);
     return state;
 }
 
@@ -398,27 +417,46 @@ static bool read_stat(pid_t pid, char *state, pid_t *ppid)
     return true;
 }
 
+/* getdents64 on a stack buffer rather than opendir(): no malloc, so it is
+ * safe to call while a server in this process forks (see hardening.h). */
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
 int hz_children_of(pid_t ppid, pid_t *pids, int max)
 {
-    DIR *dir = opendir("/proc");
-    if (!dir)
+    int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
         return -errno;
     int count = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0)
+    char buf[8192] __attribute__((aligned(8)));
+    for (;;) {
+        long n = syscall(SYS_getdents64, dfd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
             continue;
-        char state;
-        pid_t parent;
-        if (read_stat((pid_t)pid, &state, &parent) && parent == ppid) {
-            if (count < max)
-                pids[count] = (pid_t)pid;
-            count++;
+        if (n <= 0)
+            break;
+        for (long off = 0; off < n;) {
+            struct linux_dirent64 *e = (struct linux_dirent64 *)(buf + off);
+            off += e->d_reclen;
+            char *end;
+            long pid = strtol(e->d_name, &end, 10);
+            if (*end != '\0' || pid <= 0)
+                continue;
+            char state;
+            pid_t parent;
+            if (read_stat((pid_t)pid, &state, &parent) && parent == ppid) {
+                if (count < max)
+                    pids[count] = (pid_t)pid;
+                count++;
+            }
         }
     }
-    closedir(dir);
+    close(dfd);
     return count;
 }
 

@@ -69,6 +69,14 @@ void hz_fail(hz_failures *f, const char *fmt, ...) SS_PRINTF(2, 3);
 /* Main thread: fail the test with the first message if any was recorded. */
 void hz_assert_no_failures(hz_failures *f);
 
+/* A note on fork(): servers under ss_forking and ss_prefork fork from a
+ * thread of the test process while other threads of it run clients. A
+ * child forked while another thread holds a lock of the memory allocator
+ * hangs in its first malloc() under allocators that do not guard fork()
+ * (the sanitizer runtimes of older compilers). So the client helpers here
+ * allocate nothing, and the tests start their client threads only once
+ * the server has forked what it forks at start (prefork's workers). */
+
 /* ---- Clients ---------------------------------------------------------- */
 
 /* A non-blocking stream or datagram client connected to srv (or to
@@ -133,7 +141,8 @@ int hz_pattern_file(uint64_t seed, size_t n);
 /* ---- Processes -------------------------------------------------------- */
 
 /* Every process whose parent is ppid, zombies included (/proc). Stores up
- * to max pids and returns the total count. */
+ * to max pids and returns the total count. Allocates nothing, so it may
+ * run while a server in this process forks (unlike test_child_pids()). */
 int hz_children_of(pid_t ppid, pid_t *pids, int max);
 /* pid exists (zombie or not). */
 bool hz_process_exists(pid_t pid);

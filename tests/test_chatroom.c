@@ -11,8 +11,9 @@
  * once and in each sender's order, names in use are refused, joins and
  * leaves announced, a vanished client dropped (TCP: when its connection
  * ends; UDP: after --silence), a slow reader dropped without holding up
- * its senders, and SIGINT/SIGTERM end the server with status 0 after a
- * BYE to everyone. The client program is run with pipes for its standard
+ * its senders, a flooding member slowed down without anyone else being
+ * held up, and SIGINT/SIGTERM end the server with status 0 after a BYE to
+ * everyone. The client program is run with pipes for its standard
  * input and output. A teardown kills what a failed test left running, by
  * PID.
  */
@@ -547,15 +548,15 @@ static void test_tcp_vanished_client_is_dropped_at_once(void **state)
 }
 
 /* A member that never reads fills its socket, then its outbox (--outbox
- * 32768, about 34 of these lines): it is dropped ("LEFT slow slow") while the
- * sender goes on sending at full speed, and every other member still gets every
- * line in order. The slow client, once it reads, finds its lines and then "ERR
- * too slow", and the connection closes. */
+ * 32768, about 34 of these lines; no flood control): it is dropped ("LEFT slow
+ * slow") while the sender goes on sending at full speed, and every other member
+ * still gets every line in order. The slow client, once it reads, finds its
+ * lines and then "ERR too slow", and the connection closes. */
 static void
 test_tcp_slow_reader_is_dropped_without_blocking_senders(void **state)
 {
     fixture *fx = *state;
-    start_server(fx, "--outbox", "32768", NULL);
+    start_server(fx, "--outbox", "32768", "--flood-limit", "0", NULL);
     client *slow = client_open(fx, 2048); /* small window: fills early */
     client *watcher = client_open(fx, 0);
     client *sender = client_open(fx, 0);
@@ -608,6 +609,46 @@ test_tcp_slow_reader_is_dropped_without_blocking_senders(void **state)
     client_close(slow);
     client_close(watcher);
     client_close(sender);
+}
+
+/* --flood-limit 40: 80 lines sent at once reach the others complete and
+ * in order, but the second 40 only as the allowance grows back (about a
+ * second) — while the flooding member still receives what others say. */
+static void test_tcp_flood_control_slows_only_the_flooder(void **state)
+{
+    fixture *fx = *state;
+    start_server(fx, "--flood-limit", "40", NULL);
+    client *flooder = client_open(fx, 0);
+    client *watcher = client_open(fx, 0);
+    const char *names[] = {"flooder", "watcher"};
+    client *both[] = {flooder, watcher};
+    join_all(both, 2, names);
+
+    char text[80 * 8] = "";
+    for (int k = 0; k < 80; k++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "MSG %d\n",
+                 k);
+    double start = now();
+    client_send(flooder, text);
+    char line[128], expected[128];
+    for (int k = 0; k < 40; k++) { /* the burst */
+        snprintf(expected, sizeof expected, "MSG flooder %d", k);
+        client_expect(watcher, expected);
+    }
+    client_send(watcher, "MSG slow down");
+    client_send(watcher, "\n");
+    client_expect(flooder, "MSG watcher slow down");
+    double answered = now() - start;
+    for (int k = 40; k < 80; k++) {
+        client_line(watcher, line, sizeof line);
+        snprintf(expected, sizeof expected, "MSG flooder %d", k);
+        assert_string_equal(line, expected);
+    }
+    double all = now() - start;
+    assert_true(all >= 0.5);     /* 40 lines at 40 per second: about 1 s */
+    assert_true(answered < all); /* heard the watcher while held back */
+    client_close(flooder);
+    client_close(watcher);
 }
 
 /* ---- UDP only --------------------------------------------------------- */
@@ -840,6 +881,8 @@ int main(int argc, char **argv)
         TEST(test_tcp_slow_reader_is_dropped_without_blocking_senders,
              "thread"),
         TEST(test_tcp_slow_reader_is_dropped_without_blocking_senders, "coro"),
+        TEST(test_tcp_flood_control_slows_only_the_flooder, "thread"),
+        TEST(test_tcp_flood_control_slows_only_the_flooder, "coro"),
         TEST(test_udp_join_is_idempotent_and_strangers_must_join, "udp"),
         TEST(test_udp_silent_member_is_dropped_after_silence, "udp"),
         TEST(test_chatcli_chats_and_leaves_at_end_of_input, "thread"),

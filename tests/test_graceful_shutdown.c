@@ -193,30 +193,12 @@ static void send_request(run *r, int fd, uint64_t id, size_t size, int pause,
     *end = hz_send_all(fd, text, (size_t)len, deadline);
 }
 
-static outcome read_answer_into(run *r, int fd, uint64_t id, size_t size,
-                                double deadline, const char *who,
-                                atomic_bool *first_half, char *buf);
-
-/* Read one answer and judge it. *first_half is set once half the body is
- * in (for the held client). */
+/* Read one answer into buf (size + 8 KiB bytes, allocated before the
+ * server started: see hardening.h on fork) and judge it. *first_half is
+ * set once half the body is in (for the held client). */
 static outcome read_answer(run *r, int fd, uint64_t id, size_t size,
                            double deadline, const char *who,
-                           atomic_bool *first_half)
-{
-    char *buf = malloc(size + 8192);
-    if (!buf) {
-        hz_fail(&r->failures, "%s: out of memory", who);
-        return BROKEN;
-    }
-    outcome result =
-        read_answer_into(r, fd, id, size, deadline, who, first_half, buf);
-    free(buf);
-    return result;
-}
-
-static outcome read_answer_into(run *r, int fd, uint64_t id, size_t size,
-                                double deadline, const char *who,
-                                atomic_bool *first_half, char *buf)
+                           atomic_bool *first_half, char *buf)
 {
     size_t head_len = 0, total = 0;
     int end = 0;
@@ -291,7 +273,9 @@ static outcome read_answer_into(run *r, int fd, uint64_t id, size_t size,
 typedef struct load_client {
     run *r;
     int index;
-    int fd; /* connected by the main thread, in order */
+    int fd;    /* connected by the main thread, in order */
+    char *buf; /* for its answers */
+    pthread_barrier_t *start;
 } load_client;
 
 static void *load_main(void *arg)
@@ -301,6 +285,7 @@ static void *load_main(void *arg)
     char who[32];
     snprintf(who, sizeof who, "client %d", c->index);
     uint64_t seed = UINT64_C(0x10AD) + (uint64_t)c->index;
+    pthread_barrier_wait(c->start);
     double deadline = test_now() + 30.0;
     for (uint64_t n = 0;; n++) {
         uint64_t id = (uint64_t)(c->index + 1) << 32 | n;
@@ -315,7 +300,8 @@ static void *load_main(void *arg)
             hz_fail(&r->failures, "%s: send: %s", who, ss_strerror(end));
             break;
         }
-        outcome o = read_answer(r, c->fd, id, size, deadline, who, NULL);
+        outcome o =
+            read_answer(r, c->fd, id, size, deadline, who, NULL, c->buf);
         if (o == CLOSED_CLEAN)
             atomic_fetch_add(&r->clean_closes, 1);
         if (o != COMPLETE)
@@ -325,22 +311,18 @@ static void *load_main(void *arg)
     return NULL;
 }
 
-/* The held client: one ordinary request, then one whose answer pauses
- * half-way for HELD_PAUSE_MS, then reads until the server closes. */
+/* The held client (its first, ordinary request was made by the main
+ * thread): a request whose answer pauses half-way for HELD_PAUSE_MS. */
 static void *held_main(void *arg)
 {
     load_client *c = arg;
     run *r = c->r;
+    pthread_barrier_wait(c->start);
     double deadline = test_now() + 30.0;
     int end;
-    send_request(r, c->fd, 1, 1000, 0, deadline, &end);
-    if (end == 0 && read_answer(r, c->fd, 1, 1000, deadline, "held client",
-                                NULL) != COMPLETE)
-        end = -EIO;
-    if (end == 0)
-        send_request(r, c->fd, 2, HELD_SIZE, HELD_PAUSE_MS, deadline, &end);
+    send_request(r, c->fd, 2, HELD_SIZE, HELD_PAUSE_MS, deadline, &end);
     if (end == 0 && read_answer(r, c->fd, 2, HELD_SIZE, deadline, "held client",
-                                &r->held_has_half) == COMPLETE)
+                                &r->held_has_half, c->buf) == COMPLETE)
         atomic_store(&r->held_complete, true);
     if (end != 0)
         hz_fail(&r->failures, "held client: %s", ss_strerror(end));
@@ -365,10 +347,20 @@ static const hz_strategy strategies[] = {
 };
 #define N_STRATEGIES (sizeof strategies / sizeof strategies[0])
 
+static bool children_exactly(void *arg)
+{
+    return hz_children_of(getpid(), NULL, 0) == *(int *)arg;
+}
+
 static void run_shutdown_under_load(const hz_strategy *s, bool http)
 {
     hz_skip_if_unsupported(s);
     atomic_store(&counters->handler_errors, 0);
+    load_client clients[LOAD_CLIENTS + 1];
+    for (int i = 0; i <= LOAD_CLIENTS; i++) {
+        clients[i].buf = malloc((i == 0 ? HELD_SIZE : MAX_ANSWER) + 8192);
+        assert_non_null(clients[i].buf);
+    }
     ss_config cfg;
     hz_config_for(s, &cfg);
     cfg.log = count_error;
@@ -383,21 +375,44 @@ static void run_shutdown_under_load(const hz_strategy *s, bool http)
     r.srv = t.srv;
     hz_failures_init(&r.failures);
 
-    /* The held client first, so that a server with one worker (sync)
-     * serves it; then the load. */
-    load_client clients[LOAD_CLIENTS + 1];
-    pthread_t threads[LOAD_CLIENTS + 1];
+    /* Everything that forks at start has forked before a client thread
+     * exists (hardening.h, on fork): prefork's workers, ... */
+    int workers = s->workers;
+    if (workers > 0 && !test_wait_for(children_exactly, &workers, 10.0))
+        fail_msg("the prefork supervisor did not start %d workers", workers);
+    /* The held client first, served (its first request answered) before
+     * the others connect, so that a server with one worker (sync) serves
+     * it; then the load. */
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, LOAD_CLIENTS + 2);
     for (int i = 0; i <= LOAD_CLIENTS; i++) {
-        clients[i] = (load_client){.r = &r, .index = i};
+        clients[i].r = &r;
+        clients[i].index = i;
+        clients[i].start = &start;
         clients[i].fd = hz_connect(t.srv, i == 0 ? 16384 : 0);
         assert_true(clients[i].fd >= 0);
+        if (i > 0)
+            continue;
+        int end;
+        send_request(&r, clients[0].fd, 1, 1000, 0, test_now() + 10.0, &end);
+        assert_int_equal(end, 0);
+        assert_int_equal(read_answer(&r, clients[0].fd, 1, 1000,
+                                     test_now() + 10.0, "held client", NULL,
+                                     clients[0].buf),
+                         COMPLETE);
+    }
+    /* ... and ss_forking's child for every connection. */
+    int children = LOAD_CLIENTS + 1;
+    if (s->strategy == &ss_forking &&
+        !test_wait_for(children_exactly, &children, 10.0))
+        fail_msg("not every connection got its child");
+    pthread_t threads[LOAD_CLIENTS + 1];
+    for (int i = 0; i <= LOAD_CLIENTS; i++)
         assert_int_equal(pthread_create(&threads[i], NULL,
                                         i == 0 ? held_main : load_main,
                                         &clients[i]),
                          0);
-        if (i == 0) /* accepted before the others connect */
-            hz_sleep(0.05);
-    }
+    pthread_barrier_wait(&start);
 
     /* Shut down while the held answer is half sent and the load runs. */
     assert_true(test_wait_for(held_half, &r, 10.0));
@@ -425,8 +440,11 @@ static void run_shutdown_under_load(const hz_strategy *s, bool http)
                      "(%s)",
                      n, ss_strerror(end));
     }
-    for (int i = 0; i <= LOAD_CLIENTS; i++)
+    for (int i = 0; i <= LOAD_CLIENTS; i++) {
         pthread_join(threads[i], NULL);
+        free(clients[i].buf);
+    }
+    pthread_barrier_destroy(&start);
 
     print_message("%s/%s: %d complete answers (%d finished after the "
                   "shutdown), %d clean closes; loop stopped in %.3f s\n",

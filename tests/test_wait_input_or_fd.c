@@ -334,6 +334,115 @@ static void test_end_of_stream_counts_as_input(void **state)
     fixture_stop(&fx);
 }
 
+/* ---- Edge-triggered bookkeeping ----------------------------------------- */
+
+/* "drain N": after "ready" and a byte on the pipe, read N bytes in small
+ * pieces, waiting before each, and report "got N" — or "stuck COUNT RC"
+ * when a wait fails. "stale": the sequence described at
+ * test_input_read_with_a_later_edge_is_not_reported_again. */
+static int edge_handle(ss_request *req)
+{
+    wait_ctx *ctx = ss_request_user(req);
+    int pipe_fd = ctx->pipe_fds[0];
+    char line[64], byte;
+    long total;
+    if (ss_readline(req, line, sizeof line) <= 0)
+        return -1;
+    if (sscanf(line, "drain %ld", &total) == 1) {
+        ss_write_all(req, "ready\n", 6);
+        if (ss_wait_fd(req, pipe_fd, POLLIN, 5.0) < 0 ||
+            read(pipe_fd, &byte, 1) != 1)
+            return -1;
+        long count = 0;
+        while (count < total) {
+            int rc = ss_wait_input_or_fd(req, pipe_fd, POLLIN, 2.0);
+            if (rc < 0 || !(rc & SS_READY_INPUT))
+                return ss_writef(req, "stuck %ld %d\n", count, rc) < 0;
+            char piece[100];
+            ssize_t n = ss_read(req, piece, sizeof piece);
+            if (n <= 0)
+                return -1;
+            count += n;
+        }
+        return ss_writef(req, "got %ld\n", count) < 0 ? -1 : 0;
+    }
+    if (strcmp(line, "stale\n") != 0)
+        return -1;
+    ss_write_all(req, "parked\n", 7);
+    int first = ss_wait_input_or_fd(req, pipe_fd, POLLIN, 5.0);
+    ss_writef(req, "first %d\n", first);
+    /* Input arrives while we wait for something else... */
+    if (ss_wait_fd(req, pipe_fd, POLLIN, 5.0) < 0 ||
+        read(pipe_fd, &byte, 1) != 1)
+        return -1;
+    /* ...and one read takes both pieces. */
+    char data[64];
+    ssize_t n = ss_read(req, data, sizeof data);
+    ss_writef(req, "read %zd\n", n);
+    int second = ss_wait_input_or_fd(req, pipe_fd, POLLIN, 5.0);
+    if (second > 0 && (second & SS_READY_FD) && read(pipe_fd, &byte, 1) != 1)
+        return -1;
+    return ss_writef(req, "second %d\n", second) < 0 ? -1 : 0;
+}
+
+static const ss_handler_class edge_handler = {.handle = edge_handle};
+
+/* More input than one recv() takes (the read buffer is 8 KiB), all there
+ * before the handler looks, and nothing after it: every byte must be
+ * reported as input. An edge-triggered wait that trusted edges alone
+ * would park after the first 8 KiB, with the rest unannounced. */
+static void test_input_beyond_a_full_read_is_reported(void **state)
+{
+    const strategy_case *sc = *state;
+    fixture fx;
+    fixture_start(&fx, sc->strategy, &edge_handler, &ss_tcp, 1);
+    enum { TOTAL = 30000 };
+    send_text(fx.client, "drain 30000\n");
+    char line[64];
+    recv_line(fx.client, line, sizeof line);
+    assert_string_equal(line, "ready\n");
+    static char bulk[TOTAL];
+    memset(bulk, 'z', sizeof bulk);
+    test_send_all(fx.client, bulk, sizeof bulk);
+    let_it_park();
+    assert_int_equal(write(fx.ctx.pipe_fds[1], "g", 1), 1);
+    recv_line(fx.client, line, sizeof line);
+    assert_string_equal(line, "got 30000\n");
+    fixture_stop(&fx);
+}
+
+/* Input that arrives while the handler waits for something else, read
+ * later together with earlier input, must not make the next wait report
+ * input that is gone: that wait sees the descriptor. */
+static void
+test_input_read_with_a_later_edge_is_not_reported_again(void **state)
+{
+    const strategy_case *sc = *state;
+    fixture fx;
+    fixture_start(&fx, sc->strategy, &edge_handler, &ss_tcp, 1);
+    char line[64], expected[64];
+    send_text(fx.client, "stale\n");
+    recv_line(fx.client, line, sizeof line);
+    assert_string_equal(line, "parked\n");
+    let_it_park();
+    send_text(fx.client, "one\n");
+    recv_line(fx.client, line, sizeof line);
+    snprintf(expected, sizeof expected, "first %d\n", SS_READY_INPUT);
+    assert_string_equal(line, expected);
+    let_it_park(); /* now in ss_wait_fd */
+    send_text(fx.client, "two\n");
+    let_it_park();
+    assert_int_equal(write(fx.ctx.pipe_fds[1], "a", 1), 1);
+    recv_line(fx.client, line, sizeof line);
+    assert_string_equal(line, "read 8\n");
+    let_it_park();
+    assert_int_equal(write(fx.ctx.pipe_fds[1], "b", 1), 1);
+    recv_line(fx.client, line, sizeof line);
+    snprintf(expected, sizeof expected, "second %d\n", SS_READY_FD);
+    assert_string_equal(line, expected);
+    fixture_stop(&fx);
+}
+
 /* ---- Refusals ---------------------------------------------------------- */
 
 static int datagram_handle(ss_request *req)
@@ -505,7 +614,7 @@ test_closed_wait_descriptor_reused_by_a_socket_stays_watched(void **state)
 
 /* ---- Registration ------------------------------------------------------ */
 
-#define MAX_TESTS 64
+#define MAX_TESTS 80
 static struct CMUnitTest tests[MAX_TESTS];
 static char names[MAX_TESTS][128];
 static size_t n_tests;
@@ -548,6 +657,8 @@ int main(int argc, char **argv)
     ADD_PER_STRATEGY(test_shutdown_cancels_the_wait);
     ADD_PER_STRATEGY(test_buffered_input_counts_without_waiting);
     ADD_PER_STRATEGY(test_end_of_stream_counts_as_input);
+    ADD_PER_STRATEGY(test_input_beyond_a_full_read_is_reported);
+    ADD_PER_STRATEGY(test_input_read_with_a_later_edge_is_not_reported_again);
     add("test_datagram_requests_are_refused",
         test_datagram_requests_are_refused, &strategies[0]);
     add("test_datagram_requests_are_refused",

@@ -54,7 +54,9 @@ typedef struct tcp_room tcp_room;
 /* outbox: bytes a member may have waiting (beyond its socket's buffers)
  * before it is dropped as too slow; at least CHAT_OUTBOX_MIN. */
 #define CHAT_OUTBOX_MIN 4096
-int tcp_room_new(tcp_room **out, size_t outbox);
+/* flood_limit: lines per second a member may send (as a burst, too);
+ * beyond, its input is read more slowly. 0 = no limit. */
+int tcp_room_new(tcp_room **out, size_t outbox, double flood_limit);
 void tcp_room_free(tcp_room *room);
 /* "ADMIN text" to every member (any thread). */
 void tcp_room_admin(tcp_room *room, const char *text);

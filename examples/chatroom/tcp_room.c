@@ -30,6 +30,13 @@
  * then "ERR too slow", and closes. Its writes time out after
  * MEMBER_WRITE_TIMEOUT seconds, so a client that stopped reading
  * altogether is disconnected then.
+ *
+ * Flood control. Dropping whoever cannot keep up is only fair if nobody
+ * may talk faster than the others can listen: a member may send
+ * room->flood_limit lines per second on average, in bursts of as many.
+ * Past that its handler stops reading its client for a while — it still
+ * sends its outbox — and TCP flow control slows the flooding client down,
+ * nobody else.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -73,6 +80,7 @@ struct tcp_room {
     pthread_mutex_t lock;
     member *members;
     size_t outbox;
+    double flood_limit; /* lines per second; 0: no limit */
 };
 
 /* The request's state (the handler's state_size): the member, and input
@@ -81,15 +89,18 @@ typedef struct session {
     member m;
     char input[CHAT_LINE_MAX];
     size_t input_len;
+    double allowance;   /* lines it may send now (flood control) */
+    int64_t checked_at; /* ss_now_ns() when allowance was last topped up */
 } session;
 
-int tcp_room_new(tcp_room **out, size_t outbox)
+int tcp_room_new(tcp_room **out, size_t outbox, double flood_limit)
 {
     tcp_room *room = calloc(1, sizeof *room);
     if (!room)
         return -ENOMEM;
     pthread_mutex_init(&room->lock, NULL);
     room->outbox = outbox;
+    room->flood_limit = flood_limit;
     *out = room;
     return 0;
 }
@@ -336,9 +347,35 @@ static const char *command(ss_request *req, tcp_room *room, session *s,
     return NULL;
 }
 
-/* The client has input: read what is there (without waiting for a whole
- * line) and act on every complete line. */
-static const char *take_input(ss_request *req, tcp_room *room, session *s)
+/* Act on the complete lines received so far, as many as flood control
+ * allows; the rest wait in s->input. Returns why the member leaves, or
+ * NULL to go on. */
+static const char *process_lines(ss_request *req, tcp_room *room, session *s)
+{
+    char *start = s->input, *end = s->input + s->input_len, *newline;
+    const char *why = NULL;
+    while (!why && (room->flood_limit <= 0 || s->allowance >= 1) &&
+           (newline = memchr(start, '\n', (size_t)(end - start)))) {
+        *newline = '\0';
+        chat_chomp(start, (size_t)(newline - start));
+        s->allowance -= 1;
+        why = command(req, room, s, start);
+        start = newline + 1;
+    }
+    s->input_len = (size_t)(end - start);
+    memmove(s->input, start, s->input_len);
+    if (!why && s->input_len == sizeof s->input &&
+        !memchr(s->input, '\n', s->input_len)) {
+        reply(req, "ERR line too long\n");
+        ss_flush(req);
+        return "error";
+    }
+    return why;
+}
+
+/* The client has input: read what is there, without waiting for a whole
+ * line. Returns why the member leaves, or NULL. */
+static const char *take_input(ss_request *req, session *s)
 {
     ssize_t n =
         ss_read(req, s->input + s->input_len, sizeof s->input - s->input_len);
@@ -347,23 +384,18 @@ static const char *take_input(ss_request *req, tcp_room *room, session *s)
     if (n <= 0)
         return "gone"; /* closed without QUIT, reset, or keep-alive gave up */
     s->input_len += (size_t)n;
-    char *start = s->input, *end = s->input + s->input_len, *newline;
-    while ((newline = memchr(start, '\n', (size_t)(end - start)))) {
-        *newline = '\0';
-        chat_chomp(start, (size_t)(newline - start));
-        const char *why = command(req, room, s, start);
-        if (why)
-            return why;
-        start = newline + 1;
-    }
-    s->input_len = (size_t)(end - start);
-    memmove(s->input, start, s->input_len);
-    if (s->input_len == sizeof s->input) {
-        reply(req, "ERR line too long\n");
-        ss_flush(req);
-        return "error";
-    }
     return NULL;
+}
+
+/* Flood control: the allowance grows back at flood_limit lines per
+ * second, up to flood_limit (the largest burst). */
+static void refill(const tcp_room *room, session *s)
+{
+    int64_t now = ss_now_ns();
+    s->allowance += room->flood_limit * (double)(now - s->checked_at) / 1e9;
+    if (s->allowance > room->flood_limit)
+        s->allowance = room->flood_limit;
+    s->checked_at = now;
 }
 
 /* A member's life after joining. Returns why it leaves: quit, gone,
@@ -371,9 +403,15 @@ static const char *take_input(ss_request *req, tcp_room *room, session *s)
 static const char *converse(ss_request *req, tcp_room *room, session *s)
 {
     ss_request_set_timeout(req, MEMBER_WRITE_TIMEOUT);
+    s->allowance = room->flood_limit;
+    s->checked_at = ss_now_ns();
     for (;;) {
+        refill(room, s);
+        const char *why = process_lines(req, room, s);
+        if (why)
+            return why;
         bool dropped;
-        int rc = deliver(req, room, s, &dropped);
+        int rc = deliver(req, room, s, &dropped); /* and our replies */
         if (dropped) {
             reply(req, "ERR too slow\n");
             ss_flush(req);
@@ -385,6 +423,15 @@ static const char *converse(ss_request *req, tcp_room *room, session *s)
             return "slow";
         if (rc < 0)
             return "gone";
+        if (room->flood_limit > 0 && s->allowance < 1) {
+            /* Talking too fast: until the allowance has grown back, only
+             * the outbox; the client's input waits (TCP holds it back). */
+            rc = ss_wait_fd(req, s->m.wake_fd, POLLIN,
+                            (1 - s->allowance) / room->flood_limit);
+            if (rc == -ECANCELED)
+                return "shutdown";
+            continue;
+        }
         /* The heart of it: whichever comes first, the client's input or
          * lines from the others. No time limit: a member may be quiet. */
         rc = ss_wait_input_or_fd(req, s->m.wake_fd, POLLIN, 0);
@@ -393,11 +440,11 @@ static const char *converse(ss_request *req, tcp_room *room, session *s)
         if (rc < 0)
             return "error";
         if (rc & SS_READY_INPUT) {
-            const char *why = take_input(req, room, s);
+            why = take_input(req, s);
             if (why)
                 return why;
-            /* Under coroutines, let the members this input was for (on
-             * this scheduler) take their lines before we read more: with
+            /* Under coroutines, let the members this input is for (on
+             * this scheduler) send what they have before we go on: with
              * input already buffered the wait above would not park. With
              * threads it returns at once. */
             ss_yield(req);

@@ -369,8 +369,11 @@ struct ss_io_class {
      * deadline passes (ss_wait_input_or_fd, which has already looked at
      * the read buffer). Returns a mask of SS_READY_INPUT and SS_READY_FD
      * (never 0), -ETIMEDOUT, -ECANCELED (as for wait()) or another
-     * negative errno. NULL: ss_wait_input_or_fd() waits through wait() on
-     * the socket in slices of 10 ms and looks at fd in between. */
+     * negative errno. SS_READY_INPUT must be true: an edge recorded
+     * earlier may be for input read since, and the read that follows
+     * would then wait for input alone, so check the socket first. NULL:
+     * ss_wait_input_or_fd() waits through wait() on the socket in slices
+     * of 10 ms and looks at fd in between. */
     int (*wait_input_or_fd)(ss_request *req, int fd, short events,
                             int64_t deadline);
 };
