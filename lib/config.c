@@ -30,6 +30,7 @@ void ss_config_init(ss_config *cfg)
     cfg->block_on_close = true;
     cfg->daemon_threads = false;
     cfg->graceful_timeout = 10;
+    cfg->prefork_reuseport = false;
     cfg->shutdown_grace = 5;
     cfg->coro_overflow_report = true;
     cfg->proxy_protocol_timeout = 5;

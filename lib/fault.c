@@ -68,8 +68,7 @@ bool ss__fault_hit(unsigned kind)
             return false;
         if (count < 0)
             break;
-        if (atomic_compare_exchange_weak(&faults[i].count, &count,
-                                         count - 1)) {
+        if (atomic_compare_exchange_weak(&faults[i].count, &count, count - 1)) {
             if (count == 1)
                 atomic_fetch_and(&ss__fault_armed, ~kind);
             break;

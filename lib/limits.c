@@ -50,9 +50,9 @@ typedef struct client_count {
 } client_count;
 
 typedef struct ss__limits {
-    int max_total;      /* 0: no global limit */
-    int max_per_client; /* 0: no per-client limit */
-    atomic_int active;  /* places taken under max_total */
+    int max_total;        /* 0: no global limit */
+    int max_per_client;   /* 0: no per-client limit */
+    atomic_int active;    /* places taken under max_total */
     pthread_mutex_t lock; /* the table below */
     client_count **buckets;
     size_t bucket_count; /* a power of two */

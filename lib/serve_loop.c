@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,6 +76,7 @@ static int refuse_without_memory(ss_server *srv, int error)
         return rc;
     srv->kind.handle_error(srv, &req, error);
     srv->kind.shutdown_request(srv, &req);
+    free(req.wbuf); /* should handle_error have written to it */
     return 0;
 }
 

@@ -89,6 +89,14 @@ static void config_for(const strategy_case *s, ss_config *cfg)
     cfg->graceful_timeout = 5;
 }
 
+/* The echo handler with a timeout: should a test fail half-way, a forked
+ * child still serving one of its clients gives up after a while instead of
+ * living on (it holds the client's socket too, so it never sees EOF). */
+static const ss_handler_class echo_handler = {
+    .base = &test_echo_handler,
+    .timeout = 30,
+};
+
 /* ---- leftovers ---------------------------------------------------------- */
 
 typedef struct baseline {
@@ -158,8 +166,7 @@ static int next_report(reports *r, double seconds)
 
 /* A TCP client from source (an IP literal, port 0) to the server's port on
  * destination. Returns the fd, or -1 when the family is unavailable. */
-static int connect_from(const char *source, const char *destination,
-                        int port)
+static int connect_from(const char *source, const char *destination, int port)
 {
     struct sockaddr_storage src = {0}, dst = {0};
     socklen_t len;
@@ -329,7 +336,8 @@ static int served_client(limits_server *ls, const char *source,
 
 /* ---- global limit ------------------------------------------------------- */
 
-static void test_global_limit_holds_extra_connection_until_one_ends(void **state)
+static void
+test_global_limit_holds_extra_connection_until_one_ends(void **state)
 {
     const strategy_case *s = *state;
     baseline b = take_baseline();
@@ -337,7 +345,7 @@ static void test_global_limit_holds_extra_connection_until_one_ends(void **state
     config_for(s, &cfg);
     cfg.max_connections = 2;
     limits_server ls;
-    start(&ls, s, &ss_tcp, "127.0.0.1:0", &cfg, &test_echo_handler);
+    start(&ls, s, &ss_tcp, "127.0.0.1:0", &cfg, &echo_handler);
 
     int first = test_connect(ls.t.srv), second = test_connect(ls.t.srv);
     assert_true(first >= 0 && second >= 0);
@@ -370,8 +378,8 @@ static void test_global_limit_holds_extra_connection_until_one_ends(void **state
 
 /* ---- per-client limit --------------------------------------------------- */
 
-static void test_per_client_limit_refuses_extra_connection_from_same_address(
-    void **state)
+static void
+test_per_client_limit_refuses_extra_connection_from_same_address(void **state)
 {
     const strategy_case *s = *state;
     baseline b = take_baseline();
@@ -384,7 +392,7 @@ static void test_per_client_limit_refuses_extra_connection_from_same_address(
     /* Dual-stack when possible: 127.0.0.1 then arrives as
      * ::ffff:127.0.0.1 and must still be the same client. */
     start(&ls, s, &ss_tcp, ipv6 ? "[::]:0" : "127.0.0.1:0", &cfg,
-          &test_echo_handler);
+          &echo_handler);
     int port = ss_server_port(ls.t.srv);
 
     int a1 = served_client(&ls, "127.0.0.1", "127.0.0.1", port, "a1\n");
@@ -405,9 +413,8 @@ static void test_per_client_limit_refuses_extra_connection_from_same_address(
     finish_client(a1);
     if (!s->in_child) {
         int running = 2 + (v6 >= 0);
-        assert_true(test_wait_for(running_at_most, &(running_check){
-                                                       ls.t.srv, running},
-                                  5.0));
+        assert_true(test_wait_for(running_at_most,
+                                  &(running_check){ls.t.srv, running}, 5.0));
         assert_int_equal(ss__limits_clients(ls.t.srv), running);
     }
     int again = served_client(&ls, "127.0.0.1", "127.0.0.1", port, "again\n");
@@ -432,8 +439,8 @@ static void polite_refusal(ss_server *srv, ss_request *req, int error)
     report_error(srv, req, error);
 }
 
-static void test_per_client_refusal_can_answer_through_handle_error(
-    void **state)
+static void
+test_per_client_refusal_can_answer_through_handle_error(void **state)
 {
     const strategy_case *s = *state;
     baseline b = take_baseline();
@@ -441,7 +448,7 @@ static void test_per_client_refusal_can_answer_through_handle_error(
     config_for(s, &cfg);
     cfg.max_connections_per_client = 1;
     limits_server ls;
-    start_with(&ls, s, &ss_tcp, "127.0.0.1:0", &cfg, &test_echo_handler,
+    start_with(&ls, s, &ss_tcp, "127.0.0.1:0", &cfg, &echo_handler,
                polite_refusal);
     int held = test_connect(ls.t.srv);
     assert_true(held >= 0);
@@ -475,7 +482,7 @@ static void test_counts_return_to_zero_after_many_connections(void **state)
     cfg.max_connections = 3;
     cfg.max_connections_per_client = 2;
     limits_server ls;
-    start(&ls, s, &ss_tcp, "127.0.0.1:0", &cfg, &test_echo_handler);
+    start(&ls, s, &ss_tcp, "127.0.0.1:0", &cfg, &echo_handler);
     int port = ss_server_port(ls.t.srv);
     enum { ROUNDS = 25 };
     for (int round = 0; round < ROUNDS; round++) {
@@ -528,7 +535,7 @@ static void test_unix_stream_has_global_but_no_per_client_limit(void **state)
     limits_server ls;
     start(&ls, s, &ss_unix_stream,
           test_unix_address(address, sizeof address, "limits"), &cfg,
-          &test_echo_handler);
+          &echo_handler);
     int first = test_connect(ls.t.srv), second = test_connect(ls.t.srv);
     assert_true(first >= 0 && second >= 0);
     test_expect_echo(first, "one\n");
@@ -713,13 +720,13 @@ static void test_negative_limits_are_refused(void **state)
     ss_server *srv = (ss_server *)1;
     cfg.max_connections = -1;
     assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
-                                   &test_echo_handler, &cfg),
+                                   &echo_handler, &cfg),
                      -EINVAL);
     assert_null(srv);
     cfg.max_connections = 0;
     cfg.max_connections_per_client = -1;
     assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
-                                   &test_echo_handler, &cfg),
+                                   &echo_handler, &cfg),
                      -EINVAL);
     assert_null(srv);
     expect_baseline(&b);
@@ -733,8 +740,7 @@ static struct CMUnitTest tests[MAX_TESTS];
 static char names[MAX_TESTS][128];
 static size_t n_tests;
 
-static void add(const char *what, CMUnitTestFunction fn,
-                const strategy_case *s)
+static void add(const char *what, CMUnitTestFunction fn, const strategy_case *s)
 {
     if (n_tests == MAX_TESTS)
         abort();

@@ -230,6 +230,19 @@ struct ss_config {
     /** Prefork: seconds a stopping worker may take to finish its requests
      * before it is killed. Default 10. */
     double graceful_timeout;
+    /** Prefork, IP kinds: instead of every worker taking connections
+     * from the one listening socket, each worker slot gets a socket of
+     * its own in an SO_REUSEPORT group on the server's address, and the
+     * kernel hashes each connection (datagram flow) to one of them. The
+     * supervisor opens the slots' sockets and holds them while serving,
+     * so a worker that dies loses nothing queued: its replacement takes
+     * over the same socket. Implies allow_reuse_port; the extra sockets
+     * go through the kind's server_bind and server_activate. A
+     * connection waits for its own worker even when another is idle, so
+     * it suits workers that never block for long. Default false
+     * (docs/performance.md measured both). Unix kinds: ss_server_new()
+     * returns -EOPNOTSUPP. */
+    bool prefork_reuseport;
     /** Coroutines: scheduler threads, each with its own epoll loop;
      * 0 = the CPU count. A coroutine never moves between threads. */
     int coro_threads;
