@@ -236,7 +236,12 @@ static void report_error(ss_server *srv, ss_request *req, int error)
 {
     (void)req;
     int *pipe_fds = ss_server_user(srv);
-    error_report r = {error, getpid(), handler_tid == gettid()};
+    /* Zeroed first: the struct's padding goes down the pipe too. */
+    error_report r;
+    memset(&r, 0, sizeof r);
+    r.error = error;
+    r.pid = getpid();
+    r.on_handler_thread = handler_tid == gettid();
     ssize_t w;
     do
         w = write(pipe_fds[1], &r, sizeof r);

@@ -14,8 +14,8 @@
  *    whether the input arrives at once, in two pieces or byte by byte.
  *
  * Build with clang and -DSOCKSERV_BUILD_FUZZ=ON (see tests/fuzz/CMakeLists.txt
- * and docs/http-parser.md). Built with SS_FUZZ_STANDALONE, a small main()
- * replays files instead, so the corpus runs as a regression test with any
+ * and docs/http-parser.md). Linked with replay_main.c instead of libFuzzer,
+ * it replays files, so the corpus runs as a regression test with any
  * compiler.
  */
 #include <sockserv/http_parser.h>
@@ -204,65 +204,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(buf);
     return 0;
 }
-
-#ifdef SS_FUZZ_STANDALONE
-/* Replays the files named on the command line (options such as libFuzzer's
- * -runs=0 are ignored), so the corpus is a regression test anywhere. */
-#include <dirent.h>
-#include <sys/stat.h>
-
-static int replay_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        perror(path);
-        return 1;
-    }
-    char *data = NULL;
-    size_t size = 0, cap = 0, n;
-    char chunk[4096];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (size + n > cap) {
-            cap = (size + n) * 2;
-            char *grown = realloc(data, cap);
-            CHECK(grown);
-            data = grown;
-        }
-        memcpy(data + size, chunk, n);
-        size += n;
-    }
-    fclose(f);
-    LLVMFuzzerTestOneInput((const uint8_t *)data, size);
-    free(data);
-    return 0;
-}
-
-int main(int argc, char **argv)
-{
-    int failures = 0, files = 0;
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-')
-            continue;
-        struct stat st;
-        if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
-            DIR *dir = opendir(argv[i]);
-            struct dirent *e;
-            while (dir && (e = readdir(dir))) {
-                if (e->d_name[0] == '.')
-                    continue;
-                char path[4096];
-                snprintf(path, sizeof path, "%s/%s", argv[i], e->d_name);
-                failures += replay_file(path);
-                files++;
-            }
-            if (dir)
-                closedir(dir);
-        } else {
-            failures += replay_file(argv[i]);
-            files++;
-        }
-    }
-    printf("fuzz_http_parser: replayed %d inputs\n", files);
-    return failures ? 1 : 0;
-}
-#endif
