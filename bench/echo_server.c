@@ -3,7 +3,7 @@
  *
  *   sockserv-bench-echo --mode sync|fork|thread|pool|prefork [--port P]
  *       [--host H] [--udp] [--workers N] [--worker-mode sync|thread|pool]
- *       [--threads N] [--max-children N]
+ *       [--threads N] [--max-children N] [--reuseport] [--count-file PATH]
  *
  * A deliberately small server with its own copy of the echo handler, so the
  * benchmark measures the library and not whatever options the example
@@ -13,22 +13,114 @@
  * the counterparts of the StreamRequestHandler and DatagramRequestHandler
  * that bench/py_echo_server.py uses.
  *
+ * --reuseport sets config.prefork_reuseport (a listening socket per
+ * prefork worker instead of one shared socket).
+ *
+ * --count-file PATH, for the prefork fairness measurement: PATH becomes a
+ * table shared by every process of the server, one 64-byte entry per
+ * process that handles requests (int32 pid, 4 bytes padding, uint64
+ * requests, uint64 reads — little-endian on the machines we run), which
+ * run_echo_bench.py reads before and after each run to see how the load
+ * was spread over the workers. A request is a connection (TCP) or a
+ * datagram (UDP); a read is one ss_read() that returned data. Off by
+ * default: no counting cost unless asked for.
+ *
  * Once listening it prints "listening on PORT" (the real port, so --port 0
  * works) and serves until SIGTERM or SIGINT.
  */
+#define _GNU_SOURCE /* ftruncate, O_CLOEXEC, pthread_atfork under -std=c11 */
 #include <sockserv/sockserv.h>
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* ---- --count-file: requests and reads per process ----------------------- */
+
+#define COUNT_ENTRIES 256
+
+typedef struct count_entry {
+    _Atomic int32_t pid; /* 0: free */
+    uint32_t padding;
+    _Atomic uint64_t requests;
+    _Atomic uint64_t reads;
+    char to_cache_line[64 - 24]; /* one line per process: no sharing */
+} count_entry;
+_Static_assert(sizeof(count_entry) == 64, "run_echo_bench.py reads 64-byte "
+                                          "entries");
+
+static count_entry *count_table; /* NULL: not counting */
+/* This process's entry; forgotten in a fork child (pthread_atfork), so a
+ * worker claims its own. Claimed under a lock: threads of one worker. */
+static _Atomic(count_entry *) my_entry;
+static pthread_mutex_t claim_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void forget_entry(void)
+{
+    atomic_store(&my_entry, NULL);
+    pthread_mutex_init(&claim_lock, NULL);
+}
+
+static count_entry *claim_entry(void)
+{
+    count_entry *e = atomic_load_explicit(&my_entry, memory_order_acquire);
+    if (e)
+        return e;
+    pthread_mutex_lock(&claim_lock);
+    e = atomic_load(&my_entry);
+    int32_t pid = (int32_t)getpid();
+    for (int i = 0; !e && i < COUNT_ENTRIES; i++) {
+        int32_t none = 0;
+        if (atomic_compare_exchange_strong(&count_table[i].pid, &none, pid) ||
+            none == pid)
+            e = &count_table[i];
+    }
+    if (e)
+        atomic_store_explicit(&my_entry, e, memory_order_release);
+    pthread_mutex_unlock(&claim_lock);
+    return e; /* NULL when the table is full: not counted */
+}
+
+static int open_count_file(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    size_t size = COUNT_ENTRIES * sizeof(count_entry);
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+        perror(path);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        perror(path);
+        return -1;
+    }
+    count_table = p;
+    pthread_atfork(NULL, NULL, forget_entry);
+    return 0;
+}
 
 static int echo_handle(ss_request *req)
 {
+    count_entry *e = count_table ? claim_entry() : NULL;
+    if (e)
+        atomic_fetch_add_explicit(&e->requests, 1, memory_order_relaxed);
     char buf[8192];
     ssize_t n;
-    while ((n = ss_read(req, buf, sizeof buf)) > 0)
+    while ((n = ss_read(req, buf, sizeof buf)) > 0) {
+        if (e)
+            atomic_fetch_add_explicit(&e->reads, 1, memory_order_relaxed);
         if ((n = ss_write_all(req, buf, (size_t)n)) < 0)
             break;
+    }
     return n < 0 ? (int)n : 0;
 }
 
@@ -65,7 +157,7 @@ static void usage(FILE *to)
           "[--port P] [--host H]\n"
           "           [--udp] [--workers N] [--worker-mode sync|thread|pool] "
           "[--threads N]\n"
-          "           [--max-children N]\n",
+          "           [--max-children N] [--reuseport] [--count-file PATH]\n",
           to);
 }
 
@@ -98,6 +190,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(arg, "--udp")) {
             udp = true;
             continue;
+        } else if (!strcmp(arg, "--reuseport")) {
+            cfg.prefork_reuseport = true;
+            continue;
         } else if (!value) {
             usage(stderr);
             return 2;
@@ -125,6 +220,9 @@ int main(int argc, char **argv)
             cfg.pool_size = to_int(value);
         } else if (!strcmp(arg, "--max-children")) {
             cfg.max_children = to_int(value);
+        } else if (!strcmp(arg, "--count-file")) {
+            if (open_count_file(value) < 0)
+                return 1;
         } else {
             usage(stderr);
             return 2;

@@ -7,7 +7,8 @@ Starts every server once, each on its own loopback port (port 0, read back
 from the server's "listening on PORT" line):
 
   * build/bench/sockserv-bench-echo in each mode (sync, fork, thread, pool,
-    prefork), TCP and UDP;
+    prefork with a shared listening socket, prefork-reuseport with a socket
+    per worker, coro), TCP and UDP;
   * bench/py_echo_server.py: Python's TCPServer, ThreadingTCPServer,
     ForkingTCPServer, UDPServer, ThreadingUDPServer, ForkingUDPServer with
     the same echo handler;
@@ -27,6 +28,17 @@ It prints one table per workload (round trips per second, libsockserv /
 Python ratio) and can write the same as Markdown (--markdown), the raw
 numbers as JSON (--json, for bench/plot_echo_bench.py) and a chart (--svg).
 
+--prefork-compare measures something else: ss_prefork with one shared
+listening socket against prefork_reuseport (a socket per worker), at 2
+and 4 workers, in the same three workloads plus "cpr-held" (connect per
+request while one extra client holds a connection open without sending:
+with sync workers that connection occupies one worker). The two are
+measured back to back, their order swapped every round, and the table
+gives each side's median, the ratio reuseport / shared, and how the load
+was spread: the busiest and the idlest worker's share of the requests
+(connections; datagrams for UDP) and of the reads (round trips), counted
+by the servers themselves (sockserv-bench-echo --count-file).
+
 The script builds nothing: pass a build directory where `cmake --build` has
 made bench/echo_load, bench/sockserv-bench-echo and bench/reference-echo (a
 Release build is what the numbers in docs/performance.md use). Every server
@@ -41,7 +53,9 @@ import platform
 import select
 import shutil
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -70,6 +84,15 @@ LIB_SERVERS = {
     "tcp-prefork-sync": (["--mode", "prefork", "--workers",
                           str(PREFORK_WORKERS)],
                          f"prefork ({PREFORK_WORKERS} sync workers)"),
+    # The same with a listening socket per worker (prefork_reuseport).
+    "tcp-prefork-reuseport-thread": (
+        ["--mode", "prefork", "--reuseport", "--workers",
+         str(PREFORK_WORKERS), "--worker-mode", "thread"],
+        f"prefork-reuseport ({PREFORK_WORKERS} workers x thread)"),
+    "tcp-prefork-reuseport-sync": (
+        ["--mode", "prefork", "--reuseport", "--workers",
+         str(PREFORK_WORKERS)],
+        f"prefork-reuseport ({PREFORK_WORKERS} sync workers)"),
     "tcp-coro": (["--mode", "coro"], "coro (coroutines, CPU-count loops)"),
     "udp-sync": (["--udp", "--mode", "sync"], "sync"),
     "udp-fork": (["--udp", "--mode", "fork", "--max-children",
@@ -80,6 +103,10 @@ LIB_SERVERS = {
     "udp-prefork-sync": (["--udp", "--mode", "prefork", "--workers",
                           str(PREFORK_WORKERS)],
                          f"prefork ({PREFORK_WORKERS} sync workers)"),
+    "udp-prefork-reuseport-sync": (
+        ["--udp", "--mode", "prefork", "--reuseport", "--workers",
+         str(PREFORK_WORKERS)],
+        f"prefork-reuseport ({PREFORK_WORKERS} sync workers)"),
     "udp-coro": (["--udp", "--mode", "coro"], "coro"),
 }
 
@@ -114,12 +141,14 @@ SUITES = {
         ("tcp-thread", "py-thread"),
         ("tcp-pool", "py-thread"),
         ("tcp-prefork-thread", "py-fork"),
+        ("tcp-prefork-reuseport-thread", "py-fork"),
         ("tcp-coro", "py-thread"),
     ],
     "cpr": [
         ("tcp-sync", "py-sync"),
         ("tcp-fork", "py-fork"),
         ("tcp-prefork-sync", "py-fork"),
+        ("tcp-prefork-reuseport-sync", "py-fork"),
         ("tcp-thread", "py-thread"),
         ("tcp-pool", "py-thread"),
         ("tcp-coro", "py-thread"),
@@ -130,6 +159,7 @@ SUITES = {
         ("udp-thread", "py-udp-thread"),
         ("udp-pool", "py-udp-thread"),
         ("udp-prefork-sync", "py-udp-fork"),
+        ("udp-prefork-reuseport-sync", "py-udp-fork"),
         ("udp-coro", "py-udp-thread"),
     ],
 }
@@ -282,12 +312,12 @@ def text_tables(tables, refs, args):
     for suite, rows in tables.items():
         lines.append("")
         lines.append(suite_title(suite, args))
-        lines.append(f"  {'mode':<30} {'libsockserv':>12}  "
+        lines.append(f"  {'mode':<38} {'libsockserv':>12}  "
                      f"{'Python peer':<20} {'Python':>10} {'ratio':>7}  "
                      f"errors (lib/py)")
         for r in rows:
             lines.append(
-                f"  {r['mode']:<30} {fmt_rate(r['lib_rt_per_sec']):>12}  "
+                f"  {r['mode']:<38} {fmt_rate(r['lib_rt_per_sec']):>12}  "
                 f"{r['python_class']:<20} "
                 f"{fmt_rate(r['python_rt_per_sec']):>10} "
                 f"{r['ratio']:>6.2f}x  "
@@ -345,6 +375,221 @@ def machine_description():
     }
 
 
+# ---- --prefork-compare: one shared listening socket vs prefork_reuseport --
+
+COMPARE_WORKERS = (2, 4)
+# suite -> (echo_load workload, server arguments, what the workers run)
+COMPARE_SUITES = {
+    # Many connections at once need threads inside each worker.
+    "persistent": ("persistent", ["--worker-mode", "thread"],
+                   "workers x thread"),
+    "cpr": ("cpr", [], "sync workers"),
+    # The same, while one more client holds a connection without sending:
+    # a sync worker is then busy with it for the whole run.
+    "cpr-held": ("cpr", [], "sync workers"),
+    "udp": ("udp", ["--udp"], "sync workers"),
+}
+COMPARE_SIDES = ("shared", "reuseport")
+COUNT_ENTRY = struct.Struct("<iIQQ")  # bench/echo_server.c's count_entry
+COUNT_ENTRY_SIZE = 64
+
+
+def compare_title(suite, args):
+    if suite == "cpr-held":
+        return (suite_title("cpr", args) + ", one more client holding an "
+                "idle connection")
+    return suite_title(COMPARE_SUITES[suite][0], args)
+
+
+def compare_server_name(suite, workers, side):
+    # cpr-held uses the cpr servers: the held connection ends with its run.
+    base = "cpr" if suite == "cpr-held" else suite
+    return f"{base}-w{workers}-{side}"
+
+
+def read_counts(path):
+    """pid -> (requests, reads) from a --count-file table."""
+    with open(path, "rb") as f:
+        data = f.read()
+    counts = {}
+    for off in range(0, len(data) - COUNT_ENTRY_SIZE + 1, COUNT_ENTRY_SIZE):
+        pid, _, requests, reads = COUNT_ENTRY.unpack_from(data, off)
+        if pid:
+            counts[pid] = (requests, reads)
+    return counts
+
+
+def spread_shares(before, after, index, workers):
+    """(busiest, idlest) worker's share of what was counted between two
+    snapshots; a worker that handled nothing has no entry and counts 0."""
+    deltas = sorted((after[p][index] - before.get(p, (0, 0))[index]
+                     for p in after), reverse=True)
+    deltas = [d for d in deltas if d > 0]
+    total = sum(deltas)
+    if total == 0:
+        return (0.0, 0.0)
+    idlest = deltas[-1] if len(deltas) >= workers else 0
+    return (deltas[0] / total, idlest / total)
+
+
+def hold_connection(port):
+    """A client that sends one byte, gets it back (so a worker has taken
+    the connection) and then stays silent: it holds that worker."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"x")
+    if s.recv(1) != b"x":
+        raise RuntimeError("held connection: no echo")
+    return s
+
+
+def run_compare(args, servers, logdir):
+    names = {}  # server name -> (argv, count file)
+    for suite in args.compare_suites:
+        for w in args.compare_workers:
+            for side in COMPARE_SIDES:
+                name = compare_server_name(suite, w, side)
+                count = os.path.join(logdir, name + ".counts")
+                argv = ([args.lib_server, "--mode", "prefork", "--workers",
+                         str(w), "--count-file", count]
+                        + COMPARE_SUITES[suite][1]
+                        + (["--reuseport"] if side == "reuseport" else []))
+                names[name] = (argv, count)
+    for name, (argv, _) in names.items():
+        servers.start(name, argv)
+    plan = [(suite, w) for suite in args.compare_suites
+            for w in args.compare_workers]
+    per_run = 2 * (args.duration + args.warmup + 0.1)
+    print(f"prefork comparison: {len(plan)} pairs x {args.rounds} rounds x "
+          f"{per_run:.2f} s ~ {len(plan) * args.rounds * per_run:.0f} s; "
+          f"server logs in {logdir}", file=sys.stderr)
+    results = {}  # (suite, workers, side) -> list of run dicts
+    for round_no in range(args.rounds):
+        for suite, w in plan:
+            # Back to back, the order swapped every round, so neither
+            # side always runs on the heels of the other.
+            sides = COMPARE_SIDES if round_no % 2 == 0 else \
+                COMPARE_SIDES[::-1]
+            for side in sides:
+                name = compare_server_name(suite, w, side)
+                if not servers.alive(name):
+                    raise RuntimeError(f"server {name} died; see {logdir}")
+                port = servers.port(name)
+                count_file = names[name][1]
+                held = hold_connection(port) if suite == "cpr-held" else None
+                before = read_counts(count_file)
+                try:
+                    r = run_load(args, COMPARE_SUITES[suite][0], port)
+                finally:
+                    if held:
+                        held.close()
+                after = read_counts(count_file)
+                r["request_shares"] = spread_shares(before, after, 0, w)
+                r["read_shares"] = spread_shares(before, after, 1, w)
+                results.setdefault((suite, w, side), []).append(r)
+                print(f"  round {round_no + 1} {suite:<10} w={w} "
+                      f"{side:<9} {fmt_rate(r['rt_per_sec']):>10} rt/s  "
+                      f"busiest worker {r['request_shares'][0]:.0%} of "
+                      f"requests, {r['read_shares'][0]:.0%} of reads"
+                      + (f"  errors={r['errors']}" if r["errors"] else ""),
+                      file=sys.stderr)
+    return results
+
+
+def summarize_compare(results, args):
+    rows = []
+    for suite in args.compare_suites:
+        for w in args.compare_workers:
+            row = {"suite": suite, "title": compare_title(suite, args),
+                   "workers": w, "what": COMPARE_SUITES[suite][2]}
+            for side in COMPARE_SIDES:
+                runs = results[(suite, w, side)]
+                rates = [r["rt_per_sec"] for r in runs]
+                row[side] = {
+                    "median": statistics.median(rates),
+                    "runs": rates,
+                    "errors": sum(r["errors"] for r in runs),
+                    "mismatches": sum(r["mismatches"] for r in runs),
+                    # median over rounds of the busiest / idlest share
+                    "requests_busiest": statistics.median(
+                        r["request_shares"][0] for r in runs),
+                    "requests_idlest": statistics.median(
+                        r["request_shares"][1] for r in runs),
+                    "reads_busiest": statistics.median(
+                        r["read_shares"][0] for r in runs),
+                    "reads_idlest": statistics.median(
+                        r["read_shares"][1] for r in runs),
+                }
+            shared, reuse = row["shared"]["runs"], row["reuseport"]["runs"]
+            row["ratio"] = (row["reuseport"]["median"] / row["shared"]["median"]
+                            if row["shared"]["median"] > 0 else float("inf"))
+            # Each round's pair was measured back to back: their ratios
+            # show how much of the difference is noise.
+            pair = [b / a for a, b in zip(shared, reuse) if a > 0]
+            row["round_ratios"] = pair
+            rows.append(row)
+    return rows
+
+
+def share_text(side):
+    return (f"{side['requests_busiest']:.0%}/{side['requests_idlest']:.0%}",
+            f"{side['reads_busiest']:.0%}/{side['reads_idlest']:.0%}")
+
+
+def compare_text(rows, args):
+    lines = ["", f"prefork: shared listening socket vs prefork_reuseport; "
+             f"round trips/s, median of {args.rounds} rounds of "
+             f"{args.duration:g} s; ratio = reuseport / shared; shares = "
+             f"busiest/idlest worker's share of requests, of reads"]
+    title = None
+    for r in rows:
+        if r["title"] != title:
+            title = r["title"]
+            lines += ["", title,
+                      f"  {'workers':<22} {'shared':>10} {'reuseport':>10} "
+                      f"{'ratio':>6} {'per round':>12}  "
+                      f"{'shares shared':>17}  {'shares reuseport':>17}  "
+                      f"errors"]
+        sh, ru = r["shared"], r["reuseport"]
+        rr = r["round_ratios"]
+        lines.append(
+            f"  {str(r['workers']) + ' ' + r['what']:<22} "
+            f"{fmt_rate(sh['median']):>10} {fmt_rate(ru['median']):>10} "
+            f"{r['ratio']:>5.2f}x "
+            f"{min(rr):>5.2f}–{max(rr):<5.2f}  "
+            f"{'  '.join(share_text(sh)):>17}  "
+            f"{'  '.join(share_text(ru)):>17}  "
+            f"{sh['errors']}/{ru['errors']}"
+            + ("  MISMATCHES!" if sh["mismatches"] or ru["mismatches"]
+               else ""))
+    return "\n".join(lines)
+
+
+def compare_markdown(rows, args):
+    lines = []
+    title = None
+    for r in rows:
+        if r["title"] != title:
+            if title is not None:
+                lines.append("")
+            title = r["title"]
+            lines += [f"**{title}** (round trips/s, median of {args.rounds} "
+                      f"rounds; min–max in brackets)", "",
+                      "| workers | shared socket | reuseport | ratio "
+                      "(per round) | busiest/idlest worker, shared: "
+                      "requests, reads | reuseport: requests, reads |",
+                      "|---|---:|---:|---:|---:|---:|"]
+        sh, ru = r["shared"], r["reuseport"]
+        rr = r["round_ratios"]
+        lines.append(
+            f"| {r['workers']} {r['what']} | {fmt_rate(sh['median'])} "
+            f"({spread(sh['runs'])}) | {fmt_rate(ru['median'])} "
+            f"({spread(ru['runs'])}) | **{r['ratio']:.2f}×** "
+            f"({min(rr):.2f}–{max(rr):.2f}) | "
+            f"{', '.join(share_text(sh))} | {', '.join(share_text(ru))} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def parse_args():
     p = argparse.ArgumentParser(
         description="Echo benchmark: libsockserv vs Python's socketserver.")
@@ -378,7 +623,28 @@ def parse_args():
     p.add_argument("--markdown", help="write the tables as Markdown here")
     p.add_argument("--svg", help="write a bar chart here "
                    "(bench/plot_echo_bench.py)")
+    p.add_argument("--prefork-compare", action="store_true",
+                   help="instead: ss_prefork with a shared listening socket "
+                   "vs prefork_reuseport, and how each spreads the load")
+    p.add_argument("--compare-suites", default="persistent,cpr,cpr-held,udp",
+                   help="with --prefork-compare: a subset of "
+                   "persistent,cpr,cpr-held,udp")
+    p.add_argument("--compare-workers", default=",".join(
+                   str(w) for w in COMPARE_WORKERS),
+                   help="with --prefork-compare: worker counts (default "
+                   "2,4)")
     args = p.parse_args()
+    args.compare_suites = [s for s in args.compare_suites.split(",") if s]
+    for s in args.compare_suites:
+        if s not in COMPARE_SUITES:
+            p.error(f"unknown --compare-suites entry {s!r}")
+    try:
+        args.compare_workers = [int(w) for w in
+                                args.compare_workers.split(",") if w]
+    except ValueError:
+        p.error("--compare-workers: comma-separated counts")
+    if not args.compare_workers or min(args.compare_workers) < 1:
+        p.error("--compare-workers: counts of at least 1")
     args.suites = [s for s in args.suites.split(",") if s]
     for s in args.suites:
         if s not in SUITES:
@@ -408,6 +674,8 @@ def main():
     # ignored, and Python then leaves it ignored.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.prefork_compare:
+        return main_compare(args, servers, logdir)
     try:
         # Which servers, in which order: each suite's rows, libsockserv
         # then its Python peer, each server measured once per round.
@@ -488,6 +756,37 @@ def main():
             f.write(plot_echo_bench.svg({
                 "titles": {s: suite_title(s, args) for s in tables},
                 "tables": tables, "references": refs}))
+    return 0
+
+
+def main_compare(args, servers, logdir):
+    try:
+        results = run_compare(args, servers, logdir)
+    except KeyboardInterrupt:
+        print("interrupted; stopping servers", file=sys.stderr)
+        servers.stop()
+        shutil.rmtree(logdir, ignore_errors=True)
+        return 130
+    except Exception as e:  # report, then stop what we started
+        print(f"run_echo_bench: {e}", file=sys.stderr)
+        servers.stop()
+        return 1
+    servers.stop()
+    shutil.rmtree(logdir, ignore_errors=True)
+    rows = summarize_compare(results, args)
+    print(compare_text(rows, args))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(compare_markdown(rows, args))
+    if args.json:
+        settings = {k: getattr(args, k) for k in (
+            "rounds", "duration", "warmup", "size", "connections",
+            "cpr_connections", "udp_connections", "load_threads",
+            "cpr_load_threads", "compare_workers", "compare_suites")}
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_description(),
+                       "settings": settings, "prefork_compare": rows},
+                      f, indent=1)
     return 0
 
 

@@ -4,14 +4,33 @@
  * prefork, gunicorn). Each worker runs its requests with worker_strategy
  * (sync, threading or the thread pool).
  *
- * Why one shared socket rather than an SO_REUSEPORT socket per worker: the
- * kernel hashes connections onto REUSEPORT sockets, so connections already
- * queued on a worker that dies are reset, and a busy worker's queue cannot
- * be drained by an idle one. A shared socket loses nothing when a worker
- * is replaced and works for Unix sockets too; the cost is that several
- * workers may wake for one connection, and the losers' accept() just says
- * EAGAIN (the socket is non-blocking). With a handful of workers that is
- * cheap.
+ * Why one shared socket by default rather than an SO_REUSEPORT socket per
+ * worker (docs/performance.md measured both, side by side): on TCP the
+ * two were equally fast within the noise, but the kernel hashes each
+ * connection onto one socket of a REUSEPORT group whatever its worker is
+ * doing, so a sync worker held by one idle client strands every
+ * connection hashed to it (the run's connect-per-request clients all got
+ * stuck), while on a shared socket the idle workers take them. The cost
+ * of sharing is that every waiting worker wakes for each connection (or
+ * datagram) and the losers' accept() just says EAGAIN (the socket is
+ * non-blocking): cheap for TCP with a handful of workers, measurable for
+ * UDP with more workers than CPUs. A shared socket works for Unix
+ * sockets too.
+ *
+ * config.prefork_reuseport chooses the other way, for IP kinds. Each
+ * worker *slot* has a socket: slot 0 the server's own, the others opened
+ * by the supervisor when serving starts (through the kind's server_bind
+ * and server_activate, so a subclass's options apply to each). The
+ * supervisor holds every slot's socket until serving ends and a worker
+ * closes all but its own. That is what makes it safe: a socket that left
+ * the group would reset the connections queued on it and reshuffle the
+ * hash, but a slot's socket outlives its worker, so connections hashed to
+ * a dead worker wait in its queue until the replacement, which inherits
+ * the same socket, accepts them. (Workers opening their own sockets would
+ * lose them — Linux migrates them only with net.ipv4.tcp_migrate_req.)
+ * No socket of the group is left without a worker: the server's own
+ * socket is slot 0, not a bystander that would get its share of
+ * connections and never accept them.
  *
  * Stopping: the supervisor holds the write end of a pipe whose read end
  * every worker polls (parent_fd in the serve loop). ss_shutdown() on the
@@ -32,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +65,12 @@ typedef struct prefork {
     int stop_pipe[2];
     int pending;        /* workers to start */
     int64_t next_spawn; /* not before this time */
+    /* Worker slots, while serving: the pid in each (0: free, to be
+     * started) and, with prefork_reuseport, its socket (slot_fd[0] is
+     * srv->fd; NULL without reuseport, where every slot uses srv->fd). */
+    int nslots;
+    pid_t *slot_pid;
+    int *slot_fd;
 } prefork;
 
 static const ss_strategy *worker_strategy(const ss_server *srv)
@@ -57,6 +83,14 @@ static int prefork_init(ss_server *srv)
     const ss_strategy *inner = worker_strategy(srv);
     if (inner == &ss_prefork || inner->serve_forever)
         return -EINVAL; /* a worker must run the plain loop */
+    if (srv->config.prefork_reuseport) {
+        int family = srv->address.ss_family;
+        if (family != AF_INET && family != AF_INET6)
+            return -EOPNOTSUPP; /* no SO_REUSEPORT for Unix sockets */
+        /* Before server_bind: slot 0, the server's own socket, must be
+         * in the group for the other slots to bind the same address. */
+        srv->config.allow_reuse_port = true;
+    }
     prefork *pf = calloc(1, sizeof *pf);
     if (!pf)
         return -ENOMEM;
@@ -65,10 +99,113 @@ static int prefork_init(ss_server *srv)
     return 0;
 }
 
+/* ---- worker slots (and prefork_reuseport's socket per slot) -------- */
+
+/* One more socket of the REUSEPORT group, made the way the server's own
+ * was: the kind's server_bind and server_activate, run with srv->fd
+ * pointing at it for the moment. */
+static int open_slot_socket(ss_server *srv, int *out)
+{
+    int own = srv->fd;
+    int rc = ss__socket_open(srv); /* sets srv->fd */
+    if (rc < 0)
+        return rc;
+    int fd = srv->fd;
+    rc = srv->kind.server_bind(srv);
+    if (rc == 0)
+        rc = srv->kind.server_activate(srv);
+    srv->fd = own;
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+static void close_slots(prefork *pf)
+{
+    if (pf->slot_fd)
+        for (int i = 1; i < pf->nslots; i++)
+            if (pf->slot_fd[i] >= 0)
+                close(pf->slot_fd[i]);
+    free(pf->slot_fd);
+    free(pf->slot_pid);
+    pf->slot_fd = NULL;
+    pf->slot_pid = NULL;
+    pf->nslots = 0;
+}
+
+static int open_slots(ss_server *srv, prefork *pf, int nworkers)
+{
+    pf->slot_pid = calloc((size_t)nworkers, sizeof *pf->slot_pid);
+    if (!pf->slot_pid)
+        return -ENOMEM;
+    pf->nslots = nworkers;
+    if (!srv->config.prefork_reuseport)
+        return 0;
+    /* An adopted socket (ss_server_new_fd) was bound by someone else,
+     * perhaps without SO_REUSEPORT; then no other socket can join it. */
+    int on = 0;
+    socklen_t len = sizeof on;
+    if (getsockopt(srv->fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) < 0 || !on) {
+        ss__log(srv, "sockserv: prefork_reuseport: the server's socket "
+                     "lacks SO_REUSEPORT (a passed socket needs it, e.g. "
+                     "systemd's ReusePort=yes)");
+        close_slots(pf);
+        return -EINVAL;
+    }
+    pf->slot_fd = malloc((size_t)nworkers * sizeof *pf->slot_fd);
+    if (!pf->slot_fd) {
+        close_slots(pf);
+        return -ENOMEM;
+    }
+    pf->slot_fd[0] = srv->fd;
+    for (int i = 1; i < nworkers; i++)
+        pf->slot_fd[i] = -1;
+    for (int i = 1; i < nworkers; i++) {
+        int rc = open_slot_socket(srv, &pf->slot_fd[i]);
+        if (rc < 0) {
+            close_slots(pf);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int free_slot(const prefork *pf)
+{
+    for (int i = 0; i < pf->nslots; i++)
+        if (pf->slot_pid[i] == 0)
+            return i;
+    return -1;
+}
+
+static void release_slot(prefork *pf, pid_t pid)
+{
+    for (int i = 0; i < pf->nslots; i++)
+        if (pf->slot_pid[i] == pid)
+            pf->slot_pid[i] = 0;
+}
+
+/* In a worker: keep only its own slot's socket, and serve on it. */
+static void take_slot_socket(ss_server *srv, prefork *pf, int slot)
+{
+    if (!pf->slot_fd)
+        return; /* shared socket: srv->fd already */
+    for (int i = 1; i < pf->nslots; i++)
+        if (i != slot)
+            close(pf->slot_fd[i]);
+    if (slot > 0) {
+        close(srv->fd); /* this process's copy of slot 0 */
+        srv->fd = pf->slot_fd[slot];
+    }
+}
+
 /* In the worker process: become an ordinary server with the inner
  * strategy, serve until the supervisor says stop, and leave. */
-static void run_worker(ss_server *srv, prefork *pf, double poll_interval,
-                       pid_t supervisor)
+static void run_worker(ss_server *srv, prefork *pf, int slot,
+                       double poll_interval, pid_t supervisor)
 {
     /* If the supervisor dies, SIGTERM: a program that registered
      * ss_shutdown_on_signals() stops gracefully, any other is ended. The
@@ -78,6 +215,7 @@ static void run_worker(ss_server *srv, prefork *pf, double poll_interval,
         _exit(0);
     ss__children_forget_in_child(&pf->children);
     ss__server_after_fork(srv);
+    take_slot_socket(srv, pf, slot);
     close(pf->stop_pipe[1]);
     srv->parent_fd = pf->stop_pipe[0];
     srv->unlink_path = false; /* the socket file is the supervisor's */
@@ -96,19 +234,24 @@ static void run_worker(ss_server *srv, prefork *pf, double poll_interval,
 static int spawn_worker(ss_server *srv, prefork *pf, double poll_interval)
 {
     pid_t supervisor = getpid();
+    int slot = free_slot(pf);
+    if (slot < 0)
+        return -EAGAIN; /* not reached: one slot is free per pending */
     fflush(NULL);
     pid_t pid = ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1)
                                                      : fork();
     if (pid < 0)
         return -errno;
     if (pid == 0)
-        run_worker(srv, pf, poll_interval, supervisor);
+        run_worker(srv, pf, slot, poll_interval, supervisor);
     int rc = ss__children_add(&pf->children, pid);
     if (rc < 0) {
         /* Untracked, it could never be replaced or stopped: end it. */
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
+        return rc;
     }
+    pf->slot_pid[slot] = pid;
     return rc;
 }
 
@@ -136,6 +279,7 @@ static void collect_exited_workers(ss_server *srv, prefork *pf)
     int status;
     while (ss__children_reap_one(&pf->children, &child, &status) > 0) {
         report_exit(srv, &child, status);
+        release_slot(pf, child.pid);
         pf->pending++;
         if (ss_now_ns() - child.started_ns < RESPAWN_DELAY_NS)
             pf->next_spawn = ss_now_ns() + RESPAWN_DELAY_NS;
@@ -190,9 +334,15 @@ static void stop_workers(ss_server *srv, prefork *pf)
 static int prefork_serve_forever(ss_server *srv, double poll_interval)
 {
     prefork *pf = ss_server_strategy_data(srv);
-    if (pipe2(pf->stop_pipe, O_CLOEXEC) < 0)
-        return -errno;
     int nworkers = srv->config.workers ? srv->config.workers : ss__cpu_count();
+    int rc = open_slots(srv, pf, nworkers);
+    if (rc < 0)
+        return rc;
+    if (pipe2(pf->stop_pipe, O_CLOEXEC) < 0) {
+        rc = -errno;
+        close_slots(pf);
+        return rc;
+    }
     pf->pending = nworkers;
     pf->next_spawn = 0;
     if (!(poll_interval > 0))
@@ -211,6 +361,10 @@ static int prefork_serve_forever(ss_server *srv, double poll_interval)
         srv->kind.service_actions(srv);
     }
     stop_workers(srv, pf);
+    /* With prefork_reuseport this resets connections still queued on the
+     * extra slots' sockets: serving is over, and ss_handle_request() on
+     * the server's own socket must not leave others stranded. */
+    close_slots(pf);
     return 0;
 }
 
@@ -228,6 +382,7 @@ static void prefork_destroy(ss_server *srv)
     if (!pf)
         return;
     stop_workers(srv, pf);
+    close_slots(pf);
     ss__children_free(&pf->children);
     free(pf);
     ss_server_set_strategy_data(srv, NULL);

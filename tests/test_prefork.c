@@ -8,7 +8,14 @@
  *    request in progress finishes — and reaps them: their pids are gone;
  *  - a worker stuck past graceful_timeout is killed;
  *  - SIGKILL of the supervisor makes the workers exit by themselves;
- *  - two prefork servers in one process stop independently.
+ *  - two prefork servers in one process stop independently;
+ *  - with prefork_reuseport, each worker listens on a socket of its own
+ *    (as many listeners as workers, read back from /proc/net), the kernel
+ *    spreads connections over them, connections and datagrams hashed to
+ *    a killed worker wait for its replacement instead of being lost, a
+ *    UDP client stays with its worker, the extra sockets exist exactly
+ *    while serving, and Unix kinds and passed sockets without
+ *    SO_REUSEPORT are refused.
  *
  * Worker pids are learned from the workers themselves: the handler
  * answers with getpid(). Workers here run the synchronous strategy, so a
@@ -28,7 +35,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -417,6 +427,455 @@ static void test_workers_exit_when_supervisor_is_killed(void **state)
     assert_true(connect_port(&port) == -ECONNREFUSED);
 }
 
+/* ---- prefork_reuseport: a listening socket per worker ------------------ */
+
+/* Inodes of the sockets in /proc/net/<table> bound to port in state st
+ * ("0A": a TCP listener; "07": an unconnected UDP socket). */
+static int sockets_on_port(const char *table, int port, const char *st,
+                           unsigned long *inodes, int max)
+{
+    int n = 0;
+    const char *suffixes[] = {"", "6"};
+    for (int s = 0; s < 2; s++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/net/%s%s", table, suffixes[s]);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        char line[512];
+        if (!fgets(line, sizeof line, f)) { /* the header */
+            fclose(f);
+            continue;
+        }
+        while (fgets(line, sizeof line, f)) {
+            char local[64], state[8];
+            unsigned long inode;
+            /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+            if (sscanf(line, "%*s %63s %*s %7s %*s %*s %*s %*s %*s %lu", local,
+                       state, &inode) != 3)
+                continue;
+            const char *colon = strrchr(local, ':');
+            if (!colon || strtol(colon + 1, NULL, 16) != port ||
+                strcmp(state, st) != 0)
+                continue;
+            if (n < max)
+                inodes[n] = inode;
+            n++;
+        }
+        fclose(f);
+    }
+    return n;
+}
+
+/* How many of pid's descriptors are sockets among inodes; the last one
+ * found goes to *which. */
+static int sockets_held(pid_t pid, const unsigned long *inodes, int n,
+                        unsigned long *which)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%ld/fd", (long)pid);
+    int held = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        char path[96], target[64];
+        snprintf(path, sizeof path, "%s/%d", dir, fd);
+        ssize_t len = readlink(path, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        unsigned long inode;
+        if (sscanf(target, "socket:[%lu]", &inode) != 1)
+            continue;
+        for (int i = 0; i < n; i++)
+            if (inodes[i] == inode) {
+                held++;
+                *which = inode;
+            }
+    }
+    return held;
+}
+
+/* Of two workers, the one whose socket the supervisor opened for it
+ * (index 1 after the call), not the server's own (index 0): if the
+ * supervisor did not hold that socket, it would close with its worker. */
+/* A worker just forked still holds every slot's socket, until it has
+ * closed all but its own: wait until each holds exactly one of them. */
+typedef struct settling {
+    const pid_t *workers;
+    int count;
+    const unsigned long *inodes;
+    int inode_count;
+} settling;
+
+static bool each_holds_one(void *arg)
+{
+    const settling *s = arg;
+    unsigned long which;
+    for (int i = 0; i < s->count; i++)
+        if (sockets_held(s->workers[i], s->inodes, s->inode_count, &which) != 1)
+            return false;
+    return true;
+}
+
+static void wait_until_settled(const pid_t *workers, int count,
+                               const unsigned long *inodes, int inode_count)
+{
+    settling s = {workers, count, inodes, inode_count};
+    assert_true(test_wait_for(each_holds_one, &s, 10.0));
+}
+
+static void order_by_socket(ss_server *srv, pid_t workers[2], const char *table,
+                            const char *state)
+{
+    unsigned long group[2];
+    assert_int_equal(
+        sockets_on_port(table, ss_server_port(srv), state, group, 2), 2);
+    wait_until_settled(workers, 2, group, 2);
+    struct stat st;
+    assert_int_equal(fstat(ss_server_fileno(srv), &st), 0);
+    unsigned long own = (unsigned long)st.st_ino, which;
+    bool first_owns = sockets_held(workers[0], &own, 1, &which) == 1;
+    bool second_owns = sockets_held(workers[1], &own, 1, &which) == 1;
+    assert_true(first_owns != second_owns);
+    if (second_owns) {
+        pid_t swap = workers[0];
+        workers[0] = workers[1];
+        workers[1] = swap;
+    }
+}
+
+static void start_reuseport(test_server *t, const ss_server_class *kind,
+                            const ss_handler_class *handler, int workers,
+                            test_log *log)
+{
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.workers = workers;
+    cfg.prefork_reuseport = true;
+    if (log) {
+        test_log_init(log);
+        cfg.log = test_log_hook;
+        cfg.user = log;
+    }
+    assert_int_equal(test_server_start_with(t, kind, &ss_prefork, "127.0.0.1:0",
+                                            handler, &cfg, 0.05),
+                     0);
+    assert_true(test_wait_for(children_exactly, &workers, 10.0));
+}
+
+/* Connect, say nothing (end of stream at once), read "<pid>\nbye\n" to
+ * the end: the pid of the worker that served the connection. */
+static pid_t served_by(int fd)
+{
+    char reply[64];
+    shutdown(fd, SHUT_WR);
+    size_t n = test_recv_all(fd, reply, sizeof reply - 1);
+    reply[n] = '\0';
+    close(fd);
+    long pid;
+    char bye[8];
+    if (sscanf(reply, "%ld\n%7s", &pid, bye) != 2 || strcmp(bye, "bye") != 0)
+        fail_msg("incomplete reply '%s'", reply);
+    return (pid_t)pid;
+}
+
+static bool contains(const pid_t *pids, int n, pid_t pid)
+{
+    for (int i = 0; i < n; i++)
+        if (pids[i] == pid)
+            return true;
+    return false;
+}
+
+static void test_reuseport_gives_each_worker_a_listening_socket(void **state)
+{
+    (void)state;
+    enum { WORKERS = 3 };
+    test_server t;
+    start_reuseport(&t, &ss_tcp, &pid_handler, WORKERS, NULL);
+    int port = ss_server_port(t.srv);
+    pid_t workers[WORKERS];
+    assert_int_equal(test_child_pids(workers, WORKERS), WORKERS);
+
+    /* As many listeners on the port as workers — not one more: the
+     * server's own socket is one worker's, not a bystander's. */
+    unsigned long listeners[8];
+    assert_int_equal(sockets_on_port("tcp", port, "0A", listeners, 8), WORKERS);
+    unsigned long own[WORKERS];
+    wait_until_settled(workers, WORKERS, listeners, WORKERS);
+    for (int i = 0; i < WORKERS; i++) {
+        assert_int_equal(sockets_held(workers[i], listeners, WORKERS, &own[i]),
+                         1);
+        for (int j = 0; j < i; j++)
+            assert_true(own[i] != own[j]);
+    }
+
+    /* The kernel spreads connections over them: every worker serves
+     * some of 60 (all missing one worker: odds about 1e-10). */
+    pid_t seen[WORKERS] = {0};
+    int distinct = 0;
+    for (int i = 0; i < 60; i++) {
+        pid_t pid = served_by(test_connect(t.srv));
+        assert_true(contains(workers, WORKERS, pid));
+        if (!contains(seen, distinct, pid))
+            seen[distinct++] = pid;
+    }
+    assert_int_equal(distinct, WORKERS);
+    assert_true(test_server_stop_within(&t, 15.0));
+    assert_int_equal(test_child_pids(NULL, 0), 0);
+}
+
+static void
+test_reuseport_connections_to_a_killed_worker_wait_for_its_replacement(
+    void **state)
+{
+    (void)state;
+    test_log log;
+    test_server t;
+    start_reuseport(&t, &ss_tcp, &pid_handler, 2, &log);
+    pid_t before[2];
+    assert_int_equal(test_child_pids(before, 2), 2);
+    order_by_socket(t.srv, before, "tcp", "0A");
+    pid_t killed = before[1], survivor = before[0];
+    assert_int_equal(kill(killed, SIGKILL), 0);
+    for (int i = 0; i < 5000 && !gone(killed); i++)
+        sleep_ms(1);
+    assert_true(gone(killed)); /* reaped: its socket has no worker */
+
+    /* Opened while one slot has no worker (a worker that died young is
+     * replaced after a second): about half hash to that slot and wait
+     * in its queue, which the supervisor keeps open, until the
+     * replacement takes them. None is refused or reset. */
+    enum { N = 16 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = test_connect(t.srv);
+        assert_true(fds[i] >= 0);
+    }
+    int by_replacement = 0;
+    for (int i = 0; i < N; i++) {
+        pid_t pid = served_by(fds[i]);
+        assert_int_not_equal(pid, killed);
+        if (pid != survivor)
+            by_replacement++;
+    }
+    /* All of them missing the dead slot: odds 1 in 65,536. */
+    assert_true(by_replacement > 0);
+
+    /* Replaced, two workers again, and every later connection served. */
+    int two = 2;
+    assert_true(test_wait_for(children_exactly, &two, 5.0));
+    pid_t after[2];
+    assert_int_equal(test_child_pids(after, 2), 2);
+    for (int i = 0; i < 40; i++) {
+        pid_t pid = served_by(test_connect(t.srv));
+        assert_true(contains(after, 2, pid));
+    }
+    char expected[96];
+    snprintf(expected, sizeof expected, "worker %ld killed by signal %d",
+             (long)killed, SIGKILL);
+    assert_true(log_has(&log, expected));
+    assert_true(test_server_stop_within(&t, 15.0));
+    assert_int_equal(test_child_pids(NULL, 0), 0);
+}
+
+/* A datagram's reply: the pid of the worker that received it. */
+static int udp_pid_handle(ss_request *req)
+{
+    return ss_writef(req, "%ld", (long)getpid()) < 0 ? -1 : 0;
+}
+
+static const ss_handler_class udp_pid_handler = {
+    .base = &ss_datagram_handler,
+    .handle = udp_pid_handle,
+};
+
+static pid_t udp_ask(int fd)
+{
+    test_send_all(fd, "?", 1);
+    char reply[32];
+    size_t n = test_recv_all(fd, reply, sizeof reply - 1);
+    reply[n] = '\0';
+    return (pid_t)strtol(reply, NULL, 10);
+}
+
+static void test_reuseport_udp_keeps_each_client_on_its_worker(void **state)
+{
+    (void)state;
+    enum { CLIENTS = 24 };
+    test_log log; /* the kill is reported there, not on stderr */
+    test_server t;
+    start_reuseport(&t, &ss_udp, &udp_pid_handler, 2, &log);
+    int port = ss_server_port(t.srv);
+    unsigned long bound[4];
+    assert_int_equal(sockets_on_port("udp", port, "07", bound, 4), 2);
+    pid_t workers[2];
+    assert_int_equal(test_child_pids(workers, 2), 2);
+    order_by_socket(t.srv, workers, "udp", "07");
+
+    /* A client (its address and port) always reaches the same worker,
+     * and the clients are spread over both. */
+    int fds[CLIENTS];
+    pid_t first[CLIENTS];
+    int on_worker1 = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        fds[i] = test_connect(t.srv);
+        assert_true(fds[i] >= 0);
+        first[i] = udp_ask(fds[i]);
+        assert_true(contains(workers, 2, first[i]));
+        on_worker1 += first[i] == workers[1];
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(udp_ask(fds[i]), first[i]);
+    }
+    assert_true(on_worker1 > 0 && on_worker1 < CLIENTS);
+
+    /* Worker 1 dies: its clients' datagrams wait on its socket and are
+     * answered by the replacement; the others stay where they were. */
+    assert_int_equal(kill(workers[1], SIGKILL), 0);
+    for (int i = 0; i < 5000 && !gone(workers[1]); i++)
+        sleep_ms(1);
+    assert_true(gone(workers[1]));
+    pid_t replacement = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        pid_t pid = udp_ask(fds[i]);
+        if (first[i] == workers[0]) {
+            assert_int_equal(pid, workers[0]);
+        } else {
+            assert_true(pid != workers[0] && pid != workers[1] && pid > 0);
+            if (replacement)
+                assert_int_equal(pid, replacement);
+            replacement = pid;
+        }
+        close(fds[i]);
+    }
+    assert_true(test_server_stop_within(&t, 15.0));
+    assert_int_equal(test_child_pids(NULL, 0), 0);
+}
+
+static bool listeners_on_port(void *arg)
+{
+    const int *expect = arg; /* {port, count} */
+    unsigned long inodes[8];
+    return sockets_on_port("tcp", expect[0], "0A", inodes, 8) == expect[1];
+}
+
+static void test_reuseport_sockets_live_exactly_as_long_as_serving(void **state)
+{
+    (void)state;
+    int fds_at_start = test_count_open_fds();
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.workers = 3;
+    cfg.prefork_reuseport = true;
+    test_server t;
+    assert_int_equal(ss_server_new(&t.srv, &ss_tcp, &ss_prefork, "127.0.0.1:0",
+                                   &pid_handler, &cfg),
+                     0);
+    int port = ss_server_port(t.srv);
+    int fds_before_serving = test_count_open_fds();
+    int one[2] = {port, 1}, three[2] = {port, 3};
+    assert_true(listeners_on_port(one));
+
+    for (int run = 0; run < 2; run++) { /* serving again opens them again */
+        assert_int_equal(test_server_run(&t, 0.05), 0);
+        int workers = 3;
+        assert_true(test_wait_for(children_exactly, &workers, 10.0));
+        assert_true(listeners_on_port(three));
+        (void)served_by(test_connect(t.srv));
+        assert_true(test_server_join_within(&t, 15.0));
+        assert_int_equal(t.serve_rc, 0);
+        assert_int_equal(test_child_pids(NULL, 0), 0);
+        /* Serving is over: the extra sockets are closed, the server's
+         * own stays, and no descriptor is left behind. */
+        assert_true(listeners_on_port(one));
+        assert_int_equal(test_count_open_fds(), fds_before_serving);
+    }
+    ss_server_free(t.srv);
+    assert_int_equal(test_count_open_fds(), fds_at_start);
+}
+
+static void test_reuseport_is_refused_for_unix_sockets(void **state)
+{
+    (void)state;
+    int fds = test_count_open_fds();
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.prefork_reuseport = true;
+    char address[128];
+    ss_server *srv = NULL;
+    assert_int_equal(
+        ss_server_new(&srv, &ss_unix_stream, &ss_prefork,
+                      test_abstract_address(address, sizeof address, "rp"),
+                      &pid_handler, &cfg),
+        -EOPNOTSUPP);
+    assert_null(srv);
+    assert_int_equal(test_count_open_fds(), fds);
+    /* Other strategies ignore it, as every prefork field. */
+    assert_int_equal(ss_server_new(&srv, &ss_unix_stream, &ss_sync, address,
+                                   &pid_handler, &cfg),
+                     0);
+    ss_server_free(srv);
+}
+
+/* A socket bound by someone else (ss_server_new_fd) can take other
+ * sockets into its group only if it has SO_REUSEPORT itself. */
+static int bound_socket(bool reuseport, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int on = 1;
+    if (reuseport)
+        assert_int_equal(
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on), 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    socklen_t len = sizeof sin;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+static void test_reuseport_on_a_passed_socket_needs_so_reuseport(void **state)
+{
+    (void)state;
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.workers = 2;
+    cfg.prefork_reuseport = true;
+    test_log log;
+    test_log_init(&log);
+    cfg.log = test_log_hook;
+    cfg.user = &log;
+
+    int port;
+    int fd = bound_socket(false, &port);
+    ss_server *srv;
+    assert_int_equal(
+        ss_server_new_fd(&srv, &ss_tcp, &ss_prefork, fd, &pid_handler, &cfg),
+        0);
+    int fds = test_count_open_fds();
+    assert_int_equal(ss_serve_forever(srv, 0.05), -EINVAL);
+    assert_true(log_has(&log, "lacks SO_REUSEPORT"));
+    assert_int_equal(test_child_pids(NULL, 0), 0);
+    assert_int_equal(test_count_open_fds(), fds);
+    ss_server_free(srv);
+
+    fd = bound_socket(true, &port);
+    test_server t;
+    assert_int_equal(
+        ss_server_new_fd(&t.srv, &ss_tcp, &ss_prefork, fd, &pid_handler, &cfg),
+        0);
+    assert_int_equal(test_server_run(&t, 0.05), 0);
+    int two = 2;
+    assert_true(test_wait_for(children_exactly, &two, 10.0));
+    int expect[2] = {port, 2};
+    assert_true(listeners_on_port(expect));
+    for (int i = 0; i < 10; i++)
+        assert_true(served_by(connect_port(&port)) > 0);
+    assert_true(test_server_stop_within(&t, 15.0));
+    assert_int_equal(test_child_pids(NULL, 0), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -428,6 +887,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_worker_busy_past_graceful_timeout_is_killed),
         cmocka_unit_test(test_two_prefork_servers_stop_independently),
         cmocka_unit_test(test_workers_exit_when_supervisor_is_killed),
+        cmocka_unit_test(test_reuseport_gives_each_worker_a_listening_socket),
+        cmocka_unit_test(
+            test_reuseport_connections_to_a_killed_worker_wait_for_its_replacement),
+        cmocka_unit_test(test_reuseport_udp_keeps_each_client_on_its_worker),
+        cmocka_unit_test(
+            test_reuseport_sockets_live_exactly_as_long_as_serving),
+        cmocka_unit_test(test_reuseport_is_refused_for_unix_sockets),
+        cmocka_unit_test(test_reuseport_on_a_passed_socket_needs_so_reuseport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

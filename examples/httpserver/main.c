@@ -4,7 +4,7 @@
  * JSON API next to them.
  *
  *   sockserv-httpd [PORT] [-b ADDR] [-d DIR] [--mode MODE] [--workers N]
- *                  [--threads N] [-q] [--port-file PATH]
+ *                  [--reuseport] [--threads N] [-q] [--port-file PATH]
  *                  [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]
  *
  * This file is the program around the handler: the command line (options
@@ -79,10 +79,9 @@ static const struct {
 
 static const char usage[] =
     "usage: sockserv-httpd [-h] [-b ADDRESS] [-d DIRECTORY] [--mode MODE]\n"
-    "                      [--workers N] [--threads N] [-q] "
-    "[--port-file PATH]\n"
-    "                      [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS] "
-    "[PORT]\n";
+    "                      [--workers N] [--reuseport] [--threads N] [-q]\n"
+    "                      [--port-file PATH] [--proxy-protocol[=v1|v2]]\n"
+    "                      [--trusted-proxy ADDRS] [PORT]\n";
 static const char help[] =
     "\nServe the files of a directory over HTTP, with a small JSON API.\n\n"
     "positional arguments:\n"
@@ -97,6 +96,8 @@ static const char help[] =
     "  --mode MODE           how requests run: thread (default), sync, fork,\n"
     "                        pool, prefork, coro\n"
     "  --workers N           prefork: worker processes (default: CPU count)\n"
+    "  --reuseport           prefork: a listening socket per worker\n"
+    "                        (SO_REUSEPORT) instead of one shared socket\n"
     "  --threads N           pool: worker threads (default: 2 x CPUs);\n"
     "                        thread: at most N at once (default: unbounded);\n"
     "                        prefork: a pool of N threads in each worker;\n"
@@ -249,7 +250,7 @@ int main(int argc, char **argv)
                *port = NULL, *workers = NULL, *threads = NULL,
                *port_file = NULL;
     const char *proxy = NULL, *trusted_proxy = NULL;
-    bool quiet = false;
+    bool quiet = false, reuseport = false;
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -257,6 +258,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
             quiet = true;
+        } else if (!strcmp(argv[i], "--reuseport")) {
+            reuseport = true;
         } else if (!strcmp(argv[i], "--proxy-protocol") ||
                    !strncmp(argv[i], "--proxy-protocol=", 17)) {
             proxy = argv[i][16] == '=' ? argv[i] + 17 : "any"; /* optional */
@@ -295,6 +298,9 @@ int main(int argc, char **argv)
     cfg.allow_reuse_address = true; /* http.server's HTTPServer does too */
     if (workers)
         cfg.workers = count_argument("--workers", workers, 1, 4096);
+    if (reuseport && strategy != &ss_prefork)
+        usage_error("argument --reuseport: needs --mode prefork");
+    cfg.prefork_reuseport = reuseport;
     if (threads) {
         int n = count_argument("--threads", threads, 1, 65536);
         cfg.pool_size = n;

@@ -238,10 +238,13 @@ struct ss_config {
      * so a worker that dies loses nothing queued: its replacement takes
      * over the same socket. Implies allow_reuse_port; the extra sockets
      * go through the kind's server_bind and server_activate. A
-     * connection waits for its own worker even when another is idle, so
-     * it suits workers that never block for long. Default false
-     * (docs/performance.md measured both). Unix kinds: ss_server_new()
-     * returns -EOPNOTSUPP. */
+     * connection waits for its own worker even when another is idle: a
+     * sync worker held by a slow client strands the connections hashed
+     * to it. Default false: measured side by side (docs/performance.md),
+     * TCP was no faster; UDP with more workers than CPUs was, as every
+     * datagram no longer wakes every worker. Unix kinds: ss_server_new()
+     * returns -EOPNOTSUPP; a socket given to ss_server_new_fd() without
+     * SO_REUSEPORT: ss_serve_forever() returns -EINVAL. */
     bool prefork_reuseport;
     /** Coroutines: scheduler threads, each with its own epoll loop;
      * 0 = the CPU count. A coroutine never moves between threads. */
