@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # ThreadSanitizer run of the tests where threads meet: the threading and
-# thread-pool strategies, the strategy matrix and the serve loop (shutdown
-# from other threads and from signal handlers).
+# thread-pool strategies, the strategy matrix, the serve loop (shutdown
+# from other threads and from signal handlers) and the coroutine strategy
+# with its context switches.
 #
 #   bash .ci/tsan.sh          (from anywhere inside the checkout)
 #
 # Builds the library and the tests (no examples) with clang
-# -fsanitize=thread in build-tsan/, recreated on every run, then runs the
-# selected tests under ctest. Any report fails the run: halt_on_error makes
-# the first data race end its test process with a non-zero status.
+# -fsanitize=thread in build-tsan/ (or $SOCKSERV_TSAN_BUILD), recreated on
+# every run, then runs the selected tests under ctest. Any report fails
+# the run: halt_on_error makes the first data race end its test process
+# with a non-zero status.
 #
 # Left out on purpose: test_prefork, and the prefork cases whose workers
 # run threads. TSan cannot follow a process that starts threads after a
@@ -18,13 +20,23 @@
 # TSan. Forking without threads in the child is fine, so test_forking
 # stays in.
 #
-# test_coroutines is in: its schedulers, the ss_run_blocking helpers and
-# the test's own threads meet in shared state. TSan is not told about
-# coroutine switches (no fiber annotations), so all coroutines of one
-# scheduler count as that thread: it checks what happens between threads,
-# not between coroutines of one thread, which never run at once anyway.
+# The coroutine tests are in: test_coro_context (both switches: the
+# assembly one and the ucontext fallback), test_coro_switch,
+# test_coroutines and test_wait_input_or_fd. Their schedulers, the
+# ss_run_blocking helpers and the tests' own threads meet in shared
+# state. lib/coro_context.c tells TSan about every switch (its fiber API:
+# each coroutine is a TSan fiber, and a switch orders what came before
+# it), so TSan keeps one shadow call stack per coroutine and checks what
+# happens between threads; coroutines of one scheduler never run at once.
+# Without the annotations test_coro_switch crashes here: its 100,000
+# coroutines each leave for good from a deep frame, and the thread's one
+# shadow call stack overflows. TSan counts each live fiber like a thread:
+# clang 14's runtime holds about 16,000 live coroutines (then its
+# mappings reach vm.max_map_count), gcc 12's libtsan dies at 8,128
+# threads, fewer than test_coroutines' 10,000 connections: use clang.
 #
-# Environment: SOCKSERV_CI_JOBS (default: nproc), CC (default: clang).
+# Environment: SOCKSERV_CI_JOBS (default: nproc), CC (default: clang),
+# SOCKSERV_TSAN_BUILD (default: build-tsan).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,8 +46,11 @@ if [ ! -f CMakeLists.txt ] || [ ! -d include/sockserv ]; then
 fi
 jobs=${SOCKSERV_CI_JOBS:-$(nproc 2>/dev/null || echo 2)}
 cc=${CC:-clang}
-build=build-tsan
-tests='^test_(threading|strategies|serve_loop|forking|coroutines)$'
+build=${SOCKSERV_TSAN_BUILD:-build-tsan}
+tests='^test_(threading|strategies|serve_loop|forking|coroutines'
+tests+='|coro_context|coro_context_ucontext|coro_switch|wait_input_or_fd'
+tests+='|limits|exhaustion|proxy_protocol|hostile_clients|eintr'
+tests+='|graceful_shutdown|orphans)$'
 
 start=$SECONDS
 rm -rf "$build"

@@ -38,8 +38,16 @@
  * bounds until ASan first reports them, when something switches away from
  * it; they are stored in that context then. New stacks are unpoisoned,
  * because a coroutine that switched away for good leaves its frames'
- * redzones poisoned. Under Valgrind every stack is registered, so
- * memcheck does not take a switch for a huge stack-pointer jump.
+ * redzones poisoned. Under TSan each made context is a TSan fiber and
+ * every switch calls __tsan_switch_to_fiber first (a thread's own context
+ * takes the thread's fiber on its first switch away); otherwise TSan sees
+ * one thread whose stack pointer jumps around, mixes up the shadow call
+ * stacks of the coroutines and misreports or crashes. The switches
+ * synchronise (no __tsan_switch_to_fiber_no_sync): coroutines of one
+ * scheduler hand its state to each other at every switch, and never run
+ * at once, so TSan's reports stay about real cross-thread races. Under
+ * Valgrind every stack is registered, so memcheck does not take a switch
+ * for a huge stack-pointer jump.
  */
 #include "coro_context.h"
 
@@ -76,6 +84,20 @@
 #if CORO_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define CORO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORO_TSAN 1
+#endif
+#endif
+#ifndef CORO_TSAN
+#define CORO_TSAN 0
+#endif
+#if CORO_TSAN
+#include <sanitizer/tsan_interface.h>
 #endif
 
 #if defined(__has_include)
@@ -390,6 +412,48 @@ static void asan_after_switch(void *fake_stack)
 }
 #endif
 
+/* ---- TSan fibers ---------------------------------------------------------- */
+
+/* Each made context gets a fiber of its own (kept when the context is made
+ * again); a thread's own context gets the thread's fiber on its first
+ * switch away, which is never destroyed here. */
+static void tsan_make(ss__context *ctx)
+{
+#if CORO_TSAN
+    if (!ctx->tsan_fiber_made || ctx->tsan_fiber == NULL) {
+        ctx->tsan_fiber = __tsan_create_fiber(0);
+        ctx->tsan_fiber_made = true;
+    }
+#else
+    ctx->tsan_fiber = NULL;
+    ctx->tsan_fiber_made = false;
+#endif
+}
+
+/* Immediately before the switch: from here on TSan attributes what runs
+ * to `to`'s fiber, and the switch orders `from`'s past before it. */
+static inline void tsan_before_switch(ss__context *from, ss__context *to)
+{
+#if CORO_TSAN
+    if (from->tsan_fiber == NULL)
+        from->tsan_fiber = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#else
+    (void)from;
+    (void)to;
+#endif
+}
+
+static void tsan_destroy(ss__context *ctx)
+{
+#if CORO_TSAN
+    if (ctx->tsan_fiber_made && ctx->tsan_fiber != NULL)
+        __tsan_destroy_fiber(ctx->tsan_fiber);
+#endif
+    ctx->tsan_fiber = NULL;
+    ctx->tsan_fiber_made = false;
+}
+
 /* ---- Entry --------------------------------------------------------------- */
 
 void ss__coro_start(void (*entry)(void *arg), void *arg)
@@ -459,6 +523,7 @@ void ss__context_make(ss__context *ctx, ss__stack *stack,
     ctx->stack_bottom = stack->bottom;
     ctx->stack_size = stack->size;
     ctx->asan_fake_stack = NULL;
+    tsan_make(ctx);
 }
 
 void ss__context_switch(ss__context *from, ss__context *to)
@@ -472,6 +537,7 @@ void ss__context_switch(ss__context *from, ss__context *to)
 #if CORO_ASAN
     asan_before_switch(from, to);
 #endif
+    tsan_before_switch(from, to);
     ss__coro_switch(&from->sp, to->sp);
 #if CORO_ASAN
     asan_after_switch(from->asan_fake_stack);
@@ -480,6 +546,7 @@ void ss__context_switch(ss__context *from, ss__context *to)
 
 void ss__context_destroy(ss__context *ctx)
 {
+    tsan_destroy(ctx);
     ctx->sp = NULL;
     ctx->impl = NULL;
 }
@@ -544,6 +611,7 @@ void ss__context_make(ss__context *ctx, ss__stack *stack,
     ctx->stack_bottom = stack->bottom;
     ctx->stack_size = stack->size;
     ctx->asan_fake_stack = NULL;
+    tsan_make(ctx);
 }
 
 void ss__context_switch(ss__context *from, ss__context *to)
@@ -566,6 +634,7 @@ void ss__context_switch(ss__context *from, ss__context *to)
 #if CORO_ASAN
     asan_before_switch(from, to);
 #endif
+    tsan_before_switch(from, to);
     if (swapcontext(&mine->uc, &theirs->uc) != 0)
         coro_fatal("sockserv: swapcontext failed\n");
 #if CORO_ASAN
@@ -575,6 +644,7 @@ void ss__context_switch(ss__context *from, ss__context *to)
 
 void ss__context_destroy(ss__context *ctx)
 {
+    tsan_destroy(ctx);
     free(ctx->impl);
     ctx->impl = NULL;
     ctx->sp = NULL;

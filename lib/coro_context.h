@@ -13,12 +13,15 @@
  * stacks are kept in a small per-scheduler cache.
  *
  * Sanitizers: under ASan every switch is announced with the fiber API
- * (__sanitizer_start/finish_switch_fiber), and under Valgrind each stack
- * is registered (VALGRIND_STACK_REGISTER), so both follow the switches.
+ * (__sanitizer_start/finish_switch_fiber), under TSan each context is a
+ * TSan fiber (__tsan_switch_to_fiber before every switch), and under
+ * Valgrind each stack is registered (VALGRIND_STACK_REGISTER), so all
+ * three follow the switches.
  */
 #ifndef SOCKSERV_CORO_CONTEXT_H
 #define SOCKSERV_CORO_CONTEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct ss__stack {
@@ -56,17 +59,25 @@ typedef struct ss__context {
     const void *stack_bottom;
     size_t stack_size;
     void *asan_fake_stack;
+    /* TSan builds: this context's fiber, made by ss__context_make
+     * (tsan_fiber_made), or the thread's own, taken on its first switch
+     * away. NULL elsewhere. */
+    void *tsan_fiber;
+    bool tsan_fiber_made;
 } ss__context;
 
 /* Prepare ctx to run entry(arg) on stack the first time it is switched
- * to. entry must never return: it ends by switching away for good. */
+ * to. entry must never return: it ends by switching away for good. ctx
+ * must be zeroed, or made or destroyed before (what it holds is reused:
+ * the ucontext fallback's save area, the TSan fiber). */
 void ss__context_make(ss__context *ctx, ss__stack *stack,
                       void (*entry)(void *arg), void *arg);
 /* Save the running context in from, resume to. Returns when something
  * switches back to from. */
 void ss__context_switch(ss__context *from, ss__context *to);
-/* Release what ss__context_make allocated (the ucontext fallback), and a
- * thread's own context's save area. */
+/* Release what ss__context_make allocated (the ucontext fallback's save
+ * area, the TSan fiber), and a thread's own context's save area. Never
+ * for the context that is running. */
 void ss__context_destroy(ss__context *ctx);
 
 /* Once, when the coroutine strategy starts: a SIGSEGV handler (SA_ONSTACK,

@@ -22,8 +22,27 @@
  *   +160 FPCR    +168 unused
  * ss__context_make() builds the same frame on a new stack, with the
  * trampoline below in the x30 slot, entry in x19 and arg in x20.
+ *
+ * Branch protection. Built with -mbranch-protection=bti or =standard (the
+ * default of some distributions), every C object carries a GNU property
+ * note saying it is BTI-ready, and the linker marks the library BTI-ready
+ * only if every object says so: without a note here, BTI would silently be
+ * off for the whole library and for every program that links it
+ * statically. So the functions below start with a BTI landing pad and this
+ * file carries the note when the compiler asks for BTI. The switch signs
+ * no return address (PAC): it only moves the saved x30 between stacks,
+ * and each C caller signs and authenticates its own; the note claims BTI
+ * only.
  */
 #if defined(__aarch64__) && !(defined(SS_CORO_UCONTEXT) && SS_CORO_UCONTEXT)
+
+#if defined(__ARM_FEATURE_BTI_DEFAULT) && __ARM_FEATURE_BTI_DEFAULT
+#define CORO_BTI 1
+#define BTI_C hint #34 /* bti c: a landing pad for calls; a NOP without BTI */
+#else
+#define CORO_BTI 0
+#define BTI_C
+#endif
 
         .text
 
@@ -36,6 +55,7 @@
         .p2align 4
 ss__coro_switch:
         .cfi_startproc
+        BTI_C
         sub     sp, sp, #176
         .cfi_adjust_cfa_offset 176
         stp     x19, x20, [sp, #0]
@@ -83,12 +103,28 @@ ss__coro_switch:
 ss__coro_trampoline:
         .cfi_startproc
         .cfi_undefined x30              /* outermost frame: stop unwinding */
+        BTI_C
         mov     x0, x19                 /* entry */
         mov     x1, x20                 /* arg */
         bl      ss__coro_start
         brk     #0
         .cfi_endproc
         .size   ss__coro_trampoline, .-ss__coro_trampoline
+
+#if CORO_BTI
+/* GNU property note: GNU_PROPERTY_AARCH64_FEATURE_1_AND = BTI. */
+        .pushsection .note.gnu.property, "a"
+        .balign 8
+        .long   4                       /* name size */
+        .long   16                      /* descriptor size */
+        .long   5                       /* NT_GNU_PROPERTY_TYPE_0 */
+        .asciz  "GNU"
+        .long   0xc0000000              /* GNU_PROPERTY_AARCH64_FEATURE_1_AND */
+        .long   4                       /* its data size */
+        .long   1                       /* GNU_PROPERTY_AARCH64_FEATURE_1_BTI */
+        .long   0                       /* padding to 8 */
+        .popsection
+#endif
 
 #endif
 
