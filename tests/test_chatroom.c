@@ -38,6 +38,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "program_run.h"
+
 #ifndef SOCKSERV_CHAT_PATH
 #error "SOCKSERV_CHAT_PATH must name the sockserv-chat binary"
 #endif
@@ -857,6 +859,51 @@ static void test_chatcli_with_a_name_in_use_exits_1(void **state)
         mode ": " #fn, fn, setup, teardown, (void *)mode                       \
     }
 
+/* ---- command-line mistakes: exit status 2 and a message that names them */
+
+static void expect_usage_error(const char *const argv[], const char *message)
+{
+    char err[4096];
+    assert_int_equal(program_run(argv, err, sizeof err), 2);
+    if (strstr(err, message) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", message, err);
+}
+
+static void test_bind_address_mistakes_are_usage_errors(void **state)
+{
+    (void)state;
+    const char *old_form[] = {
+        SOCKSERV_CHAT_PATH, "--no-admin", "--bind", "127.1", "0", NULL};
+    expect_usage_error(old_form, "'127.1' is not an IP address or host name");
+    const char *with_port[] = {SOCKSERV_CHAT_PATH, "--no-admin", "--bind",
+                               "127.0.0.1:80",     "0",          NULL};
+    expect_usage_error(with_port, "give the host only; the port is the PORT");
+    /* .invalid never resolves (RFC 6761): a fast answer, no traffic. */
+    const char *unknown[] = {
+        SOCKSERV_CHAT_PATH,   "--no-admin", "--udp", "--bind",
+        "nosuchhost.invalid", "0",          NULL};
+    expect_usage_error(unknown, "host not found: nosuchhost.invalid");
+}
+
+static void test_udp_and_tcp_together_are_refused(void **state)
+{
+    (void)state;
+    const char *argv[] = {
+        SOCKSERV_CHAT_PATH, "--no-admin", "--udp", "--tcp", "0", NULL};
+    expect_usage_error(argv, "argument --tcp: not allowed with argument --udp");
+}
+
+static void test_chatcli_with_a_bad_port_is_a_usage_error(void **state)
+{
+    (void)state;
+    const char *name[] = {SOCKSERV_CHATCLI_PATH, "127.0.0.1", "notaport",
+                          "alice", NULL};
+    expect_usage_error(name, "PORT: 1 to 65535");
+    const char *big[] = {
+        SOCKSERV_CHATCLI_PATH, "--udp", "127.0.0.1", "70000", "alice", NULL};
+    expect_usage_error(big, "PORT: 1 to 65535");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -888,6 +935,9 @@ int main(int argc, char **argv)
         TEST(test_chatcli_chats_and_leaves_at_end_of_input, "thread"),
         TEST(test_chatcli_chats_and_leaves_at_end_of_input, "udp"),
         TEST(test_chatcli_with_a_name_in_use_exits_1, "coro"),
+        cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
+        cmocka_unit_test(test_udp_and_tcp_together_are_refused),
+        cmocka_unit_test(test_chatcli_with_a_bad_port_is_a_usage_error),
     };
     /* A server killed mid-test must not kill the test with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);

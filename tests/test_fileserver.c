@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "program_run.h"
+
 #ifndef SOCKSERV_FILESERVER_PATH
 #error "SOCKSERV_FILESERVER_PATH must name the sockserv-fileserver binary"
 #endif
@@ -1142,9 +1144,50 @@ static const options small_max = {"thread", "1K", NULL};
         WITH(test_client_vanishing_mid_download_leaves_server_serving, opts),  \
         WITH(test_sigterm_exits_with_status_zero, opts)
 
+/* ---- command-line mistakes: exit status 2 and a message that names them */
+
+static void expect_usage_error(const char *const argv[], const char *message)
+{
+    char err[4096];
+    assert_int_equal(program_run(argv, err, sizeof err), 2);
+    if (strstr(err, message) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", message, err);
+}
+
+static void test_bind_address_mistakes_are_usage_errors(void **state)
+{
+    (void)state;
+    const char *old_form[] = {SOCKSERV_FILESERVER_PATH, "-b", "127.1", "0",
+                              NULL};
+    expect_usage_error(old_form, "'127.1' is not an IP address or host name");
+    const char *with_port[] = {SOCKSERV_FILESERVER_PATH, "-b", "127.0.0.1:80",
+                               "0", NULL};
+    expect_usage_error(with_port, "give the host only; the port is the PORT");
+    /* .invalid never resolves (RFC 6761): a fast answer, no traffic. */
+    const char *unknown[] = {SOCKSERV_FILESERVER_PATH, "-b",
+                             "nosuchhost.invalid", "0", NULL};
+    expect_usage_error(unknown, "host not found: nosuchhost.invalid");
+}
+
+static void test_client_with_a_bad_port_is_a_usage_error(void **state)
+{
+    (void)state;
+    const char *name[] = {SOCKSERV_FILECLI_PATH, "127.0.0.1", "notaport",
+                          "list", NULL};
+    expect_usage_error(name, "invalid port: 'notaport'");
+    const char *zero[] = {SOCKSERV_FILECLI_PATH, "127.0.0.1", "0", "list",
+                          NULL};
+    expect_usage_error(zero, "invalid port: '0'");
+    const char *big[] = {SOCKSERV_FILECLI_PATH, "127.0.0.1", "70000", "list",
+                         NULL};
+    expect_usage_error(big, "invalid port: '70000'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
+        cmocka_unit_test(test_client_with_a_bad_port_is_a_usage_error),
         MODE_TESTS(fork_mode),
         MODE_TESTS(thread_mode),
         MODE_TESTS(pool_mode),

@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "program_run.h"
+
 #ifndef SOCKSERV_HTTPD_PATH
 #error "SOCKSERV_HTTPD_PATH must name the sockserv-httpd binary"
 #endif
@@ -637,6 +639,61 @@ static void test_sigterm_exits_with_status_zero(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- command-line mistakes: exit status 2 and a message that names them */
+
+static void expect_usage_error(const char *const argv[], const char *message)
+{
+    char err[4096];
+    assert_int_equal(program_run(argv, err, sizeof err), 2);
+    if (strstr(err, message) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", message, err);
+}
+
+static void test_bind_address_mistakes_are_usage_errors(void **state)
+{
+    (void)state;
+    const char *old_form[] = {SOCKSERV_HTTPD_PATH, "-b", "127.1", "0", NULL};
+    expect_usage_error(old_form, "'127.1' is not an IP address or host name");
+    const char *with_port[] = {SOCKSERV_HTTPD_PATH, "-b", "127.0.0.1:80", "0",
+                               NULL};
+    expect_usage_error(with_port, "give the host only; the port is the PORT");
+    const char *unix_path[] = {SOCKSERV_HTTPD_PATH, "-b", "unix:/tmp/x", "0",
+                               NULL};
+    expect_usage_error(unix_path, "'unix:/tmp/x' is not a host");
+    /* .invalid never resolves (RFC 6761); the answer comes at once, from
+     * the resolver or from its absence. */
+    const char *unknown[] = {SOCKSERV_HTTPD_PATH, "-b", "nosuchhost.invalid",
+                             "0", NULL};
+    expect_usage_error(unknown, "host not found: nosuchhost.invalid");
+}
+
+static void test_unknown_mode_lists_every_choice(void **state)
+{
+    (void)state;
+    const char *argv[] = {SOCKSERV_HTTPD_PATH, "--mode", "bogus", NULL};
+    expect_usage_error(argv, "(choose from thread, sync, fork, pool, "
+                             "prefork, coro)");
+}
+
+static void test_unwritable_port_file_is_named(void **state)
+{
+    (void)state;
+    const char *argv[] = {SOCKSERV_HTTPD_PATH,
+                          "-q",
+                          "-b",
+                          "127.0.0.1",
+                          "-d",
+                          www_dir,
+                          "--port-file",
+                          "/nonexistent-dir/port",
+                          "0",
+                          NULL};
+    char err[4096];
+    assert_int_equal(program_run(argv, err, sizeof err), 1);
+    assert_non_null(strstr(err, "cannot write the port file "
+                                "/nonexistent-dir/port: No such file"));
+}
+
 #define MODE_TESTS(mode)                                                       \
     cmocka_unit_test_prestate_setup_teardown(                                  \
         test_file_is_served_with_its_type_and_body, start_server, stop_server, \
@@ -692,6 +749,9 @@ int main(void)
         THREAD_TEST(test_api_unknown_route_and_wrong_method),
         THREAD_TEST(test_redirect_location_encodes_backslash),
         THREAD_TEST(test_api_prefix_is_decided_on_the_decoded_path),
+        cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
+        cmocka_unit_test(test_unknown_mode_lists_every_choice),
+        cmocka_unit_test(test_unwritable_port_file_is_named),
     };
     return cmocka_run_group_tests(tests, build_tree, remove_tree);
 }

@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "program_run.h"
+
 #if !defined(LAB_BIN_DIR) || !defined(LAB_SOURCE_DIR)
 #error "LAB_BIN_DIR and LAB_SOURCE_DIR must name the lab's build and source"
 #endif
@@ -612,6 +614,68 @@ static void http_serves_two_clients_at_once(const char *program)
     stop_expect_clean_exit();
 }
 
+/* The access log names what was received even when it is no request: a
+ * malformed line is logged as it came (sanitized), not as empty words. */
+static void http_logs_a_malformed_request_line(const char *program)
+{
+    response r;
+    start(program, www_dir);
+    fetch("hello \"there\"\r\n\r\n", &r);
+    assert_int_equal(r.status, 400);
+    char line[256];
+    size_t len = 0;
+    double deadline = now() + 10.0;
+    /* The line after "serving DIR at URL": the client's, in the log. */
+    while (len == 0 || line[len - 1] != '\n' ||
+           strncmp(line, "serving ", 8) == 0) {
+        if (len > 0 && line[len - 1] == '\n')
+            len = 0;
+        struct pollfd p = {.fd = server.out, .events = POLLIN};
+        int left_ms = (int)((deadline - now()) * 1000);
+        assert_true(left_ms > 0);
+        if (poll(&p, 1, left_ms) <= 0)
+            continue;
+        assert_int_equal(read(server.out, line + len, 1), 1);
+        assert_true(++len < sizeof line);
+        line[len] = '\0';
+    }
+    if (strstr(line, " \"hello ?there?\" 400 ") == NULL)
+        fail_msg("unexpected log line: %s", line);
+    stop_expect_clean_exit();
+}
+
+static void test_step4_logs_a_malformed_request_line(void **state)
+{
+    (void)state;
+    http_logs_a_malformed_request_line(STEP4);
+}
+
+static void test_step5_logs_a_malformed_request_line(void **state)
+{
+    (void)state;
+    http_logs_a_malformed_request_line(STEP5);
+}
+
+/* PORT is checked: atoi() used to read "abc" as 0 (any port) and 70000
+ * as 4464. A usage error is exit status 2. */
+static void expect_bad_port_refused(const char *program)
+{
+    const char *words[] = {"abc", "70000", "-1", "8000x", ""};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        const char *argv[] = {program, words[i], NULL};
+        char err[1024];
+        assert_int_equal(program_run(argv, err, sizeof err), 2);
+        assert_non_null(strstr(err, "invalid port"));
+    }
+}
+
+static void test_steps_1_and_2_refuse_a_bad_port(void **state)
+{
+    (void)state;
+    expect_bad_port_refused(STEP1);
+    expect_bad_port_refused(STEP2);
+}
+
 static void test_step4_serves_two_clients_at_once(void **state)
 {
     (void)state;
@@ -707,6 +771,9 @@ int main(void)
         LAB_TEST(test_step5_serves_two_clients_at_once),
         LAB_TEST(test_step4_holds_a_thread_per_client),
         LAB_TEST(test_step5_holds_many_clients_on_few_threads),
+        LAB_TEST(test_step4_logs_a_malformed_request_line),
+        LAB_TEST(test_step5_logs_a_malformed_request_line),
+        cmocka_unit_test(test_steps_1_and_2_refuse_a_bad_port),
     };
     return cmocka_run_group_tests(tests, build_tree, remove_tree);
 }

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "program_run.h"
+
 /* ---- sockets made the way a service manager makes them ------------------ */
 
 /* An IPv4 socket of type bound to 127.0.0.1 on a free port, listening when
@@ -931,6 +933,33 @@ static void test_malformed_activation_variables_stop_the_program(void **state)
     assert_non_null(strstr(output, "socket activation"));
 }
 
+/* Not socket activation, but the program this file already runs: a
+ * --bind mistake is a usage error, exit status 2, naming it. */
+static void expect_usage_error(const char *const argv[], const char *message)
+{
+    char err[4096];
+    assert_int_equal(program_run(argv, err, sizeof err), 2);
+    if (strstr(err, message) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", message, err);
+}
+
+static void test_echo_bind_address_mistakes_are_usage_errors(void **state)
+{
+    (void)state;
+    const char *old_form[] = {SOCKSERV_ECHO_PATH, "--bind", "127.1", "0", NULL};
+    expect_usage_error(old_form, "'127.1' is not an IP address or host name");
+    const char *with_port[] = {SOCKSERV_ECHO_PATH, "--bind", "127.0.0.1:80",
+                               "0", NULL};
+    expect_usage_error(with_port, "give the host only; the port is the PORT");
+    const char *unix_path[] = {SOCKSERV_ECHO_PATH, "--bind", "unix:/tmp/x", "0",
+                               NULL};
+    expect_usage_error(unix_path, "for a Unix socket use --unix PATH");
+    /* .invalid never resolves (RFC 6761): a fast answer, no traffic. */
+    const char *unknown[] = {SOCKSERV_ECHO_PATH,   "--udp", "--bind",
+                             "nosuchhost.invalid", "0",     NULL};
+    expect_usage_error(unknown, "host not found: nosuchhost.invalid");
+}
+
 #endif /* the programs */
 
 int main(void)
@@ -976,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_echo_refuses_socket_of_the_other_type),
         cmocka_unit_test(test_echo_picks_the_socket_named_echo),
         cmocka_unit_test(test_malformed_activation_variables_stop_the_program),
+        cmocka_unit_test(test_echo_bind_address_mistakes_are_usage_errors),
     };
     failed +=
         cmocka_run_group_tests_name("programs", programs, make_www, remove_www);

@@ -71,6 +71,15 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* PORT: 1 to 65535, in decimal. (getaddrinfo would also take a service
+ * name, and answer anything else with an obscure resolver error.) */
+static bool valid_port(const char *text)
+{
+    size_t digits = strspn(text, "0123456789");
+    return digits > 0 && digits <= 5 && text[digits] == '\0' &&
+           atoi(text) >= 1 && atoi(text) <= 65535;
+}
+
 static int connect_to(const char *host, const char *port, bool udp)
 {
     struct addrinfo hints = {.ai_socktype = udp ? SOCK_DGRAM : SOCK_STREAM};
@@ -340,6 +349,8 @@ int main(int argc, char **argv)
     }
     if (npositional != 3)
         return usage_error("HOST, PORT and NAME are required");
+    if (!valid_port(positional[1]))
+        return usage_error("PORT: 1 to 65535");
     const char *name = positional[2];
     if (!chat_valid_name(name))
         return usage_error("NAME: 1 to 32 bytes, no spaces");

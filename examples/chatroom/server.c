@@ -33,6 +33,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../common/bind_address.h"
 #include "chat.h"
 
 #define DEFAULT_OUTBOX (256 * 1024)
@@ -267,10 +268,10 @@ static int write_port_file(const char *path, int port)
 
 int main(int argc, char **argv)
 {
-    const char *mode = NULL, *bind_address = NULL, *port = NULL,
-               *threads = NULL, *outbox = NULL, *silence = NULL,
-               *flood_limit = NULL, *port_file = NULL;
-    bool udp = false, read_admin = true;
+    const char *mode = NULL, *host = NULL, *port = NULL, *threads = NULL,
+               *outbox = NULL, *silence = NULL, *flood_limit = NULL,
+               *port_file = NULL;
+    bool udp = false, tcp_given = false, read_admin = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("%s%s", usage, help);
@@ -278,11 +279,11 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--udp")) {
             udp = true;
         } else if (!strcmp(argv[i], "--tcp")) {
-            udp = false;
+            tcp_given = true;
         } else if (!strcmp(argv[i], "--no-admin")) {
             read_admin = false;
         } else if (option(argc, argv, &i, "--mode", &mode) ||
-                   option(argc, argv, &i, "--bind", &bind_address) ||
+                   option(argc, argv, &i, "--bind", &host) ||
                    option(argc, argv, &i, "--threads", &threads) ||
                    option(argc, argv, &i, "--outbox", &outbox) ||
                    option(argc, argv, &i, "--flood-limit", &flood_limit) ||
@@ -296,6 +297,8 @@ int main(int argc, char **argv)
         }
     }
 
+    if (udp && tcp_given)
+        usage_error("argument --tcp: not allowed with argument --udp");
     if (!mode)
         mode = udp ? "sync" : "thread";
     const ss_strategy *strategy = NULL;
@@ -322,12 +325,12 @@ int main(int argc, char **argv)
         outbox ? (size_t)count_argument("--outbox", outbox, 1 << 30)
                : DEFAULT_OUTBOX;
 
-    char address[256];
-    const char *host = bind_address ? bind_address : "127.0.0.1";
-    if (strchr(host, ':') && host[0] != '[')
-        snprintf(address, sizeof address, "[%s]:%s", host, port);
-    else
-        snprintf(address, sizeof address, "%s:%s", host, port);
+    char address[300];
+    const char *bad =
+        bind_address(address, sizeof address, host ? host : "127.0.0.1",
+                     atoi(port), udp ? SOCK_DGRAM : SOCK_STREAM, NULL);
+    if (bad)
+        usage_error("argument --bind: %s", bad);
 
     tcp_room *tcp = NULL;
     udp_room *room_udp = NULL;
@@ -368,8 +371,15 @@ int main(int argc, char **argv)
         udp_room_attach(room_udp, srv);
     admin a = {.stop_fd = -1, .tcp = tcp, .udp = room_udp};
     rc = ss_shutdown_on_signals(srv); /* SIGINT, SIGTERM: stop, exit 0 */
-    if (rc == 0 && port_file)
+    bool reported = false;
+    if (rc == 0 && port_file) {
         rc = write_port_file(port_file, ss_server_port(srv));
+        if (rc < 0)
+            fprintf(stderr,
+                    "sockserv-chat: cannot write the port file %s: %s\n",
+                    port_file, ss_strerror(rc));
+        reported = rc < 0;
+    }
     if (rc == 0 && read_admin && stdin_usable())
         rc = admin_start(&a);
     if (rc == 0) {
@@ -393,7 +403,8 @@ int main(int argc, char **argv)
     if (port_file)
         unlink(port_file);
     if (rc < 0) {
-        fprintf(stderr, "sockserv-chat: %s\n", ss_strerror(rc));
+        if (!reported)
+            fprintf(stderr, "sockserv-chat: %s\n", ss_strerror(rc));
         return 1;
     }
     chat_log("stopped");

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/bind_address.h"
+
 /* Python: class EchoHandler(BaseRequestHandler): def handle(self): ... */
 static int echo_handle(ss_request *req)
 {
@@ -165,8 +167,8 @@ static int serve_passed_socket(ss_server **srv, const char **kind_name,
 
 int main(int argc, char **argv)
 {
-    const char *unix_path = NULL, *bind_address = NULL, *mode = "sync",
-               *port = NULL, *workers = NULL, *threads = NULL;
+    const char *unix_path = NULL, *host = NULL, *mode = "sync", *port = NULL,
+               *workers = NULL, *threads = NULL;
     const ss_strategy *strategy = NULL;
     bool udp = false;
     char choices[160] = ""; /* "sync, threading, ..." for help and errors */
@@ -181,7 +183,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--udp")) {
             udp = true;
         } else if (option(argc, argv, &i, "--unix", &unix_path) ||
-                   option(argc, argv, &i, "--bind", &bind_address) ||
+                   option(argc, argv, &i, "--bind", &host) ||
                    option(argc, argv, &i, "--mode", &mode) ||
                    option(argc, argv, &i, "--workers", &workers) ||
                    option(argc, argv, &i, "--threads", &threads)) {
@@ -199,9 +201,9 @@ int main(int argc, char **argv)
     if (strategy == NULL)
         usage_error("argument --mode: invalid choice: '%s' (choose from %s)",
                     mode, choices);
-    if (unix_path && (port || bind_address))
+    if (unix_path && (port || host))
         usage_error("argument --unix: not allowed with PORT or --bind");
-    bool address_given = port || bind_address || unix_path;
+    bool address_given = port || host || unix_path;
     if (port == NULL)
         port = "8000";
     size_t digits = strspn(port, "0123456789");
@@ -210,14 +212,16 @@ int main(int argc, char **argv)
 
     /* What the library parses: "unix:PATH", "HOST:PORT", "[IPV6]:PORT". By
      * default only this machine can connect. */
-    char address[256];
-    const char *host = bind_address ? bind_address : "127.0.0.1";
-    if (unix_path)
+    char address[300];
+    if (unix_path) {
         snprintf(address, sizeof address, "unix:%s", unix_path);
-    else if (strchr(host, ':') && host[0] != '[')
-        snprintf(address, sizeof address, "[%s]:%s", host, port);
-    else
-        snprintf(address, sizeof address, "%s:%s", host, port);
+    } else {
+        const char *bad = bind_address(
+            address, sizeof address, host ? host : "127.0.0.1", atoi(port),
+            udp ? SOCK_DGRAM : SOCK_STREAM, "--unix PATH");
+        if (bad)
+            usage_error("argument --bind: %s", bad);
+    }
 
     ss_config cfg;
     ss_config_init(&cfg);

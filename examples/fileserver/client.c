@@ -62,6 +62,15 @@ static int fail(const char *fmt, ...)
     return -1;
 }
 
+/* PORT: 1 to 65535, in decimal. (getaddrinfo would also take a service
+ * name, and answer anything else with an obscure resolver error.) */
+static bool valid_port(const char *text)
+{
+    size_t digits = strspn(text, "0123456789");
+    return digits > 0 && digits <= 5 && text[digits] == '\0' &&
+           atoi(text) >= 1 && atoi(text) <= 65535;
+}
+
 static int connect_to(conn *c, const char *host, const char *port,
                       double timeout)
 {
@@ -379,6 +388,13 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *host = argv[i], *port = argv[i + 1];
+    if (!valid_port(port)) {
+        fprintf(stderr,
+                "%s%s: error: argument PORT: invalid port: '%s' (1 to "
+                "65535)\n",
+                usage, program, port);
+        return 2;
+    }
     /* Check the whole command list before connecting. */
     for (int j = i + 2; j < argc; j++) {
         if (!strcmp(argv[j], "list"))

@@ -340,7 +340,8 @@ static int fs_handle(ss_request *req)
     if (rc == 1)
         rc = 0; /* QUIT */
     if (rc == 0)
-        log_line(req, "closed after %u commands", st->commands);
+        log_line(req, "closed after %u command%s", st->commands,
+                 st->commands == 1 ? "" : "s");
     else if (rc == -ECANCELED)
         log_line(req, "closed by the server's shutdown");
     /* Any other error goes on to the library's handle_error, which

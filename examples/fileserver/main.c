@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/bind_address.h"
+
 #define DEFAULT_MAX_SIZE ((off_t)100 * 1024 * 1024)
 #define DEFAULT_TIMEOUT 60.0
 
@@ -156,7 +158,7 @@ static int write_port_file(const char *path, int port)
 
 int main(int argc, char **argv)
 {
-    const char *mode = "fork", *directory = ".", *bind_address = "127.0.0.1",
+    const char *mode = "fork", *directory = ".", *host = "127.0.0.1",
                *port = NULL, *max_size = NULL, *timeout = NULL,
                *port_file = NULL;
     bool quiet = false;
@@ -169,7 +171,7 @@ int main(int argc, char **argv)
             quiet = true;
         } else if (option(argc, argv, &i, NULL, "--mode", &mode) ||
                    option(argc, argv, &i, "-d", "--directory", &directory) ||
-                   option(argc, argv, &i, "-b", "--bind", &bind_address) ||
+                   option(argc, argv, &i, "-b", "--bind", &host) ||
                    option(argc, argv, &i, NULL, "--max-size", &max_size) ||
                    option(argc, argv, &i, NULL, "--timeout", &timeout) ||
                    option(argc, argv, &i, NULL, "--port-file", &port_file)) {
@@ -201,6 +203,11 @@ int main(int argc, char **argv)
             port_number > 65535)
             usage_error("argument PORT: invalid port: '%s'", port);
     }
+    char address[300];
+    const char *bad = bind_address(address, sizeof address, host,
+                                   (int)port_number, SOCK_STREAM, NULL);
+    if (bad)
+        usage_error("argument --bind: %s", bad);
 
     fs_context ctx = {
         .max_size = max_size ? size_argument(max_size) : DEFAULT_MAX_SIZE,
@@ -226,15 +233,6 @@ int main(int argc, char **argv)
     cfg.allow_reuse_address = true; /* restart on the same port at once */
     cfg.user = &ctx;
 
-    char address[300];
-    if (bind_address[0] == '\0')
-        snprintf(address, sizeof address, ":%ld", port_number);
-    else if (strchr(bind_address, ':') && bind_address[0] != '[')
-        snprintf(address, sizeof address, "[%s]:%ld", bind_address,
-                 port_number);
-    else
-        snprintf(address, sizeof address, "%s:%ld", bind_address, port_number);
-
     ss_server *srv;
     int rc = ss_server_new(&srv, &ss_tcp, strategy, address, &handler, &cfg);
     if (rc < 0) {
@@ -247,8 +245,16 @@ int main(int argc, char **argv)
      * ss_server_free() then waits for the children, which stop reading
      * at once and get a few seconds to finish an answer. */
     rc = ss_shutdown_on_signals(srv);
-    if (rc == 0 && port_file != NULL)
+    bool reported = false;
+    if (rc == 0 && port_file != NULL) {
         rc = write_port_file(port_file, ss_server_port(srv));
+        if (rc < 0)
+            fprintf(stderr,
+                    "sockserv-fileserver: cannot write the port file %s: "
+                    "%s\n",
+                    port_file, ss_strerror(rc));
+        reported = rc < 0;
+    }
     if (rc == 0) {
         char bound[128];
         ss_server_address_string(srv, bound, sizeof bound);
@@ -258,7 +264,7 @@ int main(int argc, char **argv)
         fflush(stdout);
         rc = ss_serve_forever(srv, 0.5);
     }
-    if (rc < 0)
+    if (rc < 0 && !reported)
         fprintf(stderr, "sockserv-fileserver: %s\n", ss_strerror(rc));
     else if (!quiet)
         printf("\nShutting down.\n");

@@ -26,6 +26,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../common/bind_address.h"
+
 /* The largest request body accepted (POST /api/echo); larger → 413. */
 #define MAX_BODY_SIZE (64 * 1024)
 
@@ -246,9 +248,8 @@ static int serve_passed_socket(ss_server **srv, const ss_strategy *strategy,
 
 int main(int argc, char **argv)
 {
-    const char *bind_address = NULL, *directory = ".", *mode = "thread",
-               *port = NULL, *workers = NULL, *threads = NULL,
-               *port_file = NULL;
+    const char *host = NULL, *directory = ".", *mode = "thread", *port = NULL,
+               *workers = NULL, *threads = NULL, *port_file = NULL;
     const char *proxy = NULL, *trusted_proxy = NULL;
     bool quiet = false, reuseport = false;
 
@@ -263,7 +264,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--proxy-protocol") ||
                    !strncmp(argv[i], "--proxy-protocol=", 17)) {
             proxy = argv[i][16] == '=' ? argv[i] + 17 : "any"; /* optional */
-        } else if (option(argc, argv, &i, "-b", "--bind", &bind_address) ||
+        } else if (option(argc, argv, &i, "-b", "--bind", &host) ||
                    option(argc, argv, &i, "-d", "--directory", &directory) ||
                    option(argc, argv, &i, NULL, "--mode", &mode) ||
                    option(argc, argv, &i, NULL, "--workers", &workers) ||
@@ -289,9 +290,17 @@ int main(int argc, char **argv)
         mode = "fork";
     if (strategy == NULL)
         usage_error("argument --mode: invalid choice: '%s' (choose from "
-                    "thread, sync, fork, pool, prefork)",
+                    "thread, sync, fork, pool, prefork, coro)",
                     mode);
     int port_number = port ? count_argument("PORT", port, 0, 65535) : 8000;
+    /* Default: "[::]:PORT", which is dual-stack (cfg.ipv6_only is false),
+     * or all IPv4 interfaces where IPv6 is unavailable (below). */
+    char address[300];
+    const char *bad =
+        bind_address(address, sizeof address, host ? host : "::", port_number,
+                     SOCK_STREAM, NULL);
+    if (bad)
+        usage_error("argument --bind: %s", bad);
 
     ss_config cfg;
     ss_config_init(&cfg);
@@ -358,26 +367,15 @@ int main(int argc, char **argv)
     ss_handler_class handler = ss_http_handler;
     handler.class_data = &http;
 
-    /* Default: "[::]:PORT", which is dual-stack (cfg.ipv6_only is false),
-     * or all IPv4 interfaces where IPv6 is unavailable. */
-    char address[300];
-    const char *host = bind_address ? bind_address : "::";
-    if (host[0] == '\0')
-        snprintf(address, sizeof address, ":%d", port_number);
-    else if (strchr(host, ':') && host[0] != '[')
-        snprintf(address, sizeof address, "[%s]:%d", host, port_number);
-    else
-        snprintf(address, sizeof address, "%s:%d", host, port_number);
-
     ss_server *srv;
-    int activated = serve_passed_socket(&srv, strategy, &handler, &cfg,
-                                        port || bind_address);
+    int activated =
+        serve_passed_socket(&srv, strategy, &handler, &cfg, port || host);
     if (activated < 0)
         return 1;
     int rc = activated ? 0
                        : ss_server_new(&srv, &ss_tcp, strategy, address,
                                        &handler, &cfg);
-    if (rc < 0 && bind_address == NULL &&
+    if (rc < 0 && host == NULL &&
         (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL)) {
         snprintf(address, sizeof address, ":%d", port_number);
         rc = ss_server_new(&srv, &ss_tcp, strategy, address, &handler, &cfg);
@@ -392,13 +390,21 @@ int main(int argc, char **argv)
     }
     /* Ctrl-C and SIGTERM make ss_serve_forever() return. */
     rc = ss_shutdown_on_signals(srv);
-    if (rc == 0 && port_file && ss_server_port(srv) >= 0) /* not Unix */
+    bool reported = false;
+    if (rc == 0 && port_file && ss_server_port(srv) >= 0) { /* not Unix */
         rc = write_port_file(port_file, ss_server_port(srv));
+        if (rc < 0)
+            fprintf(stderr,
+                    "sockserv-httpd: cannot write the port file %s: "
+                    "%s\n",
+                    port_file, ss_strerror(rc));
+        reported = rc < 0;
+    }
     if (rc == 0) {
         print_serving(srv);
         rc = ss_serve_forever(srv, 0.5);
     }
-    if (rc < 0)
+    if (rc < 0 && !reported)
         fprintf(stderr, "sockserv-httpd: %s\n", ss_strerror(rc));
     else if (!quiet)
         printf("\nShutting down.\n");

@@ -80,9 +80,22 @@ static void on_signal(int sig)
     _exit(0);
 }
 
+/* PORT, the first argument: 0 to 65535 (0: any free port). atoi() would
+ * quietly turn "abc" into 0 and 70000 into 4464. */
+static int port_argument(const char *text)
+{
+    char *end;
+    long port = strtol(text, &end, 10);
+    if (!isdigit((unsigned char)text[0]) || *end != '\0' || port > 65535) {
+        fprintf(stderr, "invalid port '%s': give 0 to 65535\n", text);
+        exit(2); /* 2: a usage error, as Python's argparse exits */
+    }
+    return (int)port;
+}
+
 int main(int argc, char **argv)
 {
-    int port = argc > 1 ? atoi(argv[1]) : 8000;
+    int port = argc > 1 ? port_argument(argv[1]) : 8000;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line at a time, even to a pipe */

@@ -58,14 +58,16 @@ typedef struct http_request {
     char path[512];
     char version[16];
     char user_agent[128]; /* the one header we keep */
+    char line[128];       /* the request line as received, for the log */
     long content_length;  /* of the body after the head; 0 = none */
     int status;           /* of our answer, for the log; 0 = none sent */
 } http_request;
 
 /* ---- reading the request --------------------------------------------- */
 
-/* Copy a header's value, trimmed, with anything unprintable or special in
- * JSON (" and \) replaced by '?': it goes into the log and into JSON. */
+/* Copy a header's value (or the request line), trimmed, with anything
+ * unprintable or special in JSON (" and \) replaced by '?': it goes into
+ * the log and into JSON. */
 static void copy_value(char *dst, size_t size, const char *value)
 {
     value += strspn(value, " \t");
@@ -132,6 +134,8 @@ static int parse_request(ss_request *req, http_request *r)
     int status = 0;
     for (int lines = 0; lines < 100; lines++) {
         ssize_t n = ss_readline(req, line, sizeof line);
+        if (lines == 0 && (n > 0 || n == -EMSGSIZE)) /* even if malformed */
+            copy_value(r->line, sizeof r->line, line);
         if (n == -EMSGSIZE) { /* too long: the rest comes as the next line */
             status = 400;
             continue;
@@ -361,8 +365,7 @@ static int handle(ss_request *req)
     if (r->status != 0) { /* the access log: who, what, which answer */
         char who[64];
         ss_request_client_address_string(req, who, sizeof who);
-        printf("%s \"%s %s %s\" %d \"%s\"\n", who, r->method, r->path,
-               r->version, r->status, r->user_agent);
+        printf("%s \"%s\" %d \"%s\"\n", who, r->line, r->status, r->user_agent);
     }
     return rc; /* negative: a timeout or a broken connection, reported */
 }

@@ -20,7 +20,8 @@
  *         ss_http_send_header(h, "Content-Type", "text/plain");
  *         ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
  *         ss_http_end_headers(h);
- *         return ss_http_write(h, body, sizeof body - 1) < 0 ? -1 : 0;
+ *         ssize_t n = ss_http_write(h, body, sizeof body - 1);
+ *         return n < 0 ? (int)n : 0; // the error, for handle_error
  *     }
  *     static const ss_http_method methods[] = {{"GET", do_GET}, {NULL, NULL}};
  *     static const ss_http_config http = {.methods = methods};

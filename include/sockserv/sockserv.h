@@ -28,8 +28,10 @@
  *  - Errors are values: 0 or a count on success, a negative errno value on
  *    failure (-EADDRINUSE, -EINVAL, -ETIMEDOUT…). ss_strerror() names them.
  *  - Nothing here calls exit(), aborts on bad input, changes signal
- *    dispositions (except ss_shutdown_on_signals(), which you call) or prints,
- *    except the default handle_error and the optional log hook.
+ *    dispositions (except ss_shutdown_on_signals(), which you call, and
+ *    ss_coroutines' SIGSEGV stack-overflow reporter: see
+ *    ss_config.coro_overflow_report, default true) or prints, except the
+ *    default handle_error, the optional log hook and that reporter's line.
  *  - Times are in seconds as doubles, like Python; 0 means "no timeout".
  *  - Request functions (ss_read, ss_write…) are called from the handler that
  *    owns the request, on the thread running it; they are not thread-safe
