@@ -23,8 +23,8 @@
 
 #include <cmocka.h>
 
-typedef int (*run_fn)(const char *, const struct CMUnitTest *const, const size_t,
-                      CMFixtureFunction, CMFixtureFunction);
+typedef int (*run_fn)(const char *, const struct CMUnitTest *const,
+                      const size_t, CMFixtureFunction, CMFixtureFunction);
 
 static int skipped(const char *name, const char *patterns)
 {
@@ -55,8 +55,7 @@ int _cmocka_run_group_tests(const char *group_name,
     }
     const char *patterns = getenv("SOCKSERV_VALGRIND_SKIP");
     if (!patterns || !*patterns)
-        return real(group_name, tests, num_tests, group_setup,
-                    group_teardown);
+        return real(group_name, tests, num_tests, group_setup, group_teardown);
 
     struct CMUnitTest *kept = calloc(num_tests ? num_tests : 1, sizeof *kept);
     if (!kept)

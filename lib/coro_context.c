@@ -412,7 +412,8 @@ static void asan_after_switch(void *fake_stack)
 }
 #endif
 
-/* ---- TSan fibers ---------------------------------------------------------- */
+/* ---- TSan fibers ----------------------------------------------------------
+ */
 
 /* Each made context gets a fiber of its own (kept when the context is made
  * again); a thread's own context gets the thread's fiber on its first

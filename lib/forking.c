@@ -79,8 +79,8 @@ static int forking_process_request(ss_server *srv, ss_request *req)
      * before fork() so that the child's copy holds none. */
     ss__limit_ticket ticket = req->limit;
     req->limit = (ss__limit_ticket){0};
-    pid_t pid = ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1)
-                                                     : fork();
+    pid_t pid =
+        ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1) : fork();
     if (pid < 0) {
         int error = errno;
         req->limit = ticket; /* the loop drops the request: given back */

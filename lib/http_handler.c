@@ -327,7 +327,7 @@ static void conn_release_buffers(ss_http *h)
     spare_buffers *s = NULL;
     if (spare_key_ok && !pthread_getspecific(spare_key) &&
         h->cap == SS__HTTP_HEAD_MIN_CAPACITY && (s = malloc(sizeof *s))) {
-        *s = (spare_buffers){h->buf, h->cap, h->headers, h->header_capacity,
+        *s = (spare_buffers){h->buf,   h->cap, h->headers, h->header_capacity,
                              h->arena, h->out, h->out_cap};
         if (pthread_setspecific(spare_key, s) != 0) {
             free(s);

@@ -74,7 +74,7 @@ struct ss_server {
     pthread_t serving_thread;
 
     void *strategy_data;
-    struct ss__limits *limits; /* limits.c; NULL when there are none */
+    struct ss__limits *limits;   /* limits.c; NULL when there are none */
     ss__proxy_trust proxy_trust; /* config.proxy_trusted, parsed */
 };
 
@@ -200,8 +200,7 @@ typedef struct ss__accept_pause {
     int64_t until;    /* monotonic ns; 0: not paused */
     int64_t delay_ns; /* the current pause; 0: no episode */
 } ss__accept_pause;
-void ss__accept_pause_update(ss_server *srv, ss__accept_pause *pause,
-                             int rc);
+void ss__accept_pause_update(ss_server *srv, ss__accept_pause *pause, int rc);
 int ss__accept_pause_left_ms(ss__accept_pause *pause);
 
 /* limits.c (see ss__limit_ticket above) */

@@ -238,8 +238,8 @@ static int spawn_worker(ss_server *srv, prefork *pf, double poll_interval)
     if (slot < 0)
         return -EAGAIN; /* not reached: one slot is free per pending */
     fflush(NULL);
-    pid_t pid = ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1)
-                                                     : fork();
+    pid_t pid =
+        ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1) : fork();
     if (pid < 0)
         return -errno;
     if (pid == 0)

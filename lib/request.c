@@ -112,8 +112,8 @@ int ss__run_request(ss_server *srv, ss_request *req)
     /* A request cut short by shutdown is not an error worth a report, nor
      * is a peer that left before sending a byte of its header (a TCP
      * health check). */
-    bool cancelled = rc == -ECANCELED && (atomic_load(&srv->stopping) ||
-                                          refused);
+    bool cancelled =
+        rc == -ECANCELED && (atomic_load(&srv->stopping) || refused);
     bool left = refused && rc == SS_EOF;
     if (rc != 0 && !cancelled && !left)
         srv->kind.handle_error(srv, req, rc);

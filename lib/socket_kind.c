@@ -126,8 +126,7 @@ int ss__stream_get_request(ss_server *srv, ss_request *req)
                     &req->client_address_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
             req->fd = fd;
-            if (atomic_load_explicit(&srv->spare_fd, memory_order_relaxed) <
-                0)
+            if (atomic_load_explicit(&srv->spare_fd, memory_order_relaxed) < 0)
                 reserve_spare(srv); /* spent in an EMFILE episode */
             return 0;
         }

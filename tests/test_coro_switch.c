@@ -96,8 +96,7 @@ __asm__(".text\n"
         "    popq %rbp\n"
         "    ret\n"
         ".size regs_switch, .-regs_switch\n");
-#elif defined(__aarch64__) &&                                                  \
-    !(defined(SS_CORO_UCONTEXT) && SS_CORO_UCONTEXT)
+#elif defined(__aarch64__) && !(defined(SS_CORO_UCONTEXT) && SS_CORO_UCONTEXT)
 #define HAVE_REGS_SWITCH 1
 /* x19-x28, then d8-d15 */
 #define REGS 18

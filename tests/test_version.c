@@ -28,8 +28,8 @@
 #if SS_VERSION_AT_LEAST(SS_VERSION_MAJOR + 1, 0, 0)
 #error "SS_VERSION_AT_LEAST must be false for the next major version"
 #endif
-#if SS_VERSION_NUMBER != SS_VERSION_ENCODE(SS_VERSION_MAJOR,                \
-                                           SS_VERSION_MINOR, SS_VERSION_PATCH)
+#if SS_VERSION_NUMBER !=                                                       \
+    SS_VERSION_ENCODE(SS_VERSION_MAJOR, SS_VERSION_MINOR, SS_VERSION_PATCH)
 #error "SS_VERSION_NUMBER must encode the three parts"
 #endif
 

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* Python: class EchoHandler(BaseRequestHandler): def handle(self): ... */
 /* The --bind check, the same as examples/common/bind_address.h (which the
  * other example servers include): written out here so that echo.c stays
@@ -34,9 +33,9 @@
  * else why it is not (valid until the next call). socket_type is
  * SOCK_STREAM or SOCK_DGRAM; unix_option names the program's option for
  * Unix sockets, or is NULL when it has none. */
-static const char *bind_address(char *address, size_t size,
-                                       const char *host, int port,
-                                       int socket_type, const char *unix_option)
+static const char *bind_address(char *address, size_t size, const char *host,
+                                int port, int socket_type,
+                                const char *unix_option)
 {
     static char why[400];
     char inner[INET6_ADDRSTRLEN];

@@ -142,13 +142,13 @@ static void check_truncation(const struct sockaddr *addr, socklen_t len,
                              const char *full, int full_len)
 {
     char buf[320];
-    size_t sizes[] = {0, 1, 2, (size_t)full_len / 2, (size_t)full_len,
-                      (size_t)full_len + 1};
+    size_t sizes[] = {
+        0, 1, 2, (size_t)full_len / 2, (size_t)full_len, (size_t)full_len + 1};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t size = sizes[i];
         memset(buf, 0x5A, sizeof buf);
         int n = ss_address_format(addr, len, buf, size);
-        size_t expect = size == 0 ? 0
+        size_t expect = size == 0                     ? 0
                         : (size_t)full_len < size - 1 ? (size_t)full_len
                                                       : size - 1;
         CHECK(n >= 0 && (size_t)n == expect);

@@ -112,8 +112,7 @@ static int v1_line(const ss__proxy_header *h, char *line, size_t size)
         sport = ntohs(s->sin_port);
         dport = ntohs(d->sin_port);
     } else {
-        const struct sockaddr_in6 *s =
-            (const struct sockaddr_in6 *)&h->source;
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&h->source;
         const struct sockaddr_in6 *d =
             (const struct sockaddr_in6 *)&h->destination;
         CHECK(inet_ntop(AF_INET6, &s->sin6_addr, src, sizeof src));
@@ -246,13 +245,12 @@ static void check_header(const uint8_t *buf, size_t len, int versions,
             check_prefix(buf, k, versions, rc, &h, &first_refused);
     } else {
         /* Increasing, as above (len > PREFIX_ALL, so len / 2 > 108). */
-        size_t picks[] = {0,   1,   12,      13,      15,  16, 17,
-                          105, 106, 107,     108,     len / 2, len - 1, len};
+        size_t picks[] = {0,   1,   12,  13,  15,      16,      17,
+                          105, 106, 107, 108, len / 2, len - 1, len};
         for (size_t i = 0; i < sizeof picks / sizeof picks[0]; i++)
             check_prefix(buf, picks[i], versions, rc, &h, &first_refused);
         if (rc > 0) {
-            check_prefix(buf, (size_t)rc - 1, versions, rc, &h,
-                         &first_refused);
+            check_prefix(buf, (size_t)rc - 1, versions, rc, &h, &first_refused);
             check_prefix(buf, (size_t)rc, versions, rc, &h, &first_refused);
         }
     }
@@ -321,8 +319,8 @@ static void check_trust(const char *text)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* Headers longer than any the parser accepts add nothing. */
-    size_t len = size < SS__PROXY_MAX_HEADER + 64 ? size
-                                                  : SS__PROXY_MAX_HEADER + 64;
+    size_t len =
+        size < SS__PROXY_MAX_HEADER + 64 ? size : SS__PROXY_MAX_HEADER + 64;
     arena_size = len;
     arena = malloc(len ? len : 1);
     CHECK(arena);

@@ -5,7 +5,8 @@
  * seed corpus and every input that once crashed run under ctest with any
  * compiler, libFuzzer or not.
  *
- *   fuzz_address_replay tests/fuzz/corpus/address tests/fuzz/regressions/address
+ *   fuzz_address_replay tests/fuzz/corpus/address
+ * tests/fuzz/regressions/address
  *
  * A target reports a broken property by aborting, so a bad input ends the
  * run with SIGABRT and the name of the file on stderr. Options starting
@@ -113,7 +114,6 @@ int main(int argc, char **argv)
         }
         free(names);
     }
-    printf("%s: replayed %d inputs, %d unreadable\n", argv[0], files,
-           failures);
+    printf("%s: replayed %d inputs, %d unreadable\n", argv[0], files, failures);
     return failures ? 1 : 0;
 }
