@@ -67,6 +67,12 @@ int ss__fd_ready_now(int fd, short events)
 
 static int sliced_wait(ss_request *req, int fd, short events, int64_t deadline)
 {
+    /* A class that reports new data may do it edge-triggered: after a
+     * recv() that filled the buffer, more may be waiting already that no
+     * edge will announce. Only the socket itself can say. */
+    if (req->io->reports_new_data && !req->input_drained &&
+        ss__fd_ready_now(req->fd, POLLIN))
+        return SS_READY_INPUT | ss__fd_ready_now(fd, events);
     for (;;) {
         int ready = ss__fd_ready_now(fd, events);
         if (ready)
@@ -102,14 +108,6 @@ int ss_wait_input_or_fd(ss_request *req, int fd, short events, double timeout)
      * socket. fd is looked at too, so a client that keeps the buffer full
      * cannot hide fd from a handler that serves both. */
     if (req->rpos < req->rlen || req->eof)
-        return SS_READY_INPUT | ss__fd_ready_now(fd, events);
-    /* An io class that reports new data may do it edge-triggered (the
-     * coroutines' does): it hears of input only when more arrives. After
-     * a recv() that filled the buffer, more may be waiting already, which
-     * no edge will announce (and a client whose window is full sends
-     * nothing more): ask the socket. Level-triggered, this is redundant. */
-    if (req->io->reports_new_data && !req->input_drained &&
-        ss__fd_ready_now(req->fd, POLLIN))
         return SS_READY_INPUT | ss__fd_ready_now(fd, events);
     int64_t deadline = ss__deadline_after(timeout);
     int rc = req->io->wait_input_or_fd

@@ -320,6 +320,12 @@ static int coro_wait_input_or_fd(ss_request *req, int fd, short events,
     c->cancellable = !req->in_grace;
     if (s->stopping && c->cancellable)
         return -ECANCELED;
+    /* Edge-triggered, the socket announces input only when more arrives.
+     * After a recv() that filled the read buffer more may be waiting
+     * already, which no edge will announce (and a client whose window is
+     * full sends nothing more): ask the socket. */
+    if (!req->input_drained && ss__fd_ready_now(req->fd, POLLIN))
+        return SS_READY_INPUT | ss__fd_ready_now(fd, events);
     int rc = prepare_socket_wait(s, c, req->fd, POLLIN);
     if (rc < 0)
         return rc;

@@ -143,6 +143,8 @@ int ss__handler_resolve(const ss_handler_class *cls, ss__handler *out);
 int ss__socket_open(ss_server *srv);
 int ss__server_bind_socket(ss_server *srv);
 int ss__stream_server_activate(ss_server *srv);
+/* The descriptor kept free for shedding connections at EMFILE. */
+void ss__reserve_spare_fd(ss_server *srv);
 int ss__datagram_server_activate(ss_server *srv);
 int ss__stream_get_request(ss_server *srv, ss_request *req);
 int ss__datagram_get_request(ss_server *srv, ss_request *req);

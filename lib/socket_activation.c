@@ -121,8 +121,7 @@ int ss_server_new_fd(ss_server **out, const ss_server_class *kind,
          * (calling listen() again would replace it with ours), and only
          * reserve the spare descriptor that server_activate would. */
         srv->activated = true;
-        if (srv->spare_fd < 0)
-            srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ss__reserve_spare_fd(srv);
     } else {
         /* listen() for a stream socket that was only bound; nothing by
          * default for datagrams — and a user's override runs either way. */

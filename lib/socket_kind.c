@@ -65,8 +65,7 @@ int ss__stream_server_activate(ss_server *srv)
 {
     if (listen(srv->fd, srv->config.request_queue_size) < 0)
         return -errno;
-    if (srv->spare_fd < 0)
-        srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ss__reserve_spare_fd(srv);
     return 0;
 }
 
@@ -79,10 +78,13 @@ int ss__datagram_server_activate(ss_server *srv)
 /* Most connections closed in one go while out of descriptors. */
 #define SHED_BATCH 64
 
-/* Take the spare descriptor back after it was spent: the first accept
+/* Hold the spare descriptor (see shed_waiting_connections below): when a stream
+ * server starts listening, and again after it was spent — the first accept
  * that works again (descriptors freed up) is the moment to. */
-static void reserve_spare(ss_server *srv)
+void ss__reserve_spare_fd(ss_server *srv)
 {
+    if (atomic_load(&srv->spare_fd) >= 0)
+        return;
     int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
@@ -114,7 +116,7 @@ static void shed_waiting_connections(ss_server *srv)
             break;
         close(fd);
     }
-    reserve_spare(srv);
+    ss__reserve_spare_fd(srv);
 }
 
 int ss__stream_get_request(ss_server *srv, ss_request *req)
@@ -127,7 +129,7 @@ int ss__stream_get_request(ss_server *srv, ss_request *req)
         if (fd >= 0) {
             req->fd = fd;
             if (atomic_load_explicit(&srv->spare_fd, memory_order_relaxed) < 0)
-                reserve_spare(srv); /* spent in an EMFILE episode */
+                ss__reserve_spare_fd(srv); /* spent in an EMFILE episode */
             return 0;
         }
         switch (errno) {
