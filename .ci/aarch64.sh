@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The coroutine tests on aarch64, cross-compiled and run under qemu-user:
-# the hand-written switch in lib/coro_switch_aarch64.S is otherwise never
+# the hand-written switch in lib/coroutines/coro_switch_aarch64.S is otherwise never
 # executed on an x86-64 machine.
 #
 #   bash .ci/aarch64.sh          (from anywhere inside the checkout; root
@@ -79,7 +79,7 @@ installed=$SECONDS
 #    that default to it build. qemu's default CPU ("max") has pointer
 #    authentication, so every return address signed in one context and
 #    authenticated after switches is checked for real; and the library's
-#    objects together must still be BTI-ready (lib/coro_switch_aarch64.S
+#    objects together must still be BTI-ready (lib/coroutines/coro_switch_aarch64.S
 #    carries the GNU property note). The test programs themselves cannot
 #    be BTI-enforced here: Debian's crt1.o has no BTI landing pads.
 toolchain=$PWD/cmake/toolchain-aarch64-linux-gnu.cmake
@@ -113,8 +113,9 @@ run_pass() { # NAME DIR [EXTRA CFLAGS]
     case " $flags " in
     *" -mbranch-protection="*)
         # What the linker makes of all the library's objects together.
-        aarch64-linux-gnu-ld -r -o "$dir/sockserv-objects.o" \
-            "$dir"/lib/CMakeFiles/sockserv_objects.dir/*.o
+        # (one folder per axis below sockserv_objects.dir/)
+        find "$dir/lib/CMakeFiles/sockserv_objects.dir" -name '*.o' -print0 |
+            xargs -0 aarch64-linux-gnu-ld -r -o "$dir/sockserv-objects.o"
         aarch64-linux-gnu-readelf -n "$dir/sockserv-objects.o" |
             grep 'AArch64 feature: BTI' || {
             echo ".ci/aarch64.sh: the library's objects are not BTI-ready" >&2

@@ -24,7 +24,7 @@
 # assembly one and the ucontext fallback), test_coro_switch,
 # test_coroutines and test_wait_input_or_fd. Their schedulers, the
 # ss_run_blocking helpers and the tests' own threads meet in shared
-# state. lib/coro_context.c tells TSan about every switch (its fiber API:
+# state. lib/coroutines/coro_context.c tells TSan about every switch (its fiber API:
 # each coroutine is a TSan fiber, and a switch orders what came before
 # it), so TSan keeps one shadow call stack per coroutine and checks what
 # happens between threads; coroutines of one scheduler never run at once.

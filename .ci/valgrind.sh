@@ -30,7 +30,7 @@
 # therefore shows only as its exit status, 99, which the tests that wait
 # for their children see.
 #
-# Coroutine stacks are registered with Valgrind (lib/coro_context.c,
+# Coroutine stacks are registered with Valgrind (lib/coroutines/coro_context.c,
 # VALGRIND_STACK_REGISTER, when <valgrind/valgrind.h> is there at build
 # time), so memcheck follows the switches. .ci/valgrind.supp holds the
 # suppressions, each with its reason; .ci/valgrind-skip.c lets SKIP below
@@ -113,8 +113,8 @@ cmake -S . -B "$build" \
     -DSOCKSERV_BUILD_EXAMPLES=ON \
     -DSOCKSERV_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j"$jobs" >/dev/null
-grep -q 'CORO_VALGRIND' lib/coro_context.c ||
-    echo "note: lib/coro_context.c no longer registers stacks with Valgrind"
+grep -q 'CORO_VALGRIND' lib/coroutines/coro_context.c ||
+    echo "note: lib/coroutines/coro_context.c no longer registers stacks with Valgrind"
 # shellcheck disable=SC2046 # pkg-config's words are meant to split
 cc -shared -fPIC -O1 -o "$build/valgrind-skip.so" .ci/valgrind-skip.c \
     $(pkg-config --cflags cmocka) -ldl
