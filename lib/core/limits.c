@@ -1,35 +1,9 @@
 /*
- * limits.c — max_connections and max_connections_per_client: how many
- * requests a server runs at once, in all and per client address.
- *
- * A request admitted under the limits holds a ticket (ss__limit_ticket in
- * its struct): one place under max_connections, and one under its
- * client's max_connections_per_client. The ticket is given back when the
- * request is freed — on whatever thread that happens — or, under
- * ss_forking, where the request ends in a child process, when the parent
- * reaps that child (children.c). So "running" means the same everywhere:
- * accepted and not yet finished.
- *
- * The global place is reserved *before* accept (ss__limits_reserve): the
- * serve loops stop polling the listening socket while the server is full,
- * so further connections wait in the kernel's listen backlog, and with
- * several accepting threads (coroutine schedulers) a reservation keeps
- * them from overshooting together. Giving back the place that makes room
- * again writes the server's wake eventfd, which every loop polls, so a
- * loop that stopped accepting starts again at once.
- *
- * The per-client count needs the address, so it is checked after accept:
- * a client at its maximum has its new connection closed at once, reported
- * to handle_error with -EUSERS. Clients are IP addresses (the port is not
- * part of it; IPv4 counts the same whether it arrives as AF_INET or as an
- * IPv4-mapped IPv6 address on a dual-stack socket). Unix sockets have no
- * address to tell peers apart, so the per-client limit does not apply to
- * them. The counts live in a small chained hash table, keyed with a
- * per-server random seed so that a client choosing its IPv6 addresses
- * cannot aim them all at one chain.
- *
- * Nothing is allocated and every call returns at once when both limits
- * are 0 (srv->limits is NULL).
+ * limits.c — max_connections and max_connections_per_client: the place a
+ * request holds from accept until it is freed (or its forked child
+ * reaped), the per-client hash table, and waking the loops when there is
+ * room again. How it works: docs/reliability-resources.md
+ * ("Connection limits").
  */
 #include <errno.h>
 #include <netinet/in.h>

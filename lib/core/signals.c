@@ -1,23 +1,10 @@
 /*
- * signals.c — the opt-in helper that turns SIGINT and SIGTERM into
- * ss_shutdown() for the servers that asked.
- *
- * Signal dispositions belong to the whole process, so this is the one
- * place the library keeps process-wide state, and only after the program
- * calls ss_shutdown_on_signals(). The handler reads a table of atomic
- * pointers and calls the async-signal-safe ss_shutdown(). When the last
- * registered server is freed, the program's previous dispositions are put
- * back, so Ctrl-C works as before once no server is listening for it.
- *
- * Known limit: a signal that arrives while another thread runs
- * ss_server_free() may still read that server's pointer just before it is
- * removed. Stop the signals first (or free servers only at exit).
- *
- * After fork(): a forking child gets the program's own dispositions back
- * (ss__signals_reset_in_child), so Ctrl-C ends it as it ends a Python
- * ForkingMixIn child; a prefork worker keeps the handler, whose table now
- * points at the worker's own copy of the server: SIGTERM to one worker
- * stops that worker gracefully.
+ * signals.c — ss_shutdown_on_signals(): the opt-in handler that turns
+ * SIGINT and SIGTERM into ss_shutdown() for the registered servers, the
+ * one piece of process-wide state in the library; the previous
+ * dispositions come back when the last server is freed, and in forked
+ * request children. Behaviour and its one limit: docs/architecture.md
+ * ("Signals").
  */
 #include <errno.h>
 #include <pthread.h>

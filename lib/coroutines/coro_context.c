@@ -1,53 +1,9 @@
 /*
- * coro_context.c — stacks and context switches for the coroutine strategy
- * (the contract is in coro_context.h).
- *
- * Switching. On x86-64 and aarch64 the switch is a few lines of assembly
- * (coro_switch_*.S): push the callee-saved registers, swap stack pointers,
- * pop. This file builds the first frame of a new context so that the
- * assembly "returns" into ss__coro_trampoline, which calls
- * ss__coro_start(entry, arg) on a 16-byte aligned stack. Elsewhere, or when
- * built with SS_CORO_UCONTEXT=1 (CMake option SOCKSERV_CORO_UCONTEXT), the
- * same contract is met with makecontext/swapcontext, which also saves the
- * signal mask and so costs a system call per switch.
- *
- * Stacks. mmap'ed with MAP_NORESERVE (untouched pages cost nothing) and a
- * PROT_NONE guard page below the usable part, so an overflow faults at
- * once. Each stack is two kernel mappings (guard + usable), so
- * vm.max_map_count (65530 by default) caps live stacks near 32,000 per
- * process; past that mmap/mprotect fail and ss__stack_alloc returns
- * -ENOMEM. Freed stacks go back to a per-scheduler cache, LIFO, so the one
- * freed last (still warm in cache and TLB) is handed out first.
- *
- * Overflow reports. A guard-page fault is a plain SIGSEGV. The library
- * installs no signal handler on its own (no process-wide side effects);
- * the coroutine strategy may call ss__coro_install_overflow_reporter(),
- * whose handler recognises a fault in the guard page of the coroutine
- * running on the faulting thread, writes one line naming the cause and
- * dies by SIGSEGV as before. Faults it does not recognise go to the
- * handler that was installed before it. No registry of guard pages is
- * needed: a coroutine can only overflow the stack it is running on, and
- * each thread records that stack (bottom and size) in two thread-local
- * words at every switch, which the handler — running on the same thread —
- * reads without locks.
- *
- * Sanitizers. Under ASan each switch is bracketed by
- * __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber so ASan
- * knows which stack is current (otherwise it reports false stack
- * overflows and use-after-scope). A thread's own context has no stack
- * bounds until ASan first reports them, when something switches away from
- * it; they are stored in that context then. New stacks are unpoisoned,
- * because a coroutine that switched away for good leaves its frames'
- * redzones poisoned. Under TSan each made context is a TSan fiber and
- * every switch calls __tsan_switch_to_fiber first (a thread's own context
- * takes the thread's fiber on its first switch away); otherwise TSan sees
- * one thread whose stack pointer jumps around, mixes up the shadow call
- * stacks of the coroutines and misreports or crashes. The switches
- * synchronise (no __tsan_switch_to_fiber_no_sync): coroutines of one
- * scheduler hand its state to each other at every switch, and never run
- * at once, so TSan's reports stay about real cross-thread races. Under
- * Valgrind every stack is registered, so memcheck does not take a switch
- * for a huge stack-pointer jump.
+ * coro_context.c — coroutine stacks (mmap with a guard page, a
+ * per-scheduler cache, the overflow reporter) and contexts (the first
+ * frame for the assembly switch, or ucontext), with ASan, TSan and
+ * Valgrind annotations. The contract is in coro_context.h; the design is
+ * in docs/architecture.md ("Coroutines: stacks and context switches").
  */
 #include "coro_context.h"
 

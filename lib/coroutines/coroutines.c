@@ -1,29 +1,9 @@
 /*
- * coroutines.c — ss_coroutines: each request runs as a coroutine on an
- * epoll scheduler (gevent's idea without the monkey patching).
- *
- * The seam: a request's io class decides how ss_read & co. wait when the
- * socket says EAGAIN. Here that wait (coro_wait) arms the descriptor in
- * epoll (one-shot), puts the deadline in a timer heap, and switches back to
- * the scheduler; the scheduler switches to the coroutine again when epoll or
- * the timer says so. The handler cannot tell: it called ss_read and got
- * bytes, exactly as under ss_sync.
- *
- * One scheduler per thread (coro_threads of them). Each has its own epoll
- * set and adds the server's socket with EPOLLEXCLUSIVE, so the kernel wakes
- * one scheduler per connection instead of all; the one that accepts a
- * request runs it to the end — coroutines never move between threads, so
- * nothing in here needs a lock.
- *
- * Shutdown: every scheduler also watches the server's wake eventfd. When it
- * fires, the scheduler stops accepting, resumes every coroutine waiting for
- * input with -ECANCELED (the same policy as ss_blocking_io, see
- * config.shutdown_grace), and keeps running until its last coroutine has
- * finished.
- *
- * Datagram servers share one socket among all their requests; a reply that
- * meets a full socket buffer retries on a 1 ms timer instead of arming the
- * shared socket, which the scheduler itself watches.
+ * coroutines.c — ss_coroutines: each request is a coroutine on one of
+ * coro_threads epoll schedulers that share the listening socket; a wait
+ * parks the coroutine until epoll or the timer heap wakes it, and a
+ * shutdown resumes waiting coroutines with -ECANCELED. Design:
+ * docs/strategies.md (ss_coroutines) and docs/architecture.md.
  */
 #include <errno.h>
 #include <poll.h>

@@ -1,26 +1,9 @@
 /*
  * http_handler.c — ss_http_handler, Python's BaseHTTPRequestHandler: the
- * per-connection loop that reads a request head, dispatches it to the
- * method callback, finishes the exchange and goes round again while the
- * connection may be kept alive.
- *
- * The head is read into one buffer per connection and parsed again from
- * its start when newly read bytes may change the answer — they hold a
- * '\n', or the buffer reached a length where a limit could be passed (the
- * parser is stateless; a head usually arrives in one read, and re-parsing
- * after every read would be quadratic for one dribbled a byte at a time).
- * Bytes read past the head stay in the buffer: they are the body, or the
- * next pipelined request.
- *
- * Deadlines: before a request's first byte the connection may idle for
- * idle_timeout; from that byte the whole head must arrive within
- * header_timeout (the remaining time is set before every read, so dribbling
- * a byte at a time does not extend it); callbacks then read with
- * io_timeout per call and write with io_timeout as the longest wait without
- * progress; draining an unread body gets header_timeout in all. A client
- * that goes away or is too slow is dropped
- * quietly (408 if part of a head had arrived); only a callback's own failure
- * reaches handle_error.
+ * per-connection loop that reads a head, dispatches it to a method
+ * callback, finishes the exchange and repeats while the connection stays
+ * alive, under the idle, header and I/O deadlines. Guide:
+ * docs/http-handler.md ("What the handler does for you").
  */
 #include <errno.h>
 #include <pthread.h>

@@ -1,28 +1,8 @@
 /*
- * http_parser.c — the HTTP/1.1 request parser, the field helpers that decide
- * body framing, and the chunked body decoder (include/sockserv/http_parser.h).
- *
- * The request parser is one forward pass over the buffer, in the spirit of
- * picohttpparser: no allocation, no state kept between calls, results are
- * slices of the caller's buffer. The caller parses again from the start when
- * more bytes arrive; the header section is bounded (64 KiB by default), so
- * that costs little, and it keeps the parser free of resumable state, which
- * is where incremental parsers grow their bugs.
- *
- * Each line is scanned inside a "window": the bytes available, cut at the
- * line's limit. Running off the end of the window means "incomplete" if the
- * data ran out, or "too long" if the limit did — so a client that never
- * sends a newline is refused as soon as it passes the limit, without the
- * caller ever buffering more than the limit. Bytes are checked as they are
- * scanned, so garbage (a TLS handshake sent to the HTTP port) is refused at
- * its first byte rather than after 64 KiB.
- *
- * Character classes come from one 256-entry table: the hot loops are a
- * load, a mask and a branch per byte, no function calls.
- *
- * The chunked decoder does keep state (a chunk may span any number of
- * reads), in a small struct the caller owns, and works a byte at a time
- * through the short size lines and with memmove() through the data.
+ * http_parser.c — the HTTP/1.1 request parser (one stateless, allocation-
+ * free pass over the caller's buffer, limits enforced before a line ends),
+ * the field helpers that decide body framing, and the chunked body decoder
+ * (include/sockserv/http_parser.h). Guide: docs/http-parser.md.
  */
 #include <limits.h>
 #include <string.h>

@@ -1,23 +1,9 @@
 /*
- * socket_activation.c — serving on a socket somebody else opened: a
- * descriptor the program already has (ss_server_new_fd), and the
- * descriptors a service manager passes with the LISTEN_FDS protocol
- * (ss_listen_fds, ss_listen_fds_with_names).
- *
- * The protocol, as systemd defines it (sd_listen_fds(3)) and as other
- * service managers copy it: the manager binds the sockets itself, starts
- * the daemon with them as descriptors 3, 4, … and says so in three
- * environment variables. LISTEN_FDS is how many there are; LISTEN_PID is
- * the process they are meant for — variables inherited by some other
- * process (a child that kept the environment) are not an invitation to
- * serve; LISTEN_FDNAMES, optional, names them, separated by colons. This
- * file reads them with its own code: no libsystemd.
- *
- * Adopting a socket checks that it fits the server kind before the server
- * takes it: a TCP server given a datagram socket or a pipe would otherwise
- * fail later, at the first accept, far from the mistake. Until the server
- * exists the descriptor is the caller's — every refusal leaves it open and
- * unchanged, so a program can try another kind or report and exit.
+ * socket_activation.c — serving on a socket opened elsewhere:
+ * ss_server_new_fd() (checks that the descriptor fits the server kind, and
+ * leaves it untouched on refusal) and systemd's LISTEN_FDS protocol
+ * (ss_listen_fds, ss_listen_fds_with_names), read without libsystemd.
+ * Guide: docs/deployment.md ("Socket activation").
  */
 #include <errno.h>
 #include <fcntl.h>

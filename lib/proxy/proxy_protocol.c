@@ -1,31 +1,10 @@
 /*
- * proxy_protocol.c — parsing HAProxy's PROXY protocol header (version 1,
- * text, and version 2, binary) and the list of proxies trusted to send it.
- *
- * A load balancer that relays TCP (HAProxy, nginx's stream module, cloud
- * load balancers) connects to us itself, so the socket's peer is the
- * proxy. With the PROXY protocol it first sends one header naming the
- * real client; the server reads it before the handler runs and reports
- * that client as the request's client address.
- *
- *   v1: "PROXY TCP4 192.0.2.1 198.51.100.1 51000 80\r\n"   (≤ 107 bytes)
- *       "PROXY TCP6 <src> <dst> <sport> <dport>\r\n"
- *       "PROXY UNKNOWN[ anything]\r\n"
- *   v2: 12-byte signature, version/command, family/transport, a 16-bit
- *       length, the addresses (12, 36 or 216 bytes), then TLVs.
- *
- * Everything here is strict, because the header decides what address the
- * server believes: single spaces, addresses in inet_pton's forms, ports
- * without signs or leading zeros, CRLF and nothing else as the end of a
- * v1 line, v2 version 2 with command LOCAL or PROXY only, known families
- * and transports, an address block as long as its family needs and TLVs
- * that exactly fill the rest. TLVs are checked for framing and otherwise
- * skipped (no CRC32c check, no SSL details). A v2 LOCAL header — the
- * proxy's own health check — keeps the connection's real endpoints, as
- * the specification says.
- *
- * Pure functions only: the caller passes what it has received, and the
- * answer is "header of N bytes", "need more" or -EPROTO.
+ * proxy_protocol.c — HAProxy's PROXY protocol header (v1 text, v2 binary)
+ * and the list of proxies trusted to send it, as pure functions: given the
+ * bytes received, the answer is "header of N bytes", "need more" or
+ * -EPROTO. Strict on purpose, since the header decides which client
+ * address the server believes. Guide: docs/deployment.md
+ * ("Behind a load balancer").
  */
 #include <arpa/inet.h>
 #include <errno.h>

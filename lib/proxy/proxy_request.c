@@ -1,25 +1,9 @@
 /*
- * proxy_request.c — the PROXY protocol on a connection: checking the
- * config when a server is made, and reading one header at the start of
- * each connection (ss_config.proxy_protocol).
- *
- * Where the header is read: in ss__run_request(), before finish_request —
- * that is, in whatever runs the request (the serving thread under sync, a
- * thread, a pool worker, a forked child, a prefork worker, a coroutine),
- * through the request's own io class. So a slow proxy parks a coroutine
- * instead of stalling its scheduler, and no strategy needs to know about
- * the header. verify_request runs earlier, in the serve loop, before any
- * byte is read: it sees the connecting peer, i.e. the proxy, which is what
- * a check of "who may connect" wants anyway.
- *
- * How: the bytes go into the request's read buffer (at least
- * SS__PROXY_MAX_HEADER bytes when the feature is on, see request.c), and
- * the parser looks at what has arrived after every recv(). Whatever the
- * same recv() brought after the header stays in the buffer, so the
- * handler's first ss_read() gets it: nothing is lost and nothing is read
- * twice. One deadline (proxy_protocol_timeout) covers the whole header,
- * however it is split, so a client that sends nothing, or a byte a
- * second, cannot hold a worker.
+ * proxy_request.c — ss_config.proxy_protocol on a connection: checking the
+ * settings when a server is made, and reading one header into the
+ * request's read buffer before finish_request, in whatever runs the
+ * request and through its own I/O, under one deadline. Guide:
+ * docs/deployment.md ("Behind a load balancer").
  */
 #include <errno.h>
 #include <math.h>

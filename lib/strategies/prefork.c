@@ -1,49 +1,10 @@
 /*
- * prefork.c — ss_prefork: a supervisor process forks `workers` processes
- * that each run the serve loop on the shared listening socket (Apache
- * prefork, gunicorn). Each worker runs its requests with worker_strategy
- * (sync, threading or the thread pool).
- *
- * Why one shared socket by default rather than an SO_REUSEPORT socket per
- * worker (docs/performance.md measured both, side by side): on TCP the
- * two were equally fast within the noise, but the kernel hashes each
- * connection onto one socket of a REUSEPORT group whatever its worker is
- * doing, so a sync worker held by one idle client strands every
- * connection hashed to it (the run's connect-per-request clients all got
- * stuck), while on a shared socket the idle workers take them. The cost
- * of sharing is that every waiting worker wakes for each connection (or
- * datagram) and the losers' accept() just says EAGAIN (the socket is
- * non-blocking): cheap for TCP with a handful of workers, measurable for
- * UDP with more workers than CPUs. A shared socket works for Unix
- * sockets too.
- *
- * config.prefork_reuseport chooses the other way, for IP kinds. Each
- * worker *slot* has a socket: slot 0 the server's own, the others opened
- * by the supervisor when serving starts (through the kind's server_bind
- * and server_activate, so a subclass's options apply to each). The
- * supervisor holds every slot's socket until serving ends and a worker
- * closes all but its own. That is what makes it safe: a socket that left
- * the group would reset the connections queued on it and reshuffle the
- * hash, but a slot's socket outlives its worker, so connections hashed to
- * a dead worker wait in its queue until the replacement, which inherits
- * the same socket, accepts them. (Workers opening their own sockets would
- * lose them — Linux migrates them only with net.ipv4.tcp_migrate_req.)
- * No socket of the group is left without a worker: the server's own
- * socket is slot 0, not a bystander that would get its share of
- * connections and never accept them.
- *
- * Stopping: the supervisor holds the write end of a pipe whose read end
- * every worker polls (parent_fd in the serve loop). ss_shutdown() on the
- * supervisor writes a byte to it: every worker sees it at once, finishes
- * its requests, and exits; after graceful_timeout stragglers are killed.
- * The supervisor's shutdown also reaches requests waiting inside the
- * workers, through the inherited cancel descriptor (see request_io.c).
- * If the supervisor is killed outright (SIGKILL), each worker gets SIGTERM
- * (PR_SET_PDEATHSIG), so no worker outlives it.
- *
- * A worker that exits while the supervisor is running is replaced; one
- * that dies within a second of starting is replaced only after a second,
- * so a worker that cannot start does not become a fork storm.
+ * prefork.c — ss_prefork: a supervisor process keeps `workers` worker
+ * processes, each running the serve loop with its worker_strategy, on one
+ * shared listening socket or (prefork_reuseport) one SO_REUSEPORT socket
+ * per worker slot. Stops workers through a pipe; replaces those that exit.
+ * Design and the shared-vs-reuseport measurements: docs/strategies.md
+ * (ss_prefork) and docs/performance.md.
  */
 #include <errno.h>
 #include <fcntl.h>
