@@ -108,14 +108,6 @@ static bool sem_wait_seconds(sem_t *sem, double seconds)
     return rc == 0;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000,
-                          .tv_nsec = (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 /* A server of the given stream kind on a fresh loopback port or Unix path,
  * with the shared ctx as config.user. */
 static void start_server(test_server *t, const ss_server_class *kind,
@@ -236,9 +228,9 @@ readline_joins_lines_split_across_packets(const ss_server_class *kind)
      * across reads and one read holds the end of one line and the start of
      * the next. */
     test_send_all(fd, "hel", 3);
-    sleep_ms(20);
+    test_sleep_ms(20);
     test_send_all(fd, "lo\nwor", 6);
-    sleep_ms(20);
+    test_sleep_ms(20);
     test_send_all(fd, "ld\n", 3);
     shutdown(fd, SHUT_WR);
     expect_eof(fd);
@@ -321,7 +313,7 @@ readline_too_long_line_is_read_in_pieces(const ss_server_class *kind)
     start_server(&t, kind, &readline_long_line_handler);
     int fd = connect_client(&t);
     test_send_all(fd, "0123456789", 10);
-    sleep_ms(20);
+    test_sleep_ms(20);
     test_send_all(fd, "ABCDEFGHI\n", 10);
     shutdown(fd, SHUT_WR);
     expect_eof(fd);
@@ -383,7 +375,7 @@ read_exact_reports_eof_when_peer_closes_early(const ss_server_class *kind)
     start_server(&t, kind, &read_exact_handler);
     int fd = connect_client(&t);
     test_send_all(fd, "abc", 3);
-    sleep_ms(20);
+    test_sleep_ms(20);
     test_send_all(fd, "HELLO", 5);
     shutdown(fd, SHUT_WR);
     expect_eof(fd);
@@ -423,7 +415,7 @@ static void read_returns_zero_at_eof(const ss_server_class *kind)
     start_server(&t, kind, &read_pairs_handler);
     int fd = connect_client(&t);
     test_send_all(fd, "wxyz", 4);
-    sleep_ms(20);
+    test_sleep_ms(20);
     test_send_all(fd, "!", 1);
     shutdown(fd, SHUT_WR);
     expect_eof(fd);
@@ -968,7 +960,7 @@ static void *signal_storm(void *arg)
     struct storm_target *target = arg;
     while (!atomic_load(&storm_stop)) {
         pthread_kill(target->thread, SIGUSR1);
-        sleep_ms(1);
+        test_sleep_ms(1);
     }
     return NULL;
 }

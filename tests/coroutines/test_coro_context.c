@@ -38,16 +38,7 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
+#include "sanitizers.h" /* TEST_UNDER_TSAN */
 
 #define STACK_SIZE (64 * 1024)
 
@@ -547,7 +538,7 @@ static void test_stack_alloc_reports_enomem_at_map_count_limit(void **state)
         skip(); /* Valgrind has its own, lower, limit on mappings */
         return;
     }
-    if (UNDER_TSAN) {
+    if (TEST_UNDER_TSAN) {
         /* TSan's runtime maps and splits memory of its own on every
          * munmap and malloc; at the limit it cannot, and aborts. */
         skip();

@@ -146,28 +146,6 @@ static bool atomic_at_least(atomic_int *counter, int n, double seconds)
     return true;
 }
 
-typedef struct baseline {
-    int fds;
-    int threads;
-} baseline;
-
-static baseline take_baseline(void)
-{
-    return (baseline){test_count_open_fds(), test_thread_count()};
-}
-
-static bool threads_at_most(void *arg)
-{
-    return test_thread_count() <= *(int *)arg;
-}
-
-static void expect_baseline(const baseline *b)
-{
-    assert_int_equal(test_count_open_fds(), b->fds);
-    int threads = b->threads;
-    assert_true(test_wait_for(threads_at_most, &threads, 5.0));
-}
-
 /* Errors reported through handle_error, counted (and the last one kept):
  * the server's user pointer is a struct that starts with this. */
 typedef struct error_count {
@@ -191,7 +169,7 @@ static void count_error(ss_server *srv, ss_request *req, int error)
 static void test_echoes_three_clients(void **state)
 {
     const kind_case *k = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     ss_config cfg;
     coro_config(&cfg, 2);
     test_server t;
@@ -207,7 +185,7 @@ static void test_echoes_three_clients(void **state)
     }
     assert_true(test_server_stop_within(&t, 10.0));
     assert_int_equal(t.serve_rc, 0);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* CPython's test_shutdown: twenty servers, each shut down at once whether
@@ -215,7 +193,7 @@ static void test_echoes_three_clients(void **state)
 static void test_shutdown_race_stops_twenty_servers(void **state)
 {
     const kind_case *k = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     ss_config cfg;
     coro_config(&cfg, 2);
     enum { N = 20 };
@@ -230,7 +208,7 @@ static void test_shutdown_race_stops_twenty_servers(void **state)
     double elapsed = test_now() - begin;
     if (elapsed > 2.5)
         fail_msg("stopping %d coroutine servers took %.1f s", N, elapsed);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 static int failing_handle(ss_request *req)
@@ -247,7 +225,7 @@ static const ss_handler_class failing_handler = {.handle = failing_handle};
 static void test_handler_failure_calls_handle_error_once(void **state)
 {
     const kind_case *k = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     error_count errors = {0};
     ss_config cfg;
     coro_config(&cfg, 2);
@@ -267,7 +245,7 @@ static void test_handler_failure_calls_handle_error_once(void **state)
         finish_client(fd, false);
     assert_true(test_server_stop_within(&t, 10.0));
     assert_int_equal(atomic_load(&errors.count), 1);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 typedef struct request_state {
@@ -302,7 +280,7 @@ static const ss_handler_class state_handler = {
 static void test_state_and_user_reach_the_handler(void **state)
 {
     const kind_case *k = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     ss_config cfg;
     coro_config(&cfg, 2);
     cfg.user = &magic_user;
@@ -317,7 +295,7 @@ static void test_state_and_user_reach_the_handler(void **state)
         finish_client(fd, is_datagram(k));
     }
     assert_true(test_server_stop_within(&t, 10.0));
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ss_handle_request() with no serve loop: the one request runs as a
@@ -325,7 +303,7 @@ static void test_state_and_user_reach_the_handler(void **state)
 static void test_handle_request_handles_one_request(void **state)
 {
     const kind_case *k = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     ss_config cfg;
     coro_config(&cfg, 1);
     char address[108];
@@ -350,7 +328,7 @@ static void test_handle_request_handles_one_request(void **state)
     assert_memory_equal(back, "one request\n", 12);
     close(fd);
     ss_server_free(srv);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- Cooperation on one thread ----------------------------------------- */
@@ -455,7 +433,7 @@ static bool blocking_has_started(void *arg)
 static void test_run_blocking_does_not_stall_other_coroutines(void **state)
 {
     (void)state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     ss_config cfg;
     coro_config(&cfg, 1);
     atomic_store(&blocking_started, false);
@@ -482,7 +460,7 @@ static void test_run_blocking_does_not_stall_other_coroutines(void **state)
     finish_client(other, false);
     assert_true(test_server_stop_within(&t, 10.0));
     /* The helper threads were joined: none is left. */
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 typedef struct pipe_user {
@@ -690,7 +668,7 @@ static const ss_handler_class idle_handler = {.handle = idle_handle};
 static void test_shutdown_with_idle_connections_returns_promptly(void **state)
 {
     const kind_case *k = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     idle_user u = {0};
     ss_config cfg;
     coro_config(&cfg, 2);
@@ -724,7 +702,7 @@ static void test_shutdown_with_idle_connections_returns_promptly(void **state)
         assert_int_equal(test_recv_all(fds[i], extra, sizeof extra), 0);
         close(fds[i]);
     }
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 #define BIG_ANSWER ((size_t)4 << 20)
@@ -834,7 +812,7 @@ static void test_shutdown_grace_lets_a_large_write_finish(void **state)
 static void test_shutdown_grace_bounds_a_stalled_write(void **state)
 {
     (void)state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     writer_user u = {0};
     ss_config cfg;
     coro_config(&cfg, 1);
@@ -856,7 +834,7 @@ static void test_shutdown_grace_bounds_a_stalled_write(void **state)
     assert_int_equal(atomic_load(&u.result), -ECANCELED);
     assert_int_equal(atomic_load(&u.errors.count), 0);
     close(fd);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 typedef struct spin_user {
@@ -981,7 +959,7 @@ static void
 test_descriptors_return_to_baseline_after_1000_connections(void **state)
 {
     (void)state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     ss_config cfg;
     coro_config(&cfg, 2);
     test_server t;
@@ -999,7 +977,7 @@ test_descriptors_return_to_baseline_after_1000_connections(void **state)
     }
     assert_int_equal(test_echo_request_count() - before, TOTAL);
     assert_true(test_server_stop_within(&t, 10.0));
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* Python calls service_actions on every loop iteration; the coroutine
@@ -1213,7 +1191,7 @@ static void test_holds_ten_thousand_concurrent_echo_connections(void **state)
     struct rlimit raised = {saved.rlim_max, saved.rlim_max};
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &raised), 0);
 
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(false);
     long rss_before = rss_kib();
     atomic_store(&held_started, 0);
     atomic_store(&held_finished, 0);
@@ -1268,7 +1246,7 @@ static void test_holds_ten_thousand_concurrent_echo_connections(void **state)
                   (double)(rss_held - rss_before) / HELD_CONNECTIONS,
                   rss_echoed, rss_after);
     assert_true(closed < 60.0);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
     setrlimit(RLIMIT_NOFILE, &saved);
 }
 
@@ -1309,19 +1287,10 @@ static void add_per_kind(const char *what, CMUnitTestFunction fn,
 #define ADD_PER_STREAM_KIND(fn) add_per_kind(#fn, fn, true)
 #define ADD(fn) add(#fn, fn, NULL)
 
-static void *do_nothing(void *arg)
-{
-    return arg;
-}
-
 /* An optional argument selects tests by name, e.g. '*grace*'. */
 int main(int argc, char **argv)
 {
-    /* Thread-count baselines must not count a helper thread that the
-     * runtime starts with the first pthread_create() (TSan has one). */
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, do_nothing, NULL) == 0)
-        pthread_join(thread, NULL);
+    test_start_runtime_threads();
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     ADD_PER_KIND(test_echoes_three_clients);

@@ -82,7 +82,7 @@ static void *storm_thread(void *arg)
         for (int i = 0; i < n; i++)
             if (tids[i] != self)
                 syscall(SYS_tgkill, pid, tids[i], STORM_SIGNAL);
-        hz_sleep(0.0001);
+        test_sleep(0.0001);
     }
     return NULL;
 }

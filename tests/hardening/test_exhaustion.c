@@ -43,17 +43,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
-
 /* CPU seconds a server may spend during a one-second EMFILE episode. A
  * loop that spins takes most of a core; one that pauses takes almost
  * nothing. Loose on purpose: the machine may be busy. */
@@ -95,14 +84,6 @@ static void config_for(const strategy_case *s, ss_config *cfg)
     cfg->worker_strategy = s->worker_strategy;
     cfg->coro_threads = s->coro_threads;
     cfg->graceful_timeout = 5;
-}
-
-static void sleep_seconds(double seconds)
-{
-    struct timespec ts = {(time_t)seconds,
-                          (long)((seconds - (time_t)seconds) * 1e9)};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
 }
 
 /* The echo handler with a timeout: should a test fail half-way, a forked
@@ -157,7 +138,7 @@ static void run_in_child(void (*scenario)(const strategy_case *),
             waitpid(pid, &status, 0);
             fail_msg("%s: the scenario did not finish in 60 s", s->name);
         }
-        sleep_seconds(0.01);
+        test_sleep(0.01);
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("%s: the scenario failed (status %#x; see above)", s->name,
@@ -271,7 +252,7 @@ static void child_start(child_server *cs, const strategy_case *s)
     while ((atomic_load(&cs->t.srv->requests_alive) != 0 ||
             test_child_pids(NULL, 0) != 0) &&
            test_now() < end)
-        sleep_seconds(0.005);
+        test_sleep(0.005);
     CHECK(atomic_load(&cs->t.srv->requests_alive) == 0 &&
               test_child_pids(NULL, 0) == 0,
           "the warm-up request is gone");
@@ -309,7 +290,7 @@ static void emfile_with_spare_scenario(const strategy_case *s)
         CHECK(send(clients[i], "hi\n", 3, MSG_NOSIGNAL) == 3, "send");
     }
     double cpu = cpu_seconds();
-    sleep_seconds(1.0);
+    test_sleep(1.0);
     cpu = cpu_seconds() - cpu;
     if (cpu >= EPISODE_CPU_LIMIT)
         dprintf(STDERR_FILENO, "%s: %.3f s of CPU in a 1 s EMFILE episode\n",
@@ -362,7 +343,7 @@ static void emfile_without_spare_scenario(const strategy_case *s)
         CHECK(send(clients[i], "hi\n", 3, MSG_NOSIGNAL) == 3, "send");
     }
     double cpu = cpu_seconds();
-    sleep_seconds(1.0);
+    test_sleep(1.0);
     cpu = cpu_seconds() - cpu;
     if (cpu >= EPISODE_CPU_LIMIT)
         dprintf(STDERR_FILENO, "%s: %.3f s of CPU in a 1 s EMFILE episode\n",
@@ -420,7 +401,7 @@ typedef struct restore_job {
 static void *restore_later(void *arg)
 {
     restore_job *job = arg;
-    sleep_seconds(1.5);
+    test_sleep(1.5);
     setrlimit(RLIMIT_NOFILE, &job->saved);
     free(job);
     return NULL;
@@ -493,7 +474,7 @@ static bool workers_started(void *arg)
 static void test_emfile_in_prefork_worker_pauses_and_resumes(void **state)
 {
     (void)state;
-    if (UNDER_TSAN) {
+    if (TEST_UNDER_TSAN) {
         print_message("skipped under ThreadSanitizer: a thread in a forked "
                       "worker\n");
         skip();
@@ -525,7 +506,7 @@ static void test_emfile_in_prefork_worker_pauses_and_resumes(void **state)
         test_send_all(clients[i], "hi\n", 3);
     }
     double cpu = process_cpu_seconds(worker);
-    sleep_seconds(1.0);
+    test_sleep(1.0);
     cpu = process_cpu_seconds(worker) - cpu;
     print_message("prefork worker: %.3f s of CPU in 1 s out of "
                   "descriptors\n",
@@ -574,30 +555,6 @@ static int next_report(reports *r, double seconds)
     return error;
 }
 
-typedef struct baseline {
-    int fds;
-    int threads;
-} baseline;
-
-static baseline take_baseline(void)
-{
-    assert_int_equal(test_child_pids(NULL, 0), 0);
-    return (baseline){test_count_open_fds(), test_thread_count()};
-}
-
-static bool threads_at_most(void *arg)
-{
-    return test_thread_count() <= *(int *)arg;
-}
-
-static void expect_baseline(const baseline *b)
-{
-    assert_int_equal(test_count_open_fds(), b->fds);
-    int threads = b->threads;
-    assert_true(test_wait_for(threads_at_most, &threads, 5.0));
-    assert_int_equal(test_child_pids(NULL, 0), 0);
-}
-
 typedef struct fault_case {
     const strategy_case *strategy;
     const ss_server_class *kind;
@@ -613,12 +570,12 @@ test_injected_failure_refuses_request_and_keeps_serving(void **state)
 {
     const fault_case *fc = *state;
     const strategy_case *s = fc->strategy;
-    if (UNDER_TSAN && s->workers > 0 && s->worker_strategy != &ss_sync) {
+    if (TEST_UNDER_TSAN && s->workers > 0 && s->worker_strategy != &ss_sync) {
         print_message("skipped under ThreadSanitizer: threads started in a "
                       "forked worker\n");
         skip();
     }
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     reports r;
     assert_int_equal(pipe2(r.pipe, O_CLOEXEC | O_NONBLOCK), 0);
     ss_config cfg;
@@ -680,7 +637,7 @@ test_injected_failure_refuses_request_and_keeps_serving(void **state)
     assert_int_equal(next_report(&r, 0), 0); /* reported once */
     close(r.pipe[0]);
     close(r.pipe[1]);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* The pool cannot start another worker while one is running: the request
@@ -689,7 +646,7 @@ static void
 test_pool_worker_start_failure_queues_for_running_worker(void **state)
 {
     (void)state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     reports r;
     assert_int_equal(pipe2(r.pipe, O_CLOEXEC | O_NONBLOCK), 0);
     ss_config cfg;
@@ -725,7 +682,7 @@ test_pool_worker_start_failure_queues_for_running_worker(void **state)
     assert_int_equal(next_report(&r, 0), 0); /* nothing refused */
     close(r.pipe[0]);
     close(r.pipe[1]);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 static bool log_has_line(void *arg)
@@ -738,7 +695,7 @@ static bool log_has_line(void *arg)
 static void test_prefork_worker_that_cannot_fork_is_tried_again(void **state)
 {
     (void)state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     test_log log;
     test_log_init(&log);
     ss_config cfg;
@@ -761,7 +718,7 @@ static void test_prefork_worker_that_cannot_fork_is_tried_again(void **state)
     close(fd);
     ss__fault_disarm_all();
     assert_true(test_server_stop_within(&t, 15.0));
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- registration ------------------------------------------------------- */
@@ -799,17 +756,10 @@ static void add_fault(const strategy_case *s, const ss_server_class *kind,
         test_injected_failure_refuses_request_and_keeps_serving, fc);
 }
 
-static void *do_nothing(void *arg)
-{
-    return arg;
-}
-
 /* An optional argument selects tests by name, e.g. '*coro*'. */
 int main(int argc, char **argv)
 {
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, do_nothing, NULL) == 0)
-        pthread_join(thread, NULL);
+    test_start_runtime_threads();
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     const strategy_case *shedding[] = {&sync_case, &fork_case, &thread_case,

@@ -67,12 +67,6 @@ static void count_error(void *user, const char *line)
 
 /* ---- Server side --------------------------------------------------------- */
 
-static int pause_ms(void *arg)
-{
-    hz_sleep((double)(intptr_t)arg / 1000.0);
-    return 0;
-}
-
 /* Sends pattern bytes [from, to) of answer id through write_fn. */
 static int send_range(void *ctx,
                       ssize_t (*write_fn)(void *, const void *, size_t),
@@ -99,7 +93,7 @@ static int answer(void *ctx, ssize_t (*write_fn)(void *, const void *, size_t),
     if (rc < 0)
         return rc;
     if (pause > 0)
-        ss_run_blocking(req, pause_ms, (void *)(intptr_t)pause);
+        ss_run_blocking(req, hz_pause_ms, (void *)(intptr_t)pause);
     return send_range(ctx, write_fn, id, size / 2, size);
 }
 
@@ -416,7 +410,7 @@ static void run_shutdown_under_load(const hz_strategy *s, bool http)
 
     /* Shut down while the held answer is half sent and the load runs. */
     assert_true(test_wait_for(held_half, &r, 10.0));
-    hz_sleep(0.05);
+    test_sleep(0.05);
     atomic_store(&r.shutdown_at, test_now());
     double t0 = test_now();
     assert_true(test_server_join_within(&t, 10.0));
@@ -494,7 +488,7 @@ static void run_stalled_reader(const ss_strategy *strategy)
     int len = snprintf(request, sizeof request, "REQ 7 %d 0\n", 16 << 20);
     assert_int_equal(hz_send_all(fd, request, (size_t)len, test_now() + 5.0),
                      0);
-    hz_sleep(0.2); /* the server is stuck in its write by now */
+    test_sleep(0.2); /* the server is stuck in its write by now */
     double t0 = test_now();
     assert_true(test_server_stop_within(&t, 10.0));
     double took = test_now() - t0;

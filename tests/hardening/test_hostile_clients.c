@@ -410,7 +410,7 @@ static void slow_reader(storm *st)
     double give_up = start + st->bound + 1.0;
     int state;
     while ((state = hz_server_end_tcp_state(fd)) == 1 && test_now() < give_up)
-        hz_sleep(0.01);
+        test_sleep(0.01);
     if (state == 1) {
         hz_fail(&st->failures,
                 "slow reader: the server still writes to it after %.1f s",
@@ -622,18 +622,13 @@ static void *hostile_main(void *arg)
     h->kind->fn(h->st);
     atomic_fetch_sub(&h->st->running, 1);
     while (!atomic_load(&h->st->over))
-        hz_sleep(0.005);
+        test_sleep(0.005);
     return NULL;
 }
 
 static bool children_exactly(void *arg)
 {
     return hz_children_of(getpid(), NULL, 0) == *(int *)arg;
-}
-
-static bool threads_at_most(void *arg)
-{
-    return test_thread_count() <= *(int *)arg;
 }
 
 static void run_storm(const hz_strategy *s, bool http)
@@ -696,7 +691,7 @@ static void run_storm(const hz_strategy *s, bool http)
             break;
         if (took > worst)
             worst = took;
-        hz_sleep(0.05);
+        test_sleep(0.05);
     }
     atomic_store(&st.over, true);
     for (int i = 0; i < n; i++)
@@ -713,7 +708,7 @@ static void run_storm(const hz_strategy *s, bool http)
 
     /* Nothing left behind: descriptors, threads, child processes. */
     assert_int_equal(test_count_open_fds(), fds_before);
-    assert_true(test_wait_for(threads_at_most, &threads_before, 5.0));
+    assert_true(test_wait_for(test_threads_at_most, &threads_before, 5.0));
     assert_int_equal(test_child_pids(NULL, 0), 0);
 }
 
@@ -872,7 +867,7 @@ static void start_httpd(httpd *d, const char *mode)
             fclose(f);
         }
         if (d->port <= 0)
-            hz_sleep(0.005);
+            test_sleep(0.005);
     }
     unlink(port_file);
     if (d->port <= 0) {
@@ -898,7 +893,7 @@ static void *httpd_dribbler(void *arg)
         char byte = i < sizeof head - 1 ? head[i] : 'a';
         if (hz_send_all(fd, &byte, 1, test_now() + 5.0) < 0)
             break; /* the server went away: fine once stopping */
-        hz_sleep(0.1);
+        test_sleep(0.1);
     }
     close(fd);
     return NULL;
@@ -913,7 +908,7 @@ static void *httpd_idle(void *arg)
         return NULL;
     }
     while (!atomic_load(&d->stop))
-        hz_sleep(0.02);
+        test_sleep(0.02);
     close(fd);
     return NULL;
 }
@@ -987,7 +982,7 @@ static void *httpd_flood(void *arg)
 
 static void run_httpd(const char *mode)
 {
-    if (HZ_UNDER_TSAN)
+    if (TEST_UNDER_TSAN)
         skip(); /* an exec'd program: nothing of ours to check for races */
     static httpd d;
     memset(&d, 0, sizeof d);
@@ -1036,7 +1031,7 @@ static void run_httpd(const char *mode)
         if (took > worst)
             worst = took;
         rounds++;
-        hz_sleep(0.05);
+        test_sleep(0.05);
     }
     for (int i = 0; i < 3; i++)
         pthread_join(busy[i], NULL);
@@ -1045,7 +1040,7 @@ static void run_httpd(const char *mode)
      * for input, which a shutdown cancels at once. */
     double t0 = test_now();
     kill(d.pid, SIGTERM);
-    int status = hz_wait_exit(d.pid, 5.0);
+    int status = test_wait_exit(d.pid, 5.0);
     double exit_took = test_now() - t0;
     if (status == -1) {
         kill(d.pid, SIGKILL);
@@ -1137,18 +1132,9 @@ static void add(const char *prefix, const hz_strategy *s, CMUnitTestFunction fn)
     n_tests++;
 }
 
-static void *do_nothing(void *arg)
-{
-    return arg;
-}
-
 int main(int argc, char **argv)
 {
-    /* Thread-count baselines must not count a helper thread that the
-     * runtime starts with the first pthread_create() (TSan has one). */
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, do_nothing, NULL) == 0)
-        pthread_join(thread, NULL);
+    test_start_runtime_threads();
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     for (size_t i = 0; i < N_STORM; i++)

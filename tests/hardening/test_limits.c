@@ -38,17 +38,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
-
 /* How long an answer that must not come is waited for. */
 #define NO_ANSWER_MS 300
 
@@ -75,7 +64,7 @@ static const strategy_case strategies[] = {
 
 static void config_for(const strategy_case *s, ss_config *cfg)
 {
-    if (UNDER_TSAN && s->in_child && s->worker_strategy) {
+    if (TEST_UNDER_TSAN && s->in_child && s->worker_strategy) {
         print_message("skipped under ThreadSanitizer: threads started in a "
                       "forked worker\n");
         skip();
@@ -98,30 +87,6 @@ static const ss_handler_class echo_handler = {
 };
 
 /* ---- leftovers ---------------------------------------------------------- */
-
-typedef struct baseline {
-    int fds;
-    int threads;
-} baseline;
-
-static baseline take_baseline(void)
-{
-    assert_int_equal(test_child_pids(NULL, 0), 0);
-    return (baseline){test_count_open_fds(), test_thread_count()};
-}
-
-static bool threads_at_most(void *arg)
-{
-    return test_thread_count() <= *(int *)arg;
-}
-
-static void expect_baseline(const baseline *b)
-{
-    assert_int_equal(test_count_open_fds(), b->fds);
-    int threads = b->threads;
-    assert_true(test_wait_for(threads_at_most, &threads, 5.0));
-    assert_int_equal(test_child_pids(NULL, 0), 0);
-}
 
 /* ---- handle_error reports, through a pipe (any process) ----------------- */
 
@@ -340,7 +305,7 @@ static void
 test_global_limit_holds_extra_connection_until_one_ends(void **state)
 {
     const strategy_case *s = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(s, &cfg);
     cfg.max_connections = 2;
@@ -373,7 +338,7 @@ test_global_limit_holds_extra_connection_until_one_ends(void **state)
     finish_client(fourth);
     settle(&ls, s);
     stop(&ls);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- per-client limit --------------------------------------------------- */
@@ -382,7 +347,7 @@ static void
 test_per_client_limit_refuses_extra_connection_from_same_address(void **state)
 {
     const strategy_case *s = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(s, &cfg);
     cfg.max_connections_per_client = 2;
@@ -427,7 +392,7 @@ test_per_client_limit_refuses_extra_connection_from_same_address(void **state)
     if (!s->in_child)
         assert_int_equal(ls.retries, 0);
     stop(&ls);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* A handle_error override sees -EUSERS with a usable request: it can
@@ -443,7 +408,7 @@ static void
 test_per_client_refusal_can_answer_through_handle_error(void **state)
 {
     const strategy_case *s = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(s, &cfg);
     cfg.max_connections_per_client = 1;
@@ -463,7 +428,7 @@ test_per_client_refusal_can_answer_through_handle_error(void **state)
     finish_client(held);
     settle(&ls, s);
     stop(&ls);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- counts back to zero ------------------------------------------------ */
@@ -476,7 +441,7 @@ test_per_client_refusal_can_answer_through_handle_error(void **state)
 static void test_counts_return_to_zero_after_many_connections(void **state)
 {
     const strategy_case *s = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(s, &cfg);
     cfg.max_connections = 3;
@@ -516,7 +481,7 @@ static void test_counts_return_to_zero_after_many_connections(void **state)
                       ROUNDS);
     }
     stop(&ls);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- Unix sockets ------------------------------------------------------- */
@@ -526,7 +491,7 @@ static void test_counts_return_to_zero_after_many_connections(void **state)
 static void test_unix_stream_has_global_but_no_per_client_limit(void **state)
 {
     const strategy_case *s = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(s, &cfg);
     cfg.max_connections = 2;
@@ -552,7 +517,7 @@ static void test_unix_stream_has_global_but_no_per_client_limit(void **state)
     finish_client(third);
     settle(&ls, s);
     stop(&ls);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- datagrams ---------------------------------------------------------- */
@@ -650,7 +615,7 @@ static void stop_datagram(limits_server *ls, datagram_user *u)
 static void test_global_limit_holds_datagrams(void **state)
 {
     const strategy_case *s = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(s, &cfg);
     cfg.max_connections = 1;
@@ -672,7 +637,7 @@ static void test_global_limit_holds_datagrams(void **state)
     if (!s->in_child)
         assert_true(test_wait_for(nothing_counted, ls.t.srv, 5.0));
     stop_datagram(&ls, &u);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* Per client: a second datagram from a client whose request still runs
@@ -680,7 +645,7 @@ static void test_global_limit_holds_datagrams(void **state)
 static void test_per_client_limit_refuses_datagrams(void **state)
 {
     const strategy_case *s = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(s, &cfg);
     cfg.max_connections_per_client = 1;
@@ -704,7 +669,7 @@ static void test_per_client_limit_refuses_datagrams(void **state)
     if (!s->in_child)
         assert_true(test_wait_for(nothing_counted, ls.t.srv, 5.0));
     stop_datagram(&ls, &u);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -712,7 +677,7 @@ static void test_per_client_limit_refuses_datagrams(void **state)
 static void test_negative_limits_are_refused(void **state)
 {
     (void)state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     ss_config_init(&cfg);
     assert_int_equal(cfg.max_connections, 0);
@@ -729,7 +694,7 @@ static void test_negative_limits_are_refused(void **state)
                                    &echo_handler, &cfg),
                      -EINVAL);
     assert_null(srv);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- registration ------------------------------------------------------- */
@@ -762,19 +727,10 @@ static const strategy_case *find_strategy(const char *name)
     abort();
 }
 
-static void *do_nothing(void *arg)
-{
-    return arg;
-}
-
 /* An optional argument selects tests by name, e.g. '*coro*'. */
 int main(int argc, char **argv)
 {
-    /* Thread baselines must not count a runtime helper thread started by
-     * the first pthread_create() (TSan has one). */
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, do_nothing, NULL) == 0)
-        pthread_join(thread, NULL);
+    test_start_runtime_threads();
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     for (size_t i = 0; i < N_STRATEGIES; i++) {

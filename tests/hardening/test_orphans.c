@@ -47,12 +47,6 @@
  * Lines: "PID" → "<pid>\n"; "HOLD ms" → half of HOLD_SIZE pattern bytes,
  * ms milliseconds of work, the other half. */
 
-static int pause_ms(void *arg)
-{
-    hz_sleep((double)(intptr_t)arg / 1000.0);
-    return 0;
-}
-
 static int send_pattern(ss_request *req, size_t from, size_t to)
 {
     char chunk[16384];
@@ -80,7 +74,7 @@ static int orphan_handle(ss_request *req)
         } else if (sscanf(line, "HOLD %d", &ms) == 1) {
             rc = send_pattern(req, 0, HOLD_SIZE / 2);
             if (rc == 0)
-                ss_run_blocking(req, pause_ms, (void *)(intptr_t)ms);
+                ss_run_blocking(req, hz_pause_ms, (void *)(intptr_t)ms);
             if (rc == 0)
                 rc = send_pattern(req, HOLD_SIZE / 2, HOLD_SIZE);
         } else {
@@ -282,7 +276,7 @@ static void kill_server(server_process *sp)
 
 static void run_prefork_killed(const ss_strategy *worker_strategy)
 {
-    if (HZ_UNDER_TSAN && worker_strategy != &ss_sync) {
+    if (TEST_UNDER_TSAN && worker_strategy != &ss_sync) {
         print_message("skipped under ThreadSanitizer: threads started in a "
                       "forked worker\n");
         skip();
@@ -392,7 +386,7 @@ test_forking_child_outlives_killed_parent_until_request_ends(void **state)
     int fd;
     pid_t child = serving_pid(server.port, &fd);
     kill_server(&server);
-    hz_sleep(0.5);
+    test_sleep(0.5);
     assert_true(hz_process_exists(child) && hz_process_state(child) != 'Z');
     /* Still serving: a request gets its answer. */
     assert_int_equal(hz_send_all(fd, "PID\n", 4, test_now() + 5.0), 0);
@@ -446,7 +440,7 @@ static void run_normal_stop(const spec *sp)
         idle[1] = -1; /* prefork sync workers: both are busy already */
     assert_int_equal(kill(server.pid, SIGTERM), 0);
     finish_hold(held);
-    int status = hz_wait_exit(server.pid, 10.0);
+    int status = test_wait_exit(server.pid, 10.0);
     if (status == -1) {
         kill_all_children();
         fail_msg("the server process did not stop within 10 s of SIGTERM");

@@ -622,29 +622,16 @@ static void test_passed_socket_serves_through_the_protocol(void **state)
 
 #if defined(SOCKSERV_HTTPD_PATH) && defined(SOCKSERV_ECHO_PATH)
 
-static double now(void)
+/* test_wait_exit(), and a program still running after seconds is
+ * killed (and reaped) before -1 is returned. */
+static int wait_exit_or_kill(pid_t pid, double seconds)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* waitpid with a deadline: the status, or -1 on timeout (then killed). */
-static int wait_exit(pid_t pid, double seconds)
-{
-    double deadline = now() + seconds;
-    int status;
-    while (now() < deadline) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return status;
-        if (r < 0)
-            return -2;
-        usleep(5000);
+    int status = test_wait_exit(pid, seconds);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
     }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
+    return status;
 }
 
 typedef struct program {
@@ -696,7 +683,7 @@ static void spawn_activated(program *p, char *const argv[], int *sockets,
 static int stop_program(program *p)
 {
     kill(p->pid, SIGTERM);
-    return wait_exit(p->pid, 20.0);
+    return wait_exit_or_kill(p->pid, 20.0);
 }
 
 /* The program's output, NUL-terminated, in a static buffer; the file is
@@ -837,7 +824,7 @@ static void test_httpd_refuses_passed_datagram_socket(void **state)
     program p;
     char *argv[] = {SOCKSERV_HTTPD_PATH, "-d", www_dir, NULL};
     spawn_activated(&p, argv, &sock, 1, "http");
-    int status = wait_exit(p.pid, 20.0);
+    int status = wait_exit_or_kill(p.pid, 20.0);
     const char *output = program_output(&p);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);
@@ -891,7 +878,7 @@ static void test_echo_refuses_socket_of_the_other_type(void **state)
     program p;
     char *argv[] = {SOCKSERV_ECHO_PATH, "--udp", NULL};
     spawn_activated(&p, argv, &sock, 1, NULL);
-    int status = wait_exit(p.pid, 20.0);
+    int status = wait_exit_or_kill(p.pid, 20.0);
     const char *output = program_output(&p);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);
@@ -926,7 +913,7 @@ static void test_malformed_activation_variables_stop_the_program(void **state)
     char *argv[] = {SOCKSERV_ECHO_PATH, NULL};
     /* Two names for one descriptor. */
     spawn_activated(&p, argv, &sock, 1, "echo:extra");
-    int status = wait_exit(p.pid, 20.0);
+    int status = wait_exit_or_kill(p.pid, 20.0);
     const char *output = program_output(&p);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);

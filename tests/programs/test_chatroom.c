@@ -49,35 +49,6 @@
 
 /* ---- time and processes ------------------------------------------------ */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-/* waitpid with a deadline: the status, or -1 on timeout. */
-static int wait_exit(pid_t pid, double seconds)
-{
-    double deadline = now() + seconds;
-    int status;
-    while (now() < deadline) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return status;
-        if (r < 0)
-            return -2;
-        pause_ms(5);
-    }
-    return -1;
-}
-
 static void kill_and_reap(pid_t pid)
 {
     if (pid <= 0)
@@ -138,8 +109,8 @@ static void start_server(fixture *fx, ...)
     }
     close(admin[0]);
     fx->admin_fd = admin[1];
-    double deadline = now() + 10.0;
-    while (now() < deadline) {
+    double deadline = test_now() + 10.0;
+    while (test_now() < deadline) {
         FILE *f = fopen(fx->port_file, "r");
         if (f) {
             int ok = fscanf(f, "%d", &fx->port) == 1;
@@ -151,7 +122,7 @@ static void start_server(fixture *fx, ...)
             fx->pid = 0;
             fail_msg("sockserv-chat exited before listening");
         }
-        pause_ms(5);
+        test_sleep_ms(5);
     }
     fail_msg("sockserv-chat did not write its port file");
 }
@@ -174,7 +145,7 @@ static int teardown(void **state)
     kill_and_reap(fx->client_pid);
     if (fx->pid > 0) {
         kill(fx->pid, SIGTERM);
-        if (wait_exit(fx->pid, 10.0) == -1)
+        if (test_wait_exit(fx->pid, 10.0) == -1)
             kill_and_reap(fx->pid);
     }
     if (fx->admin_fd >= 0)
@@ -188,7 +159,7 @@ static int teardown(void **state)
 static void stop_server_expecting_0(fixture *fx, int sig)
 {
     kill(fx->pid, sig);
-    int status = wait_exit(fx->pid, 15.0);
+    int status = test_wait_exit(fx->pid, 15.0);
     assert_true(status >= 0);
     fx->pid = 0;
     assert_true(WIFEXITED(status));
@@ -472,7 +443,7 @@ test_admin_lines_reach_everyone_and_stdin_eof_keeps_serving(void **state)
 
     close(fx->admin_fd);
     fx->admin_fd = -1;
-    pause_ms(100);
+    test_sleep_ms(100);
     assert_int_equal(waitpid(fx->pid, NULL, WNOHANG), 0); /* still running */
     client *carol = client_open(fx, 0);
     client_join(carol, "carol");
@@ -480,7 +451,7 @@ test_admin_lines_reach_everyone_and_stdin_eof_keeps_serving(void **state)
     client_expect(bob, "JOINED carol");
     if (!fx->udp) {
         client_send(alice, "MSG sp");
-        pause_ms(50);
+        test_sleep_ms(50);
         client_send(alice, "lit\n");
     } else {
         client_send(alice, "MSG split");
@@ -531,11 +502,11 @@ static void test_tcp_vanished_client_is_dropped_at_once(void **state)
     client *all[] = {alice, bob, carol};
     join_all(all, 3, names);
 
-    double start = now();
+    double start = test_now();
     client_close(bob); /* a FIN, no QUIT */
     client_expect(alice, "LEFT bob gone");
     client_expect(carol, "LEFT bob gone");
-    assert_true(now() - start < 5.0);
+    assert_true(test_now() - start < 5.0);
 
     struct linger reset = {.l_onoff = 1, .l_linger = 0};
     setsockopt(carol->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
@@ -630,7 +601,7 @@ static void test_tcp_flood_control_slows_only_the_flooder(void **state)
     for (int k = 0; k < 80; k++)
         snprintf(text + strlen(text), sizeof text - strlen(text), "MSG %d\n",
                  k);
-    double start = now();
+    double start = test_now();
     client_send(flooder, text);
     char line[128], expected[128];
     for (int k = 0; k < 40; k++) { /* the burst */
@@ -640,13 +611,13 @@ static void test_tcp_flood_control_slows_only_the_flooder(void **state)
     client_send(watcher, "MSG slow down");
     client_send(watcher, "\n");
     client_expect(flooder, "MSG watcher slow down");
-    double answered = now() - start;
+    double answered = test_now() - start;
     for (int k = 40; k < 80; k++) {
         client_line(watcher, line, sizeof line);
         snprintf(expected, sizeof expected, "MSG flooder %d", k);
         assert_string_equal(line, expected);
     }
-    double all = now() - start;
+    double all = test_now() - start;
     assert_true(all >= 0.5);     /* 40 lines at 40 per second: about 1 s */
     assert_true(answered < all); /* heard the watcher while held back */
     client_close(flooder);
@@ -694,16 +665,16 @@ static void test_udp_silent_member_is_dropped_after_silence(void **state)
     const char *names[] = {"alice", "bob"};
     client *both[] = {alice, bob};
     join_all(both, 2, names);
-    double joined = now();
+    double joined = test_now();
 
     /* Alice pings every 200 ms (each answered by an empty datagram) and
      * waits for news in between. */
     char line[256] = "";
     double next_ping = 0;
-    while (line[0] == '\0' && now() - joined < 8.0) {
-        if (now() >= next_ping) {
+    while (line[0] == '\0' && test_now() - joined < 8.0) {
+        if (test_now() >= next_ping) {
             client_send(alice, "PING\n");
-            next_ping = now() + 0.2;
+            next_ping = test_now() + 0.2;
         }
         if (readable_within(alice, 20)) {
             ssize_t n = recv(alice->fd, line, sizeof line - 1, 0);
@@ -712,7 +683,7 @@ static void test_udp_silent_member_is_dropped_after_silence(void **state)
         }
     }
     assert_string_equal(line, "LEFT bob timeout\n");
-    assert_true(now() - joined >= 0.9); /* not before the silence */
+    assert_true(test_now() - joined >= 0.9); /* not before the silence */
     client_expect(bob, "BYE timeout");
     client_send(bob, "PING\n");
     client_expect(bob, "ERR join first");
@@ -769,10 +740,10 @@ static child run_chatcli(fixture *fx, const char *name)
 static void child_line(int fd, char *line, size_t size)
 {
     size_t n = 0;
-    double deadline = now() + 10.0;
+    double deadline = test_now() + 10.0;
     while (n + 1 < size) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int left = (int)((deadline - now()) * 1000);
+        int left = (int)((deadline - test_now()) * 1000);
         if (left <= 0 || poll(&pfd, 1, left) != 1)
             fail_msg("no line from sockserv-chatcli");
         ssize_t r = read(fd, line + n, 1);
@@ -787,7 +758,7 @@ static void child_line(int fd, char *line, size_t size)
 
 static int child_exit_status(fixture *fx, child *ch)
 {
-    int status = wait_exit(ch->pid, 10.0);
+    int status = test_wait_exit(ch->pid, 10.0);
     assert_true(status >= 0);
     fx->client_pid = 0;
     close(ch->in);
@@ -815,7 +786,7 @@ static void test_chatcli_chats_and_leaves_at_end_of_input(void **state)
     if (fx->udp) { /* longer than the silence limit: the pings keep it */
         for (int i = 0; i < 8; i++) {
             client_send(bob, "PING\n");
-            pause_ms(200);
+            test_sleep_ms(200);
         }
     }
     client_send(bob, "MSG hi alice\n");

@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -53,13 +52,6 @@
 /* ---- small file helpers ------------------------------------------------- */
 
 static char base_dir[64]; /* /tmp/sockserv-fileserver-XXXXXX */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void write_text(const char *path, const char *text)
 {
@@ -158,13 +150,6 @@ static void dir_entries(const char *dir, char *out, size_t size)
     free(names);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int make_base(void **state)
 {
     (void)state;
@@ -183,7 +168,7 @@ static int make_base(void **state)
 static int remove_base(void **state)
 {
     (void)state;
-    return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return test_remove_tree(base_dir);
 }
 
 /* ---- the server process ------------------------------------------------- */
@@ -204,22 +189,6 @@ typedef struct fixture {
     char log[192];       /* the server's stderr */
     char baseline[1024]; /* dir_entries(dir) after setup */
 } fixture;
-
-/* waitpid with a deadline. Returns the status, or -1 on timeout. */
-static int wait_exit(pid_t pid, double seconds)
-{
-    double deadline = now() + seconds;
-    int status;
-    while (now() < deadline) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return status;
-        if (r < 0)
-            return -2;
-        usleep(2000);
-    }
-    return -1;
-}
 
 /* The served directory: a file, a hidden file, a directory, a symlink
  * that leads out of it and one that stays inside. */
@@ -293,8 +262,8 @@ static int start_server(void **state)
         execv(SOCKSERV_FILESERVER_PATH, (char *const *)argv);
         _exit(127);
     }
-    double deadline = now() + 10.0;
-    while (now() < deadline) {
+    double deadline = test_now() + 10.0;
+    while (test_now() < deadline) {
         FILE *f = fopen(fx->port_file, "r");
         if (f != NULL) {
             int ok = fscanf(f, "%d", &fx->port) == 1;
@@ -329,7 +298,7 @@ static int stop_server(void **state)
     int rc = 0;
     if (fx->pid > 0) {
         kill(fx->pid, SIGTERM);
-        int status = wait_exit(fx->pid, 15.0);
+        int status = test_wait_exit(fx->pid, 15.0);
         if (status == -1) {
             kill(fx->pid, SIGKILL);
             waitpid(fx->pid, NULL, 0);
@@ -357,7 +326,7 @@ static bool server_running(const fixture *fx)
 /* Wait (bounded) until the server's log holds text. */
 static bool log_has(const fixture *fx, const char *text, double seconds)
 {
-    double deadline = now() + seconds;
+    double deadline = test_now() + seconds;
     do {
         char *log = read_whole(fx->log, NULL);
         bool found = log != NULL && strstr(log, text) != NULL;
@@ -365,7 +334,7 @@ static bool log_has(const fixture *fx, const char *text, double seconds)
         if (found)
             return true;
         usleep(5000);
-    } while (now() < deadline);
+    } while (test_now() < deadline);
     return false;
 }
 
@@ -414,7 +383,7 @@ static const char *client_errors(const char *cwd)
  * if it did not exit by itself within 60 s or a sanitizer reported. */
 static int client_status(pid_t pid, const char *cwd)
 {
-    int status = wait_exit(pid, 60.0);
+    int status = test_wait_exit(pid, 60.0);
     if (status == -1) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -754,7 +723,7 @@ static void test_sigterm_exits_with_status_zero(void **state)
     send_line(c, "LIST");
     expect(c, 200);
     assert_int_equal(kill(fx->pid, SIGTERM), 0);
-    int status = wait_exit(fx->pid, 15.0);
+    int status = test_wait_exit(fx->pid, 15.0);
     assert_true(status >= 0);
     fx->pid = 0;
     assert_true(WIFEXITED(status));
@@ -907,9 +876,9 @@ static void test_killed_worker_leaves_no_partial_file(void **state)
     assert_true(n >= 1);
     for (int i = 0; i < n; i++)
         kill(kids[i], SIGKILL); /* no handler code runs: no cleanup */
-    double deadline = now() + 10.0;
+    double deadline = test_now() + 10.0;
     for (int i = 0; i < n; i++)
-        while (!exited(kids[i]) && now() < deadline)
+        while (!exited(kids[i]) && test_now() < deadline)
             usleep(2000);
     /* The unnamed upload died with its process: not even a temporary
      * file is left (nothing for anyone to clean up). */
@@ -958,9 +927,9 @@ static void test_stalled_upload_times_out_and_leaves_nothing(void **state)
     send_line(c, "PUT 100000 slow.bin");
     expect(c, 100);
     send_bytes(c, "only a little", 13);
-    double start = now();
+    double start = test_now();
     expect_closed(c); /* the server gives up on its own */
-    assert_true(now() - start > 0.5);
+    assert_true(test_now() - start > 0.5);
     assert_true(log_has(fx, "PUT slow.bin -> lost after 0 of 100000", 10.0));
     expect_entries_unchanged(fx);
     close_conn(c);
@@ -973,10 +942,10 @@ static void test_idle_client_is_disconnected_after_timeout(void **state)
     send_line(c, "LIST");
     expect(c, 200);
     read_line(c);
-    double start = now();
+    double start = test_now();
     expect(c, 421);
     expect_closed(c);
-    assert_true(now() - start > 0.5);
+    assert_true(test_now() - start > 0.5);
     close_conn(c);
 }
 

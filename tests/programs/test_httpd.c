@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -95,17 +94,10 @@ static int build_tree(void **state)
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int remove_tree(void **state)
 {
     (void)state;
-    return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return test_remove_tree(base_dir);
 }
 
 /* ---- the server process ------------------------------------------------- */
@@ -116,29 +108,6 @@ typedef struct fixture {
     int port;
     char port_file[256];
 } fixture;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* waitpid with a deadline. Returns the status, or -1 on timeout. */
-static int wait_exit(pid_t pid, double seconds)
-{
-    double deadline = now() + seconds;
-    int status;
-    while (now() < deadline) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return status;
-        if (r < 0)
-            return -2;
-        usleep(5000);
-    }
-    return -1;
-}
 
 static int start_server(void **state)
 {
@@ -164,8 +133,8 @@ static int start_server(void **state)
         _exit(127);
     }
     /* Bounded wait for the port the server bound. */
-    double deadline = now() + 10.0;
-    while (now() < deadline) {
+    double deadline = test_now() + 10.0;
+    while (test_now() < deadline) {
         FILE *f = fopen(fx->port_file, "r");
         if (f != NULL) {
             int ok = fscanf(f, "%d", &fx->port) == 1;
@@ -189,7 +158,7 @@ static int stop_server(void **state)
         return 0;
     if (fx->pid > 0) {
         kill(fx->pid, SIGTERM);
-        if (wait_exit(fx->pid, 15.0) == -1) {
+        if (test_wait_exit(fx->pid, 15.0) == -1) {
             kill(fx->pid, SIGKILL);
             waitpid(fx->pid, NULL, 0);
         }
@@ -632,7 +601,7 @@ static void test_sigterm_exits_with_status_zero(void **state)
     response r;
     get(fx, "/hello.txt", "", &r); /* it has served something */
     assert_int_equal(kill(fx->pid, SIGTERM), 0);
-    int status = wait_exit(fx->pid, 15.0);
+    int status = test_wait_exit(fx->pid, 15.0);
     assert_true(status >= 0);
     fx->pid = 0;
     assert_true(WIFEXITED(status));

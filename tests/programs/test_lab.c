@@ -18,7 +18,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -55,13 +54,6 @@
 #define HELLO "Hello, lab!\n" /* 12 bytes */
 #define SECRET "SECRET-OUTSIDE-THE-DIRECTORY"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- the scratch tree steps 4 and 5 serve ------------------------------ */
 
 static char base_dir[64]; /* /tmp/sockserv-lab-XXXXXX */
@@ -96,17 +88,10 @@ static int build_tree(void **state)
            write_file("www/sub/index.html", "<p>sub index</p>\n");
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int remove_tree(void **state)
 {
     (void)state;
-    return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return test_remove_tree(base_dir);
 }
 
 /* ---- the server process ------------------------------------------------ */
@@ -118,22 +103,6 @@ typedef struct lab_server {
 } lab_server;
 
 static lab_server server; /* one per test; the teardown cleans it up */
-
-/* waitpid with a deadline: the status, or -1 on timeout. */
-static int wait_exit(pid_t pid, double seconds)
-{
-    double deadline = now() + seconds;
-    int status;
-    while (now() < deadline) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return status;
-        if (r < 0)
-            return -2;
-        usleep(2000);
-    }
-    return -1;
-}
 
 /* Run program [args…] and read "listening on 127.0.0.1:PORT" from it. */
 static void start(const char *program, const char *directory)
@@ -153,10 +122,10 @@ static void start(const char *program, const char *directory)
     /* The first line, a byte at a time so nothing after it is consumed. */
     char line[128];
     size_t len = 0;
-    double deadline = now() + 10.0;
+    double deadline = test_now() + 10.0;
     while (len == 0 || line[len - 1] != '\n') {
         struct pollfd p = {.fd = server.out, .events = POLLIN};
-        int left_ms = (int)((deadline - now()) * 1000);
+        int left_ms = (int)((deadline - test_now()) * 1000);
         assert_true(left_ms > 0);
         if (poll(&p, 1, left_ms) <= 0)
             continue;
@@ -173,7 +142,7 @@ static void start(const char *program, const char *directory)
 static void stop_expect_clean_exit(void)
 {
     assert_int_equal(kill(server.pid, SIGTERM), 0);
-    int status = wait_exit(server.pid, 10.0);
+    int status = test_wait_exit(server.pid, 10.0);
     assert_true(status >= 0); /* -1: still running after 10 s */
     server.pid = 0;
     assert_true(WIFEXITED(status));
@@ -356,8 +325,8 @@ test_step3_threading_serves_two_clients_at_once_on_two_threads(void **state)
 
 static bool children_gone(void)
 {
-    double deadline = now() + 5.0;
-    while (child_count(server.pid) > 0 && now() < deadline)
+    double deadline = test_now() + 5.0;
+    while (child_count(server.pid) > 0 && test_now() < deadline)
         usleep(10000);
     return child_count(server.pid) == 0;
 }
@@ -624,14 +593,14 @@ static void http_logs_a_malformed_request_line(const char *program)
     assert_int_equal(r.status, 400);
     char line[256];
     size_t len = 0;
-    double deadline = now() + 10.0;
+    double deadline = test_now() + 10.0;
     /* The line after "serving DIR at URL": the client's, in the log. */
     while (len == 0 || line[len - 1] != '\n' ||
            strncmp(line, "serving ", 8) == 0) {
         if (len > 0 && line[len - 1] == '\n')
             len = 0;
         struct pollfd p = {.fd = server.out, .events = POLLIN};
-        int left_ms = (int)((deadline - now()) * 1000);
+        int left_ms = (int)((deadline - test_now()) * 1000);
         assert_true(left_ms > 0);
         if (poll(&p, 1, left_ms) <= 0)
             continue;
@@ -713,8 +682,8 @@ static void hold_many_clients(const char *program, bool thread_per_client)
     assert_int_equal(r.status, 200);
 
     if (thread_per_client) {
-        double deadline = now() + 10.0;
-        while (thread_count(server.pid) <= count && now() < deadline)
+        double deadline = test_now() + 10.0;
+        while (thread_count(server.pid) <= count && test_now() < deadline)
             usleep(10000);
         assert_true(thread_count(server.pid) > count);
     } else {

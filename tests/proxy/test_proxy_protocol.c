@@ -690,12 +690,6 @@ static void local_address_of(int fd, char *buf, size_t size)
     format_address(&a, len, buf, size);
 }
 
-static void sleep_seconds(double s)
-{
-    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
 static bool log_has_lines(void *arg)
 {
     return test_log_count(arg) > 0;
@@ -793,9 +787,9 @@ static void test_data_after_the_header_reaches_the_handler(void **state)
                 int one = 1;
                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 test_send_all(fd, message, 3);
-                sleep_seconds(0.02);
+                test_sleep(0.02);
                 test_send_all(fd, message + 3, 20);
-                sleep_seconds(0.02);
+                test_sleep(0.02);
                 test_send_all(fd, message + 23, total - 23);
             } else {
                 test_send_all(fd, message, total); /* all in one send */
@@ -1038,9 +1032,9 @@ static void test_shutdown_ends_a_header_wait_at_once(void **state)
         assert_true(fd >= 0);
         test_send_all(fd, "PROXY TCP4 ", 11); /* and then nothing */
         for (int k = 0; k < 5000 && atomic_load(&accepted) == 0; k++)
-            sleep_seconds(0.001);
+            test_sleep(0.001);
         assert_int_equal(atomic_load(&accepted), 1);
-        sleep_seconds(0.05); /* let the request reach its header wait */
+        test_sleep(0.05); /* let the request reach its header wait */
         double start = test_now();
         stop(&t);
         double took = test_now() - start;

@@ -37,13 +37,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 static bool no_children(void *arg)
 {
     (void)arg;
@@ -113,7 +106,7 @@ static int counted_handle(ss_request *req)
         ;
     char line[64];
     ssize_t n = ss_readline(req, line, sizeof line);
-    sleep_ms(hold_ms);
+    test_sleep_ms(hold_ms);
     atomic_fetch_sub(&shared->running, 1);
     atomic_fetch_add(&shared->served, 1);
     if (n <= 0)
@@ -302,7 +295,7 @@ static void test_program_own_child_is_never_reaped_by_server(void **state)
         _exit(7);
     /* Wait until it has exited (without reaping it ourselves). */
     for (int i = 0; i < 5000 && test_process_running(own); i++)
-        sleep_ms(1);
+        test_sleep_ms(1);
     assert_false(test_process_running(own));
 
     map_shared();
@@ -327,7 +320,7 @@ static void test_program_own_child_is_never_reaped_by_server(void **state)
         test_recv_exact(fds[i], reply, sizeof reply);
         close(fds[i]);
     }
-    sleep_ms(100); /* many service_actions rounds at 10 ms */
+    test_sleep_ms(100); /* many service_actions rounds at 10 ms */
     assert_true(test_server_stop_within(&t, 10.0));
     assert_int_equal(atomic_load(&shared->served), N);
 

@@ -43,13 +43,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 /* Answer "<pid>\n", then wait for the client's end of stream, then say
  * "bye\n": the client decides how long the worker stays busy. */
 static int pid_handle(ss_request *req)
@@ -75,7 +68,7 @@ static int busy_pid_handle(ss_request *req)
 {
     if (ss_writef(req, "%ld\n", (long)getpid()) < 0)
         return -1;
-    sleep_ms(*(const int *)ss_request_user(req));
+    test_sleep_ms(*(const int *)ss_request_user(req));
     return ss_write_all(req, "bye\n", 4) == 4 ? 0 : -1;
 }
 
@@ -213,7 +206,7 @@ static void test_killed_worker_is_replaced_and_serving_goes_on(void **state)
     /* Reaped by the supervisor, and a new worker started (a worker that
      * dies young is replaced after a one-second pause). */
     for (int i = 0; i < 5000 && !gone(before[0]); i++)
-        sleep_ms(1);
+        test_sleep_ms(1);
     assert_true(gone(before[0]));
     int two = 2;
     assert_true(test_wait_for(children_exactly, &two, 5.0));
@@ -285,7 +278,7 @@ static void test_shutdown_lets_running_request_finish(void **state)
 
     stopper s = {.t = &t};
     assert_int_equal(pthread_create(&s.thread, NULL, stop_server, &s), 0);
-    sleep_ms(200);
+    test_sleep_ms(200);
     assert_true(test_process_running(worker)); /* finishing its request */
     finish_busy(fd); /* the request completes: "bye" arrives */
     assert_true(joined_within(s.thread, 15.0));
@@ -415,7 +408,7 @@ static void test_workers_exit_when_supervisor_is_killed(void **state)
         exited = !test_process_running(workers[0]) &&
                  !test_process_running(workers[1]);
         if (!exited)
-            sleep_ms(1);
+            test_sleep_ms(1);
     }
     if (!exited) {
         kill(workers[0], SIGKILL); /* ours to clean up: we made them */
@@ -638,7 +631,7 @@ test_reuseport_connections_to_a_killed_worker_wait_for_its_replacement(
     pid_t killed = before[1], survivor = before[0];
     assert_int_equal(kill(killed, SIGKILL), 0);
     for (int i = 0; i < 5000 && !gone(killed); i++)
-        sleep_ms(1);
+        test_sleep_ms(1);
     assert_true(gone(killed)); /* reaped: its socket has no worker */
 
     /* Opened while one slot has no worker (a worker that died young is
@@ -732,7 +725,7 @@ static void test_reuseport_udp_keeps_each_client_on_its_worker(void **state)
      * answered by the replacement; the others stay where they were. */
     assert_int_equal(kill(workers[1], SIGKILL), 0);
     for (int i = 0; i < 5000 && !gone(workers[1]); i++)
-        sleep_ms(1);
+        test_sleep_ms(1);
     assert_true(gone(workers[1]));
     pid_t replacement = 0;
     for (int i = 0; i < CLIENTS; i++) {

@@ -36,17 +36,8 @@
 /* ThreadSanitizer cannot follow a process that starts threads after a
  * fork() made from a multi-threaded process (it stops it: die_after_fork).
  * That is exactly what a prefork worker running the threading strategy
- * does, so under TSan those cases are skipped; everything else runs. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
+ * does, so under TSan (TEST_UNDER_TSAN, support/sanitizers.h) those cases
+ * are skipped; everything else runs. */
 
 /* ---- The matrix -------------------------------------------------------- */
 
@@ -102,7 +93,7 @@ static const kind_case kinds[] = {
 /* Skip (with a word why) what this build cannot run. */
 static void skip_if_unsupported(const strategy_case *s)
 {
-    if (UNDER_TSAN && s->in_child && s->worker_strategy) {
+    if (TEST_UNDER_TSAN && s->in_child && s->worker_strategy) {
         print_message("skipped under ThreadSanitizer: threads started in a "
                       "forked worker\n");
         skip();
@@ -134,33 +125,6 @@ static bool is_datagram(const kind_case *k)
 
 /* ---- What a finished test must leave behind: nothing ------------------- */
 
-typedef struct baseline {
-    int fds;
-    int threads;
-} baseline;
-
-static baseline take_baseline(void)
-{
-    assert_int_equal(test_child_pids(NULL, 0), 0);
-    return (baseline){test_count_open_fds(), test_thread_count()};
-}
-
-static bool threads_at_most(void *arg)
-{
-    return test_thread_count() <= *(int *)arg;
-}
-
-static void expect_baseline(const baseline *b)
-{
-    assert_int_equal(test_count_open_fds(), b->fds);
-    /* A detached thread may still be on its way out for a moment after
-     * it signalled that it is done; give it a bounded while. */
-    int threads = b->threads;
-    assert_true(test_wait_for(threads_at_most, &threads, 5.0));
-    /* Every child process was reaped: not even a zombie is left. */
-    assert_int_equal(test_child_pids(NULL, 0), 0);
-}
-
 /* ---- Clients ----------------------------------------------------------- */
 
 /* End a stream client's side and check the server closes its side with no
@@ -182,7 +146,7 @@ static void finish_client(int fd, bool datagram)
 static void test_echoes_three_clients(void **state)
 {
     const matrix_case *mc = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(mc->strategy, &cfg);
     char address[108];
@@ -206,7 +170,7 @@ static void test_echoes_three_clients(void **state)
         finish_client(fds[i], is_datagram(mc->kind));
     }
     assert_true(test_server_stop_within(&t, 15.0));
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- handle_error: once, where the handler ran -------------------------- */
@@ -252,7 +216,7 @@ static void
 test_handler_failure_calls_handle_error_once_where_it_ran(void **state)
 {
     const matrix_case *mc = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     int pipe_fds[2];
     assert_int_equal(pipe2(pipe_fds, O_CLOEXEC), 0);
     ss_config cfg;
@@ -294,7 +258,7 @@ test_handler_failure_calls_handle_error_once_where_it_ran(void **state)
         fail_msg("handle_error was called more than once (read %zd)", more);
     close(pipe_fds[0]);
     close(pipe_fds[1]);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- Shutdown race ----------------------------------------------------- */
@@ -305,7 +269,7 @@ test_handler_failure_calls_handle_error_once_where_it_ran(void **state)
 static void test_shutdown_race_stops_twenty_servers(void **state)
 {
     const matrix_case *mc = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(mc->strategy, &cfg);
     if (cfg.workers > 1)
@@ -336,7 +300,7 @@ static void test_shutdown_race_stops_twenty_servers(void **state)
         fail_msg("stopping %d %s servers took %.1f s: some waited for a "
                  "timeout instead of stopping at once",
                  N, mc->strategy->name, elapsed);
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- Concurrency ------------------------------------------------------- */
@@ -374,7 +338,7 @@ static bool children_at_least(void *arg)
 static void test_ten_slow_clients_are_served_concurrently(void **state)
 {
     const matrix_case *mc = *state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     ss_config cfg;
     config_for(mc->strategy, &cfg);
     char address[108];
@@ -410,7 +374,7 @@ static void test_ten_slow_clients_are_served_concurrently(void **state)
     for (int i = 0; i < SLOW_CLIENTS; i++)
         close(fds[i]);
     assert_true(test_server_stop_within(&t, 15.0));
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- One-call constructors --------------------------------------------- */
@@ -420,7 +384,7 @@ static void test_ten_slow_clients_are_served_concurrently(void **state)
 static void test_one_call_constructors_build_working_servers(void **state)
 {
     (void)state;
-    baseline b = take_baseline();
+    test_baseline b = test_take_baseline(true);
     typedef int (*constructor)(ss_server **, const char *,
                                const ss_handler_class *, const ss_config *);
     struct {
@@ -468,7 +432,7 @@ static void test_one_call_constructors_build_working_servers(void **state)
         }
         assert_true(test_server_stop_within(&t, 15.0));
     }
-    expect_baseline(&b);
+    test_expect_baseline(&b);
 }
 
 /* ---- Registration ------------------------------------------------------ */
@@ -496,25 +460,10 @@ static void add(const char *what, CMUnitTestFunction fn, const strategy_case *s,
     n_tests++;
 }
 
-static void *do_nothing(void *arg)
-{
-    return arg;
-}
-
-/* Thread-count baselines must not count a helper thread that the runtime
- * starts with the first pthread_create() (ThreadSanitizer has one): start
- * and join one thread before any test takes a baseline. */
-static void start_runtime_threads(void)
-{
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, do_nothing, NULL) == 0)
-        pthread_join(thread, NULL);
-}
-
 /* An optional argument selects tests by name, e.g. '*prefork*'. */
 int main(int argc, char **argv)
 {
-    start_runtime_threads();
+    test_start_runtime_threads();
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     for (size_t s = 0; s < N_STRATEGIES; s++)

@@ -29,13 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 typedef struct at_least {
     atomic_int *value;
     int want;
@@ -74,11 +67,6 @@ static bool fds_at_most(void *arg)
     return test_count_open_fds() <= *(int *)arg;
 }
 
-static bool threads_at_most(void *arg)
-{
-    return test_thread_count() <= *(int *)arg;
-}
-
 /* One complete request: send a line, half-close, read the echo to EOF. */
 static void echo_to_eof(ss_server *srv)
 {
@@ -107,7 +95,7 @@ static int gate_handle(ss_request *req)
 {
     atomic_fetch_add(&gate_started, 1);
     for (int i = 0; i < 10000 && !atomic_load(&gate_open); i++)
-        sleep_ms(1);
+        test_sleep_ms(1);
     char line[64];
     ssize_t n = ss_readline(req, line, sizeof line);
     int rc = 0;
@@ -171,7 +159,7 @@ static void thousand_connections(const ss_strategy *strategy, int pool_size)
     /* While still serving: the serving thread plus, for the pool, its
      * workers — never one thread per past request. */
     int allowed = threads_before + 1 + pool_size;
-    assert_true(test_wait_for(threads_at_most, &allowed, 5.0));
+    assert_true(test_wait_for(test_threads_at_most, &allowed, 5.0));
     /* Each connection's descriptor is closed once its request ends (the
      * last one may be closing just after its client saw the end). */
     assert_true(test_wait_for(fds_at_most, &fds_idle, 5.0));
@@ -185,7 +173,7 @@ static void thousand_connections(const ss_strategy *strategy, int pool_size)
 
     assert_true(test_server_stop_within(&t, 10.0));
     assert_int_equal(test_count_open_fds(), fds_before);
-    assert_true(test_wait_for(threads_at_most, &threads_before, 5.0));
+    assert_true(test_wait_for(test_threads_at_most, &threads_before, 5.0));
     assert_int_equal(test_thread_count(), threads_before);
 }
 
@@ -217,7 +205,7 @@ static int counted_handle(ss_request *req)
         ;
     char line[64];
     ssize_t n = ss_readline(req, line, sizeof line);
-    sleep_ms(150);
+    test_sleep_ms(150);
     atomic_fetch_sub(&running_now, 1);
     atomic_fetch_add(&served, 1);
     if (n <= 0)
@@ -314,7 +302,7 @@ static void test_block_on_close_waits_for_running_handler(void **state)
 
     closer c = {.srv = t.srv};
     assert_int_equal(pthread_create(&c.thread, NULL, close_server, &c), 0);
-    sleep_ms(200);
+    test_sleep_ms(200);
     assert_false(atomic_load(&c.returned)); /* still waiting for it */
     atomic_store(&gate_open, true);
     assert_true(joined_within(c.thread, 10.0));
@@ -329,7 +317,7 @@ static void test_block_on_close_waits_for_running_handler(void **state)
 static void *open_gate_later(void *arg)
 {
     (void)arg;
-    sleep_ms(200);
+    test_sleep_ms(200);
     atomic_store(&gate_open, true);
     return NULL;
 }
@@ -484,7 +472,7 @@ static void test_pool_close_serves_requests_already_queued(void **state)
 
     closer c = {.srv = t.srv};
     assert_int_equal(pthread_create(&c.thread, NULL, close_server, &c), 0);
-    sleep_ms(100);
+    test_sleep_ms(100);
     assert_false(atomic_load(&c.returned));
     atomic_store(&gate_open, true);
     assert_true(joined_within(c.thread, 10.0));
@@ -505,7 +493,7 @@ static int held_datagram_handle(ss_request *req)
 {
     atomic_fetch_add(&gate_started, 1);
     for (int i = 0; i < 10000 && !atomic_load(&dgram_release); i++)
-        sleep_ms(1);
+        test_sleep_ms(1);
     char buf[64];
     ssize_t n = ss_read(req, buf, sizeof buf);
     int rc = n > 0 && ss_write_all(req, buf, (size_t)n) == n ? 0 : -1;
@@ -557,7 +545,7 @@ static void close_answers_datagrams_already_taken(const ss_strategy *strategy)
 
     closer c = {.srv = t.srv};
     assert_int_equal(pthread_create(&c.thread, NULL, close_server, &c), 0);
-    sleep_ms(100);
+    test_sleep_ms(100);
     atomic_store(&dgram_release, true);
     assert_true(joined_within(c.thread, 10.0));
     assert_int_equal(c.finished_at_return, 2);
@@ -586,24 +574,9 @@ static void test_threading_close_answers_datagrams_being_handled(void **state)
     close_answers_datagrams_already_taken(&ss_threading);
 }
 
-static void *do_nothing(void *arg)
-{
-    return arg;
-}
-
-/* Thread-count baselines must not count a helper thread that the runtime
- * starts with the first pthread_create() (ThreadSanitizer has one): start
- * and join one thread before any test takes a baseline. */
-static void start_runtime_threads(void)
-{
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, do_nothing, NULL) == 0)
-        pthread_join(thread, NULL);
-}
-
 int main(int argc, char **argv)
 {
-    start_runtime_threads();
+    test_start_runtime_threads();
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {

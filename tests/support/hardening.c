@@ -28,7 +28,7 @@
 
 void hz_skip_if_unsupported(const hz_strategy *s)
 {
-    if (HZ_UNDER_TSAN && s->in_child && s->worker_strategy &&
+    if (TEST_UNDER_TSAN && s->in_child && s->worker_strategy &&
         s->worker_strategy != &ss_sync) {
         print_message("skipped under ThreadSanitizer: threads started in a "
                       "forked worker\n");
@@ -140,7 +140,7 @@ int hz_connect_sockaddr(const struct sockaddr *sa, socklen_t len, int type,
         if (rc == -EAGAIN) {
             double deadline = test_now() + TEST_IO_TIMEOUT_SECONDS;
             while (rc == -EAGAIN && test_now() < deadline) {
-                hz_sleep(0.001);
+                test_sleep(0.001);
                 rc = connect(fd, (struct sockaddr *)&ss, len) == 0 ? 0 : -errno;
             }
             if (rc == 0 || rc == -EISCONN)
@@ -320,14 +320,10 @@ int hz_server_end_tcp_state(int fd)
 
 /* ---- Time, bytes ------------------------------------------------------ */
 
-void hz_sleep(double seconds)
+int hz_pause_ms(void *arg)
 {
-    if (!(seconds > 0))
-        return;
-    struct timespec ts = {(time_t)seconds,
-                          (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
+    test_sleep((double)(intptr_t)arg / 1000.0);
+    return 0;
 }
 
 uint64_t hz_rand(uint64_t *state)
@@ -470,20 +466,4 @@ char hz_process_state(pid_t pid)
     char state;
     pid_t parent;
     return read_stat(pid, &state, &parent) ? state : 0;
-}
-
-int hz_wait_exit(pid_t pid, double seconds)
-{
-    double deadline = test_now() + seconds;
-    for (;;) {
-        int status;
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return status;
-        if (r < 0 && errno != EINTR)
-            return -2;
-        if (test_now() >= deadline)
-            return -1;
-        hz_sleep(0.002);
-    }
 }

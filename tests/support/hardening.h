@@ -23,20 +23,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* ThreadSanitizer cannot follow a process that starts threads after a
- * fork() made from a multi-threaded process (die_after_fork): prefork
- * workers that run threads are skipped under it, as in test_strategies. */
-#if defined(__SANITIZE_THREAD__)
-#define HZ_UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define HZ_UNDER_TSAN 1
-#endif
-#endif
-#ifndef HZ_UNDER_TSAN
-#define HZ_UNDER_TSAN 0
-#endif
-
 /* ---- Strategies ------------------------------------------------------- */
 
 typedef struct hz_strategy {
@@ -115,8 +101,10 @@ int hz_server_end_tcp_state(int fd);
 
 /* ---- Time, bytes ------------------------------------------------------ */
 
-/* Sleep, resuming after signals. */
-void hz_sleep(double seconds);
+/* Sleeping: test_sleep() (process.h), which resumes after signals. */
+/* An ss_run_blocking() callback: test_sleep() for (intptr_t)arg
+ * milliseconds, then 0. */
+int hz_pause_ms(void *arg);
 /* xorshift64*: a small deterministic generator for reproducible "random"
  * sizes and garbage. state must not be 0. */
 uint64_t hz_rand(uint64_t *state);
@@ -148,7 +136,6 @@ int hz_children_of(pid_t ppid, pid_t *pids, int max);
 bool hz_process_exists(pid_t pid);
 /* 'R', 'S', 'Z'… from /proc/pid/stat, or 0 when it does not exist. */
 char hz_process_state(pid_t pid);
-/* waitpid(pid) with a deadline in seconds: the status, or -1 on timeout. */
-int hz_wait_exit(pid_t pid, double seconds);
+/* Waiting for a child to exit: test_wait_exit() (process.h). */
 
 #endif /* SOCKSERV_TEST_HARDENING_H */

@@ -3,10 +3,13 @@
  * itself (a command-line mistake), and collect its exit status and what
  * it wrote to stderr. Header-only, for the tests that spawn the example
  * binaries (test_httpd.c, test_fileserver.c, test_chatroom.c, test_lab.c,
- * test_socket_activation.c).
+ * test_socket_activation.c). Its clock is test_now() (process.h, in the
+ * sockserv_test_support library every test links).
  */
 #ifndef SOCKSERV_TESTS_PROGRAM_RUN_H
 #define SOCKSERV_TESTS_PROGRAM_RUN_H
+
+#include "process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -16,13 +19,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static double program_run_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Runs argv[0] with argv (NULL-terminated), stdin and stdout on
  * /dev/null, and stderr into err (NUL-terminated, cut to size - 1).
@@ -47,10 +43,10 @@ static int program_run(const char *const argv[], char *err, size_t size)
     }
     close(fds[1]);
     size_t len = 0;
-    double deadline = program_run_now() + 10.0;
+    double deadline = test_now() + 10.0;
     for (;;) { /* until EOF: the program has ended (or closed stderr) */
         struct pollfd p = {.fd = fds[0], .events = POLLIN};
-        int left_ms = (int)((deadline - program_run_now()) * 1000);
+        int left_ms = (int)((deadline - test_now()) * 1000);
         if (left_ms <= 0 || poll(&p, 1, left_ms) <= 0)
             break;
         char buf[512];
@@ -64,7 +60,7 @@ static int program_run(const char *const argv[], char *err, size_t size)
     err[len] = '\0';
     close(fds[0]);
     int status = -1;
-    while (program_run_now() < deadline) {
+    while (test_now() < deadline) {
         if (waitpid(pid, &status, WNOHANG) == pid)
             return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         usleep(2000);

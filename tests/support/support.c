@@ -367,26 +367,6 @@ const char *test_unix_path(const char *address)
     return strncmp(address, "unix:", 5) == 0 ? address + 5 : address;
 }
 
-double test_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-bool test_wait_for(bool (*cond)(void *arg), void *arg, double seconds)
-{
-    double deadline = test_now() + seconds;
-    for (;;) {
-        if (cond(arg))
-            return true;
-        if (test_now() >= deadline)
-            return cond(arg);
-        struct timespec ms = {.tv_nsec = 1000000};
-        nanosleep(&ms, NULL);
-    }
-}
-
 bool test_have_ipv6(void)
 {
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -556,4 +536,43 @@ bool test_server_stop_within(test_server *t, double seconds)
     ss_server_free(t->srv);
     t->srv = NULL;
     return true;
+}
+
+bool test_threads_at_most(void *arg)
+{
+    return test_thread_count() <= *(int *)arg;
+}
+
+/* ---- Leak baseline ----------------------------------------------------- */
+
+test_baseline test_take_baseline(bool no_children)
+{
+    if (no_children)
+        assert_int_equal(test_child_pids(NULL, 0), 0);
+    return (test_baseline){test_count_open_fds(), test_thread_count(),
+                           no_children};
+}
+
+void test_expect_baseline(const test_baseline *b)
+{
+    assert_int_equal(test_count_open_fds(), b->fds);
+    /* A detached thread may still be on its way out for a moment after
+     * it signalled that it is done; give it a bounded while. */
+    int threads = b->threads;
+    assert_true(test_wait_for(test_threads_at_most, &threads, 5.0));
+    /* Every child process was reaped: not even a zombie is left. */
+    if (b->no_children)
+        assert_int_equal(test_child_pids(NULL, 0), 0);
+}
+
+static void *do_nothing(void *arg)
+{
+    return arg;
+}
+
+void test_start_runtime_threads(void)
+{
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, do_nothing, NULL) == 0)
+        pthread_join(thread, NULL);
 }

@@ -18,6 +18,9 @@
 
 #include <sockserv/sockserv.h>
 
+#include "process.h"    /* test_now, test_wait_for, test_sleep, test_wait_exit… */
+#include "sanitizers.h" /* TEST_UNDER_TSAN */
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -109,13 +112,6 @@ const char *test_abstract_address(char *buf, size_t n, const char *tag);
 /* The filesystem path of a "unix:/path" address (the part after "unix:"). */
 const char *test_unix_path(const char *address);
 
-/* Monotonic clock, seconds. */
-double test_now(void);
-
-/* Poll cond(arg) every millisecond until it returns true or seconds pass.
- * Returns the last value of cond: the bounded alternative to sleeping. */
-bool test_wait_for(bool (*cond)(void *arg), void *arg, double seconds);
-
 /* Whether this machine can bind and connect on ::1. */
 bool test_have_ipv6(void);
 
@@ -160,6 +156,34 @@ int test_child_pids(pid_t *pids, int max);
 /* pid exists and is not a zombie (a zombie has exited; only its exit
  * status is left for its parent). */
 bool test_process_running(pid_t pid);
+
+/* test_wait_for() condition: at most *(int *)arg threads in this process
+ * (a detached thread may still be on its way out for a moment after it
+ * signalled that it is done). */
+bool test_threads_at_most(void *arg);
+
+/* ---- Leak baseline -----------------------------------------------------
+ * What a test's servers must give back: take it before, expect it after.
+ *   test_baseline b = test_take_baseline(true);
+ *   ... start servers, serve, stop them ...
+ *   test_expect_baseline(&b);
+ * Descriptors must be back to the same count at once; threads within 5 s
+ * (test_threads_at_most). With no_children, taking it asserts that this
+ * process has no child process, and expecting it asserts that every child
+ * was reaped (not even a zombie is left). Both fail the running test. */
+typedef struct test_baseline {
+    int fds;
+    int threads;
+    bool no_children;
+} test_baseline;
+
+test_baseline test_take_baseline(bool no_children);
+void test_expect_baseline(const test_baseline *b);
+
+/* Start and join one thread. Call it first in main(): thread-count
+ * baselines must not count a helper thread that the runtime starts with
+ * the first pthread_create() (ThreadSanitizer has one). */
+void test_start_runtime_threads(void);
 
 /* ss_shutdown, then join the serving thread for at most seconds; on
  * success free the server and return true. On timeout the thread still
