@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end checks of sockserv-httpd with real HTTP clients.
 
-tests/test_httpd.c already talks raw HTTP to the server; this script adds
+tests/programs/test_httpd.c already talks raw HTTP to the server; this script adds
 the clients people actually use -- Python's http.client and curl -- so
 that what they send (and how they parse the answers) is covered too.
 

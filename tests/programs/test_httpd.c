@@ -1,0 +1,726 @@
+/*
+ * test_httpd.c — end-to-end tests of the sockserv-httpd program.
+ *
+ * Each test starts the real binary (fork + exec) on port 0 with
+ * --port-file, serving a scratch tree built once per group, and talks to
+ * it over raw TCP with small hand-written HTTP requests: the exact bytes
+ * are the point (traversal spellings, a Location header, a 206 body). The
+ * same core tests run under --mode thread, fork and prefork. A cmocka
+ * teardown kills the server by its PID, so a failed assertion never leaves
+ * a process behind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h> /* cmocka.h needs these three first */
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "program_run.h"
+
+#ifndef SOCKSERV_HTTPD_PATH
+#error "SOCKSERV_HTTPD_PATH must name the sockserv-httpd binary"
+#endif
+
+#define HELLO "Hello, world!\n" /* 14 bytes */
+#define SECRET "TOP-SECRET-OUTSIDE"
+#define API_DIR_FILE "FILE-IN-API-DIRECTORY"
+
+/* ---- the scratch tree ------------------------------------------------- */
+
+static char base_dir[64]; /* /tmp/sockserv-httpd-XXXXXX */
+static char www_dir[128]; /* base_dir/www, what the server serves */
+
+static void write_file(const char *relative, const char *content)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", base_dir, relative);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(content, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void make_dir(const char *relative)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", base_dir, relative);
+    assert_int_equal(mkdir(path, 0755), 0);
+}
+
+static int build_tree(void **state)
+{
+    (void)state;
+    strcpy(base_dir, "/tmp/sockserv-httpd-XXXXXX");
+    if (mkdtemp(base_dir) == NULL)
+        return -1;
+    snprintf(www_dir, sizeof www_dir, "%s/www", base_dir);
+    write_file("secret.txt", SECRET "\n"); /* outside the served tree */
+    make_dir("www");
+    write_file("www/hello.txt", HELLO);
+    make_dir("www/dir");
+    write_file("www/dir/index.html", "<h1>index</h1>\n");
+    make_dir("www/list");
+    write_file("www/list/<b>&\"x\".txt", "x");
+    make_dir("www/list/sub");
+    make_dir("www/evil.example");
+    make_dir("www/\\evil.example"); /* a name that starts with '\' */
+    make_dir("www/api");            /* shadowed by the API, never served */
+    write_file("www/api/file.txt", API_DIR_FILE);
+    write_file("www/caf\xe9.txt", "latin-1 name\n");
+    char target[512];
+    snprintf(target, sizeof target, "%s/escape", www_dir);
+    if (symlink("../secret.txt", target) != 0)
+        return -1;
+    snprintf(target, sizeof target, "%s/inside", www_dir);
+    if (symlink("hello.txt", target) != 0)
+        return -1;
+    return 0;
+}
+
+static int remove_tree(void **state)
+{
+    (void)state;
+    return test_remove_tree(base_dir);
+}
+
+/* ---- the server process ------------------------------------------------- */
+
+typedef struct fixture {
+    const char *mode;
+    pid_t pid; /* 0 once reaped */
+    int port;
+    char port_file[256];
+} fixture;
+
+static int start_server(void **state)
+{
+    static int counter;
+    fixture *fx = calloc(1, sizeof *fx);
+    if (fx == NULL)
+        return -1;
+    fx->mode = *state;
+    snprintf(fx->port_file, sizeof fx->port_file, "%s/port-%d", base_dir,
+             ++counter);
+    *state = fx;
+
+    fx->pid = fork();
+    if (fx->pid < 0)
+        return -1;
+    if (fx->pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO); /* the "Serving HTTP on" line */
+        close(null);
+        execl(SOCKSERV_HTTPD_PATH, "sockserv-httpd", "--mode", fx->mode, "0",
+              "-b", "127.0.0.1", "-d", www_dir, "-q", "--workers", "2",
+              "--port-file", fx->port_file, (char *)NULL);
+        _exit(127);
+    }
+    /* Bounded wait for the port the server bound. */
+    double deadline = test_now() + 10.0;
+    while (test_now() < deadline) {
+        FILE *f = fopen(fx->port_file, "r");
+        if (f != NULL) {
+            int ok = fscanf(f, "%d", &fx->port) == 1;
+            fclose(f);
+            if (ok && fx->port > 0)
+                return 0;
+        }
+        if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
+            fx->pid = 0; /* died before listening */
+            return -1;
+        }
+        usleep(5000);
+    }
+    return -1;
+}
+
+static int stop_server(void **state)
+{
+    fixture *fx = *state;
+    if (fx == NULL)
+        return 0;
+    if (fx->pid > 0) {
+        kill(fx->pid, SIGTERM);
+        if (test_wait_exit(fx->pid, 15.0) == -1) {
+            kill(fx->pid, SIGKILL);
+            waitpid(fx->pid, NULL, 0);
+        }
+    }
+    unlink(fx->port_file);
+    free(fx);
+    return 0;
+}
+
+/* ---- a minimal HTTP client ----------------------------------------------- */
+
+typedef struct conn {
+    int fd;
+    char buf[1 << 16];
+    size_t len; /* bytes received and not yet consumed */
+} conn;
+
+typedef struct response {
+    int status;
+    char head[8192]; /* status line and headers, NUL-terminated */
+    char body[1 << 16];
+    size_t body_len;
+} response;
+
+static conn *connect_to(const fixture *fx)
+{
+    conn *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(c->fd >= 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)fx->port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    return c;
+}
+
+static void conn_close(conn *c)
+{
+    close(c->fd);
+    free(c);
+}
+
+static void send_text(conn *c, const char *text)
+{
+    size_t len = strlen(text);
+    assert_int_equal(send(c->fd, text, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* More bytes into c->buf; false at end of stream. Fails on timeout. */
+static bool receive_more(conn *c)
+{
+    assert_true(c->len < sizeof c->buf);
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+    assert_true(n >= 0); /* -1: the 10 s timeout, or an error */
+    c->len += (size_t)n;
+    return n > 0;
+}
+
+/* The value of header name in r (case-insensitive), copied to a static
+ * buffer, or NULL. */
+static const char *header_of(const response *r, const char *name)
+{
+    static char value[1024];
+    size_t len = strlen(name);
+    for (const char *line = strstr(r->head, "\r\n"); line;
+         line = strstr(line + 2, "\r\n")) {
+        const char *s = line + 2;
+        if (strncasecmp(s, name, len) == 0 && s[len] == ':') {
+            s += len + 1;
+            s += strspn(s, " ");
+            size_t n = strcspn(s, "\r");
+            snprintf(value, sizeof value, "%.*s", (int)n, s);
+            return value;
+        }
+    }
+    return NULL;
+}
+
+/* Read one response. A body is read per Content-Length, or to the end of
+ * the stream without one; HEAD and 304 responses have none. */
+static void read_response(conn *c, response *r, bool head_request)
+{
+    memset(r, 0, sizeof *r);
+    char *end;
+    while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
+        assert_true(receive_more(c));
+    size_t head_len = (size_t)(end - c->buf) + 4;
+    assert_true(head_len < sizeof r->head);
+    memcpy(r->head, c->buf, head_len);
+    assert_int_equal(sscanf(r->head, "HTTP/1.%*d %d", &r->status), 1);
+    memmove(c->buf, c->buf + head_len, c->len - head_len);
+    c->len -= head_len;
+
+    const char *length = header_of(r, "Content-Length");
+    if (head_request || r->status == 304 || r->status == 204) {
+        r->body_len = 0;
+    } else if (length != NULL) {
+        size_t n = strtoul(length, NULL, 10);
+        assert_true(n < sizeof r->body);
+        while (c->len < n)
+            assert_true(receive_more(c));
+        memcpy(r->body, c->buf, n);
+        r->body_len = n;
+        memmove(c->buf, c->buf + n, c->len - n);
+        c->len -= n;
+    } else {
+        while (receive_more(c))
+            ;
+        assert_true(c->len < sizeof r->body);
+        memcpy(r->body, c->buf, c->len);
+        r->body_len = c->len;
+        c->len = 0;
+    }
+    r->body[r->body_len] = '\0';
+}
+
+/* One request on its own connection. */
+static void fetch(const fixture *fx, const char *request, response *r)
+{
+    conn *c = connect_to(fx);
+    send_text(c, request);
+    read_response(c, r, strncmp(request, "HEAD ", 5) == 0);
+    conn_close(c);
+}
+
+/* GET target with extra header lines (each ending in \r\n, or ""). */
+static void get(const fixture *fx, const char *target, const char *headers,
+                response *r)
+{
+    char request[2048];
+    snprintf(
+        request, sizeof request,
+        "GET %s HTTP/1.1\r\nHost: localhost\r\n%sConnection: close\r\n\r\n",
+        target, headers);
+    fetch(fx, request, r);
+}
+
+/* ---- files and directories ------------------------------------------------
+ */
+
+static void test_file_is_served_with_its_type_and_body(void **state)
+{
+    response r;
+    get(*state, "/hello.txt", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header_of(&r, "Content-Type"),
+                        "text/plain; charset=utf-8");
+    assert_string_equal(header_of(&r, "Content-Length"), "14");
+    assert_non_null(header_of(&r, "Last-Modified"));
+    assert_non_null(header_of(&r, "ETag"));
+    assert_string_equal(r.body, HELLO);
+}
+
+static void test_directory_serves_its_index_html(void **state)
+{
+    response r;
+    get(*state, "/dir/", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header_of(&r, "Content-Type"),
+                        "text/html; charset=utf-8");
+    assert_string_equal(r.body, "<h1>index</h1>\n");
+}
+
+static void test_listing_escapes_names_and_encodes_hrefs(void **state)
+{
+    response r;
+    get(*state, "/list/", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "Directory listing for /list/"));
+    assert_non_null(strstr(r.body, "<a href=\"%3Cb%3E%26%22x%22.txt\">"));
+    assert_non_null(strstr(r.body, "&lt;b&gt;&amp;"));
+    assert_null(strstr(r.body, "<b>")); /* never raw markup from a name */
+    assert_non_null(strstr(r.body, "<a href=\"sub/\">sub/</a>"));
+}
+
+static void test_directory_without_slash_redirects_keeping_query(void **state)
+{
+    response r;
+    get(*state, "/dir?q=1", "", &r);
+    assert_int_equal(r.status, 301);
+    assert_string_equal(header_of(&r, "Location"), "/dir/?q=1");
+}
+
+static void test_redirect_location_never_starts_with_two_slashes(void **state)
+{
+    static const char *const targets[] = {"//evil.example", "///evil.example",
+                                          "//evil.example?x=1"};
+    for (size_t i = 0; i < 3; i++) {
+        response r;
+        get(*state, targets[i], "", &r);
+        assert_int_equal(r.status, 301);
+        const char *location = header_of(&r, "Location");
+        assert_non_null(location);
+        assert_true(strncmp(location, "//", 2) != 0);
+        assert_true(strncmp(location, "/evil.example/", 14) == 0);
+    }
+}
+
+static void test_redirect_location_encodes_backslash(void **state)
+{
+    /* Browsers read "/\host" as "//host": the backslash goes out encoded. */
+    static const char *const targets[] = {"/\\evil.example",
+                                          "/%5Cevil.example"};
+    for (size_t i = 0; i < 2; i++) {
+        response r;
+        get(*state, targets[i], "", &r);
+        assert_int_equal(r.status, 301);
+        const char *location = header_of(&r, "Location");
+        assert_non_null(location);
+        assert_string_equal(location, "/%5Cevil.example/");
+    }
+}
+
+static void test_file_with_trailing_slash_is_not_found(void **state)
+{
+    response r;
+    get(*state, "/hello.txt/", "", &r);
+    assert_int_equal(r.status, 404);
+}
+
+static void test_traversal_attempts_never_escape(void **state)
+{
+    static const char *const targets[] = {
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/a/..%2f..%2fsecret.txt",
+        "/..%5c..",
+        "/dir/../../secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/escape",
+        "/./../secret.txt",
+        "http://x/../secret.txt",
+    };
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        response r;
+        get(*state, targets[i], "", &r);
+        if (r.status != 400 && r.status != 404)
+            fail_msg("%s answered %d", targets[i], r.status);
+        assert_null(strstr(r.body, SECRET));
+        assert_null(strstr(r.body, "root:"));
+    }
+}
+
+static void test_symlink_inside_is_followed(void **state)
+{
+    response r;
+    get(*state, "/inside", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, HELLO);
+}
+
+static void test_nul_byte_is_a_bad_request(void **state)
+{
+    response r;
+    get(*state, "/hello.txt%00.html", "", &r);
+    assert_int_equal(r.status, 400);
+}
+
+static void test_percent_decoding_reaches_latin1_name(void **state)
+{
+    response r;
+    get(*state, "/caf%E9.txt", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "latin-1 name\n");
+}
+
+/* ---- conditional and range requests -------------------------------------- */
+
+static void test_if_modified_since_gives_304(void **state)
+{
+    response r;
+    char header[256];
+    get(*state, "/hello.txt", "", &r);
+    snprintf(header, sizeof header, "If-Modified-Since: %s\r\n",
+             header_of(&r, "Last-Modified"));
+    get(*state, "/hello.txt", header, &r);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.body_len, 0);
+    get(*state, "/hello.txt",
+        "If-Modified-Since: Thu, 01 Jan 1970 00:00:01 GMT\r\n", &r);
+    assert_int_equal(r.status, 200);
+}
+
+static void test_if_none_match_gives_304(void **state)
+{
+    response r;
+    char header[256];
+    get(*state, "/hello.txt", "", &r);
+    snprintf(header, sizeof header, "If-None-Match: \"nope\", %s\r\n",
+             header_of(&r, "ETag"));
+    get(*state, "/hello.txt", header, &r);
+    assert_int_equal(r.status, 304);
+    get(*state, "/hello.txt", "If-None-Match: \"other\"\r\n", &r);
+    assert_int_equal(r.status, 200);
+}
+
+static void test_range_returns_exact_bytes(void **state)
+{
+    response r;
+    get(*state, "/hello.txt", "Range: bytes=2-5\r\n", &r);
+    assert_int_equal(r.status, 206);
+    assert_string_equal(header_of(&r, "Content-Range"), "bytes 2-5/14");
+    assert_string_equal(r.body, "llo,");
+    get(*state, "/hello.txt", "Range: bytes=-3\r\n", &r);
+    assert_int_equal(r.status, 206);
+    assert_string_equal(r.body, "d!\n");
+    get(*state, "/hello.txt", "Range: bytes=7-\r\n", &r);
+    assert_int_equal(r.status, 206);
+    assert_string_equal(r.body, "world!\n");
+}
+
+static void test_unsatisfiable_range_is_416(void **state)
+{
+    response r;
+    get(*state, "/hello.txt", "Range: bytes=14-\r\n", &r);
+    assert_int_equal(r.status, 416);
+    assert_string_equal(header_of(&r, "Content-Range"), "bytes */14");
+}
+
+/* ---- methods, keep-alive, API ---------------------------------------------
+ */
+
+static void test_head_sends_headers_without_body(void **state)
+{
+    conn *c = connect_to(*state);
+    response r;
+    /* HEAD then GET on one connection: had HEAD sent a body, the second
+     * response would not start where we look for it. */
+    send_text(c, "HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_response(c, &r, true);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header_of(&r, "Content-Length"), "14");
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "<h1>index</h1>\n");
+    conn_close(c);
+}
+
+static void test_keep_alive_serves_two_requests_on_one_connection(void **state)
+{
+    conn *c = connect_to(*state);
+    response r;
+    send_text(c, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, HELLO);
+    send_text(c, "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "<h1>index</h1>\n");
+    conn_close(c);
+}
+
+static unsigned long requests_served(const fixture *fx)
+{
+    response r;
+    get(fx, "/api/status", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header_of(&r, "Content-Type"), "application/json");
+    const char *count = strstr(r.body, "\"requests_served\":");
+    assert_non_null(count);
+    assert_non_null(strstr(r.body, "\"uptime_seconds\":"));
+    return strtoul(count + strlen("\"requests_served\":"), NULL, 10);
+}
+
+static void test_api_status_reports_mode_and_counts_requests(void **state)
+{
+    fixture *fx = *state;
+    response r;
+    char mode[64];
+    get(fx, "/api/status", "", &r);
+    snprintf(mode, sizeof mode, "\"mode\":\"%s\"", fx->mode);
+    assert_non_null(strstr(r.body, mode));
+    /* The count is shared by every thread or process of the server. */
+    unsigned long before = requests_served(fx);
+    get(fx, "/hello.txt", "", &r);
+    assert_true(requests_served(fx) >= before + 2);
+}
+
+static void test_api_echo_counts_the_posted_body(void **state)
+{
+    response r;
+    fetch(*state,
+          "POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+          "Connection: close\r\n\r\na\nb\nc",
+          &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"length\":5,\"lines\":3}\n");
+    fetch(*state,
+          "POST /api/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+          "Connection: close\r\n\r\n3\r\nab\n\r\n0\r\n\r\n",
+          &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"length\":3,\"lines\":1}\n");
+}
+
+static void test_api_unknown_route_and_wrong_method(void **state)
+{
+    response r;
+    get(*state, "/api/nope", "", &r);
+    assert_int_equal(r.status, 404);
+    get(*state, "/api/echo", "", &r);
+    assert_int_equal(r.status, 405);
+    assert_non_null(header_of(&r, "Allow"));
+}
+
+static void test_api_prefix_is_decided_on_the_decoded_path(void **state)
+{
+    /* Every spelling of /api/file.txt is the API's, never the file's. */
+    static const char *const targets[] = {
+        "/api/file.txt",   "/%61pi/file.txt",         "/./api/file.txt",
+        "//api/file.txt",  "/%2e/api/file.txt",       "/%61%70%69/file.txt",
+        "/api/./file.txt", "http://x/%61pi/file.txt",
+    };
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        response r;
+        get(*state, targets[i], "", &r);
+        if (strstr(r.body, API_DIR_FILE) != NULL)
+            fail_msg("%s served the file (%d)", targets[i], r.status);
+        assert_int_equal(r.status, 404);
+        assert_string_equal(header_of(&r, "Content-Type"), "application/json");
+    }
+    /* Routes match the decoded path too. */
+    response r;
+    get(*state, "/%61pi/status", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"requests_served\":"));
+}
+
+static void test_sigterm_exits_with_status_zero(void **state)
+{
+    fixture *fx = *state;
+    response r;
+    get(fx, "/hello.txt", "", &r); /* it has served something */
+    assert_int_equal(kill(fx->pid, SIGTERM), 0);
+    int status = test_wait_exit(fx->pid, 15.0);
+    assert_true(status >= 0);
+    fx->pid = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- command-line mistakes: exit status 2 and a message that names them */
+
+static void expect_usage_error(const char *const argv[], const char *message)
+{
+    char err[4096];
+    assert_int_equal(program_run(argv, err, sizeof err), 2);
+    if (strstr(err, message) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", message, err);
+}
+
+static void test_bind_address_mistakes_are_usage_errors(void **state)
+{
+    (void)state;
+    const char *old_form[] = {SOCKSERV_HTTPD_PATH, "-b", "127.1", "0", NULL};
+    expect_usage_error(old_form, "'127.1' is not an IP address or host name");
+    const char *with_port[] = {SOCKSERV_HTTPD_PATH, "-b", "127.0.0.1:80", "0",
+                               NULL};
+    expect_usage_error(with_port, "give the host only; the port is the PORT");
+    const char *unix_path[] = {SOCKSERV_HTTPD_PATH, "-b", "unix:/tmp/x", "0",
+                               NULL};
+    expect_usage_error(unix_path, "'unix:/tmp/x' is not a host");
+    /* .invalid never resolves (RFC 6761); the answer comes at once, from
+     * the resolver or from its absence. */
+    const char *unknown[] = {SOCKSERV_HTTPD_PATH, "-b", "nosuchhost.invalid",
+                             "0", NULL};
+    expect_usage_error(unknown, "host not found: nosuchhost.invalid");
+}
+
+static void test_unknown_mode_lists_every_choice(void **state)
+{
+    (void)state;
+    const char *argv[] = {SOCKSERV_HTTPD_PATH, "--mode", "bogus", NULL};
+    expect_usage_error(argv, "(choose from thread, sync, fork, pool, "
+                             "prefork, coro)");
+}
+
+static void test_unwritable_port_file_is_named(void **state)
+{
+    (void)state;
+    const char *argv[] = {SOCKSERV_HTTPD_PATH,
+                          "-q",
+                          "-b",
+                          "127.0.0.1",
+                          "-d",
+                          www_dir,
+                          "--port-file",
+                          "/nonexistent-dir/port",
+                          "0",
+                          NULL};
+    char err[4096];
+    assert_int_equal(program_run(argv, err, sizeof err), 1);
+    assert_non_null(strstr(err, "cannot write the port file "
+                                "/nonexistent-dir/port: No such file"));
+}
+
+#define MODE_TESTS(mode)                                                       \
+    cmocka_unit_test_prestate_setup_teardown(                                  \
+        test_file_is_served_with_its_type_and_body, start_server, stop_server, \
+        mode),                                                                 \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_directory_serves_its_index_html, start_server, stop_server,   \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_listing_escapes_names_and_encodes_hrefs, start_server,        \
+            stop_server, mode),                                                \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_directory_without_slash_redirects_keeping_query,              \
+            start_server, stop_server, mode),                                  \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_traversal_attempts_never_escape, start_server, stop_server,   \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_range_returns_exact_bytes, start_server, stop_server, mode),  \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_head_sends_headers_without_body, start_server, stop_server,   \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_keep_alive_serves_two_requests_on_one_connection,             \
+            start_server, stop_server, mode),                                  \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_api_status_reports_mode_and_counts_requests, start_server,    \
+            stop_server, mode),                                                \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_api_echo_counts_the_posted_body, start_server, stop_server,   \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
+            test_sigterm_exits_with_status_zero, start_server, stop_server,    \
+            mode)
+
+#define THREAD_TEST(test)                                                      \
+    cmocka_unit_test_prestate_setup_teardown(test, start_server, stop_server,  \
+                                             "thread")
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MODE_TESTS("thread"),
+        MODE_TESTS("fork"),
+        MODE_TESTS("prefork"),
+        THREAD_TEST(test_redirect_location_never_starts_with_two_slashes),
+        THREAD_TEST(test_file_with_trailing_slash_is_not_found),
+        THREAD_TEST(test_symlink_inside_is_followed),
+        THREAD_TEST(test_nul_byte_is_a_bad_request),
+        THREAD_TEST(test_percent_decoding_reaches_latin1_name),
+        THREAD_TEST(test_if_modified_since_gives_304),
+        THREAD_TEST(test_if_none_match_gives_304),
+        THREAD_TEST(test_unsatisfiable_range_is_416),
+        THREAD_TEST(test_api_unknown_route_and_wrong_method),
+        THREAD_TEST(test_redirect_location_encodes_backslash),
+        THREAD_TEST(test_api_prefix_is_decided_on_the_decoded_path),
+        cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
+        cmocka_unit_test(test_unknown_mode_lists_every_choice),
+        cmocka_unit_test(test_unwritable_port_file_is_named),
+    };
+    return cmocka_run_group_tests(tests, build_tree, remove_tree);
+}
