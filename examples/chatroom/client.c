@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/cli.h"
 #include "chat.h"
 
 #define JOIN_TRIES 3
@@ -318,49 +319,75 @@ static bool read_input(conn *c, char *buf, size_t *len, size_t size)
     return true;
 }
 
-static int usage_error(const char *why)
+static const char usage[] =
+    "usage: sockserv-chatcli [-h] [--udp] HOST PORT NAME\n";
+
+enum { OPT_UDP = CLI_LONG_ONLY };
+
+static const struct option longopts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"udp", no_argument, NULL, OPT_UDP},
+    {NULL, 0, NULL, 0},
+};
+
+/* The command line, checked. */
+typedef struct chatcli_options {
+    bool udp;
+    const char *host, *port, *name;
+} chatcli_options;
+
+/* Options, HOST, PORT and NAME in any order, like argparse; every mistake
+ * is a usage error (exit status 2). */
+static void parse_options(chatcli_options *o, int argc, char **argv)
 {
-    fprintf(stderr,
-            "usage: sockserv-chatcli [-h] [--udp] HOST PORT NAME\n"
-            "sockserv-chatcli: error: %s\n",
-            why);
-    return 2;
+    cli c = {.prog = "sockserv-chatcli",
+             .usage = usage,
+             .shortopts = "-:h",
+             .longopts = longopts};
+    *o = (chatcli_options){.udp = false};
+    const char **positional[] = {&o->host, &o->port, &o->name};
+    int npositional = 0;
+    const char *value;
+    int opt;
+    while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
+        if (opt == 'h') {
+            printf("%s\nJoin a sockserv-chat room as NAME. Lines typed are "
+                   "sent to everyone;\nCtrl-D leaves. --udp for a server "
+                   "started with --udp.\n",
+                   usage);
+            exit(0);
+        } else if (opt == OPT_UDP) {
+            o->udp = true;
+        } else if (npositional < 3) {
+            *positional[npositional++] = value;
+        } else {
+            cli_extra(&c, value);
+        }
+    }
+    cli_finish(&c);
+    if (npositional < 3)
+        cli_error(&c, "the following arguments are required: %s",
+                  (const char *[]){"HOST, PORT, NAME", "PORT, NAME",
+                                   "NAME"}[npositional]);
+    if (!valid_port(o->port))
+        cli_error(&c, "PORT: 1 to 65535");
+    if (!chat_valid_name(o->name))
+        cli_error(&c, "NAME: 1 to 32 bytes, no spaces");
 }
 
 int main(int argc, char **argv)
 {
-    const char *positional[3];
-    int npositional = 0;
-    bool udp = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: sockserv-chatcli [-h] [--udp] HOST PORT NAME\n\n"
-                   "Join a sockserv-chat room as NAME. Lines typed are sent "
-                   "to everyone;\nCtrl-D leaves. --udp for a server started "
-                   "with --udp.\n");
-            return 0;
-        } else if (!strcmp(argv[i], "--udp")) {
-            udp = true;
-        } else if (argv[i][0] == '-' || npositional == 3) {
-            return usage_error("unrecognized arguments");
-        } else {
-            positional[npositional++] = argv[i];
-        }
-    }
-    if (npositional != 3)
-        return usage_error("HOST, PORT and NAME are required");
-    if (!valid_port(positional[1]))
-        return usage_error("PORT: 1 to 65535");
-    const char *name = positional[2];
-    if (!chat_valid_name(name))
-        return usage_error("NAME: 1 to 32 bytes, no spaces");
+    chatcli_options o;
+    parse_options(&o, argc, argv);
+    bool udp = o.udp;
+    const char *name = o.name;
 
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
     conn c = {.udp = udp};
-    c.fd = connect_to(positional[0], positional[1], udp);
+    c.fd = connect_to(o.host, o.port, udp);
     if (c.fd < 0)
         return 1;
     double silence = join(&c, name);

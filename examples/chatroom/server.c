@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +33,7 @@
 #include <unistd.h>
 
 #include "../common/bind_address.h"
+#include "../common/cli.h"
 #include "chat.h"
 
 #define DEFAULT_OUTBOX (256 * 1024)
@@ -83,48 +83,163 @@ static const char help[] =
     "  --port-file FILE   write the port, once listening, to FILE\n"
     "  --no-admin         do not read admin lines from standard input\n";
 
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs(usage, stderr);
-    fputs("sockserv-chat: error: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(2);
-}
+/* Long-only options: vals that no letter can have. */
+enum {
+    OPT_UDP = CLI_LONG_ONLY,
+    OPT_TCP,
+    OPT_MODE,
+    OPT_BIND,
+    OPT_THREADS,
+    OPT_OUTBOX,
+    OPT_FLOOD_LIMIT,
+    OPT_SILENCE,
+    OPT_PORT_FILE,
+    OPT_NO_ADMIN,
+};
 
-static bool option(int argc, char **argv, int *i, const char *name,
-                   const char **value)
-{
-    if (strcmp(argv[*i], name) != 0)
-        return false;
-    if (*i + 1 >= argc)
-        usage_error("argument %s: expected one argument", name);
-    *value = argv[++*i];
-    return true;
-}
+static const struct option longopts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"udp", no_argument, NULL, OPT_UDP},
+    {"tcp", no_argument, NULL, OPT_TCP},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"outbox", required_argument, NULL, OPT_OUTBOX},
+    {"flood-limit", required_argument, NULL, OPT_FLOOD_LIMIT},
+    {"silence", required_argument, NULL, OPT_SILENCE},
+    {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"no-admin", no_argument, NULL, OPT_NO_ADMIN},
+    {NULL, 0, NULL, 0},
+};
 
-static long count_argument(const char *name, const char *text, long max)
+/* The command line, checked. */
+typedef struct chat_options {
+    bool udp, read_admin;
+    const char *mode;
+    const ss_strategy *strategy;
+    int threads; /* 0: not given */
+    size_t outbox;
+    double flood_limit, silence;
+    const char *port_file;
+    char address[300]; /* what the library parses: "127.0.0.1:8000" */
+} chat_options;
+
+static long count_argument(const cli *c, const char *name, const char *text,
+                           long min, long max)
 {
     char *end;
     long n = strtol(text, &end, 10);
-    long min = strcmp(name, "--outbox") == 0 ? CHAT_OUTBOX_MIN : 1;
     if (end == text || *end != '\0' || n < min || n > max)
-        usage_error("argument %s: invalid count: '%s'", name, text);
+        cli_error(c, "argument %s: invalid count: '%s'", name, text);
     return n;
 }
 
 /* A number in [min, max] for --silence and --flood-limit. */
-static double number_argument(const char *name, const char *text, double min,
-                              double max)
+static double number_argument(const cli *c, const char *name, const char *text,
+                              double min, double max)
 {
     char *end;
     double value = strtod(text, &end);
     if (end == text || *end != '\0' || !(value >= min && value <= max))
-        usage_error("argument %s: invalid number: '%s'", name, text);
+        cli_error(c, "argument %s: invalid number: '%s'", name, text);
     return value;
+}
+
+static const ss_strategy *mode_argument(const cli *c, const char *mode,
+                                        bool udp)
+{
+    for (size_t m = 0; m < N_MODES; m++)
+        if (!strcmp(mode, modes[m].name) && (udp ? modes[m].udp : modes[m].tcp))
+            return modes[m].strategy;
+    cli_error(
+        c, "argument --mode: invalid choice for %s: '%s' (choose from %s)",
+        udp ? "UDP" : "TCP", mode, udp ? "sync, thread, coro" : "thread, coro");
+}
+
+/* Options and PORT in any order, like argparse; every mistake is a usage
+ * error (exit status 2). */
+static void parse_options(chat_options *o, int argc, char **argv)
+{
+    cli c = {.prog = "sockserv-chat",
+             .usage = usage,
+             .shortopts = "-:h",
+             .longopts = longopts};
+    *o = (chat_options){.read_admin = true,
+                        .outbox = DEFAULT_OUTBOX,
+                        .flood_limit = DEFAULT_FLOOD_LIMIT,
+                        .silence = DEFAULT_SILENCE};
+    const char *host = "127.0.0.1", *port = NULL, *value;
+    bool tcp_given = false;
+    int opt;
+    while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
+        switch (opt) {
+        case CLI_POSITIONAL:
+            if (port == NULL)
+                port = value;
+            else
+                cli_extra(&c, value);
+            break;
+        case 'h':
+            printf("%s%s", usage, help);
+            exit(0);
+        case OPT_UDP:
+            o->udp = true;
+            break;
+        case OPT_TCP:
+            tcp_given = true;
+            break;
+        case OPT_NO_ADMIN:
+            o->read_admin = false;
+            break;
+        case OPT_MODE:
+            o->mode = value;
+            break;
+        case OPT_BIND:
+            host = value;
+            break;
+        case OPT_PORT_FILE:
+            o->port_file = value;
+            break;
+        case OPT_THREADS:
+            o->threads = (int)count_argument(&c, "--threads", value, 1, 100000);
+            break;
+        case OPT_OUTBOX:
+            o->outbox = (size_t)count_argument(&c, "--outbox", value,
+                                               CHAT_OUTBOX_MIN, 1 << 30);
+            break;
+        case OPT_FLOOD_LIMIT:
+            o->flood_limit =
+                number_argument(&c, "--flood-limit", value, 0, 1e9);
+            break;
+        case OPT_SILENCE:
+            o->silence = number_argument(&c, "--silence", value, 0.1, 86400);
+            break;
+        }
+    }
+    cli_finish(&c);
+
+    if (o->udp && tcp_given)
+        cli_error(&c, "argument --tcp: not allowed with argument --udp");
+    if (!o->mode)
+        o->mode = o->udp ? "sync" : "thread";
+    o->strategy = mode_argument(&c, o->mode, o->udp);
+    if (!port)
+        port = "8000";
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || digits > 5 || port[digits] != '\0' || atoi(port) > 65535)
+        cli_error(&c, "argument PORT: invalid port: '%s'", port);
+    const char *bad =
+        bind_address(o->address, sizeof o->address, host, atoi(port),
+                     o->udp ? SOCK_DGRAM : SOCK_STREAM, NULL);
+    if (bad)
+        cli_error(&c, "argument --bind: %s", bad);
+}
+
+/* How requests run: the strategy's settings from --threads. */
+static void apply_mode_options(ss_config *cfg, const chat_options *o)
+{
+    if (o->threads)
+        cfg->coro_threads = cfg->max_threads = o->threads;
 }
 
 /* ---- admin messages from standard input ---------------------------------- */
@@ -266,142 +381,98 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
+/* The server for the room (room is the tcp_room or udp_room). Returns 0,
+ * or -1 after saying why not. */
+static int server_new(ss_server **srv, const chat_options *o, void *room)
+{
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.allow_reuse_address = true; /* restart at once after Ctrl-C */
+    cfg.user = room;
+    cfg.max_packet_size = CHAT_LINE_MAX; /* longer is refused, not cut */
+    apply_mode_options(&cfg, o);
+    /* Python's way to change a server: a subclass overriding a method —
+     * here copies of ss_udp and ss_tcp (see above for each). */
+    static ss_server_class udp_kind, tcp_kind;
+    udp_kind = ss_udp;
+    udp_kind.service_actions = chat_udp_service_actions;
+    tcp_kind = ss_tcp;
+    tcp_kind.handle_error = chat_tcp_handle_error;
+
+    int rc = ss_server_new(
+        srv, o->udp ? &udp_kind : &tcp_kind, o->strategy, o->address,
+        o->udp ? &chat_udp_handler : &chat_tcp_handler, &cfg);
+    if (rc < 0)
+        fprintf(stderr, "sockserv-chat: cannot serve on %s: %s\n", o->address,
+                ss_strerror(rc));
+    return rc < 0 ? -1 : 0;
+}
+
+/* Until SIGINT or SIGTERM (exit status 0). *reported: an error was
+ * printed already. */
+static int serve(ss_server *srv, const chat_options *o, admin *a,
+                 bool *reported)
+{
+    int rc = ss_shutdown_on_signals(srv);
+    *reported = false;
+    if (rc == 0 && o->port_file) {
+        rc = write_port_file(o->port_file, ss_server_port(srv));
+        if (rc < 0)
+            fprintf(stderr,
+                    "sockserv-chat: cannot write the port file %s: %s\n",
+                    o->port_file, ss_strerror(rc));
+        *reported = rc < 0;
+    }
+    if (rc == 0 && o->read_admin && stdin_usable())
+        rc = admin_start(a);
+    if (rc == 0) {
+        char address[300];
+        ss_server_address_string(srv, address, sizeof address);
+        chat_log("serving %s on %s (mode %s)%s", o->udp ? "UDP" : "TCP",
+                 address, o->mode,
+                 a->stop_fd >= 0 ? "; a line typed here goes to everyone" : "");
+        /* UDP: the sweep for silent members runs at least this often. */
+        double poll_interval = 0.5;
+        if (o->udp && o->silence / 4 < poll_interval)
+            poll_interval = o->silence / 4;
+        rc = ss_serve_forever(srv, poll_interval);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    const char *mode = NULL, *host = NULL, *port = NULL, *threads = NULL,
-               *outbox = NULL, *silence = NULL, *flood_limit = NULL,
-               *port_file = NULL;
-    bool udp = false, tcp_given = false, read_admin = true;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("%s%s", usage, help);
-            return 0;
-        } else if (!strcmp(argv[i], "--udp")) {
-            udp = true;
-        } else if (!strcmp(argv[i], "--tcp")) {
-            tcp_given = true;
-        } else if (!strcmp(argv[i], "--no-admin")) {
-            read_admin = false;
-        } else if (option(argc, argv, &i, "--mode", &mode) ||
-                   option(argc, argv, &i, "--bind", &host) ||
-                   option(argc, argv, &i, "--threads", &threads) ||
-                   option(argc, argv, &i, "--outbox", &outbox) ||
-                   option(argc, argv, &i, "--flood-limit", &flood_limit) ||
-                   option(argc, argv, &i, "--silence", &silence) ||
-                   option(argc, argv, &i, "--port-file", &port_file)) {
-            continue;
-        } else if (argv[i][0] == '-' || port != NULL) {
-            usage_error("unrecognized arguments: %s", argv[i]);
-        } else {
-            port = argv[i];
-        }
-    }
-
-    if (udp && tcp_given)
-        usage_error("argument --tcp: not allowed with argument --udp");
-    if (!mode)
-        mode = udp ? "sync" : "thread";
-    const ss_strategy *strategy = NULL;
-    for (size_t m = 0; m < N_MODES; m++)
-        if (!strcmp(mode, modes[m].name) && (udp ? modes[m].udp : modes[m].tcp))
-            strategy = modes[m].strategy;
-    if (!strategy)
-        usage_error("argument --mode: invalid choice for %s: '%s' (choose "
-                    "from %s)",
-                    udp ? "UDP" : "TCP", mode,
-                    udp ? "sync, thread, coro" : "thread, coro");
-    if (!port)
-        port = "8000";
-    size_t digits = strspn(port, "0123456789");
-    if (digits == 0 || digits > 5 || port[digits] != '\0' || atoi(port) > 65535)
-        usage_error("argument PORT: invalid port: '%s'", port);
-    double silence_seconds =
-        silence ? number_argument("--silence", silence, 0.1, 86400)
-                : DEFAULT_SILENCE;
-    double flood_lines =
-        flood_limit ? number_argument("--flood-limit", flood_limit, 0, 1e9)
-                    : DEFAULT_FLOOD_LIMIT;
-    size_t outbox_bytes =
-        outbox ? (size_t)count_argument("--outbox", outbox, 1 << 30)
-               : DEFAULT_OUTBOX;
-
-    char address[300];
-    const char *bad =
-        bind_address(address, sizeof address, host ? host : "127.0.0.1",
-                     atoi(port), udp ? SOCK_DGRAM : SOCK_STREAM, NULL);
-    if (bad)
-        usage_error("argument --bind: %s", bad);
+    chat_options o;
+    parse_options(&o, argc, argv);
 
     tcp_room *tcp = NULL;
     udp_room *room_udp = NULL;
-    int rc = udp ? udp_room_new(&room_udp, silence_seconds)
-                 : tcp_room_new(&tcp, outbox_bytes, flood_lines);
+    int rc = o.udp ? udp_room_new(&room_udp, o.silence)
+                   : tcp_room_new(&tcp, o.outbox, o.flood_limit);
     if (rc < 0) {
         fprintf(stderr, "sockserv-chat: %s\n", ss_strerror(rc));
         return 1;
     }
-
-    ss_config cfg;
-    ss_config_init(&cfg);
-    cfg.allow_reuse_address = true; /* restart at once after Ctrl-C */
-    cfg.user = udp ? (void *)room_udp : (void *)tcp;
-    cfg.max_packet_size = CHAT_LINE_MAX; /* longer is refused, not cut */
-    if (threads) {
-        int n = (int)count_argument("--threads", threads, 100000);
-        cfg.coro_threads = cfg.max_threads = n;
-    }
-    /* Python's way to change a server: a subclass overriding a method —
-     * here copies of ss_udp and ss_tcp (see below for each). */
-    ss_server_class udp_kind = ss_udp;
-    udp_kind.service_actions = chat_udp_service_actions;
-    ss_server_class tcp_kind = ss_tcp;
-    tcp_kind.handle_error = chat_tcp_handle_error;
-
     ss_server *srv;
-    rc = ss_server_new(&srv, udp ? &udp_kind : &tcp_kind, strategy, address,
-                       udp ? &chat_udp_handler : &chat_tcp_handler, &cfg);
-    if (rc < 0) {
-        fprintf(stderr, "sockserv-chat: cannot serve on %s: %s\n", address,
-                ss_strerror(rc));
+    if (server_new(&srv, &o, o.udp ? (void *)room_udp : (void *)tcp) < 0) {
         udp_room_free(room_udp);
         tcp_room_free(tcp);
         return 1;
     }
-    if (udp)
+    if (o.udp)
         udp_room_attach(room_udp, srv);
     admin a = {.stop_fd = -1, .tcp = tcp, .udp = room_udp};
-    rc = ss_shutdown_on_signals(srv); /* SIGINT, SIGTERM: stop, exit 0 */
-    bool reported = false;
-    if (rc == 0 && port_file) {
-        rc = write_port_file(port_file, ss_server_port(srv));
-        if (rc < 0)
-            fprintf(stderr,
-                    "sockserv-chat: cannot write the port file %s: %s\n",
-                    port_file, ss_strerror(rc));
-        reported = rc < 0;
-    }
-    if (rc == 0 && read_admin && stdin_usable())
-        rc = admin_start(&a);
-    if (rc == 0) {
-        ss_server_address_string(srv, address, sizeof address);
-        chat_log("serving %s on %s (mode %s)%s", udp ? "UDP" : "TCP", address,
-                 mode,
-                 a.stop_fd >= 0 ? "; a line typed here goes to everyone" : "");
-        /* UDP: the sweep for silent members runs at least this often. */
-        double poll_interval = 0.5;
-        if (udp && silence_seconds / 4 < poll_interval)
-            poll_interval = silence_seconds / 4;
-        rc = ss_serve_forever(srv, poll_interval);
-    }
+    bool reported;
+    rc = serve(srv, &o, &a, &reported);
     admin_stop(&a); /* before the rooms go: it uses them */
-    if (udp)
+    if (o.udp)
         udp_room_close(room_udp); /* BYE to every member, on the socket
                                      that is still open */
     ss_server_free(srv);          /* waits for the TCP members to say BYE */
     udp_room_free(room_udp);
     tcp_room_free(tcp);
-    if (port_file)
-        unlink(port_file);
+    if (o.port_file)
+        unlink(o.port_file);
     if (rc < 0) {
         if (!reported)
             fprintf(stderr, "sockserv-chat: %s\n", ss_strerror(rc));

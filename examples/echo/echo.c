@@ -14,7 +14,9 @@
 #include <sockserv/sockserv.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -159,12 +161,31 @@ static const char help[] =
     "  --mode MODE  how requests run (default sync):\n"
     "               ";
 
-/* Like argparse: usage and the reason on stderr, exit status 2. */
-static void usage_error(const char *fmt, ...)
+/* The command line the way Python's argparse reads it, on getopt_long:
+ * options and PORT in any order, --name=VALUE, unambiguous prefixes, and
+ * every mistake "usage: ..." then "sockserv-echo: error: ..." on stderr
+ * and exit status 2. The same as examples/common/cli.h (which the other
+ * example programs include), written out here like bind_address(). */
+#define CLI_POSITIONAL 1
+#define CLI_LONG_ONLY 256
+
+typedef struct cli {
+    const char *prog;              /* "PROG: error: ..." */
+    const char *usage;             /* "usage: ...\n" */
+    const char *shortopts;         /* "-:" and getopt's letters */
+    const struct option *longopts; /* ends with {0} */
+    bool rest;                     /* after "--": positional only */
+    char extra[256];               /* cli_extra()'s, for cli_finish() */
+} cli;
+
+/* Like argparse's error(): usage and the reason on stderr, exit status 2. */
+static inline void cli_error(const cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+static inline void cli_error(const cli *c, const char *fmt, ...)
 {
     va_list ap;
-    fputs(usage, stderr);
-    fputs("sockserv-echo: error: ", stderr);
+    fputs(c->usage, stderr);
+    fprintf(stderr, "%s: error: ", c->prog);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -172,25 +193,243 @@ static void usage_error(const char *fmt, ...)
     exit(2);
 }
 
-/* Matches "--name VALUE"; on a match *i moves past VALUE. */
-static bool option(int argc, char **argv, int *i, const char *name,
-                   const char **value)
+/* An option as argparse names it in messages: "-b/--bind", "--mode", "-t". */
+static inline const char *cli_name(const cli *c, int val)
 {
-    if (strcmp(argv[*i], name) != 0)
-        return false;
-    if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0)
-        usage_error("argument %s: expected one argument", name);
-    *value = argv[++*i];
-    return true;
+    static char name[80];
+    const struct option *o = c->longopts;
+    while (o->name != NULL && o->val != val)
+        o++;
+    bool has_short = val > 0 && val < CLI_LONG_ONLY && isalnum(val);
+    if (o->name == NULL)
+        snprintf(name, sizeof name, "-%c", has_short ? val : '?');
+    else if (has_short)
+        snprintf(name, sizeof name, "-%c/--%s", val, o->name);
+    else
+        snprintf(name, sizeof name, "--%s", o->name);
+    return name;
 }
 
+/* argparse takes a word that starts with '-' for an option, not for the
+ * value of the one before it: "--bind --udp" lacks the address. "-" and
+ * negative numbers are values. */
+static inline bool cli_looks_like_option(const char *word)
+{
+    if (word[0] != '-' || word[1] == '\0' || strchr(word, ' ') != NULL)
+        return false;
+    const char *p = word + 1;
+    p += strspn(p, "0123456789");
+    if (*p == '.')
+        p += 1 + strspn(p + 1, "0123456789");
+    return *p != '\0' || p == word + 1;
+}
+
+/* getopt_long's '?': an unknown option, an ambiguous prefix, or a value
+ * given to an option that takes none. */
+static inline void cli_refuse(const cli *c, char **argv)
+    __attribute__((noreturn));
+static inline void cli_refuse(const cli *c, char **argv)
+{
+    const char *word = argv[optind - 1]; /* long options only */
+    bool known = optopt >= CLI_LONG_ONLY ||
+                 (optopt > 0 && optopt != ':' && optopt != '-' &&
+                  strchr(c->shortopts, optopt) != NULL);
+    if (known && strncmp(word, "--", 2) == 0 && strchr(word, '='))
+        cli_error(c, "argument %s: ignored explicit argument '%s'",
+                  cli_name(c, optopt), strchr(word, '=') + 1);
+    if (optopt != 0)
+        cli_error(c, "unrecognized arguments: -%c", optopt);
+    size_t len = strcspn(word + 2, "=");
+    char matches[256] = "";
+    int count = 0;
+    for (const struct option *o = c->longopts; o->name != NULL; o++)
+        if (strncmp(o->name, word + 2, len) == 0 && strlen(matches) < 200)
+            snprintf(matches + strlen(matches),
+                     sizeof matches - strlen(matches), "%s--%s",
+                     count++ ? ", " : "", o->name);
+    if (count > 1)
+        cli_error(c, "ambiguous option: %.*s could match %s", (int)len + 2,
+                  word, matches);
+    cli_error(c, "unrecognized arguments: %s", word);
+}
+
+/* The next option's val with *value its value (NULL when it takes none),
+ * or CLI_POSITIONAL with *value the argument, or -1 at the end. Exits
+ * through cli_error() on a mistake. */
+static inline int cli_next(cli *c, int argc, char **argv, const char **value)
+{
+    if (c->rest) {
+        *value = optind < argc ? argv[optind++] : NULL;
+        return *value ? CLI_POSITIONAL : -1;
+    }
+    opterr = 0;
+    int opt = getopt_long(argc, argv, c->shortopts, c->longopts, NULL);
+    *value = optarg;
+    if (opt == -1 && optind < argc) { /* after "--" */
+        c->rest = true;
+        return cli_next(c, argc, argv, value);
+    }
+    if (opt == ':')
+        cli_error(c, "argument %s: expected one argument", cli_name(c, optopt));
+    if (opt == '?')
+        cli_refuse(c, argv);
+    /* "-b VALUE" and "--bind VALUE", not "-bVALUE" or "--bind=VALUE" */
+    if (opt != CLI_POSITIONAL && optarg != NULL && optarg == argv[optind - 1] &&
+        cli_looks_like_option(optarg))
+        cli_error(c, "argument %s: expected one argument", cli_name(c, opt));
+    return opt;
+}
+
+/* A positional argument the program has no place for. */
+static inline void cli_extra(cli *c, const char *arg)
+{
+    size_t used = strlen(c->extra);
+    snprintf(c->extra + used, sizeof c->extra - used, "%s%s", used ? " " : "",
+             arg);
+}
+
+/* After the loop: argparse names every argument left over. */
+static inline void cli_finish(const cli *c)
+{
+    if (c->extra[0] != '\0')
+        cli_error(c, "unrecognized arguments: %s", c->extra);
+}
+
+/* Long-only options: vals that no letter can have. */
+enum {
+    OPT_UDP = CLI_LONG_ONLY,
+    OPT_UNIX,
+    OPT_BIND,
+    OPT_MODE,
+    OPT_WORKERS,
+    OPT_THREADS,
+};
+
+static const struct option longopts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"udp", no_argument, NULL, OPT_UDP},
+    {"unix", required_argument, NULL, OPT_UNIX},
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {NULL, 0, NULL, 0},
+};
+
+/* The command line, checked. */
+typedef struct echo_options {
+    const char *unix_path, *host, *port; /* as given, or NULL */
+    const char *mode;
+    const ss_strategy *strategy;
+    bool udp;
+    int workers, threads; /* 0: not given */
+    char address[300];    /* what the library parses */
+} echo_options;
+
 /* A positive count for --workers / --threads. */
-static int count_argument(const char *name, const char *text)
+static int count_argument(const cli *c, const char *name, const char *text)
 {
     size_t digits = strspn(text, "0123456789");
     if (digits == 0 || digits > 5 || text[digits] != '\0' || atoi(text) < 1)
-        usage_error("argument %s: invalid count: '%s'", name, text);
+        cli_error(c, "argument %s: invalid count: '%s'", name, text);
     return atoi(text);
+}
+
+/* "sync, thread, ..." for --help and errors. */
+static const char *mode_choices(void)
+{
+    static char choices[160];
+    if (choices[0] == '\0')
+        for (size_t m = 0; m < N_MODES; m++)
+            snprintf(choices + strlen(choices),
+                     sizeof choices - strlen(choices), "%s%s", m ? ", " : "",
+                     modes[m].name);
+    return choices;
+}
+
+static const ss_strategy *mode_argument(const cli *c, const char *mode)
+{
+    for (size_t m = 0; m < N_MODES; m++)
+        if (!strcmp(mode, modes[m].name))
+            return modes[m].strategy;
+    cli_error(c, "argument --mode: invalid choice: '%s' (choose from %s)", mode,
+              mode_choices());
+}
+
+/* What the library parses: "unix:PATH", "HOST:PORT", "[IPV6]:PORT". By
+ * default only this machine can connect. */
+static void address_argument(const cli *c, echo_options *o)
+{
+    if (o->unix_path && (o->port || o->host))
+        cli_error(c, "argument --unix: not allowed with PORT or --bind");
+    const char *port = o->port ? o->port : "8000";
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || digits > 5 || port[digits] != '\0' || atoi(port) > 65535)
+        cli_error(c, "argument PORT: invalid port: '%s'", port);
+    if (o->unix_path) {
+        snprintf(o->address, sizeof o->address, "unix:%s", o->unix_path);
+        return;
+    }
+    const char *bad = bind_address(
+        o->address, sizeof o->address, o->host ? o->host : "127.0.0.1",
+        atoi(port), o->udp ? SOCK_DGRAM : SOCK_STREAM, "--unix PATH");
+    if (bad)
+        cli_error(c, "argument --bind: %s", bad);
+}
+
+static void parse_options(echo_options *o, int argc, char **argv)
+{
+    cli c = {.prog = "sockserv-echo",
+             .usage = usage,
+             .shortopts = "-:h",
+             .longopts = longopts};
+    *o = (echo_options){.mode = "sync"};
+    const char *value;
+    int opt;
+    while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
+        switch (opt) {
+        case CLI_POSITIONAL:
+            if (o->port == NULL)
+                o->port = value;
+            else
+                cli_extra(&c, value);
+            break;
+        case 'h':
+            printf("%s%s%s\n", usage, help, mode_choices());
+            exit(0);
+        case OPT_UDP:
+            o->udp = true;
+            break;
+        case OPT_UNIX:
+            o->unix_path = value;
+            break;
+        case OPT_BIND:
+            o->host = value;
+            break;
+        case OPT_MODE:
+            o->mode = value;
+            break;
+        case OPT_WORKERS:
+            o->workers = count_argument(&c, "--workers", value);
+            break;
+        case OPT_THREADS:
+            o->threads = count_argument(&c, "--threads", value);
+            break;
+        }
+    }
+    cli_finish(&c);
+    o->strategy = mode_argument(&c, o->mode);
+    address_argument(&c, o);
+}
+
+/* How requests run: the strategy's settings from --workers and
+ * --threads. */
+static void apply_mode_options(ss_config *cfg, const echo_options *o)
+{
+    if (o->workers)
+        cfg->workers = o->workers;
+    if (o->threads)
+        cfg->pool_size = cfg->max_threads = cfg->coro_threads = o->threads;
 }
 
 /* Socket activation (docs/deployment.md): a service manager that passed
@@ -242,96 +481,48 @@ static int serve_passed_socket(ss_server **srv, const char **kind_name,
     return rc < 0 ? -1 : 1;
 }
 
+/* The passed socket or a socket of its own. Returns 0, or -1 after
+ * saying why not. */
+static int server_new(ss_server **srv, const char **kind_name,
+                      const echo_options *o, const ss_config *cfg)
+{
+    bool unix_socket = o->unix_path != NULL;
+    *kind_name = kinds[unix_socket][o->udp].name;
+    int activated = serve_passed_socket(srv, kind_name, o->strategy, o->udp,
+                                        cfg, o->port || o->host || unix_socket);
+    if (activated != 0)
+        return activated < 0 ? -1 : 0;
+    int rc = ss_server_new(srv, kinds[unix_socket][o->udp].kind, o->strategy,
+                           o->address, &echo_handler, cfg);
+    if (rc < 0)
+        fprintf(stderr, "sockserv-echo: cannot serve on %s: %s\n", o->address,
+                ss_strerror(rc));
+    return rc < 0 ? -1 : 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *unix_path = NULL, *host = NULL, *mode = "sync", *port = NULL,
-               *workers = NULL, *threads = NULL;
-    const ss_strategy *strategy = NULL;
-    bool udp = false;
-    char choices[160] = ""; /* "sync, threading, ..." for help and errors */
-    for (size_t m = 0; m < N_MODES; m++)
-        snprintf(choices + strlen(choices), sizeof choices - strlen(choices),
-                 "%s%s", m ? ", " : "", modes[m].name);
-
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("%s%s%s\n", usage, help, choices);
-            return 0;
-        } else if (!strcmp(argv[i], "--udp")) {
-            udp = true;
-        } else if (option(argc, argv, &i, "--unix", &unix_path) ||
-                   option(argc, argv, &i, "--bind", &host) ||
-                   option(argc, argv, &i, "--mode", &mode) ||
-                   option(argc, argv, &i, "--workers", &workers) ||
-                   option(argc, argv, &i, "--threads", &threads)) {
-            continue;
-        } else if (argv[i][0] == '-' || port != NULL) {
-            usage_error("unrecognized arguments: %s", argv[i]);
-        } else {
-            port = argv[i];
-        }
-    }
-
-    for (size_t m = 0; m < N_MODES; m++)
-        if (!strcmp(mode, modes[m].name))
-            strategy = modes[m].strategy;
-    if (strategy == NULL)
-        usage_error("argument --mode: invalid choice: '%s' (choose from %s)",
-                    mode, choices);
-    if (unix_path && (port || host))
-        usage_error("argument --unix: not allowed with PORT or --bind");
-    bool address_given = port || host || unix_path;
-    if (port == NULL)
-        port = "8000";
-    size_t digits = strspn(port, "0123456789");
-    if (digits == 0 || digits > 5 || port[digits] != '\0' || atoi(port) > 65535)
-        usage_error("argument PORT: invalid port: '%s'", port);
-
-    /* What the library parses: "unix:PATH", "HOST:PORT", "[IPV6]:PORT". By
-     * default only this machine can connect. */
-    char address[300];
-    if (unix_path) {
-        snprintf(address, sizeof address, "unix:%s", unix_path);
-    } else {
-        const char *bad = bind_address(
-            address, sizeof address, host ? host : "127.0.0.1", atoi(port),
-            udp ? SOCK_DGRAM : SOCK_STREAM, "--unix PATH");
-        if (bad)
-            usage_error("argument --bind: %s", bad);
-    }
+    echo_options o;
+    parse_options(&o, argc, argv);
 
     ss_config cfg;
     ss_config_init(&cfg);
-    if (workers)
-        cfg.workers = count_argument("--workers", workers);
-    if (threads) {
-        int n = count_argument("--threads", threads);
-        cfg.pool_size = cfg.max_threads = cfg.coro_threads = n;
-    }
+    apply_mode_options(&cfg, &o);
     cfg.allow_reuse_address = true; /* restart at once after Ctrl-C */
     cfg.unlink_on_close = true;     /* leave no socket file behind */
 
     ss_server *srv;
-    const char *kind_name = kinds[unix_path != NULL][udp].name;
-    int activated = serve_passed_socket(&srv, &kind_name, strategy, udp, &cfg,
-                                        address_given);
-    if (activated < 0)
+    const char *kind_name;
+    if (server_new(&srv, &kind_name, &o, &cfg) < 0)
         return 1;
-    int rc = activated ? 0
-                       : ss_server_new(&srv, kinds[unix_path != NULL][udp].kind,
-                                       strategy, address, &echo_handler, &cfg);
-    if (rc < 0) {
-        fprintf(stderr, "sockserv-echo: cannot serve on %s: %s\n", address,
-                ss_strerror(rc));
-        return 1;
-    }
     /* Ctrl-C and SIGTERM make ss_serve_forever() return. */
-    rc = ss_shutdown_on_signals(srv);
+    int rc = ss_shutdown_on_signals(srv);
     if (rc == 0) {
         /* The real address: with port 0 it shows the port the system chose. */
+        char address[300];
         ss_server_address_string(srv, address, sizeof address);
         printf("sockserv-echo: serving %s on %s (mode %s)\n", kind_name,
-               address, mode);
+               address, o.mode);
         fflush(stdout);
         rc = ss_serve_forever(srv, 0.5);
     }

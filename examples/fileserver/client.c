@@ -10,6 +10,9 @@
  * one — and exits with status 1; 2 for a usage error; 0 when everything
  * worked.
  *
+ * Options may come anywhere, as with Python's argparse (a file name that
+ * starts with '-' goes after "--").
+ *
  * A plain blocking socket client: libsockserv is for servers, and a client
  * written without it shows that the protocol is all the two share.
  * Downloads are written to a temporary file next to the target and renamed
@@ -33,6 +36,8 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include "../common/cli.h"
 
 #define CHUNK (64 * 1024)
 
@@ -362,64 +367,105 @@ static int do_put(conn *c, const char *path)
     return 0;
 }
 
+static const struct option longopts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"timeout", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The command line, checked. */
+typedef struct filecli_options {
+    double timeout;
+    const char *host, *port;
+    const char **commands; /* "list", "get", NAME, "put", FILE, ... */
+    int ncommands;
+} filecli_options;
+
+static double seconds_argument(const cli *c, const char *text)
+{
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !(value > 0) ||
+        value >= 1e6)
+        cli_error(c, "argument %s: invalid value: '%s'", cli_name(c, 't'),
+                  text);
+    return value;
+}
+
+/* The whole command list is checked before connecting. */
+static void check_commands(const cli *c, const filecli_options *o)
+{
+    for (int j = 0; j < o->ncommands; j++) {
+        const char *word = o->commands[j];
+        bool get = !strcmp(word, "get"), put = !strcmp(word, "put");
+        if (!get && !put && strcmp(word, "list") != 0)
+            cli_error(c,
+                      "argument COMMAND: invalid choice: '%s' (choose from "
+                      "list, get, put)",
+                      word);
+        if ((get || put) && ++j == o->ncommands)
+            cli_error(c, "argument COMMAND: %s needs a %s", word,
+                      get ? "NAME" : "FILE");
+    }
+}
+
+/* Options, HOST, PORT and the commands in any order, like argparse (a
+ * file name that starts with '-' goes after "--"); every mistake is a
+ * usage error (exit status 2). */
+static void parse_options(filecli_options *o, int argc, char **argv)
+{
+    cli c = {.prog = program,
+             .usage = usage,
+             .shortopts = "-:ht:",
+             .longopts = longopts};
+    *o = (filecli_options){.timeout = 60};
+    o->commands = calloc((size_t)argc, sizeof *o->commands);
+    if (o->commands == NULL) {
+        fail("out of memory");
+        exit(1);
+    }
+    const char *value;
+    int opt;
+    while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
+        if (opt == 'h') {
+            fputs(usage, stdout);
+            exit(0);
+        } else if (opt == 't') {
+            o->timeout = seconds_argument(&c, value);
+        } else if (o->host == NULL) {
+            o->host = value;
+        } else if (o->port == NULL) {
+            o->port = value;
+        } else {
+            o->commands[o->ncommands++] = value;
+        }
+    }
+    if (o->ncommands == 0)
+        cli_error(&c, "the following arguments are required: %s%s%s",
+                  o->host ? "" : "HOST, ", o->port ? "" : "PORT, ", "COMMAND");
+    if (!valid_port(o->port))
+        cli_error(&c, "argument PORT: invalid port: '%s' (1 to 65535)",
+                  o->port);
+    check_commands(&c, o);
+}
+
 int main(int argc, char **argv)
 {
-    double timeout = 60;
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        char *end;
-        if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--timeout")) &&
-            i + 1 < argc && (timeout = strtod(argv[i + 1], &end)) > 0 &&
-            *end == '\0' && end != argv[i + 1] && timeout < 1e6) {
-            i++;
-            continue;
-        }
-        fprintf(stderr, "%s%s: error: bad option %s\n", usage, program,
-                argv[i]);
-        return 2;
-    }
-    if (argc - i < 3) {
-        fprintf(stderr, "%s%s: error: HOST, PORT and a COMMAND are needed\n",
-                usage, program);
-        return 2;
-    }
-    const char *host = argv[i], *port = argv[i + 1];
-    if (!valid_port(port)) {
-        fprintf(stderr,
-                "%s%s: error: argument PORT: invalid port: '%s' (1 to "
-                "65535)\n",
-                usage, program, port);
-        return 2;
-    }
-    /* Check the whole command list before connecting. */
-    for (int j = i + 2; j < argc; j++) {
-        if (!strcmp(argv[j], "list"))
-            continue;
-        if ((!strcmp(argv[j], "get") || !strcmp(argv[j], "put")) &&
-            j + 1 < argc) {
-            j++;
-            continue;
-        }
-        fprintf(stderr, "%s%s: error: bad command '%s'\n", usage, program,
-                argv[j]);
-        return 2;
-    }
+    filecli_options o;
+    parse_options(&o, argc, argv);
 
     static conn c; /* 64 KiB buffer: not on the stack */
-    if (connect_to(&c, host, port, timeout) < 0)
+    if (connect_to(&c, o.host, o.port, o.timeout) < 0)
         return 1;
     int rc = 0;
-    for (int j = i + 2; j < argc && rc == 0; j++) {
-        if (!strcmp(argv[j], "list"))
+    for (int j = 0; j < o.ncommands && rc == 0; j++) {
+        if (!strcmp(o.commands[j], "list"))
             rc = do_list(&c);
-        else if (!strcmp(argv[j], "get"))
-            rc = do_get(&c, argv[++j]);
+        else if (!strcmp(o.commands[j], "get"))
+            rc = do_get(&c, o.commands[++j]);
         else
-            rc = do_put(&c, argv[++j]);
+            rc = do_put(&c, o.commands[++j]);
         fflush(stdout);
     }
     if (rc == 0 && send_all(&c, "QUIT\n", 5) == 0) {
@@ -430,5 +476,6 @@ int main(int argc, char **argv)
                 break;
     }
     close(c.fd);
+    free(o.commands);
     return rc == 0 ? 0 : 1;
 }

@@ -8,7 +8,8 @@
  *                       [-q] [--port-file PATH] [PORT]
  *
  * This file is the program around the handler: the command line (options
- * and PORT in any order, like argparse), the mode table that picks the
+ * and PORT in any order, like argparse: getopt_long through
+ * ../common/cli.h), the mode table that picks the
  * strategy, the server, and Ctrl-C / SIGTERM. The lesson forked a child per
  * client by hand; here that is one row of the mode table, and the same
  * handler (handler.c) runs in every row.
@@ -18,7 +19,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "../common/bind_address.h"
+#include "../common/cli.h"
 
 #define DEFAULT_MAX_SIZE ((off_t)100 * 1024 * 1024)
 #define DEFAULT_TIMEOUT 60.0
@@ -73,42 +74,39 @@ static const char help[] =
     "  --port-file PATH      write the bound port to PATH once listening\n"
     "                        (for scripts and tests that pass PORT 0)\n";
 
-/* Like argparse: usage and the reason on stderr, exit status 2. */
-static void usage_error(const char *fmt, ...) SS_PRINTF(1, 2);
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs(usage, stderr);
-    fputs("sockserv-fileserver: error: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(2);
-}
+/* Long-only options: vals that no letter can have. */
+enum {
+    OPT_MODE = CLI_LONG_ONLY,
+    OPT_MAX_SIZE,
+    OPT_TIMEOUT,
+    OPT_PORT_FILE,
+};
 
-/* "--long VALUE", "--long=VALUE" or "-s VALUE" (short_name may be NULL);
- * on a match *i moves past what was used. */
-static bool option(int argc, char **argv, int *i, const char *short_name,
-                   const char *long_name, const char **value)
-{
-    const char *arg = argv[*i];
-    size_t len = strlen(long_name);
-    if (strncmp(arg, long_name, len) == 0 && arg[len] == '=') {
-        *value = arg + len + 1;
-        return true;
-    }
-    if (strcmp(arg, long_name) != 0 &&
-        (short_name == NULL || strcmp(arg, short_name) != 0))
-        return false;
-    if (*i + 1 >= argc)
-        usage_error("argument %s: expected one argument", long_name);
-    *value = argv[++*i];
-    return true;
-}
+static const struct option longopts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"directory", required_argument, NULL, 'd'},
+    {"bind", required_argument, NULL, 'b'},
+    {"max-size", required_argument, NULL, OPT_MAX_SIZE},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"quiet", no_argument, NULL, 'q'},
+    {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {NULL, 0, NULL, 0},
+};
+
+/* The command line, checked. */
+typedef struct fs_options {
+    const char *mode; /* one name per strategy, for log lines */
+    const ss_strategy *strategy;
+    const char *directory, *port_file;
+    off_t max_size;
+    double timeout;
+    bool quiet;
+    char address[300]; /* what the library parses: "127.0.0.1:8021" */
+} fs_options;
 
 /* "1048576", "512K", "100M", "2G" (binary multiples) -> bytes. */
-static off_t size_argument(const char *text)
+static off_t size_argument(const cli *c, const char *text)
 {
     char *end;
     errno = 0;
@@ -122,19 +120,103 @@ static off_t size_argument(const char *text)
         shift = 30, end++;
     if (errno != 0 || end == text || *end != '\0' || text[0] == '-' ||
         value > ((unsigned long long)INT64_MAX >> shift))
-        usage_error("argument --max-size: invalid size: '%s'", text);
+        cli_error(c, "argument --max-size: invalid size: '%s'", text);
     return (off_t)(value << shift);
 }
 
-static double seconds_argument(const char *text)
+static double seconds_argument(const cli *c, const char *text)
 {
     char *end;
     errno = 0;
     double value = strtod(text, &end);
     if (errno != 0 || end == text || *end != '\0' || !(value > 0) ||
         value > 1e6)
-        usage_error("argument --timeout: invalid value: '%s'", text);
+        cli_error(c, "argument --timeout: invalid value: '%s'", text);
     return value;
+}
+
+static long port_argument(const cli *c, const char *port)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(port, &end, 10);
+    if (errno || end == port || *end || value < 0 || value > 65535)
+        cli_error(c, "argument PORT: invalid port: '%s'", port);
+    return value;
+}
+
+static const ss_strategy *mode_argument(const cli *c, const char **mode)
+{
+    for (size_t m = 0; m < N_MODES; m++)
+        if (!strcmp(*mode, modes[m].name)) {
+            /* one name in log lines whatever was typed */
+            *mode = modes[m].strategy == &ss_forking     ? "fork"
+                    : modes[m].strategy == &ss_threading ? "thread"
+                                                         : modes[m].name;
+            return modes[m].strategy;
+        }
+    cli_error(c,
+              "argument --mode: invalid choice: '%s' (choose from fork, "
+              "thread, pool, coro, sync)",
+              *mode);
+}
+
+/* Options and PORT in any order, like argparse; every mistake is a usage
+ * error (exit status 2). */
+static void parse_options(fs_options *o, int argc, char **argv)
+{
+    cli c = {.prog = "sockserv-fileserver",
+             .usage = usage,
+             .shortopts = "-:b:d:hq",
+             .longopts = longopts};
+    *o = (fs_options){.mode = "fork",
+                      .directory = ".",
+                      .max_size = DEFAULT_MAX_SIZE,
+                      .timeout = DEFAULT_TIMEOUT};
+    const char *host = "127.0.0.1", *port = NULL, *value;
+    int opt;
+    while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
+        switch (opt) {
+        case CLI_POSITIONAL:
+            if (port == NULL)
+                port = value;
+            else
+                cli_extra(&c, value);
+            break;
+        case 'h':
+            printf("%s%s", usage, help);
+            exit(0);
+        case 'b':
+            host = value;
+            break;
+        case 'd':
+            o->directory = value;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case OPT_MODE:
+            o->mode = value;
+            break;
+        case OPT_PORT_FILE:
+            o->port_file = value;
+            break;
+        case OPT_MAX_SIZE:
+            o->max_size = size_argument(&c, value);
+            break;
+        case OPT_TIMEOUT:
+            o->timeout = seconds_argument(&c, value);
+            break;
+        }
+    }
+    cli_finish(&c);
+
+    o->strategy = mode_argument(&c, &o->mode);
+    long port_number = port ? port_argument(&c, port) : FS_DEFAULT_PORT;
+    const char *bad = bind_address(o->address, sizeof o->address, host,
+                                   (int)port_number, SOCK_STREAM, NULL);
+    if (bad)
+        cli_error(&c, "argument %s: %s", cli_name(&c, 'b'), bad);
 }
 
 /* Written to a temporary name and renamed, so a reader never sees half
@@ -156,103 +238,20 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Until Ctrl-C or SIGTERM: ss_serve_forever() returns then; in fork mode
+ * ss_server_free() then waits for the children, which stop reading at
+ * once and get a few seconds to finish an answer. */
+static int serve(ss_server *srv, const fs_options *o, const char *shown)
 {
-    const char *mode = "fork", *directory = ".", *host = "127.0.0.1",
-               *port = NULL, *max_size = NULL, *timeout = NULL,
-               *port_file = NULL;
-    bool quiet = false;
-
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("%s%s", usage, help);
-            return 0;
-        } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
-            quiet = true;
-        } else if (option(argc, argv, &i, NULL, "--mode", &mode) ||
-                   option(argc, argv, &i, "-d", "--directory", &directory) ||
-                   option(argc, argv, &i, "-b", "--bind", &host) ||
-                   option(argc, argv, &i, NULL, "--max-size", &max_size) ||
-                   option(argc, argv, &i, NULL, "--timeout", &timeout) ||
-                   option(argc, argv, &i, NULL, "--port-file", &port_file)) {
-            continue;
-        } else if ((argv[i][0] == '-' && argv[i][1] != '\0') || port != NULL) {
-            usage_error("unrecognized arguments: %s", argv[i]);
-        } else {
-            port = argv[i];
-        }
-    }
-
-    const ss_strategy *strategy = NULL;
-    for (size_t m = 0; m < N_MODES && strategy == NULL; m++)
-        if (!strcmp(mode, modes[m].name))
-            strategy = modes[m].strategy;
-    if (strategy == NULL)
-        usage_error("argument --mode: invalid choice: '%s' (choose from "
-                    "fork, thread, pool, coro, sync)",
-                    mode);
-    mode = strategy == &ss_forking     ? "fork"
-           : strategy == &ss_threading ? "thread"
-                                       : mode; /* one name in log lines */
-    long port_number = FS_DEFAULT_PORT;
-    if (port != NULL) {
-        char *end;
-        errno = 0;
-        port_number = strtol(port, &end, 10);
-        if (errno || end == port || *end || port_number < 0 ||
-            port_number > 65535)
-            usage_error("argument PORT: invalid port: '%s'", port);
-    }
-    char address[300];
-    const char *bad = bind_address(address, sizeof address, host,
-                                   (int)port_number, SOCK_STREAM, NULL);
-    if (bad)
-        usage_error("argument --bind: %s", bad);
-
-    fs_context ctx = {
-        .max_size = max_size ? size_argument(max_size) : DEFAULT_MAX_SIZE,
-        .quiet = quiet,
-        .mode = mode,
-    };
-    /* Kept open for the server's lifetime: every name is resolved
-     * relative to this descriptor, never as a path string (store.c). */
-    ctx.dir_fd = open(directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    char shown[PATH_MAX];
-    if (ctx.dir_fd < 0 || realpath(directory, shown) == NULL) {
-        fprintf(stderr, "sockserv-fileserver: cannot serve %s: %s\n", directory,
-                strerror(errno));
-        return 1;
-    }
-
-    /* Subclassing: copy the class and change one attribute. */
-    ss_handler_class handler = fs_handler;
-    handler.timeout = timeout ? seconds_argument(timeout) : DEFAULT_TIMEOUT;
-
-    ss_config cfg;
-    ss_config_init(&cfg);
-    cfg.allow_reuse_address = true; /* restart on the same port at once */
-    cfg.user = &ctx;
-
-    ss_server *srv;
-    int rc = ss_server_new(&srv, &ss_tcp, strategy, address, &handler, &cfg);
-    if (rc < 0) {
-        fprintf(stderr, "sockserv-fileserver: cannot serve on %s: %s\n",
-                address, ss_strerror(rc));
-        close(ctx.dir_fd);
-        return 1;
-    }
-    /* Ctrl-C and SIGTERM make ss_serve_forever() return; in fork mode
-     * ss_server_free() then waits for the children, which stop reading
-     * at once and get a few seconds to finish an answer. */
-    rc = ss_shutdown_on_signals(srv);
+    int rc = ss_shutdown_on_signals(srv);
     bool reported = false;
-    if (rc == 0 && port_file != NULL) {
-        rc = write_port_file(port_file, ss_server_port(srv));
+    if (rc == 0 && o->port_file != NULL) {
+        rc = write_port_file(o->port_file, ss_server_port(srv));
         if (rc < 0)
             fprintf(stderr,
                     "sockserv-fileserver: cannot write the port file %s: "
                     "%s\n",
-                    port_file, ss_strerror(rc));
+                    o->port_file, ss_strerror(rc));
         reported = rc < 0;
     }
     if (rc == 0) {
@@ -260,15 +259,52 @@ int main(int argc, char **argv)
         ss_server_address_string(srv, bound, sizeof bound);
         printf("Serving %s on %s (mode %s, pid %ld, uploads up to %jd "
                "bytes) ...\n",
-               shown, bound, mode, (long)getpid(), (intmax_t)ctx.max_size);
+               shown, bound, o->mode, (long)getpid(), (intmax_t)o->max_size);
         fflush(stdout);
         rc = ss_serve_forever(srv, 0.5);
     }
     if (rc < 0 && !reported)
         fprintf(stderr, "sockserv-fileserver: %s\n", ss_strerror(rc));
-    else if (!quiet)
+    else if (!o->quiet)
         printf("\nShutting down.\n");
-    ss_server_free(srv);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    fs_options o;
+    parse_options(&o, argc, argv);
+
+    fs_context ctx = {.max_size = o.max_size, .quiet = o.quiet, .mode = o.mode};
+    /* Kept open for the server's lifetime: every name is resolved
+     * relative to this descriptor, never as a path string (store.c). */
+    ctx.dir_fd = open(o.directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    char shown[PATH_MAX];
+    if (ctx.dir_fd < 0 || realpath(o.directory, shown) == NULL) {
+        fprintf(stderr, "sockserv-fileserver: cannot serve %s: %s\n",
+                o.directory, strerror(errno));
+        return 1;
+    }
+
+    /* Subclassing: copy the class and change one attribute. */
+    ss_handler_class handler = fs_handler;
+    handler.timeout = o.timeout;
+
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.allow_reuse_address = true; /* restart on the same port at once */
+    cfg.user = &ctx;
+
+    ss_server *srv;
+    int rc =
+        ss_server_new(&srv, &ss_tcp, o.strategy, o.address, &handler, &cfg);
+    if (rc < 0) {
+        fprintf(stderr, "sockserv-fileserver: cannot serve on %s: %s\n",
+                o.address, ss_strerror(rc));
+    } else {
+        rc = serve(srv, &o, shown);
+        ss_server_free(srv);
+    }
     close(ctx.dir_fd);
     return rc < 0 ? 1 : 0;
 }

@@ -8,7 +8,8 @@
  *                  [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]
  *
  * This file is the program around the handler: the command line (options
- * and PORT in any order, like argparse), the mode table that picks a
+ * and PORT in any order, like argparse: getopt_long through
+ * ../common/cli.h), the mode table that picks a
  * strategy, the server, and Ctrl-C / SIGTERM. It also holds the method
  * callbacks, which only route: paths under /api go to api.c, everything
  * else to static_files.c, after paths.c has made the target safe.
@@ -19,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "../common/bind_address.h"
+#include "../common/cli.h"
 
 /* The largest request body accepted (POST /api/echo); larger → 413. */
 #define MAX_BODY_SIZE (64 * 1024)
@@ -114,49 +115,175 @@ static const char help[] =
     "  --trusted-proxy ADDRS only these addresses/networks may send it, e.g.\n"
     "                        '127.0.0.1,10.0.0.0/8' (default: any peer)\n";
 
-/* Like argparse: usage and the reason on stderr, exit status 2. */
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs(usage, stderr);
-    fputs("sockserv-httpd: error: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(2);
-}
+/* Long-only options: vals that no letter can have. */
+enum {
+    OPT_MODE = CLI_LONG_ONLY,
+    OPT_WORKERS,
+    OPT_REUSEPORT,
+    OPT_THREADS,
+    OPT_PORT_FILE,
+    OPT_PROXY_PROTOCOL,
+    OPT_TRUSTED_PROXY,
+};
 
-/* Matches "--long VALUE", "--long=VALUE" or "-s VALUE" (short may be
- * NULL); on a match *i moves past what was used. */
-static bool option(int argc, char **argv, int *i, const char *short_name,
-                   const char *long_name, const char **value)
-{
-    const char *arg = argv[*i];
-    size_t len = strlen(long_name);
-    if (strncmp(arg, long_name, len) == 0 && arg[len] == '=') {
-        *value = arg + len + 1;
-        return true;
-    }
-    if (strcmp(arg, long_name) != 0 &&
-        !(short_name && !strcmp(arg, short_name)))
-        return false;
-    if (*i + 1 >= argc)
-        usage_error("argument %s: expected one argument", long_name);
-    *value = argv[++*i];
-    return true;
-}
+static const struct option longopts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"bind", required_argument, NULL, 'b'},
+    {"directory", required_argument, NULL, 'd'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"reuseport", no_argument, NULL, OPT_REUSEPORT},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"proxy-protocol", optional_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
+    {NULL, 0, NULL, 0},
+};
+
+/* The command line, checked. */
+typedef struct httpd_options {
+    const char *host; /* --bind; NULL: every interface */
+    const char *directory;
+    const ss_strategy *strategy;
+    const char *mode; /* one name per strategy, for /api/status */
+    const char *port; /* as given, or NULL */
+    int port_number;
+    int workers, threads; /* 0: not given */
+    bool reuseport, quiet;
+    const char *port_file;
+    int proxy_protocol; /* 0: off, else SS_PROXY_V1, _V2 or _ANY */
+    const char *trusted_proxy;
+    char address[300]; /* what the library parses: "[::]:8000", ... */
+} httpd_options;
 
 /* A decimal count in [min, max], or a usage error naming the option. */
-static int count_argument(const char *name, const char *text, long min,
-                          long max)
+static int count_argument(const cli *c, const char *name, const char *text,
+                          long min, long max)
 {
     char *end;
     errno = 0;
     long value = strtol(text, &end, 10);
     if (errno || end == text || *end != '\0' || value < min || value > max)
-        usage_error("argument %s: invalid value: '%s'", name, text);
+        cli_error(c, "argument %s: invalid value: '%s'", name, text);
     return (int)value;
+}
+
+static const ss_strategy *mode_argument(const cli *c, const char **mode)
+{
+    for (size_t m = 0; m < N_MODES; m++)
+        if (!strcmp(*mode, modes[m].name)) {
+            /* one name in /api/status whatever was typed */
+            *mode = modes[m].strategy == &ss_threading ? "thread"
+                    : modes[m].strategy == &ss_forking ? "fork"
+                                                       : modes[m].name;
+            return modes[m].strategy;
+        }
+    cli_error(c,
+              "argument --mode: invalid choice: '%s' (choose from thread, "
+              "sync, fork, pool, prefork, coro)",
+              *mode);
+}
+
+static int proxy_argument(const cli *c, const char *version)
+{
+    if (version == NULL || !strcmp(version, "any")) /* the value is optional */
+        return SS_PROXY_ANY;
+    if (!strcmp(version, "v1") || !strcmp(version, "v2"))
+        return version[1] == '1' ? SS_PROXY_V1 : SS_PROXY_V2;
+    cli_error(c,
+              "argument --proxy-protocol: invalid choice: '%s' (choose from "
+              "v1, v2)",
+              version);
+}
+
+/* Options and PORT in any order, like argparse; every mistake is a usage
+ * error (exit status 2). */
+static void parse_options(httpd_options *o, int argc, char **argv)
+{
+    cli c = {.prog = "sockserv-httpd",
+             .usage = usage,
+             .shortopts = "-:b:d:hq",
+             .longopts = longopts};
+    *o = (httpd_options){.directory = ".", .mode = "thread"};
+    const char *value;
+    int opt;
+    while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
+        switch (opt) {
+        case CLI_POSITIONAL:
+            if (o->port == NULL)
+                o->port = value;
+            else
+                cli_extra(&c, value);
+            break;
+        case 'h':
+            printf("%s%s", usage, help);
+            exit(0);
+        case 'b':
+            o->host = value;
+            break;
+        case 'd':
+            o->directory = value;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case OPT_MODE:
+            o->mode = value;
+            break;
+        case OPT_REUSEPORT:
+            o->reuseport = true;
+            break;
+        case OPT_PORT_FILE:
+            o->port_file = value;
+            break;
+        case OPT_TRUSTED_PROXY:
+            o->trusted_proxy = value;
+            break;
+        case OPT_WORKERS:
+            o->workers = count_argument(&c, "--workers", value, 1, 4096);
+            break;
+        case OPT_THREADS:
+            o->threads = count_argument(&c, "--threads", value, 1, 65536);
+            break;
+        case OPT_PROXY_PROTOCOL:
+            o->proxy_protocol = proxy_argument(&c, value);
+            break;
+        }
+    }
+    cli_finish(&c);
+
+    o->strategy = mode_argument(&c, &o->mode);
+    o->port_number =
+        o->port ? count_argument(&c, "PORT", o->port, 0, 65535) : 8000;
+    /* Default: "[::]:PORT", which is dual-stack (cfg.ipv6_only is false),
+     * or all IPv4 interfaces where IPv6 is unavailable (server_new). */
+    const char *bad = bind_address(o->address, sizeof o->address,
+                                   o->host ? o->host : "::", o->port_number,
+                                   SOCK_STREAM, NULL);
+    if (bad)
+        cli_error(&c, "argument %s: %s", cli_name(&c, 'b'), bad);
+    if (o->reuseport && o->strategy != &ss_prefork)
+        cli_error(&c, "argument --reuseport: needs --mode prefork");
+    if (o->trusted_proxy && !o->proxy_protocol)
+        cli_error(&c, "argument --trusted-proxy: needs --proxy-protocol");
+}
+
+/* How requests run: the strategy's settings from --workers, --threads and
+ * --reuseport. */
+static void apply_mode_options(ss_config *cfg, const httpd_options *o)
+{
+    if (o->workers)
+        cfg->workers = o->workers;
+    cfg->prefork_reuseport = o->reuseport;
+    if (o->threads) {
+        cfg->pool_size = o->threads;
+        cfg->max_threads = o->threads;
+        cfg->coro_threads = o->threads;
+    }
+    /* A prefork worker running requests one at a time would be held by
+     * every idle keep-alive connection; give each worker threads. */
+    cfg->worker_strategy = o->threads ? &ss_thread_pool : &ss_threading;
 }
 
 /* Python's http.server.test(): "Serving HTTP on HOST port PORT (URL) ..." */
@@ -246,158 +373,89 @@ static int serve_passed_socket(ss_server **srv, const ss_strategy *strategy,
     return rc < 0 ? -1 : 1;
 }
 
-int main(int argc, char **argv)
+/* The served directory, kept open, and its canonical path kept for the
+ * containment check in paths.c; the request counter, in memory shared
+ * with forked children and prefork workers. Returns 0, or -1 after saying
+ * why. */
+static int context_init(httpd_context *ctx, const httpd_options *o)
 {
-    const char *host = NULL, *directory = ".", *mode = "thread", *port = NULL,
-               *workers = NULL, *threads = NULL, *port_file = NULL;
-    const char *proxy = NULL, *trusted_proxy = NULL;
-    bool quiet = false, reuseport = false;
-
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("%s%s", usage, help);
-            return 0;
-        } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
-            quiet = true;
-        } else if (!strcmp(argv[i], "--reuseport")) {
-            reuseport = true;
-        } else if (!strcmp(argv[i], "--proxy-protocol") ||
-                   !strncmp(argv[i], "--proxy-protocol=", 17)) {
-            proxy = argv[i][16] == '=' ? argv[i] + 17 : "any"; /* optional */
-        } else if (option(argc, argv, &i, "-b", "--bind", &host) ||
-                   option(argc, argv, &i, "-d", "--directory", &directory) ||
-                   option(argc, argv, &i, NULL, "--mode", &mode) ||
-                   option(argc, argv, &i, NULL, "--workers", &workers) ||
-                   option(argc, argv, &i, NULL, "--threads", &threads) ||
-                   option(argc, argv, &i, NULL, "--port-file", &port_file) ||
-                   option(argc, argv, &i, NULL, "--trusted-proxy",
-                          &trusted_proxy)) {
-            continue;
-        } else if ((argv[i][0] == '-' && argv[i][1] != '\0') || port != NULL) {
-            usage_error("unrecognized arguments: %s", argv[i]);
-        } else {
-            port = argv[i];
-        }
-    }
-
-    const ss_strategy *strategy = NULL;
-    for (size_t m = 0; m < N_MODES; m++)
-        if (!strcmp(mode, modes[m].name))
-            strategy = modes[m].strategy, mode = modes[m].name;
-    if (strategy == &ss_threading)
-        mode = "thread"; /* one name in /api/status whatever was typed */
-    else if (strategy == &ss_forking)
-        mode = "fork";
-    if (strategy == NULL)
-        usage_error("argument --mode: invalid choice: '%s' (choose from "
-                    "thread, sync, fork, pool, prefork, coro)",
-                    mode);
-    int port_number = port ? count_argument("PORT", port, 0, 65535) : 8000;
-    /* Default: "[::]:PORT", which is dual-stack (cfg.ipv6_only is false),
-     * or all IPv4 interfaces where IPv6 is unavailable (below). */
-    char address[300];
-    const char *bad =
-        bind_address(address, sizeof address, host ? host : "::", port_number,
-                     SOCK_STREAM, NULL);
-    if (bad)
-        usage_error("argument --bind: %s", bad);
-
-    ss_config cfg;
-    ss_config_init(&cfg);
-    cfg.allow_reuse_address = true; /* http.server's HTTPServer does too */
-    if (workers)
-        cfg.workers = count_argument("--workers", workers, 1, 4096);
-    if (reuseport && strategy != &ss_prefork)
-        usage_error("argument --reuseport: needs --mode prefork");
-    cfg.prefork_reuseport = reuseport;
-    if (threads) {
-        int n = count_argument("--threads", threads, 1, 65536);
-        cfg.pool_size = n;
-        cfg.max_threads = n;
-        cfg.coro_threads = n;
-    }
-    /* A prefork worker running requests one at a time would be held by
-     * every idle keep-alive connection; give each worker threads. */
-    cfg.worker_strategy = threads ? &ss_thread_pool : &ss_threading;
-    /* Behind a load balancer (docs/deployment.md): the access log then
-     * names the client the PROXY header gives, not the balancer. */
-    if (proxy) {
-        cfg.proxy_protocol = !strcmp(proxy, "v1")    ? SS_PROXY_V1
-                             : !strcmp(proxy, "v2")  ? SS_PROXY_V2
-                             : !strcmp(proxy, "any") ? SS_PROXY_ANY
-                                                     : 0;
-        if (cfg.proxy_protocol == 0)
-            usage_error("argument --proxy-protocol: invalid choice: '%s' "
-                        "(choose from v1, v2)",
-                        proxy);
-        cfg.proxy_trusted = trusted_proxy;
-    } else if (trusted_proxy) {
-        usage_error("argument --trusted-proxy: needs --proxy-protocol");
-    }
-
-    /* The served directory: kept open, and its canonical path kept for
-     * the containment check in paths.c. */
-    context.root_fd = open(directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (context.root_fd < 0 || realpath(directory, context.root_path) == NULL) {
-        fprintf(stderr, "sockserv-httpd: cannot serve %s: %s\n", directory,
+    ctx->root_fd = open(o->directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (ctx->root_fd < 0 || realpath(o->directory, ctx->root_path) == NULL) {
+        fprintf(stderr, "sockserv-httpd: cannot serve %s: %s\n", o->directory,
                 strerror(errno));
-        return 1;
+        return -1;
     }
-    context.root_len = strlen(context.root_path);
-    context.mode = mode;
-    context.started_ns = ss_now_ns();
-    /* Shared with forked children and prefork workers. */
+    ctx->root_len = strlen(ctx->root_path);
+    ctx->mode = o->mode;
+    ctx->started_ns = ss_now_ns();
     void *page =
-        mmap(NULL, sizeof *context.requests_served, PROT_READ | PROT_WRITE,
+        mmap(NULL, sizeof *ctx->requests_served, PROT_READ | PROT_WRITE,
              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) {
         perror("sockserv-httpd: mmap");
-        return 1;
+        return -1;
     }
-    context.requests_served = page;
-    atomic_init(context.requests_served, 0);
+    ctx->requests_served = page;
+    atomic_init(ctx->requests_served, 0);
+    return 0;
+}
 
-    ss_http_config http;
-    ss_http_config_init(&http);
-    http.methods = methods;
-    http.server_version = "sockserv-httpd/0.1";
-    http.max_body_size = MAX_BODY_SIZE;
-    http.quiet = quiet;
-    http.user = &context;
-    ss_handler_class handler = ss_http_handler;
-    handler.class_data = &http;
+static void context_free(httpd_context *ctx)
+{
+    close(ctx->root_fd);
+    munmap(ctx->requests_served, sizeof *ctx->requests_served);
+}
 
-    ss_server *srv;
-    int activated =
-        serve_passed_socket(&srv, strategy, &handler, &cfg, port || host);
-    if (activated < 0)
-        return 1;
-    int rc = activated ? 0
-                       : ss_server_new(&srv, &ss_tcp, strategy, address,
-                                       &handler, &cfg);
-    if (rc < 0 && host == NULL &&
+/* The server on the passed socket, the --bind address or, by default,
+ * "[::]:PORT" falling back to all IPv4 interfaces where IPv6 is
+ * unavailable. Returns 0, or -1 after saying why. */
+static int server_new(ss_server **srv, httpd_options *o,
+                      const ss_handler_class *handler)
+{
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.allow_reuse_address = true; /* http.server's HTTPServer does too */
+    apply_mode_options(&cfg, o);
+    /* Behind a load balancer (docs/deployment.md): the access log then
+     * names the client the PROXY header gives, not the balancer. */
+    if (o->proxy_protocol) {
+        cfg.proxy_protocol = o->proxy_protocol;
+        cfg.proxy_trusted = o->trusted_proxy;
+    }
+
+    int activated = serve_passed_socket(srv, o->strategy, handler, &cfg,
+                                        o->port || o->host);
+    if (activated != 0)
+        return activated < 0 ? -1 : 0;
+    int rc =
+        ss_server_new(srv, &ss_tcp, o->strategy, o->address, handler, &cfg);
+    if (rc < 0 && o->host == NULL &&
         (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL)) {
-        snprintf(address, sizeof address, ":%d", port_number);
-        rc = ss_server_new(&srv, &ss_tcp, strategy, address, &handler, &cfg);
+        snprintf(o->address, sizeof o->address, ":%d", o->port_number);
+        rc =
+            ss_server_new(srv, &ss_tcp, o->strategy, o->address, handler, &cfg);
     }
-    if (rc < 0) {
-        fprintf(stderr, "sockserv-httpd: cannot serve on %s: %s%s\n", address,
-                ss_strerror(rc),
-                rc == -EINVAL && trusted_proxy
+    if (rc < 0)
+        fprintf(stderr, "sockserv-httpd: cannot serve on %s: %s%s\n",
+                o->address, ss_strerror(rc),
+                rc == -EINVAL && o->trusted_proxy
                     ? " (is --trusted-proxy a list of addresses?)"
                     : "");
-        return 1;
-    }
-    /* Ctrl-C and SIGTERM make ss_serve_forever() return. */
-    rc = ss_shutdown_on_signals(srv);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Until Ctrl-C or SIGTERM: ss_serve_forever() returns then. */
+static int serve(ss_server *srv, const httpd_options *o)
+{
+    int rc = ss_shutdown_on_signals(srv);
     bool reported = false;
-    if (rc == 0 && port_file && ss_server_port(srv) >= 0) { /* not Unix */
-        rc = write_port_file(port_file, ss_server_port(srv));
+    if (rc == 0 && o->port_file && ss_server_port(srv) >= 0) { /* not Unix */
+        rc = write_port_file(o->port_file, ss_server_port(srv));
         if (rc < 0)
             fprintf(stderr,
                     "sockserv-httpd: cannot write the port file %s: "
                     "%s\n",
-                    port_file, ss_strerror(rc));
+                    o->port_file, ss_strerror(rc));
         reported = rc < 0;
     }
     if (rc == 0) {
@@ -406,10 +464,34 @@ int main(int argc, char **argv)
     }
     if (rc < 0 && !reported)
         fprintf(stderr, "sockserv-httpd: %s\n", ss_strerror(rc));
-    else if (!quiet)
+    else if (!o->quiet)
         printf("\nShutting down.\n");
-    ss_server_free(srv);
-    close(context.root_fd);
-    munmap(page, sizeof *context.requests_served);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    httpd_options o;
+    parse_options(&o, argc, argv);
+    if (context_init(&context, &o) < 0)
+        return 1;
+
+    ss_http_config http;
+    ss_http_config_init(&http);
+    http.methods = methods;
+    http.server_version = "sockserv-httpd/0.1";
+    http.max_body_size = MAX_BODY_SIZE;
+    http.quiet = o.quiet;
+    http.user = &context;
+    ss_handler_class handler = ss_http_handler;
+    handler.class_data = &http;
+
+    ss_server *srv;
+    int rc = server_new(&srv, &o, &handler);
+    if (rc == 0) {
+        rc = serve(srv, &o);
+        ss_server_free(srv);
+    }
+    context_free(&context);
     return rc < 0 ? 1 : 0;
 }
