@@ -13,7 +13,7 @@
  * the counterparts of the StreamRequestHandler and DatagramRequestHandler
  * that bench/py_echo_server.py uses.
  *
- * --reuseport sets config.prefork_reuseport (a listening socket per
+ * --reuseport sets ss_prefork_options.reuseport (a listening socket per
  * prefork worker instead of one shared socket).
  *
  * --count-file PATH, for the prefork fairness measurement: PATH becomes a
@@ -177,9 +177,11 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1", *port = "0";
     const ss_strategy *strategy = NULL;
     bool udp = false;
-    ss_config cfg;
-    ss_config_init(&cfg);
-    cfg.allow_reuse_address = true;
+    ss_config cfg = {.allow_reuse_address = true};
+    /* Each strategy's own options; the one that fits is passed below. */
+    ss_thread_pool_options pool = {0};
+    ss_forking_options forking = {0};
+    ss_prefork_options prefork = {0};
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -191,7 +193,7 @@ int main(int argc, char **argv)
             udp = true;
             continue;
         } else if (!strcmp(arg, "--reuseport")) {
-            cfg.prefork_reuseport = true;
+            prefork.reuseport = true;
             continue;
         } else if (!value) {
             usage(stderr);
@@ -203,9 +205,10 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if (!strcmp(arg, "--worker-mode")) {
-            cfg.worker_strategy = find_mode(value);
-            if (!cfg.worker_strategy || cfg.worker_strategy == &ss_prefork ||
-                cfg.worker_strategy == &ss_forking) {
+            prefork.worker_strategy = find_mode(value);
+            if (!prefork.worker_strategy ||
+                prefork.worker_strategy == &ss_prefork ||
+                prefork.worker_strategy == &ss_forking) {
                 fprintf(stderr, "sockserv-bench-echo: --worker-mode is "
                                 "sync, thread or pool\n");
                 return 2;
@@ -215,11 +218,11 @@ int main(int argc, char **argv)
         } else if (!strcmp(arg, "--host")) {
             host = value;
         } else if (!strcmp(arg, "--workers")) {
-            cfg.workers = to_int(value);
+            prefork.workers = to_int(value);
         } else if (!strcmp(arg, "--threads")) {
-            cfg.pool_size = to_int(value);
+            pool.pool_size = to_int(value);
         } else if (!strcmp(arg, "--max-children")) {
-            cfg.max_children = to_int(value);
+            forking.max_children = to_int(value);
         } else if (!strcmp(arg, "--count-file")) {
             if (open_count_file(value) < 0)
                 return 1;
@@ -232,6 +235,16 @@ int main(int argc, char **argv)
     if (!strategy) {
         usage(stderr);
         return 2;
+    }
+
+    if (strategy == &ss_thread_pool)
+        cfg.strategy_options = &pool;
+    else if (strategy == &ss_forking)
+        cfg.strategy_options = &forking;
+    else if (strategy == &ss_prefork) {
+        if (prefork.worker_strategy == &ss_thread_pool)
+            prefork.worker_options = &pool;
+        cfg.strategy_options = &prefork;
     }
 
     char address[300];

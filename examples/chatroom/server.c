@@ -235,11 +235,24 @@ static void parse_options(chat_options *o, int argc, char **argv)
         cli_error(&c, "argument --bind: %s", bad);
 }
 
+/* Each strategy's own options (ss_config.strategy_options points at the
+ * one that fits the strategy); kept beside the config until the server is
+ * made. */
+typedef struct mode_options {
+    ss_threading_options threading;
+    ss_coroutine_options coro;
+} mode_options;
+
 /* How requests run: the strategy's settings from --threads. */
-static void apply_mode_options(ss_config *cfg, const chat_options *o)
+static void apply_mode_options(ss_config *cfg, mode_options *m,
+                               const chat_options *o)
 {
-    if (o->threads)
-        cfg->coro_threads = cfg->max_threads = o->threads;
+    *m = (mode_options){.threading.max_threads = o->threads,
+                        .coro.threads = o->threads};
+    if (o->strategy == &ss_threading)
+        cfg->strategy_options = &m->threading;
+    else if (o->strategy == &ss_coroutines)
+        cfg->strategy_options = &m->coro;
 }
 
 /* ---- admin messages from standard input ---------------------------------- */
@@ -390,7 +403,8 @@ static int server_new(ss_server **srv, const chat_options *o, void *room)
     cfg.allow_reuse_address = true; /* restart at once after Ctrl-C */
     cfg.user = room;
     cfg.max_packet_size = CHAT_LINE_MAX; /* longer is refused, not cut */
-    apply_mode_options(&cfg, o);
+    mode_options strategy_options;
+    apply_mode_options(&cfg, &strategy_options, o);
     /* Python's way to change a server: a subclass overriding a method —
      * here copies of ss_udp and ss_tcp (see above for each). */
     static ss_server_class udp_kind, tcp_kind;

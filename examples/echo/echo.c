@@ -422,14 +422,33 @@ static void parse_options(echo_options *o, int argc, char **argv)
     address_argument(&c, o);
 }
 
+/* Each strategy's own options (ss_config.strategy_options points at the
+ * one that fits the strategy); kept beside the config until the server is
+ * made. */
+typedef struct mode_options {
+    ss_threading_options threading;
+    ss_thread_pool_options pool;
+    ss_prefork_options prefork;
+    ss_coroutine_options coro;
+} mode_options;
+
 /* How requests run: the strategy's settings from --workers and
- * --threads. */
-static void apply_mode_options(ss_config *cfg, const echo_options *o)
+ * --threads (0: the strategy's default). */
+static void apply_mode_options(ss_config *cfg, mode_options *m,
+                               const echo_options *o)
 {
-    if (o->workers)
-        cfg->workers = o->workers;
-    if (o->threads)
-        cfg->pool_size = cfg->max_threads = cfg->coro_threads = o->threads;
+    *m = (mode_options){.threading.max_threads = o->threads,
+                        .pool.pool_size = o->threads,
+                        .prefork.workers = o->workers,
+                        .coro.threads = o->threads};
+    if (o->strategy == &ss_threading)
+        cfg->strategy_options = &m->threading;
+    else if (o->strategy == &ss_thread_pool)
+        cfg->strategy_options = &m->pool;
+    else if (o->strategy == &ss_prefork)
+        cfg->strategy_options = &m->prefork;
+    else if (o->strategy == &ss_coroutines)
+        cfg->strategy_options = &m->coro;
 }
 
 /* Socket activation (docs/deployment.md): a service manager that passed
@@ -507,7 +526,8 @@ int main(int argc, char **argv)
 
     ss_config cfg;
     ss_config_init(&cfg);
-    apply_mode_options(&cfg, &o);
+    mode_options strategy_options;
+    apply_mode_options(&cfg, &strategy_options, &o);
     cfg.allow_reuse_address = true; /* restart at once after Ctrl-C */
     cfg.unlink_on_close = true;     /* leave no socket file behind */
 

@@ -269,21 +269,41 @@ static void parse_options(httpd_options *o, int argc, char **argv)
         cli_error(&c, "argument --trusted-proxy: needs --proxy-protocol");
 }
 
+/* Each strategy's own options (ss_config.strategy_options points at the
+ * one that fits the strategy); kept beside the config until the server is
+ * made. */
+typedef struct mode_options {
+    ss_threading_options threading;
+    ss_thread_pool_options pool;
+    ss_prefork_options prefork;
+    ss_coroutine_options coro;
+} mode_options;
+
 /* How requests run: the strategy's settings from --workers, --threads and
- * --reuseport. */
-static void apply_mode_options(ss_config *cfg, const httpd_options *o)
+ * --reuseport (0: the strategy's default). */
+static void apply_mode_options(ss_config *cfg, mode_options *m,
+                               const httpd_options *o)
 {
-    if (o->workers)
-        cfg->workers = o->workers;
-    cfg->prefork_reuseport = o->reuseport;
-    if (o->threads) {
-        cfg->pool_size = o->threads;
-        cfg->max_threads = o->threads;
-        cfg->coro_threads = o->threads;
-    }
-    /* A prefork worker running requests one at a time would be held by
-     * every idle keep-alive connection; give each worker threads. */
-    cfg->worker_strategy = o->threads ? &ss_thread_pool : &ss_threading;
+    *m = (mode_options){
+        .threading.max_threads = o->threads,
+        .pool.pool_size = o->threads,
+        .coro.threads = o->threads,
+        /* A prefork worker running requests one at a time would be held
+         * by every idle keep-alive connection; give each worker threads
+         * (a pool of --threads, or a thread per connection). */
+        .prefork = {.workers = o->workers,
+                    .reuseport = o->reuseport,
+                    .worker_strategy =
+                        o->threads ? &ss_thread_pool : &ss_threading}};
+    m->prefork.worker_options = o->threads ? (const void *)&m->pool : NULL;
+    if (o->strategy == &ss_threading)
+        cfg->strategy_options = &m->threading;
+    else if (o->strategy == &ss_thread_pool)
+        cfg->strategy_options = &m->pool;
+    else if (o->strategy == &ss_prefork)
+        cfg->strategy_options = &m->prefork;
+    else if (o->strategy == &ss_coroutines)
+        cfg->strategy_options = &m->coro;
 }
 
 /* Python's http.server.test(): "Serving HTTP on HOST port PORT (URL) ..." */
@@ -415,7 +435,8 @@ static int server_new(ss_server **srv, httpd_options *o,
     ss_config cfg;
     ss_config_init(&cfg);
     cfg.allow_reuse_address = true; /* http.server's HTTPServer does too */
-    apply_mode_options(&cfg, o);
+    mode_options strategy_options;
+    apply_mode_options(&cfg, &strategy_options, o);
     /* Behind a load balancer (docs/deployment.md): the access log then
      * names the client the PROXY header gives, not the balancer. */
     if (o->proxy_protocol) {

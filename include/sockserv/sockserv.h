@@ -108,8 +108,10 @@ typedef struct ss_server_class ss_server_class;
 typedef struct ss_strategy ss_strategy;
 /** A request handler class: setup, handle, finish (see below). */
 typedef struct ss_handler_class ss_handler_class;
-/** How a request waits for its socket (see below). */
-typedef struct ss_io_class ss_io_class;
+/** How a request waits for its socket (sockserv/strategy.h). */
+typedef struct ss_wait_class ss_wait_class;
+/** How a request's bytes move: plain socket, TLS… (sockserv/strategy.h). */
+typedef struct ss_transport ss_transport;
 /** Every tunable of a server, with Python's names (see below). */
 typedef struct ss_config ss_config;
 
@@ -140,27 +142,29 @@ typedef void (*ss_log_fn)(void *user, const char *line);
 #define SS_PROXY_ANY 3 /**< either, told apart by the first byte */
 
 struct ss_config {
-    /** listen() backlog. Default SOMAXCONN (Python: 5). */
+    /** listen() backlog. 0 (default): SOMAXCONN (Python: 5). */
     int request_queue_size;
     /** SO_REUSEADDR before bind. Default false, as in Python's TCPServer
      * (http.server's HTTPServer sets it true; so do our examples). */
     bool allow_reuse_address;
     /** SO_REUSEPORT before bind. Default false. */
     bool allow_reuse_port;
-    /** Bind and listen inside ss_server_new(). Default true. When false the
-     * caller calls ss_server_bind() and ss_server_activate() itself, e.g.
-     * after setting socket options on ss_server_fileno(). */
-    bool bind_and_activate;
+    /** Python's bind_and_activate=False: ss_server_new() neither binds nor
+     * listens, and the caller calls ss_server_bind() and
+     * ss_server_activate() itself, e.g. after setting socket options on
+     * ss_server_fileno(). Default false: bound and listening on return. */
+    bool no_bind_and_activate;
     /** For IPv6 addresses: IPV6_V6ONLY. Default false, so "[::]:PORT" is
      * dual-stack and also accepts IPv4 clients. Set explicitly either way,
      * so the system default (net.ipv6.bindv6only) never decides. */
     bool ipv6_only;
     /** Seconds ss_handle_request() waits before calling handle_timeout.
-     * Default 0: wait forever (Python: None). */
+     * 0 (default): wait forever (Python: None); ss_forking: 300, as
+     * Python's ForkingMixIn. */
     double timeout;
     /** Largest datagram received in one request (UDP, Unix datagram).
-     * Default 8192. Larger datagrams are cut and flagged:
-     * ss_request_truncated() tells the handler. */
+     * 0 (default): 8192. Larger datagrams are cut and flagged:
+     * ss_request_truncated() tells the handler. At most 16 MiB. */
     size_t max_packet_size;
     /** Remove the Unix socket's file when the server closes. Default false,
      * as in Python (which never removes it). Abstract names have no file. */
@@ -171,10 +175,10 @@ struct ss_config {
      * at once (their reads fail with -ECANCELED, which is not reported as
      * an error), and may spend this many seconds sending answers before
      * their writes fail with -ECANCELED too. So Ctrl-C never waits for an
-     * idle client, and an answer in progress is not cut short. Default 5;
-     * 0 means no grace (not "forever"); at most 1e6, else -EINVAL. The
-     * state lasts until the next ss_serve_forever(), so ss_handle_request()
-     * after a shutdown sees it too. */
+     * idle client, and an answer in progress is not cut short. 0
+     * (default): 5 s; SS_NO_GRACE (any negative value): none; at most
+     * 1e6. The state lasts until the next ss_serve_forever(), so
+     * ss_handle_request() after a shutdown sees it too. */
     double shutdown_grace;
 
     /* --- limits (docs/reliability-resources.md) ----------------------- */
@@ -183,8 +187,7 @@ struct ss_config {
      * 0 (default) = no limit. At the limit the server stops accepting:
      * new connections wait in the kernel's listen backlog (datagrams in
      * the socket's receive buffer) until a request ends — backpressure,
-     * not refusal. Every strategy; ss_prefork: per worker process.
-     * Negative: ss_server_new() returns -EINVAL. */
+     * not refusal. Every strategy; ss_prefork: per worker process. */
     int max_connections;
     /** Most requests running at once per client IP address (the port
      * does not count; an IPv4 client is the same client on a dual-stack
@@ -194,75 +197,18 @@ struct ss_config {
      * an HTTP 503 through ss_write_all(), or stay quiet), then it is
      * closed. Not applied to Unix sockets, whose peers have no address.
      * With proxy_protocol the address counted is the proxy's (the header
-     * is read later). ss_prefork: per worker process. Negative: -EINVAL. */
+     * is read later). ss_prefork: per worker process. */
     int max_connections_per_client;
 
-    /* --- concurrency strategies --------------------------------------- */
-    /** Forking: most children at once; at the limit the loop waits for one
-     * to exit before accepting more. Default 40 (Python's). */
-    int max_children;
-    /** Forking and threading: ss_server_close() waits for running children
-     * or (non-daemon) threads. Default true (Python's). */
-    bool block_on_close;
-    /** Threading: ss_server_close() does not wait for request threads.
-     * ss_server_free() still waits, because they use the server; it is
-     * process exit that ends them, as in Python. Default false. */
-    bool daemon_threads;
-    /** Threading: most request threads at once, 0 = unbounded (Python).
-     * At the limit the loop waits for a thread to finish. */
-    int max_threads;
-    /** Threading and thread pool: stack size of each thread in bytes;
-     * 0 = the system default. */
-    size_t thread_stack_size;
-    /** Thread pool: number of workers; 0 = twice the CPU count. */
-    int pool_size;
-    /** Thread pool: accepted requests waiting for a worker; 0 = 4 ×
-     * pool_size. When full, the loop waits for room (backpressure) — or,
-     * with pool_refuse_when_full, closes the new connection at once. */
-    int pool_queue_size;
-    bool pool_refuse_when_full; /**< Full queue: refuse, do not wait. */
-    /** Thread pool: start all workers in ss_server_new() (false: start them
-     * as requests arrive). Default false. */
-    bool pool_eager_start;
-    /** Prefork: worker processes; 0 = the CPU count. */
-    int workers;
-    /** Prefork: how each worker runs its requests: &ss_sync (default) or
-     * &ss_threading or &ss_thread_pool. */
-    const ss_strategy *worker_strategy;
-    /** Prefork: seconds a stopping worker may take to finish its requests
-     * before it is killed. Default 10. */
-    double graceful_timeout;
-    /** Prefork, IP kinds: instead of every worker taking connections
-     * from the one listening socket, each worker slot gets a socket of
-     * its own in an SO_REUSEPORT group on the server's address, and the
-     * kernel hashes each connection (datagram flow) to one of them. The
-     * supervisor opens the slots' sockets and holds them while serving,
-     * so a worker that dies loses nothing queued: its replacement takes
-     * over the same socket. Implies allow_reuse_port; the extra sockets
-     * go through the kind's server_bind and server_activate. A
-     * connection waits for its own worker even when another is idle: a
-     * sync worker held by a slow client strands the connections hashed
-     * to it. Default false: measured side by side (docs/performance.md),
-     * TCP was no faster; UDP with more workers than CPUs was, as every
-     * datagram no longer wakes every worker. Unix kinds: ss_server_new()
-     * returns -EOPNOTSUPP; a socket given to ss_server_new_fd() without
-     * SO_REUSEPORT: ss_serve_forever() returns -EINVAL. */
-    bool prefork_reuseport;
-    /** Coroutines: scheduler threads, each with its own epoll loop;
-     * 0 = the CPU count. A coroutine never moves between threads. */
-    int coro_threads;
-    /** Coroutines: usable stack bytes per coroutine (a guard page is added
-     * below). 0 = 256 KiB — address space, mostly never touched. */
-    size_t coro_stack_size;
-    /** Coroutines: helper threads for ss_run_blocking(); 0 = 4. */
-    int coro_blocking_threads;
-    /** Coroutines: when serving starts, install a SIGSEGV handler (chained
-     * to any previous one, acting only on a fault in a coroutine's guard
-     * page) that prints "sockserv: coroutine stack overflow (stack size N
-     * bytes); raise ss_config.coro_stack_size" before the process dies.
-     * The one signal disposition the library sets by itself; default true,
-     * false leaves SIGSEGV alone (an overflow is then a plain crash). */
-    bool coro_overflow_report;
+    /* --- the strategy's own options ------------------------------------ */
+    /** The strategy's options struct, as Python keeps daemon_threads on
+     * ThreadingMixIn and max_children on ForkingMixIn: a pointer to an
+     * ss_threading_options for ss_threading, ss_thread_pool_options for
+     * ss_thread_pool, ss_forking_options, ss_prefork_options or
+     * ss_coroutine_options — the one that fits the strategy the server is
+     * made with. NULL (default): that strategy's defaults. The strategy
+     * copies it in ss_server_new(); it need not outlive that call. */
+    const void *strategy_options;
 
     /* --- behind a load balancer: the PROXY protocol -------------------- */
     /** Stream kinds: every connection starts with a PROXY protocol header
@@ -281,25 +227,28 @@ struct ss_config {
      * read, so it sees the proxy. Datagram kinds: ss_server_new() returns
      * -EOPNOTSUPP. */
     int proxy_protocol;
-    /** Seconds the whole header may take to arrive; default 5. Must be
-     * positive and at most 1e6 (else -EINVAL): a client that sends
-     * nothing holds a worker no longer — under ss_sync, the server. */
+    /** Seconds the whole header may take to arrive; 0 (default): 5. At
+     * most 1e6: a client that sends nothing holds a worker no longer —
+     * under ss_sync, the server. */
     double proxy_protocol_timeout;
     /** Who may send the header: addresses and networks separated by commas
      * or spaces ("127.0.0.1, 10.0.0.0/8, ::1"; "unix" for any Unix-socket
      * peer), at most 32; IPv4 entries match IPv4-mapped IPv6 peers too.
      * Other peers are refused before a byte is read. NULL (default):
      * every peer — then make sure only the proxy can reach the socket.
-     * Parsed by ss_server_new() (-EINVAL when malformed or empty); the
-     * string need not outlive that call. */
+     * Parsed by ss_server_new(); the string need not outlive that call. */
     const char *proxy_trusted;
 
     /** Your context, reachable from every request: ss_request_user(). */
     void *user;
 };
 
-/** Fill *cfg with the defaults listed above. Always start from this (or pass
- * NULL for all defaults): a zeroed struct is not the default config. */
+/** shutdown_grace: no grace at all (0 means the default, 5 s). */
+#define SS_NO_GRACE (-1.0)
+
+/** Fill *cfg with the defaults listed above: all zero, so
+ * `ss_config cfg = {0};` (or designated initialisers naming only what you
+ * change, or NULL for cfg) is the same config. Kept for clarity. */
 SS_API void ss_config_init(ss_config *cfg);
 
 /* ------------------------------------------------------------------------
@@ -350,7 +299,8 @@ SS_API extern const ss_server_class ss_unix_stream;   /**< UnixStreamServer */
 SS_API extern const ss_server_class ss_unix_datagram; /**< UnixDatagramServer */
 
 /* ------------------------------------------------------------------------
- * Strategies (Python's mix-ins) and the I/O seam they own
+ * Strategies (Python's mix-ins) and their options. Writing one of your
+ * own: sockserv/strategy.h
  * --------------------------------------------------------------------- */
 
 /** Monotonic clock in nanoseconds; deadlines below are absolute values of
@@ -358,108 +308,136 @@ SS_API extern const ss_server_class ss_unix_datagram; /**< UnixDatagramServer */
 #define SS_NO_DEADLINE INT64_C(-1)
 SS_API int64_t ss_now_ns(void); /**< CLOCK_MONOTONIC now, in ns. */
 
-/** How a request waits for its socket. Handlers never call this: ss_read,
- * ss_write and friends do, when the socket would block. A blocking strategy
- * poll()s; the coroutine strategy parks the coroutine on the event loop —
- * which is why one handler source runs under every strategy. */
-struct ss_io_class {
-    const char *name; /**< "blocking", … — for messages */
-    /** Wait until fd is ready for events (POLLIN and/or POLLOUT) or the
-     * deadline passes. Returns 0 when ready (or on error/hangup, which the
-     * next call reports), -ETIMEDOUT, or another negative errno. While
-     * the server is shutting down it returns -ECANCELED instead of waiting
-     * for input (POLLIN); ss_blocking_io watches a server descriptor for
-     * that, so a wait already in progress ends at once too. fd may be -1:
-     * then it only waits for the deadline (ss_sleep, ss_yield). */
-    int (*wait)(ss_request *req, int fd, short events, int64_t deadline);
-    /** Optional: run fn(arg) where blocking does no harm and return its
-     * result (ss_run_blocking). NULL: call it right here, which is right
-     * for strategies where a request has a thread or process of its own. */
-    int (*run_blocking)(ss_request *req, int (*fn)(void *arg), void *arg);
-    /** True when wait() reports data that arrives after a read came back
-     * short, even if the descriptor was readable all along: edge-triggered
-     * bookkeeping (ss_coroutines), or simply a level-triggered wait such
-     * as poll() (ss_blocking_io). ss_read then waits before its recv()
-     * instead of spending a recv() on EAGAIN. */
-    bool reports_new_data;
-    /** Optional: wait until the request's own stream socket has input
-     * (POLLIN, or an error/hangup) or fd is ready for events, or the
-     * deadline passes (ss_wait_input_or_fd, which has already looked at
-     * the read buffer). Returns a mask of SS_READY_INPUT and SS_READY_FD
-     * (never 0), -ETIMEDOUT, -ECANCELED (as for wait()) or another
-     * negative errno. SS_READY_INPUT must be true: an edge recorded
-     * earlier may be for input read since, and the read that follows
-     * would then wait for input alone, so check the socket first. NULL:
-     * ss_wait_input_or_fd() waits through wait() on the socket in slices
-     * of 10 ms and looks at fd in between. */
-    int (*wait_input_or_fd)(ss_request *req, int fd, short events,
-                            int64_t deadline);
-};
 
-/** Plain poll(): what every blocking strategy uses. */
-SS_API extern const ss_io_class ss_blocking_io;
+/* Each strategy's own options, passed as ss_config.strategy_options. Every
+ * field's zero is its default (Python's where Python has one): a bool whose
+ * Python default is true appears negated, with no_ before Python's name.
+ * A value out of range makes ss_server_new() return -EINVAL after a log
+ * line that names the field. */
 
-struct ss_strategy {
-    const char *name;      /**< "sync", "thread", … — for messages */
-    const ss_io_class *io; /**< Its requests' I/O; NULL: ss_blocking_io */
-    /** Optional: prepare per-server state (ss_server_new calls it). */
-    int (*init)(ss_server *srv);
-    /** Take ownership of an accepted, verified request and see that it is
-     * run (ss_run_request) and released; return 0. Or return a negative
-     * errno without taking it: the server reports it through handle_error
-     * and closes the request — except -ESHUTDOWN (refused because the
-     * server is stopping), which is closed without a report. */
-    int (*process_request)(ss_server *srv, ss_request *req);
-    /** Optional: periodic work, each loop iteration and on timeout. */
-    void (*service_actions)(ss_server *srv);
-    /** Optional: called by ss_server_close(), e.g. to wait for workers. */
-    void (*server_close)(ss_server *srv);
-    /** Optional: called by ss_server_free() after server_close: wait for
-     * anything that still uses the server, then free strategy state. */
-    void (*destroy)(ss_server *srv);
-    /** Optional: replaces the serve loop (prefork runs a supervisor). It
-     * must return when ss_shutdown() is called; ss_serve_core_loop() is
-     * the default loop, for strategies that wrap it. */
-    int (*serve_forever)(ss_server *srv, double poll_interval);
-};
+/** ss_threading's options (Python's ThreadingMixIn attributes). */
+typedef struct ss_threading_options {
+    /** ss_server_close() does not wait for request threads.
+     * ss_server_free() still waits, because they use the server; it is
+     * process exit that ends them, as in Python. Default false. */
+    bool daemon_threads;
+    /** Python's block_on_close = False: ss_server_close() does not wait for
+     * (non-daemon) threads. Default false: it waits. */
+    bool no_block_on_close;
+    /** Most request threads at once; 0 (default) = unbounded (Python). At
+     * the limit the loop waits for a thread to finish (backpressure). */
+    int max_threads;
+    /** Stack size of each thread in bytes; 0 (default) = the system's. */
+    size_t thread_stack_size;
+} ss_threading_options;
+
+/** ss_thread_pool's options. */
+typedef struct ss_thread_pool_options {
+    /** Worker threads; 0 (default) = twice the CPU count. */
+    int pool_size;
+    /** Accepted requests waiting for a worker; 0 (default) = 4 ×
+     * pool_size. When full, the loop waits for room (backpressure) — or,
+     * with refuse_when_full, closes the new connection at once. */
+    int queue_size;
+    bool refuse_when_full; /**< Full queue: refuse, do not wait. */
+    /** Start all workers in ss_server_new() (false, the default: start
+     * them as requests arrive). */
+    bool eager_start;
+    /** Stack size of each worker in bytes; 0 (default) = the system's. */
+    size_t thread_stack_size;
+} ss_thread_pool_options;
+
+/** ss_forking's options (Python's ForkingMixIn attributes). */
+typedef struct ss_forking_options {
+    /** Most children at once; at the limit the loop waits for one to exit
+     * before accepting more. 0 (default): 40, Python's. */
+    int max_children;
+    /** Python's block_on_close = False: ss_server_close() does not wait
+     * for running children. Default false: it waits. */
+    bool no_block_on_close;
+} ss_forking_options;
+
+/** ss_prefork's options. */
+typedef struct ss_prefork_options {
+    /** Worker processes; 0 (default) = the CPU count. */
+    int workers;
+    /** How each worker runs its requests: NULL (default) = &ss_sync, or
+     * &ss_threading, &ss_thread_pool (not prefork, not coroutines). */
+    const ss_strategy *worker_strategy;
+    /** worker_strategy's own options (NULL: its defaults). Copied for
+     * ss_threading and ss_thread_pool; for a strategy of your own it must
+     * outlive the server, as workers start (and restart) later. */
+    const void *worker_options;
+    /** Seconds a stopping worker may take to finish its requests before it
+     * is killed. 0 (default): 10; negative: none, killed at once. */
+    double graceful_timeout;
+    /** IP kinds: instead of every worker taking connections from the one
+     * listening socket, each worker slot gets a socket of its own in an
+     * SO_REUSEPORT group on the server's address, and the kernel hashes
+     * each connection (datagram flow) to one of them. The supervisor opens
+     * the slots' sockets and holds them while serving, so a worker that
+     * dies loses nothing queued: its replacement takes over the same
+     * socket. Implies allow_reuse_port; the extra sockets go through the
+     * kind's server_bind and server_activate. A connection waits for its
+     * own worker even when another is idle: a sync worker held by a slow
+     * client strands the connections hashed to it. Default false:
+     * measured side by side (docs/performance.md), TCP was no faster; UDP
+     * with more workers than CPUs was. Unix kinds: ss_server_new()
+     * returns -EOPNOTSUPP; a socket given to ss_server_new_fd() without
+     * SO_REUSEPORT: ss_serve_forever() returns -EINVAL. */
+    bool reuseport;
+} ss_prefork_options;
+
+/** ss_coroutines' options. */
+typedef struct ss_coroutine_options {
+    /** Scheduler threads, each with its own epoll loop; 0 (default) = the
+     * CPU count. A coroutine never moves between threads. */
+    int threads;
+    /** Usable stack bytes per coroutine (a guard page is added below).
+     * 0 (default) = 256 KiB — address space, mostly never touched. At
+     * most 1 GiB. */
+    size_t stack_size;
+    /** Helper threads for ss_run_blocking(); 0 (default) = 4. */
+    int blocking_threads;
+    /** By default, when serving starts, a SIGSEGV handler is installed
+     * (chained to any previous one, acting only on a fault in a
+     * coroutine's guard page) that prints "sockserv: coroutine stack
+     * overflow (stack size N bytes); raise ss_coroutine_options.stack_size"
+     * before the process dies — the one signal disposition the library
+     * sets by itself. true leaves SIGSEGV alone (an overflow is then a
+     * plain crash). */
+    bool no_overflow_report;
+} ss_coroutine_options;
 
 /** Handle each request to completion before accepting the next (Python's
  * plain TCPServer). */
 SS_API extern const ss_strategy ss_sync;
-/** A child process per request (Python's ForkingMixIn): max_children,
- * block_on_close. The child runs the handler and exits 0, or 1 after a
+/** A child process per request (Python's ForkingMixIn), options
+ * ss_forking_options. The child runs the handler and exits 0, or 1 after a
  * failure (reported by handle_error in the child). Only the server's own
  * children are ever reaped. ss_handle_request() waits 300 s by default,
  * as Python's ForkingMixIn.timeout. */
 SS_API extern const ss_strategy ss_forking;
-/** A thread per request (Python's ThreadingMixIn): daemon_threads,
- * block_on_close, and beyond Python max_threads and thread_stack_size.
+/** A thread per request (Python's ThreadingMixIn), options
+ * ss_threading_options.
  * Finished threads leave no bookkeeping behind. */
 SS_API extern const ss_strategy ss_threading;
-/** pool_size long-lived worker threads fed by a bounded queue. */
+/** Long-lived worker threads fed by a bounded queue, options
+ * ss_thread_pool_options. A request is a whole connection: a keep-alive
+ * client holds its worker until it leaves or times out. */
 SS_API extern const ss_strategy ss_thread_pool;
-/** A supervisor process forks `workers` processes that share the listening
- * socket and each run worker_strategy; crashed workers are replaced. */
+/** A supervisor process forks worker processes that share the listening
+ * socket and each run a worker strategy; crashed workers are replaced.
+ * Options ss_prefork_options. */
 SS_API extern const ss_strategy ss_prefork;
 /** Coroutines on epoll (gevent's idea, done explicitly): each request runs
  * as a coroutine with its own small stack; when its socket would block, it
  * parks and the scheduler runs another. The same handler source as for
- * every other strategy, at event-loop cost. coro_threads schedulers share
+ * every other strategy, at event-loop cost. Options ss_coroutine_options;
+ * its scheduler threads share
  * the listening socket (EPOLLEXCLUSIVE). A handler must not block the
  * thread: use ss_sleep(), ss_wait_fd() and ss_run_blocking(). */
 SS_API extern const ss_strategy ss_coroutines;
-
-/** For strategy authors: the loop ss_serve_forever() runs by default. */
-SS_API int ss_serve_core_loop(ss_server *srv, double poll_interval);
-
-/** For strategy authors: run the request's handler (finish_request), report
- * a failure through handle_error, shut the request down and free it.
- * After this call req is gone. Thread-safe across different requests. */
-SS_API void ss_run_request(ss_server *srv, ss_request *req);
-
-/** For strategy authors: release a request without running it (shutdown
- * and free). */
-SS_API void ss_drop_request(ss_server *srv, ss_request *req);
 
 /* ------------------------------------------------------------------------
  * Request handlers (Python: BaseRequestHandler, StreamRequestHandler,
@@ -658,11 +636,6 @@ SS_API const ss_strategy *ss_server_strategy(const ss_server *srv);
 SS_API const ss_config *ss_server_config(const ss_server *srv);
 /** config.user: your context. */
 SS_API void *ss_server_user(const ss_server *srv);
-
-/** For strategy authors: one pointer of per-server strategy state. */
-SS_API void *ss_server_strategy_data(const ss_server *srv);
-/** Set what ss_server_strategy_data() returns; the library never frees it. */
-SS_API void ss_server_set_strategy_data(ss_server *srv, void *data);
 
 /** SIGINT and SIGTERM call ss_shutdown(srv). Installed only when you call
  * this; up to 16 servers may be registered at once. ss_server_free()

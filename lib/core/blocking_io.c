@@ -1,9 +1,10 @@
 /*
- * blocking_io.c — the I/O seam for blocking strategies, and deadlines.
+ * blocking_io.c — ss_blocking_wait, the wait seam for strategies that
+ * give a request a thread or process of its own, and deadlines.
  *
  * Request sockets are always non-blocking. ss_read/ss_write try the system
- * call first and only when it says EAGAIN ask the strategy's io class to
- * wait. For sync, forking and threading that wait is this poll(); the
+ * call first and only when it says EAGAIN ask the strategy's wait class
+ * to wait. For sync, forking and threading that wait is this poll(); the
  * coroutine strategy swaps in a wait that parks the coroutine instead. That
  * single function is the whole difference, which is how one handler source
  * runs under every strategy.
@@ -26,7 +27,7 @@ int64_t ss_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t ss__deadline_after(double seconds)
+int64_t ss_deadline_after(double seconds)
 {
     if (!(seconds > 0))
         return SS_NO_DEADLINE;
@@ -36,7 +37,7 @@ int64_t ss__deadline_after(double seconds)
     return ss_now_ns() + (int64_t)(seconds * 1e9);
 }
 
-int ss__poll_timeout_ms(int64_t deadline)
+int ss_poll_timeout_ms(int64_t deadline)
 {
     if (deadline == SS_NO_DEADLINE)
         return -1;
@@ -48,13 +49,18 @@ int ss__poll_timeout_ms(int64_t deadline)
     return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
+void ss_request_cancel_fds(const ss_request *req, int fds[2])
+{
+    fds[0] = req->server->cancel_fd;
+    fds[1] = req->server->parent_cancel_fd;
+}
+
 static int blocking_wait(ss_request *req, int fd, short events,
-                         int64_t deadline)
+                         int64_t deadline, bool cancellable)
 {
     /* Also watch the server's cancel eventfd, which ss_shutdown() makes
-     * readable — except while the request is using its shutdown grace to
-     * send an answer (then only its deadline ends the wait). */
-    bool cancellable = !req->in_grace;
+     * readable — unless the caller says the wait is not cancellable (a
+     * request using its shutdown grace to send an answer). */
     const ss_server *srv = req->server;
     struct pollfd pfd[3] = {
         {.fd = fd, .events = events},
@@ -62,7 +68,7 @@ static int blocking_wait(ss_request *req, int fd, short events,
         {.fd = cancellable ? srv->parent_cancel_fd : -1, .events = POLLIN},
     };
     for (;;) {
-        int rc = poll(pfd, 3, ss__poll_timeout_ms(deadline));
+        int rc = poll(pfd, 3, ss_poll_timeout_ms(deadline));
         if (rc > 0 && pfd[0].revents == 0)
             return -ECANCELED;
         if (rc > 0)
@@ -79,16 +85,15 @@ static int blocking_wait(ss_request *req, int fd, short events,
 static int blocking_wait_input_or_fd(ss_request *req, int fd, short events,
                                      int64_t deadline)
 {
-    bool cancellable = !req->in_grace;
     const ss_server *srv = req->server;
     struct pollfd pfd[4] = {
         {.fd = req->fd, .events = POLLIN},
         {.fd = fd, .events = events},
-        {.fd = cancellable ? srv->cancel_fd : -1, .events = POLLIN},
-        {.fd = cancellable ? srv->parent_cancel_fd : -1, .events = POLLIN},
+        {.fd = srv->cancel_fd, .events = POLLIN},
+        {.fd = srv->parent_cancel_fd, .events = POLLIN},
     };
     for (;;) {
-        int rc = poll(pfd, 4, ss__poll_timeout_ms(deadline));
+        int rc = poll(pfd, 4, ss_poll_timeout_ms(deadline));
         if (rc > 0) {
             int ready = (pfd[0].revents ? SS_READY_INPUT : 0) |
                         (pfd[1].revents ? SS_READY_FD : 0);
@@ -101,13 +106,12 @@ static int blocking_wait_input_or_fd(ss_request *req, int fd, short events,
     }
 }
 
-const ss_io_class ss_blocking_io = {
+/* poll() is level-triggered: it returns at once when data is already
+ * there, so the core's "wait before the next receive after a short one"
+ * costs a request/response exchange poll + recv + send instead of
+ * recv + poll + recv + send. */
+const ss_wait_class ss_blocking_wait = {
     .name = "blocking",
     .wait = blocking_wait,
     .wait_input_or_fd = blocking_wait_input_or_fd,
-    /* poll() is level-triggered: it returns at once when data is already
-     * there. So after a short read, ss_read may poll first instead of
-     * spending a recv() on EAGAIN: a request/response exchange then costs
-     * poll + recv + send instead of recv + poll + recv + send. */
-    .reports_new_data = true,
 };

@@ -6,7 +6,7 @@
  *
  * The two central structs live here:
  *  - ss_server: the listening socket, the three classes it was built from
- *    (kind, strategy, resolved handler), its config, and the wake-up
+ *    (kind, strategy, resolved handler), its transport, its config, and the wake-up
  *    eventfd that lets ss_shutdown() interrupt the serve loop at once.
  *  - ss_request: one connection or one datagram, with its read buffer,
  *    optional write buffer (or datagram reply), and the handler's state, all
@@ -20,6 +20,7 @@
 
 #include "proxy_protocol.h"
 #include "sockserv/sockserv.h"
+#include "sockserv/strategy.h"
 
 /* The handler class with its base chain already walked: every pointer is
  * set, so the hot path never looks up a base. */
@@ -39,6 +40,7 @@ struct ss_server {
     ss_server_class kind; /* copied: the user's struct may go away */
     const ss_strategy *strategy;
     ss__handler handler;
+    const ss_transport *transport; /* stream requests' bytes */
     ss_config config;
 
     int fd;                    /* listening / datagram socket, -1 closed */
@@ -48,7 +50,7 @@ struct ss_server {
     int deferred_fd;           /* datagram socket still used by requests
                                   after close; closed by ss_server_free */
     atomic_int requests_alive; /* ss_request objects not yet freed */
-    int parent_fd;             /* prefork worker: readable = stop */
+    int stop_fd; /* ss_server_set_stop_fd: readable = stop serving */
     struct sockaddr_storage address; /* requested, then the bound one */
     socklen_t address_len;
     bool bound;
@@ -76,6 +78,11 @@ struct ss_server {
     void *strategy_data;
     struct ss__limits *limits;   /* limits.c; NULL when there are none */
     ss__proxy_trust proxy_trust; /* config.proxy_trusted, parsed */
+    /* Read before the transport opens and the handler runs, in the
+     * request's own context (the PROXY header); NULL: nothing. Set by the
+     * feature that needs it (proxy_request.c), so the core calls no
+     * feature by name. */
+    int (*preamble)(ss_request *req);
 };
 
 /* limits.c: what a request holds against max_connections and
@@ -97,7 +104,8 @@ struct ss_request {
     struct sockaddr_storage client_address;
     socklen_t client_address_len;
     double timeout; /* per-call I/O timeout, seconds */
-    const ss_io_class *io;
+    const ss_wait_class *wait_class;
+    void *transport_data;
 
     void *state; /* handler state, inside this allocation */
 
@@ -114,8 +122,9 @@ struct ss_request {
     size_t wlen;
 
     void *strategy_data; /* for strategies: per-request bookkeeping */
-    bool in_grace;       /* waiting to send during shutdown_grace */
-    bool input_drained;  /* the last recv came back short */
+    /* request_io.c's own: the transport said its source was drained by
+     * the last receive, so the next one waits first. */
+    bool wait_before_recv;
     ss__limit_ticket limit;
     /* With config.proxy_protocol: the connection's own peer (the proxy),
      * once the header has replaced client_address. Length 0 before. */
@@ -127,8 +136,18 @@ struct ss_request {
  * replies may, up to 16 MiB; the kernel has the last word). */
 #define SS__MAX_DATAGRAM 65507
 
-/* config.c: online CPUs, at least 1 (pool and prefork defaults). */
-int ss__cpu_count(void);
+/* places.c: what ss_places holds. */
+struct ss_places {
+    ss__limit_ticket ticket;
+};
+
+/* config.c: check the server's copy of its config, naming a bad field in
+ * a log line (-EINVAL), and fill in the defaults its zeros stand for. */
+int ss__config_resolve(ss_server *srv);
+/* Log "sockserv: FIELD: WHY" and return -EINVAL (strategies' options
+ * have their own public way: ss_server_log). */
+int ss__config_refuse(const ss_server *srv, const char *field,
+                      const char *why);
 
 /* request.c */
 int ss__request_new(ss_server *srv, ss_request **out);
@@ -151,23 +170,27 @@ int ss__datagram_get_request(ss_server *srv, ss_request *req);
 void ss__stream_shutdown_request(ss_server *srv, ss_request *req);
 void ss__stream_close_request(ss_server *srv, ss_request *req);
 void ss__datagram_close_request(ss_server *srv, ss_request *req);
+/* After finish: send a datagram request's reply (even when empty). */
+int ss__datagram_send_reply(ss_request *req, int64_t deadline);
 bool ss__default_verify_request(ss_server *srv, ss_request *req);
 int ss__default_finish_request(ss_server *srv, ss_request *req);
 void ss__default_handle_error(ss_server *srv, ss_request *req, int error);
 void ss__default_handle_timeout(ss_server *srv);
 void ss__default_service_actions(ss_server *srv);
 
-/* request.c: ss_run_request that also says whether the request failed
- * (the forking child's exit status). */
-int ss__run_request(ss_server *srv, ss_request *req);
+/* request_io.c: receive into buf through the transport, waiting with
+ * the shutdown policy (the PROXY header reader uses it too). */
+ssize_t ss__request_receive(ss_request *req, void *buf, size_t n,
+                            int64_t deadline);
+/* The wait of a request's I/O on its own socket, with the shutdown
+ * policy: ss_request_wait() with its result. */
+int ss__request_wait_io(ss_request *req, short events, int64_t deadline);
 /* True on a thread that is running a request of srv right now. */
 bool ss__running_request_of(const ss_server *srv);
 /* Coroutine switches carry that mark with the coroutine: set it to srv and
  * return what it was. */
 ss_server *ss__running_for_swap(ss_server *srv);
 
-/* server.c: in a child just forked, give it its own wake-up eventfd. */
-void ss__server_after_fork(ss_server *srv);
 /* server.c: ss_server_new_sockaddr around a socket already bound to
  * address (socket_activation.c). Neither binds nor activates; on failure
  * fd is left open, on success the server owns it. */
@@ -179,38 +202,20 @@ int ss__server_new_adopted(ss_server **out, const ss_server_class *kind,
                            const ss_config *cfg);
 
 /* serve_loop.c */
-void ss__drain_wake_fd(ss_server *srv);
+/* The server is stopping (ss_shutdown(), or the parent's noticed in a
+ * forked child): from now on requests wait for no input. */
+void ss__mark_stopping(ss_server *srv);
+/* What every wait of a request returns through: rc, after marking the
+ * server stopping when rc is -ECANCELED. */
+int ss__cancelled_wait(ss_request *req, int rc);
 /* serve_forever's poll_interval in milliseconds: rounded up, 0.5 s when
  * not positive, capped at a day. */
 int ss__poll_interval_ms(double seconds);
-/* Wait on cond (its mutex held) until signalled or shutdown is asked for;
- * returns false when shutdown interrupted the wait. For strategies'
- * backpressure waits, which must not delay a shutdown. */
-bool ss__cond_wait_unless_shutdown(ss_server *srv, pthread_cond_t *cond,
-                                   pthread_mutex_t *lock);
-/* Accept/receive one request and dispatch it; -EAGAIN if none waited or
- * the server is at max_connections. */
-int ss__handle_request_noblock(ss_server *srv);
-/* Accepting failed for want of descriptors or memory (EMFILE, ENFILE,
- * ENOBUFS, ENOMEM): the listening socket stays readable, so a loop must
- * leave it alone for a while or spin. ss__accept_pause_update() after
- * every accept attempt (rc: what ss__handle_request_noblock returned)
- * starts or doubles the pause (10 ms up to 500 ms) and logs the first
- * failure of an episode; a success ends the episode. left_ms: how long
- * the pause has yet to run, 0 when accepting may resume. */
-typedef struct ss__accept_pause {
-    int64_t until;    /* monotonic ns; 0: not paused */
-    int64_t delay_ns; /* the current pause; 0: no episode */
-} ss__accept_pause;
-void ss__accept_pause_update(ss_server *srv, ss__accept_pause *pause, int rc);
-int ss__accept_pause_left_ms(ss__accept_pause *pause);
 
 /* limits.c (see ss__limit_ticket above) */
 int ss__limits_init(ss_server *srv); /* ss_server_new */
 void ss__limits_destroy(ss_server *srv);
 void ss__limits_after_fork(ss_server *srv);
-/* At max_connections: the loops stop polling the listening socket. */
-bool ss__limits_full(const ss_server *srv);
 /* Before accepting: take a place under max_connections into *ticket;
  * false (nothing taken) when the server is full. */
 bool ss__limits_reserve(ss_server *srv, ss__limit_ticket *ticket);
@@ -225,11 +230,9 @@ void ss__limits_release(ss_server *srv, ss__limit_ticket *ticket);
 int ss__limits_running(const ss_server *srv);
 int ss__limits_clients(const ss_server *srv);
 
-/* proxy_request.c: check config.proxy_* (ss_server_new), and read one
- * connection's PROXY header before its handler runs (ss__run_request):
- * 0, SS_EOF (closed before a byte), or a negative errno. */
+/* proxy_request.c: check config.proxy_* (ss_server_new) and, when the
+ * PROXY protocol is on, set srv->preamble to the header reader. */
 int ss__proxy_configure(ss_server *srv);
-int ss__proxy_accept(ss_request *req);
 
 /* signals.c */
 void ss__signals_forget(ss_server *srv);
@@ -237,16 +240,10 @@ void ss__signals_forget(ss_server *srv);
  * back, so a child dies of them as a Python ForkingMixIn child does. */
 void ss__signals_reset_in_child(void);
 
-/* Deadline helpers (request_io.c, blocking_io.c, serve_loop.c). */
-int64_t ss__deadline_after(double seconds);
-/* Milliseconds until deadline for poll(): -1 forever, 0 if passed. */
-int ss__poll_timeout_ms(int64_t deadline);
 
 /* cooperative.c: SS_READY_FD when fd is ready for events right now (a
  * poll() that does not wait; an error or hangup counts), else 0. */
 int ss__fd_ready_now(int fd, short events);
 
-/* A report line through config.log or to stderr in one write(). */
-void ss__log(const ss_server *srv, const char *line);
 
 #endif /* SOCKSERV_INTERNAL_H */

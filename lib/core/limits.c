@@ -129,7 +129,7 @@ void ss__limits_after_fork(ss_server *srv)
         forget_clients(l);
 }
 
-bool ss__limits_full(const ss_server *srv)
+bool ss_server_at_capacity(const ss_server *srv)
 {
     const ss__limits *l = srv->limits;
     return l && l->max_total > 0 &&

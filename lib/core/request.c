@@ -9,7 +9,8 @@
  *
  * Life cycle (Python's BaseServer, one function per step, all overridable):
  *   get_request → verify_request → strategy.process_request →
- *   [the PROXY header, with config.proxy_protocol: proxy_request.c] →
+ *   [the preamble: the PROXY header, with config.proxy_protocol] →
+ *   [the transport's open: a TLS handshake] →
  *   finish_request (setup, handle, finish) → complete I/O →
  *   handle_error if anything failed → shutdown_request → free
  */
@@ -43,7 +44,8 @@ int ss__request_new(ss_server *srv, ss_request **out)
     req->fd = -1;
     req->is_datagram = datagram;
     req->timeout = srv->handler.timeout;
-    req->io = srv->strategy->io ? srv->strategy->io : &ss_blocking_io;
+    req->wait_class = srv->strategy->wait_class ? srv->strategy->wait_class
+                                                : &ss_blocking_wait;
     req->state = srv->handler.state_size ? (char *)req + head : NULL;
     req->rbuf = (char *)req + head + state;
     req->rbuf_size = rbuf_size;
@@ -97,21 +99,33 @@ ss_server *ss__running_for_swap(ss_server *srv)
     return previous;
 }
 
-int ss__run_request(ss_server *srv, ss_request *req)
+/* Before the handler: the preamble (the PROXY header) and the transport's
+ * open (a TLS handshake), each in the request's own context. */
+static int open_request(ss_server *srv, ss_request *req)
+{
+    if (srv->preamble) {
+        int rc = srv->preamble(req);
+        if (rc != 0)
+            return rc;
+    }
+    if (!req->is_datagram && srv->transport->open)
+        return srv->transport->open(req, ss_deadline_after(req->timeout));
+    return 0;
+}
+
+int ss_run_request(ss_server *srv, ss_request *req)
 {
     ss_server *outer = running_for;
     running_for = srv;
-    /* Behind a load balancer the PROXY header comes first, read here in
-     * the request's own context (proxy_request.c); the handler runs only
-     * when it was good. */
-    int rc = srv->config.proxy_protocol ? ss__proxy_accept(req) : 0;
+    int rc = open_request(srv, req);
     bool refused = rc != 0;
     if (!refused)
         rc = srv->kind.finish_request(srv, req);
+    if (!req->is_datagram && srv->transport->close)
+        srv->transport->close(req, ss_deadline_after(req->timeout));
     running_for = outer;
     /* A request cut short by shutdown is not an error worth a report, nor
-     * is a peer that left before sending a byte of its header (a TCP
-     * health check). */
+     * is a peer that left before sending a byte (a TCP health check). */
     bool cancelled =
         rc == -ECANCELED && (atomic_load(&srv->stopping) || refused);
     bool left = refused && rc == SS_EOF;
@@ -119,18 +133,73 @@ int ss__run_request(ss_server *srv, ss_request *req)
         srv->kind.handle_error(srv, req, rc);
     srv->kind.shutdown_request(srv, req);
     ss__request_free(req);
-    return rc;
-}
-
-void ss_run_request(ss_server *srv, ss_request *req)
-{
-    ss__run_request(srv, req);
+    return cancelled || left ? 0 : rc;
 }
 
 void ss_drop_request(ss_server *srv, ss_request *req)
 {
     srv->kind.shutdown_request(srv, req);
     ss__request_free(req);
+}
+
+void ss_close_request_copy(ss_server *srv, ss_request *req)
+{
+    srv->kind.close_request(srv, req);
+    ss__request_free(req);
+}
+
+/* ---- for strategies and transports --------------------------------- */
+
+bool ss_request_is_datagram(const ss_request *req)
+{
+    return req->is_datagram;
+}
+
+void *ss_request_strategy_data(const ss_request *req)
+{
+    return req->strategy_data;
+}
+
+void ss_request_set_strategy_data(ss_request *req, void *data)
+{
+    req->strategy_data = data;
+}
+
+void ss_request_set_wait_class(ss_request *req, const ss_wait_class *cls)
+{
+    req->wait_class = cls ? cls : &ss_blocking_wait;
+}
+
+void *ss_request_transport_data(const ss_request *req)
+{
+    return req->transport_data;
+}
+
+void ss_request_set_transport_data(ss_request *req, void *data)
+{
+    req->transport_data = data;
+}
+
+ss_places *ss_request_take_places(ss_request *req)
+{
+    if (!req->limit.counted && !req->limit.per_client)
+        return NULL;
+    ss_places *places = malloc(sizeof *places);
+    if (places)
+        places->ticket = req->limit;
+    else
+        ss__limits_release(req->server, &req->limit);
+    req->limit = (ss__limit_ticket){0};
+    return places;
+}
+
+void ss_places_release(ss_server *srv, ss_places *places)
+{
+    if (!places)
+        return;
+    if (srv)
+        ss__limits_release(srv, &places->ticket);
+    free(places);
 }
 
 /* ---- what a handler can ask ---------------------------------------- */

@@ -9,11 +9,11 @@
  *  - datagram: reads come from the received packet, and writes collect the
  *    reply that ss__request_complete_io() sends after finish.
  *
- * Every socket call here is non-blocking (MSG_DONTWAIT, and request sockets
- * are O_NONBLOCK anyway). When the kernel says EAGAIN, the request's io
- * class waits — poll() or a parked coroutine — with the call's deadline.
- * EINTR is retried; MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE;
- * partial writes are completed by the *_all functions.
+ * A stream's bytes move through the server's transport (the plain socket,
+ * lib/transports/plain.c, or a layer such as TLS), whose every call is
+ * non-blocking. When it says "would block", the request's wait class
+ * waits — poll() or a parked coroutine — with the call's deadline and the
+ * shutdown policy. Partial writes are completed by the *_all functions.
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,31 +21,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/sendfile.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
-/* ---- raw socket calls with waiting -------------------------------- */
+/* ---- the transport, with waiting ---------------------------------- */
 
-/* Wait through the strategy's io class, applying the shutdown policy:
+/* Wait through the strategy's wait class, applying the shutdown policy:
  * once the server is stopping, no more waiting for input, and waiting to
  * send only until shutdown_grace has passed. */
-static int wait_io(ss_request *req, short events, int64_t deadline)
+int ss__request_wait_io(ss_request *req, short events, int64_t deadline)
 {
     ss_server *srv = req->server;
     if (!atomic_load(&srv->stopping)) {
-        int rc = req->io->wait(req, req->fd, events, deadline);
+        int rc = req->wait_class->wait(req, req->fd, events, deadline, true);
         if (rc != -ECANCELED)
             return rc;
         /* The parent process's server stopped (a forked child or prefork
          * worker learns it only through the inherited cancel descriptor):
          * from now on this process follows the shutdown policy too. */
-        if (!atomic_exchange(&srv->stopping, true))
-            atomic_store(&srv->shutdown_at, ss_now_ns());
+        ss__cancelled_wait(req, rc);
     }
     if (events & POLLIN)
         return -ECANCELED;
@@ -54,55 +49,61 @@ static int wait_io(ss_request *req, short events, int64_t deadline)
     bool grace_binds = deadline == SS_NO_DEADLINE || grace_end < deadline;
     if (grace_binds)
         deadline = grace_end;
-    req->in_grace = true;
-    int rc = req->io->wait(req, req->fd, events, deadline);
-    req->in_grace = false;
+    int rc = req->wait_class->wait(req, req->fd, events, deadline, false);
     return rc == -ETIMEDOUT && grace_binds ? -ECANCELED : rc;
+}
+
+int ss_request_wait(ss_request *req, short events, int64_t deadline)
+{
+    return ss__request_wait_io(req, events, deadline);
+}
+
+ssize_t ss__request_receive(ss_request *req, void *buf, size_t n,
+                            int64_t deadline)
+{
+    /* The transport said the last receive drained its source: wait first
+     * and skip a receive that would only say "would block" (see the wait
+     * contract in sockserv/strategy.h). */
+    if (req->wait_before_recv && !atomic_load(&req->server->stopping)) {
+        req->wait_before_recv = false;
+        int rc = ss__request_wait_io(req, POLLIN, deadline);
+        if (rc < 0 && rc != -ECANCELED)
+            return rc;
+    }
+    req->wait_before_recv = false;
+    for (;;) {
+        short want = 0;
+        ssize_t got = req->server->transport->recv(req, buf, n, &want);
+        if (got >= 0) {
+            if (got == 0)
+                req->eof = true;
+            req->wait_before_recv = got > 0 && (size_t)got < n &&
+                                    (want & POLLIN);
+            return got;
+        }
+        if (got != -EAGAIN)
+            return got;
+        int rc = ss__request_wait_io(req, want ? want : POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+    }
 }
 
 static ssize_t stream_recv(ss_request *req, void *buf, size_t n,
                            int64_t deadline)
 {
-    /* The last read came back short, so the socket was empty then; an io
-     * class that reports data arriving after that (edge-triggered) lets us
-     * wait first and skip a recv() that would only say EAGAIN. */
-    if (req->input_drained && req->io->reports_new_data &&
-        !atomic_load(&req->server->stopping)) {
-        int rc = req->io->wait(req, req->fd, POLLIN, deadline);
-        if (rc < 0 && rc != -ECANCELED)
-            return rc;
-    }
-    req->input_drained = false;
-    for (;;) {
-        ssize_t got = recv(req->fd, buf, n, MSG_DONTWAIT);
-        if (got >= 0) {
-            if (got == 0)
-                req->eof = true;
-            req->input_drained = (size_t)got < n;
-            return got;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        int rc = wait_io(req, POLLIN, deadline);
-        if (rc < 0)
-            return rc;
-    }
+    return ss__request_receive(req, buf, n, deadline);
 }
 
 static ssize_t stream_send(ss_request *req, const void *buf, size_t n,
                            int64_t deadline)
 {
     for (;;) {
-        ssize_t sent = send(req->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (sent >= 0)
+        short want = 0;
+        ssize_t sent = req->server->transport->send(req, buf, n, &want);
+        if (sent != -EAGAIN)
             return sent;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        int rc = wait_io(req, POLLOUT, deadline);
+        int rc = ss__request_wait_io(req, want ? want : POLLOUT, deadline);
         if (rc < 0)
             return rc;
     }
@@ -123,7 +124,7 @@ static ssize_t stream_send_all(ss_request *req, const char *buf, size_t n,
 
 static int64_t call_deadline(const ss_request *req)
 {
-    return ss__deadline_after(req->timeout);
+    return ss_deadline_after(req->timeout);
 }
 
 /* ---- reading ------------------------------------------------------- */
@@ -392,43 +393,38 @@ static ssize_t copy_by_reading(ss_request *req, int fd, off_t *offset,
 }
 
 /* Files this small go out faster as pread + send than through sendfile
- * with its signal-mask bracket (see below). */
+ * (whose plain version brackets the call with a signal mask). */
 #define SMALL_FILE 4096
 
-/* sendfile() takes no MSG_NOSIGNAL: to a peer that has closed it raises
- * SIGPIPE, which by default kills the process. Block SIGPIPE on this
- * thread for the transfer and swallow the one it raised, so the process's
- * disposition is never touched and no SIGPIPE escapes. */
-typedef struct sigpipe_guard {
-    sigset_t old;
-    bool was_pending;
-} sigpipe_guard;
-
-static void sigpipe_block(sigpipe_guard *g)
-{
-    sigset_t set, pending;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &g->old);
-    sigpending(&pending);
-    g->was_pending = sigismember(&pending, SIGPIPE);
-}
-
-static void sigpipe_restore(sigpipe_guard *g, bool raised)
-{
-    if (raised && !g->was_pending) {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
 static ssize_t sendfile_loop(ss_request *req, int fd, off_t *offset,
-                             size_t count, int64_t deadline);
+                             size_t count, int64_t deadline)
+{
+    const ss_transport *t = req->server->transport;
+    size_t done = 0;
+    while (done < count) {
+        size_t want_bytes = count - done;
+        if (want_bytes > (size_t)1 << 30)
+            want_bytes = (size_t)1 << 30;
+        short want = 0;
+        ssize_t sent = t->sendfile(req, fd, offset, want_bytes, &want);
+        if (sent > 0) {
+            done += (size_t)sent;
+            continue;
+        }
+        if (sent == 0)
+            break; /* end of file */
+        if (sent == -EAGAIN) {
+            int rc = ss__request_wait_io(req, want ? want : POLLOUT, deadline);
+            if (rc < 0)
+                return done > 0 ? (ssize_t)done : rc;
+            continue;
+        }
+        if ((sent == -EINVAL || sent == -ENOSYS) && done == 0)
+            return copy_by_reading(req, fd, offset, count, deadline);
+        return done > 0 ? (ssize_t)done : sent;
+    }
+    return (ssize_t)done;
+}
 
 ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count)
 {
@@ -438,78 +434,16 @@ ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count)
     int rc = flush_stream(req, deadline);
     if (rc < 0)
         return rc;
-    if (count <= SMALL_FILE)
+    if (count <= SMALL_FILE || !req->server->transport->sendfile)
         return copy_by_reading(req, fd, offset, count, deadline);
-    int saved_errno = errno;
-    sigpipe_guard guard;
-    sigpipe_block(&guard);
-    ssize_t sent = sendfile_loop(req, fd, offset, count, deadline);
-    sigpipe_restore(&guard, sent == -EPIPE || (sent >= 0 && errno == EPIPE));
-    errno = saved_errno;
-    return sent;
-}
-
-static ssize_t sendfile_loop(ss_request *req, int fd, off_t *offset,
-                             size_t count, int64_t deadline)
-{
-    int rc;
-    errno = 0;
-    size_t done = 0;
-    while (done < count) {
-        size_t want = count - done;
-        if (want > (size_t)1 << 30)
-            want = (size_t)1 << 30;
-        ssize_t sent = sendfile(req->fd, fd, offset, want);
-        if (sent > 0) {
-            done += (size_t)sent;
-            continue;
-        }
-        if (sent == 0)
-            break; /* end of file */
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            rc = wait_io(req, POLLOUT, deadline);
-            if (rc < 0)
-                return done > 0 ? (ssize_t)done : rc;
-            continue;
-        }
-        if ((errno == EINVAL || errno == ENOSYS) && done == 0)
-            return copy_by_reading(req, fd, offset, count, deadline);
-        return done > 0 ? (ssize_t)done : -errno;
-    }
-    return (ssize_t)done;
+    return sendfile_loop(req, fd, offset, count, deadline);
 }
 
 /* ---- after finish -------------------------------------------------- */
 
-static int send_reply(ss_request *req)
-{
-    /* An unnamed Unix datagram client has no address to answer to. An
-     * empty reply to it is dropped quietly; a real one is an error. */
-    if (req->client_address_len <= (socklen_t)sizeof(sa_family_t))
-        return req->wlen == 0 ? 0 : -EDESTADDRREQ;
-    int64_t deadline = call_deadline(req);
-    for (;;) {
-        ssize_t sent = sendto(req->fd, req->wbuf ? req->wbuf : "", req->wlen,
-                              MSG_DONTWAIT | MSG_NOSIGNAL,
-                              (const struct sockaddr *)&req->client_address,
-                              req->client_address_len);
-        if (sent >= 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        int rc = wait_io(req, POLLOUT, deadline);
-        if (rc < 0)
-            return rc;
-    }
-}
-
 int ss__request_complete_io(ss_request *req)
 {
     if (req->is_datagram)
-        return send_reply(req);
+        return ss__datagram_send_reply(req, call_deadline(req));
     return flush_stream(req, call_deadline(req));
 }

@@ -27,15 +27,48 @@
 
 #define DEFAULT_POLL_INTERVAL 0.5
 
-void ss__drain_wake_fd(ss_server *srv)
+void ss__mark_stopping(ss_server *srv)
+{
+    if (!atomic_exchange(&srv->stopping, true))
+        atomic_store(&srv->shutdown_at, ss_now_ns());
+}
+
+int ss__cancelled_wait(ss_request *req, int rc)
+{
+    /* Whichever call waited (a read, ss_sleep, ss_wait_fd…): a wait ended
+     * by a shutdown — in a forked child, maybe the parent's, seen only
+     * through the inherited cancel descriptor — puts this process's
+     * server in the stopping state, so the request's -ECANCELED is not
+     * reported as an error. */
+    if (rc == -ECANCELED)
+        ss__mark_stopping(req->server);
+    return rc;
+}
+
+bool ss_server_shutdown_requested(const ss_server *srv)
+{
+    return atomic_load(&srv->shutdown_requested);
+}
+
+int ss_server_wake_fd(const ss_server *srv)
+{
+    return srv->wake_fd;
+}
+
+void ss_server_set_stop_fd(ss_server *srv, int fd)
+{
+    srv->stop_fd = fd;
+}
+
+void ss_server_drain_wake_fd(ss_server *srv)
 {
     uint64_t count;
     while (read(srv->wake_fd, &count, sizeof count) > 0)
         ;
 }
 
-bool ss__cond_wait_unless_shutdown(ss_server *srv, pthread_cond_t *cond,
-                                   pthread_mutex_t *lock)
+bool ss_server_cond_wait(ss_server *srv, pthread_cond_t *cond,
+                         pthread_mutex_t *lock)
 {
     /* ss_shutdown() cannot signal a condition variable (that is not
      * async-signal-safe), so look at its flag every few milliseconds. */
@@ -70,7 +103,8 @@ static int refuse_without_memory(ss_server *srv, int error)
     req.server = srv;
     req.fd = -1;
     req.is_datagram = srv->kind.socket_type == SOCK_DGRAM;
-    req.io = srv->strategy->io ? srv->strategy->io : &ss_blocking_io;
+    req.wait_class = srv->strategy->wait_class ? srv->strategy->wait_class
+                                               : &ss_blocking_wait;
     int rc = srv->kind.get_request(srv, &req);
     if (rc < 0)
         return rc;
@@ -80,7 +114,7 @@ static int refuse_without_memory(ss_server *srv, int error)
     return 0;
 }
 
-int ss__handle_request_noblock(ss_server *srv)
+int ss_server_accept_request(ss_server *srv)
 {
     /* At max_connections the connection stays in the listen backlog; the
      * loops do not even poll for it then (limits.c). */
@@ -129,7 +163,7 @@ int ss__handle_request_noblock(ss_server *srv)
 #define ACCEPT_PAUSE_FIRST_NS INT64_C(10000000) /* 10 ms */
 #define ACCEPT_PAUSE_MAX_NS INT64_C(500000000)  /* 500 ms */
 
-void ss__accept_pause_update(ss_server *srv, ss__accept_pause *pause, int rc)
+void ss_accept_pause_update(ss_server *srv, ss_accept_pause *pause, int rc)
 {
     if (rc == 0) {
         pause->delay_ns = 0; /* accepted: the episode is over */
@@ -148,7 +182,7 @@ void ss__accept_pause_update(ss_server *srv, ss__accept_pause *pause, int rc)
                  rc == -EMFILE || rc == -ENFILE
                      ? " (connections found waiting meanwhile are closed)"
                      : "");
-        ss__log(srv, line);
+        ss_server_log(srv, line);
     } else if (pause->delay_ns < ACCEPT_PAUSE_MAX_NS) {
         pause->delay_ns *= 2;
         if (pause->delay_ns > ACCEPT_PAUSE_MAX_NS)
@@ -157,7 +191,7 @@ void ss__accept_pause_update(ss_server *srv, ss__accept_pause *pause, int rc)
     pause->until = ss_now_ns() + pause->delay_ns;
 }
 
-int ss__accept_pause_left_ms(ss__accept_pause *pause)
+int ss_accept_pause_left_ms(ss_accept_pause *pause)
 {
     if (pause->until == 0)
         return 0;
@@ -202,7 +236,7 @@ static int begin_serving(ss_server *srv)
 static void end_serving(ss_server *srv)
 {
     atomic_store(&srv->shutdown_requested, false);
-    ss__drain_wake_fd(srv);
+    ss_server_drain_wake_fd(srv);
     pthread_mutex_lock(&srv->serving_lock);
     srv->serving = false;
     pthread_cond_broadcast(&srv->serving_done);
@@ -211,43 +245,43 @@ static void end_serving(ss_server *srv)
 
 int ss_serve_core_loop(ss_server *srv, double poll_interval)
 {
-    /* parent_fd is -1 (ignored by poll) except in a prefork worker, where
-     * it turns readable when the supervisor stops or dies. */
+    /* stop_fd is -1 (ignored by poll) unless a strategy set one: a
+     * prefork worker's turns readable when the supervisor stops or dies. */
     struct pollfd fds[3] = {
         {.fd = srv->fd, .events = POLLIN},
         {.fd = srv->wake_fd, .events = POLLIN},
-        {.fd = srv->parent_fd, .events = POLLIN},
+        {.fd = srv->stop_fd, .events = POLLIN},
     };
     int timeout_ms = ss__poll_interval_ms(poll_interval);
-    ss__accept_pause pause = {0};
+    ss_accept_pause pause = {0};
     int rc = 0;
     while (!atomic_load(&srv->shutdown_requested)) {
         /* Leave the listening socket alone while the server is full
          * (max_connections: a request that ends writes wake_fd) or
          * pausing after EMFILE & co. (poll ignores a negative fd). */
         int wait_ms = timeout_ms;
-        int pause_ms = ss__accept_pause_left_ms(&pause);
+        int pause_ms = ss_accept_pause_left_ms(&pause);
         if (pause_ms > 0 && pause_ms < wait_ms)
             wait_ms = pause_ms;
-        fds[0].fd = pause_ms > 0 || ss__limits_full(srv) ? -1 : srv->fd;
+        fds[0].fd = pause_ms > 0 || ss_server_at_capacity(srv) ? -1 : srv->fd;
         int ready = poll(fds, 3, wait_ms);
         if (ready < 0 && errno != EINTR) {
             rc = -errno;
             break;
         }
         if (ready > 0 && fds[2].revents)
-            ss_shutdown(srv); /* the prefork supervisor stopped or died */
+            ss_shutdown(srv); /* e.g. the prefork supervisor stopped */
         if (atomic_load(&srv->shutdown_requested))
             break;
         if (ready > 0 && (fds[1].revents & POLLIN))
-            ss__drain_wake_fd(srv); /* a stale wake-up from an earlier run */
+            ss_server_drain_wake_fd(srv); /* a stale wake-up from an earlier run */
         if (ready > 0 && (fds[0].revents & POLLNVAL)) {
             rc = -EBADF; /* someone closed our socket under us */
             break;
         }
         if (ready > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)))
-            ss__accept_pause_update(srv, &pause,
-                                    ss__handle_request_noblock(srv));
+            ss_accept_pause_update(srv, &pause,
+                                    ss_server_accept_request(srv));
         run_service_actions(srv);
     }
     return rc;
@@ -272,16 +306,16 @@ int ss_handle_request(ss_server *srv)
 {
     if (!srv || !srv->activated || srv->closed)
         return -EINVAL;
-    int64_t deadline = ss__deadline_after(srv->config.timeout);
+    int64_t deadline = ss_deadline_after(srv->config.timeout);
     for (;;) {
         /* At max_connections, wait for a request to end (it writes
          * wake_fd) before looking at the listening socket again. */
-        bool full = ss__limits_full(srv);
+        bool full = ss_server_at_capacity(srv);
         struct pollfd fds[2] = {
             {.fd = full ? -1 : srv->fd, .events = POLLIN},
             {.fd = full ? srv->wake_fd : -1, .events = POLLIN},
         };
-        int ready = poll(fds, 2, ss__poll_timeout_ms(deadline));
+        int ready = poll(fds, 2, ss_poll_timeout_ms(deadline));
         if (ready < 0) {
             if (errno == EINTR)
                 continue;
@@ -295,10 +329,10 @@ int ss_handle_request(ss_server *srv)
             return -ETIMEDOUT;
         }
         if (fds[1].revents) {
-            ss__drain_wake_fd(srv);
+            ss_server_drain_wake_fd(srv);
             continue;
         }
-        int rc = ss__handle_request_noblock(srv);
+        int rc = ss_server_accept_request(srv);
         if (rc != -EAGAIN)
             return rc < 0 ? rc : 0;
         /* Someone else took it (another process on the same socket). */
@@ -312,8 +346,7 @@ int ss_shutdown(ss_server *srv)
     /* Only async-signal-safe steps: lock-free atomics, clock_gettime()
      * and write(). */
     int saved_errno = errno;
-    if (!atomic_exchange(&srv->stopping, true))
-        atomic_store(&srv->shutdown_at, ss_now_ns());
+    ss__mark_stopping(srv);
     uint64_t one = 1;
     ssize_t ignored = write(srv->cancel_fd, &one, sizeof one);
     atomic_store(&srv->shutdown_requested, true);

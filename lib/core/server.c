@@ -11,7 +11,6 @@
  * the stack of the function that creates the server.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +21,6 @@
 
 #include "internal.h"
 
-/* Datagrams bigger than this cannot exist on any socket we create. */
-#define MAX_PACKET_SIZE_LIMIT ((size_t)16 << 20)
-
 static bool kind_is_complete(const ss_server_class *k)
 {
     return k->server_bind && k->server_activate && k->get_request &&
@@ -32,21 +28,6 @@ static bool kind_is_complete(const ss_server_class *k)
            k->handle_timeout && k->service_actions && k->shutdown_request &&
            k->close_request &&
            (k->socket_type == SOCK_STREAM || k->socket_type == SOCK_DGRAM);
-}
-
-static bool config_is_valid(const ss_config *cfg)
-{
-    return cfg->request_queue_size >= 0 && cfg->timeout >= 0 &&
-           isfinite(cfg->timeout) && cfg->max_packet_size > 0 &&
-           cfg->max_packet_size <= MAX_PACKET_SIZE_LIMIT &&
-           cfg->max_children >= 1 && cfg->max_threads >= 0 &&
-           cfg->pool_size >= 0 && cfg->pool_queue_size >= 0 &&
-           cfg->workers >= 0 && cfg->graceful_timeout >= 0 &&
-           isfinite(cfg->graceful_timeout) && cfg->shutdown_grace >= 0 &&
-           cfg->shutdown_grace <= 1e6 && cfg->coro_threads >= 0 &&
-           cfg->coro_blocking_threads >= 0 &&
-           cfg->coro_stack_size <= ((size_t)1 << 30) &&
-           cfg->max_connections >= 0 && cfg->max_connections_per_client >= 0;
 }
 
 static bool family_fits_kind(int family, const ss_server_class *kind)
@@ -82,7 +63,8 @@ static int server_new(ss_server **out, const ss_server_class *kind,
         return -ENOMEM;
     srv->kind = *kind;
     srv->strategy = strategy;
-    srv->fd = srv->wake_fd = srv->parent_fd = -1;
+    srv->fd = srv->wake_fd = srv->stop_fd = -1;
+    srv->transport = &ss_plain_transport;
     atomic_init(&srv->spare_fd, -1);
     srv->cancel_fd = srv->parent_cancel_fd = srv->deferred_fd = -1;
     atomic_init(&srv->requests_alive, 0);
@@ -96,8 +78,8 @@ static int server_new(ss_server **out, const ss_server_class *kind,
     else
         ss_config_init(&srv->config);
 
-    int rc = -EINVAL;
-    if (!config_is_valid(&srv->config))
+    int rc = ss__config_resolve(srv);
+    if (rc < 0)
         goto fail_free;
     rc = ss__handler_resolve(handler, &srv->handler);
     if (rc < 0)
@@ -108,8 +90,6 @@ static int server_new(ss_server **out, const ss_server_class *kind,
     rc = ss__limits_init(srv);
     if (rc < 0)
         goto fail_free;
-    if (srv->config.request_queue_size == 0)
-        srv->config.request_queue_size = SOMAXCONN;
     if (pthread_mutex_init(&srv->serving_lock, NULL) != 0) {
         rc = -ENOMEM;
         goto fail_free;
@@ -133,11 +113,13 @@ static int server_new(ss_server **out, const ss_server_class *kind,
             goto fail_wake;
     }
     if (strategy->init) {
-        rc = strategy->init(srv);
+        rc = strategy->init(srv, srv->config.strategy_options);
+        /* The strategy has its copy; the user's may go away. */
+        srv->config.strategy_options = NULL;
         if (rc < 0)
             goto fail_socket;
     }
-    if (adopted_fd < 0 && srv->config.bind_and_activate) {
+    if (adopted_fd < 0 && !srv->config.no_bind_and_activate) {
         rc = ss_server_bind(srv);
         if (rc == 0)
             rc = ss_server_activate(srv);
@@ -228,31 +210,6 @@ int ss_server_activate(ss_server *srv)
     return rc;
 }
 
-void ss__server_after_fork(ss_server *srv)
-{
-    /* An eventfd is shared across fork(): left alone, the parent's
-     * ss_shutdown() would wake this child's loop, and this child could
-     * drain the wake-up before the parent sees it. The parent's cancel_fd
-     * is kept, read-only, so the parent's shutdown still cancels idle
-     * waits here; this process's own shutdown gets a descriptor of its own
-     * and cancels nothing in its siblings. */
-    if (srv->wake_fd >= 0)
-        close(srv->wake_fd);
-    if (srv->parent_cancel_fd >= 0)
-        close(srv->parent_cancel_fd);
-    srv->parent_cancel_fd = srv->cancel_fd;
-    srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    srv->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    atomic_store(&srv->shutdown_requested, false);
-    atomic_store(&srv->stopping, false);
-    /* Nobody in this process is serving yet, and the lock may have been
-     * held by another thread of the parent at fork time. */
-    pthread_mutex_init(&srv->serving_lock, NULL);
-    pthread_cond_init(&srv->serving_done, NULL);
-    srv->serving = false;
-    ss__limits_after_fork(srv);
-}
-
 /* Closing or freeing a server from inside one of its own handlers would
  * wait for that handler (deadlock) or free memory it is using. */
 static bool refuse_from_handler(ss_server *srv, const char *what)
@@ -264,7 +221,7 @@ static bool refuse_from_handler(ss_server *srv, const char *what)
              "sockserv: %s called from a handler of the same server; "
              "ignored (call ss_shutdown() there instead)",
              what);
-    ss__log(srv, line);
+    ss_server_log(srv, line);
     return true;
 }
 

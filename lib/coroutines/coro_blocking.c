@@ -35,6 +35,7 @@ typedef struct pool {
     pthread_t *threads;
     int size, started, idle;
     bool stopping;
+    ss_coroutine_options options; /* the strategy's, kept here */
 } pool;
 
 static void *helper_main(void *arg)
@@ -64,14 +65,14 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
-int ss__coro_blocking_init(ss_server *srv)
+int ss__coro_blocking_init(ss_server *srv, const ss_coroutine_options *options)
 {
     pool *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
-    p->size = srv->config.coro_blocking_threads
-                  ? srv->config.coro_blocking_threads
-                  : DEFAULT_HELPERS;
+    p->options = *options;
+    p->size = options->blocking_threads ? options->blocking_threads
+                                        : DEFAULT_HELPERS;
     p->threads = calloc((size_t)p->size, sizeof *p->threads);
     if (!p->threads) {
         free(p);
@@ -81,6 +82,12 @@ int ss__coro_blocking_init(ss_server *srv)
     pthread_cond_init(&p->work, NULL);
     ss_server_set_strategy_data(srv, p);
     return 0;
+}
+
+const ss_coroutine_options *ss__coro_options(const ss_server *srv)
+{
+    const pool *p = ss_server_strategy_data(srv);
+    return &p->options;
 }
 
 void ss__coro_blocking_destroy(ss_server *srv)
@@ -128,12 +135,9 @@ int ss__coro_blocking_run(ss_server *srv, ss_request *req, int (*fn)(void *arg),
     pthread_mutex_unlock(&p->lock);
 
     /* Not cancellable: see the top of this file. */
-    bool was_in_grace = req->in_grace;
-    req->in_grace = true;
     uint64_t count = 0;
     while (read(j.done_fd, &count, sizeof count) != (ssize_t)sizeof count)
-        req->io->wait(req, j.done_fd, POLLIN, SS_NO_DEADLINE);
-    req->in_grace = was_in_grace;
+        req->wait_class->wait(req, j.done_fd, POLLIN, SS_NO_DEADLINE, false);
     close(j.done_fd);
     return j.result;
 }

@@ -7,8 +7,10 @@
 
 #include "internal.h"
 
-/* Prepare the (lazily started) pool; stored as the strategy data. */
-int ss__coro_blocking_init(ss_server *srv);
+/* Prepare the (lazily started) pool; stored as the strategy data, with a
+ * copy of the strategy's options (ss__coro_options). */
+int ss__coro_blocking_init(ss_server *srv, const ss_coroutine_options *options);
+const ss_coroutine_options *ss__coro_options(const ss_server *srv);
 /* Stop and join the helper threads; free the pool. */
 void ss__coro_blocking_destroy(ss_server *srv);
 /* Run fn(arg) on a helper thread while the calling coroutine waits. */

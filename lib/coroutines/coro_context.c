@@ -223,7 +223,7 @@ static void report_overflow(size_t stack_size)
     char line[160];
     size_t n = 0;
     const char *head = "sockserv: coroutine stack overflow (stack size ";
-    const char *tail = " bytes); raise ss_config.coro_stack_size\n";
+    const char *tail = " bytes); raise ss_coroutine_options.stack_size\n";
     char digits[24];
     int d = 0;
 

@@ -84,7 +84,7 @@ void ss__context_destroy(ss__context *ctx);
  * chained to the previous one, never removed) that recognises a fault in
  * the guard page of the coroutine running on the faulting thread, writes
  * "sockserv: coroutine stack overflow (stack size N bytes); raise
- * ss_config.coro_stack_size" and dies by SIGSEGV. Also runs
+ * ss_coroutine_options.stack_size" and dies by SIGSEGV. Also runs
  * ss__coro_thread_init() for the calling thread. 0 or -errno. */
 int ss__coro_install_overflow_reporter(void);
 /* At the start / end of each scheduler thread: an alternate signal stack

@@ -87,7 +87,7 @@ struct sched {
      * whether it is in the epoll set now (see gate_listener). */
     bool accepts;
     bool listening;
-    ss__accept_pause pause;
+    ss_accept_pause pause;
 };
 
 /* Tags for the scheduler's own descriptors in epoll. */
@@ -252,22 +252,23 @@ static int prepare_socket_wait(sched *s, coro *c, int fd, short events)
     return 0;
 }
 
-static int coro_wait(ss_request *req, int fd, short events, int64_t deadline)
+static int coro_wait(ss_request *req, int fd, short events, int64_t deadline,
+                     bool cancellable)
 {
-    coro *c = req->strategy_data;
+    coro *c = ss_request_strategy_data(req);
     sched *s = c->sched;
-    c->cancellable = !req->in_grace;
+    c->cancellable = cancellable;
     if (s->stopping && c->cancellable)
         return -ECANCELED; /* like ss_blocking_io's readable cancel_fd */
     /* The server's own socket is watched by the scheduler (and shared by
      * every datagram request): retry on a short timer instead. */
-    if (fd >= 0 && fd == s->srv->fd) {
+    if (fd >= 0 && fd == ss_server_fileno(s->srv)) {
         int64_t retry = ss_now_ns() + SHARED_FD_RETRY_NS;
         if (deadline == SS_NO_DEADLINE || retry < deadline)
             deadline = retry;
         fd = -1;
     }
-    if (fd >= 0 && fd == req->fd && !req->is_datagram) {
+    if (fd >= 0 && fd == ss_request_fileno(req) && !ss_request_is_datagram(req)) {
         int rc = prepare_socket_wait(s, c, fd, events);
         if (rc != 0)
             return rc > 0 ? 0 : rc;
@@ -295,18 +296,18 @@ static int coro_wait(ss_request *req, int fd, short events, int64_t deadline)
 static int coro_wait_input_or_fd(ss_request *req, int fd, short events,
                                  int64_t deadline)
 {
-    coro *c = req->strategy_data;
+    coro *c = ss_request_strategy_data(req);
     sched *s = c->sched;
-    c->cancellable = !req->in_grace;
-    if (s->stopping && c->cancellable)
+    c->cancellable = true;
+    if (s->stopping)
         return -ECANCELED;
     /* Edge-triggered, the socket announces input only when more arrives.
      * After a recv() that filled the read buffer more may be waiting
      * already, which no edge will announce (and a client whose window is
      * full sends nothing more): ask the socket. */
-    if (!req->input_drained && ss__fd_ready_now(req->fd, POLLIN))
+    if (ss__fd_ready_now(ss_request_fileno(req), POLLIN))
         return SS_READY_INPUT | ss__fd_ready_now(fd, events);
-    int rc = prepare_socket_wait(s, c, req->fd, POLLIN);
+    int rc = prepare_socket_wait(s, c, ss_request_fileno(req), POLLIN);
     if (rc < 0)
         return rc;
     if (rc > 0) {
@@ -314,7 +315,7 @@ static int coro_wait_input_or_fd(ss_request *req, int fd, short events,
          * came after it): the end of the stream stays, but anything else
          * is believed only if the socket says so. An empty socket gets a
          * new edge with new input, so parking is then safe. */
-        if (c->socket_input_ended || ss__fd_ready_now(req->fd, POLLIN))
+        if (c->socket_input_ended || ss__fd_ready_now(ss_request_fileno(req), POLLIN))
             return SS_READY_INPUT | ss__fd_ready_now(fd, events);
         c->waiting_on_socket = true;
         c->socket_wanted = epoll_bits(POLLIN);
@@ -350,15 +351,14 @@ static int coro_wait_input_or_fd(ss_request *req, int fd, short events,
 
 static int coro_run_blocking(ss_request *req, int (*fn)(void *), void *arg)
 {
-    coro *c = req->strategy_data;
+    coro *c = ss_request_strategy_data(req);
     return ss__coro_blocking_run(c->sched->srv, req, fn, arg);
 }
 
-static const ss_io_class coro_io = {
+static const ss_wait_class coro_wait_class = {
     .name = "coroutines",
     .wait = coro_wait,
     .run_blocking = coro_run_blocking,
-    .reports_new_data = true,
     .wait_input_or_fd = coro_wait_input_or_fd,
 };
 
@@ -401,8 +401,8 @@ static int spawn(sched *s, ss_request *req)
     c->req = req;
     c->armed_fd = -1;
     c->heap_index = NOT_IN_HEAP;
-    req->io = &coro_io;
-    req->strategy_data = c;
+    ss_request_set_wait_class(req, &coro_wait_class);
+    ss_request_set_strategy_data(req, c);
     ss__context_make(&c->ctx, &c->stack, coro_main, c);
     c->next_live = s->live;
     if (s->live)
@@ -451,9 +451,9 @@ static void begin_stopping(sched *s)
     if (s->stopping)
         return;
     s->stopping = true;
-    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->srv->fd, NULL);
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, ss_server_fileno(s->srv), NULL);
     s->listening = false;
-    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->srv->wake_fd, NULL);
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, ss_server_wake_fd(s->srv), NULL);
     for (coro *c = s->live; c; c = c->next_live) {
         if (c->waiting && c->cancellable) {
             disarm(s, c);
@@ -467,8 +467,8 @@ static void accept_batch(sched *s)
     for (int i = 0; i < ACCEPT_BATCH && !s->stopping; i++) {
         /* get_request, verify_request, then our process_request, which
          * spawns on this thread's scheduler. */
-        int rc = ss__handle_request_noblock(s->srv);
-        ss__accept_pause_update(s->srv, &s->pause, rc);
+        int rc = ss_server_accept_request(s->srv);
+        ss_accept_pause_update(s->srv, &s->pause, rc);
         if (rc < 0)
             break;
     }
@@ -485,19 +485,19 @@ static int gate_listener(sched *s, int timeout)
 {
     if (!s->accepts || s->stopping)
         return timeout;
-    int pause_ms = ss__accept_pause_left_ms(&s->pause);
-    bool want = pause_ms == 0 && !ss__limits_full(s->srv);
+    int pause_ms = ss_accept_pause_left_ms(&s->pause);
+    bool want = pause_ms == 0 && !ss_server_at_capacity(s->srv);
     if (want && !s->listening) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
                                  .data.ptr = &listener_tag};
-        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->srv->fd, &ev) == 0) {
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, ss_server_fileno(s->srv), &ev) == 0) {
             s->listening = true;
         } else {
-            ss__accept_pause_update(s->srv, &s->pause, -errno);
-            pause_ms = ss__accept_pause_left_ms(&s->pause);
+            ss_accept_pause_update(s->srv, &s->pause, -errno);
+            pause_ms = ss_accept_pause_left_ms(&s->pause);
         }
     } else if (!want && s->listening) {
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->srv->fd, NULL);
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, ss_server_fileno(s->srv), NULL);
         s->listening = false;
     }
     if (pause_ms > 0 && (timeout < 0 || timeout > pause_ms))
@@ -511,7 +511,7 @@ static int epoll_timeout_ms(sched *s)
         return 0;
     if (s->heap_len == 0)
         return -1;
-    return ss__poll_timeout_ms(s->heap[0]->deadline);
+    return ss_poll_timeout_ms(s->heap[0]->deadline);
 }
 
 static void expire_timers(sched *s)
@@ -528,8 +528,9 @@ static int sched_init(sched *s, ss_server *srv, bool listen)
 {
     memset(s, 0, sizeof *s);
     s->srv = srv;
-    size_t stack = srv->config.coro_stack_size ? srv->config.coro_stack_size
-                                               : DEFAULT_STACK_SIZE;
+    size_t stack = ss__coro_options(srv)->stack_size
+                       ? ss__coro_options(srv)->stack_size
+                       : DEFAULT_STACK_SIZE;
     ss__stack_cache_init(&s->stacks, stack, STACK_CACHE_CAPACITY);
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0)
@@ -539,8 +540,8 @@ static int sched_init(sched *s, ss_server *srv, bool listen)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
                              .data.ptr = &listener_tag};
     struct epoll_event wake = {.events = EPOLLIN, .data.ptr = &wake_tag};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, srv->fd, &ev) < 0 ||
-        epoll_ctl(s->epfd, EPOLL_CTL_ADD, srv->wake_fd, &wake) < 0) {
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, ss_server_fileno(srv), &ev) < 0 ||
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, ss_server_wake_fd(srv), &wake) < 0) {
         int rc = -errno;
         close(s->epfd);
         return rc;
@@ -563,10 +564,10 @@ static void dispatch(sched *s, const struct epoll_event *ev)
 {
     void *tag = ev->data.ptr;
     if (tag == &wake_tag) {
-        if (atomic_load(&s->srv->shutdown_requested))
+        if (ss_server_shutdown_requested(s->srv))
             begin_stopping(s);
         else
-            ss__drain_wake_fd(s->srv); /* stale: an earlier run */
+            ss_server_drain_wake_fd(s->srv); /* stale: an earlier run */
     } else if (tag == &listener_tag) {
         accept_batch(s);
     } else if ((uintptr_t)tag & SOCKET_BIT) {
@@ -610,8 +611,8 @@ static int sched_run(sched *s)
             dispatch(s, &events[i]);
         expire_timers(s);
         if (s->primary && !s->stopping)
-            s->srv->kind.service_actions(s->srv); /* Python: every loop */
-        if (atomic_load(&s->srv->shutdown_requested))
+            ss_server_kind(s->srv)->service_actions(s->srv); /* Python: every loop */
+        if (ss_server_shutdown_requested(s->srv))
             begin_stopping(s);
     }
     current_sched = NULL;
@@ -622,7 +623,8 @@ static void *sched_thread(void *arg)
 {
     sched *s = arg;
     bool reporting =
-        s->srv->config.coro_overflow_report && ss__coro_thread_init() == 0;
+        !ss__coro_options(s->srv)->no_overflow_report &&
+        ss__coro_thread_init() == 0;
     sched_run(s);
     if (reporting)
         ss__coro_thread_fini();
@@ -631,9 +633,26 @@ static void *sched_thread(void *arg)
 
 /* ---- the strategy --------------------------------------------------- */
 
-static int coro_init(ss_server *srv)
+static int coro_init(ss_server *srv, const void *options)
 {
-    return ss__coro_blocking_init(srv);
+    ss_coroutine_options opt = {0};
+    if (options)
+        opt = *(const ss_coroutine_options *)options;
+    const char *bad = NULL;
+    if (opt.threads < 0)
+        bad = "sockserv: ss_coroutine_options.threads: must not be negative "
+              "(0: the CPU count)";
+    else if (opt.blocking_threads < 0)
+        bad = "sockserv: ss_coroutine_options.blocking_threads: must not be "
+              "negative (0: 4)";
+    else if (opt.stack_size > ((size_t)1 << 30))
+        bad = "sockserv: ss_coroutine_options.stack_size: at most 1 GiB "
+              "(0: 256 KiB)";
+    if (bad) {
+        ss_server_log(srv, bad);
+        return -EINVAL;
+    }
+    return ss__coro_blocking_init(srv, &opt);
 }
 
 /* Spawn on the scheduler of this thread. Called by accept_batch() through
@@ -668,13 +687,13 @@ static int coro_process_request(ss_server *srv, ss_request *req)
 
 static int coro_serve_forever(ss_server *srv, double poll_interval)
 {
-    int nthreads =
-        srv->config.coro_threads ? srv->config.coro_threads : ss__cpu_count();
+    const ss_coroutine_options *opt = ss__coro_options(srv);
+    int nthreads = opt->threads ? opt->threads : ss_cpu_count();
     sched *scheds = calloc((size_t)nthreads, sizeof *scheds);
     if (!scheds)
         return -ENOMEM;
     /* A stack overflow should say so, not just "Segmentation fault". */
-    bool reporting = srv->config.coro_overflow_report &&
+    bool reporting = !opt->no_overflow_report &&
                      ss__coro_install_overflow_reporter() == 0;
     int rc = 0, started = 0;
     for (; started < nthreads; started++) {
@@ -721,7 +740,9 @@ static void coro_destroy(ss_server *srv)
 
 const ss_strategy ss_coroutines = {
     .name = "coro",
-    .io = &ss_blocking_io, /* requests switch to coro_io when spawned */
+    /* Requests switch to coro_wait_class when spawned (ss_handle_request
+     * runs one in a one-request scheduler of its own). */
+    .wait_class = &ss_blocking_wait,
     .init = coro_init,
     .process_request = coro_process_request,
     .destroy = coro_destroy,

@@ -16,7 +16,6 @@
 #define DEFAULT_HEADER_TIMEOUT 10.0
 #define DEFAULT_IDLE_TIMEOUT 15.0
 #define DEFAULT_IO_TIMEOUT 30.0
-#define ARENA_BLOCK 4096
 
 void ss_http_config_init(ss_http_config *cfg)
 {
@@ -104,49 +103,6 @@ void ss_http_close_connection(ss_http *h)
     h->close = true;
 }
 
-/* ---- per-request string arena -------------------------------------- */
-
-void *ss__http_alloc(ss_http *h, size_t n)
-{
-    ss__http_block *b = h->arena;
-    if (!b || b->size - b->used < n) {
-        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        ss__http_block *fresh = malloc(sizeof *fresh + size);
-        if (!fresh)
-            return NULL;
-        fresh->next = b;
-        fresh->size = size;
-        fresh->used = 0;
-        h->arena = b = fresh;
-    }
-    void *p = b->data + b->used;
-    b->used += n;
-    return p;
-}
-
-/* Keep one block for the next request; free the rest. */
-static void arena_reset(ss_http *h)
-{
-    ss__http_block *b = h->arena;
-    while (b && b->next) {
-        ss__http_block *next = b->next;
-        free(b);
-        b = next;
-    }
-    h->arena = b;
-    if (b)
-        b->used = 0;
-}
-
-static void arena_free(ss_http *h)
-{
-    for (ss__http_block *b = h->arena, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
-    h->arena = NULL;
-}
-
 static const char *copy_slice(ss_http *h, const char *s, size_t n)
 {
     char *copy = ss__http_alloc(h, n + 1);
@@ -155,14 +111,6 @@ static const char *copy_slice(ss_http *h, const char *s, size_t n)
     memcpy(copy, s, n);
     copy[n] = '\0';
     return copy;
-}
-
-int ss__http_peer_failed(ss_http *h, int error)
-{
-    if (!h->peer_error)
-        h->peer_error = error;
-    h->close = true;
-    return error;
 }
 
 /* ---- connection state ---------------------------------------------- */
@@ -306,7 +254,7 @@ static void conn_release_buffers(ss_http *h)
     h->scratch = NULL;
     if (!h->buf)
         return;
-    arena_reset(h);
+    ss__http_arena_reset(h);
     spare_buffers *s = NULL;
     if (spare_key_ok && !pthread_getspecific(spare_key) &&
         h->cap == SS__HTTP_HEAD_MIN_CAPACITY && (s = malloc(sizeof *s))) {
@@ -318,7 +266,7 @@ static void conn_release_buffers(ss_http *h)
         }
     }
     if (!s) {
-        arena_free(h);
+        ss__http_arena_free(h);
         free(h->headers);
         free(h->buf);
         free(h->out);
@@ -338,7 +286,7 @@ static void conn_free(ss_http *h)
 
 static void exchange_reset(ss_http *h)
 {
-    arena_reset(h);
+    ss__http_arena_reset(h);
     h->parsed = (ss_http_request){.headers = h->headers,
                                   .header_capacity = h->header_capacity};
     h->head_len = 0;

@@ -1,7 +1,8 @@
 /*
- * http_internal.h — what the HTTP handler's files share (http_handler.c:
- * the connection loop; http_body.c: request bodies; http_response.c: the
- * response helpers and the access log).
+ * http_internal.h — what the HTTP handler's files share, layered with no
+ * cycle: http_handler.c (the connection loop) → http_body.c (request
+ * bodies) → http_response.c (responses and the access log) →
+ * http_exchange.c (the string arena and a failed peer).
  *
  * One ss_http lives for a whole connection and is reused by every request
  * on it, so a keep-alive request allocates nothing: the head buffer, the
@@ -112,8 +113,11 @@ void ss__http_log_exchange(ss_http *h);
 /* The standard reason phrase, or NULL for an unknown code. */
 const char *ss__http_reason_or_null(int status);
 
-/* http_handler.c */
+/* http_exchange.c: the arena (n bytes until the next reset; NULL when
+ * out of memory), kept one block for the next request by reset */
 void *ss__http_alloc(ss_http *h, size_t n);
+void ss__http_arena_reset(ss_http *h);
+void ss__http_arena_free(ss_http *h);
 /* Record an I/O failure with the client; returns error. */
 int ss__http_peer_failed(ss_http *h, int error);
 

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -101,7 +102,7 @@ void ss__reserve_spare_fd(ss_server *srv)
  * atomic exchange: coroutine schedulers accept on several threads, and
  * only one may close it. Whether or not this helps (another thread may
  * take the freed slot first, or the limit is below the spare's number),
- * the loop then pauses accepting for a while (ss__accept_pause_update). */
+ * the loop then pauses accepting for a while (ss_accept_pause_update). */
 static void shed_waiting_connections(ss_server *srv)
 {
     int spare = atomic_exchange(&srv->spare_fd, -1);
@@ -220,7 +221,7 @@ void ss__default_handle_error(ss_server *srv, ss_request *req, int error)
                  "sockserv: error processing request from %s: handler "
                  "returned %d",
                  client, error);
-    ss__log(srv, line);
+    ss_server_log(srv, line);
 }
 
 void ss__default_handle_timeout(ss_server *srv)
@@ -233,7 +234,7 @@ void ss__default_service_actions(ss_server *srv)
     (void)srv;
 }
 
-void ss__log(const ss_server *srv, const char *line)
+void ss_server_log(const ss_server *srv, const char *line)
 {
     if (srv->config.log) {
         srv->config.log(srv->config.user, line);
@@ -252,4 +253,29 @@ void ss__log(const ss_server *srv, const char *line)
     do
         rc = write(STDERR_FILENO, buf, (size_t)n);
     while (rc < 0 && errno == EINTR);
+}
+
+/* After finish: a datagram request's reply, always sent (even empty, as
+ * Python's DatagramRequestHandler does), through the server's socket. */
+int ss__datagram_send_reply(ss_request *req, int64_t deadline)
+{
+    /* An unnamed Unix datagram client has no address to answer to. An
+     * empty reply to it is dropped quietly; a real one is an error. */
+    if (req->client_address_len <= (socklen_t)sizeof(sa_family_t))
+        return req->wlen == 0 ? 0 : -EDESTADDRREQ;
+    for (;;) {
+        ssize_t sent = sendto(req->fd, req->wbuf ? req->wbuf : "", req->wlen,
+                              MSG_DONTWAIT | MSG_NOSIGNAL,
+                              (const struct sockaddr *)&req->client_address,
+                              req->client_address_len);
+        if (sent >= 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = ss__request_wait_io(req, POLLOUT, deadline);
+        if (rc < 0)
+            return rc;
+    }
 }

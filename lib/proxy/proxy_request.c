@@ -1,9 +1,10 @@
 /*
  * proxy_request.c — ss_config.proxy_protocol on a connection: checking the
  * settings when a server is made, and reading one header into the
- * request's read buffer before finish_request, in whatever runs the
- * request and through its own I/O, under one deadline. Guide:
- * docs/deployment.md ("Behind a load balancer").
+ * request's read buffer before the transport opens and finish_request
+ * runs, in whatever runs the request and through its own transport and
+ * wait, under one deadline. Guide: docs/deployment.md ("Behind a load
+ * balancer").
  */
 #include <errno.h>
 #include <math.h>
@@ -12,12 +13,15 @@
 
 #include "internal.h"
 
+static int proxy_accept(ss_request *req);
+
 int ss__proxy_configure(ss_server *srv)
 {
     const ss_config *cfg = &srv->config;
     srv->proxy_trust.count = -1;
     if (cfg->proxy_protocol == 0)
         return 0;
+    srv->preamble = proxy_accept;
     if (cfg->proxy_protocol < 0 || cfg->proxy_protocol > SS_PROXY_ANY)
         return -EINVAL;
     /* The header arrives on a connection: datagrams have none. */
@@ -32,31 +36,7 @@ int ss__proxy_configure(ss_server *srv)
     return ss__proxy_trust_parse(cfg->proxy_trusted, &srv->proxy_trust);
 }
 
-/* recv() into the free end of the read buffer, waiting through the
- * request's io class. Returns the count, 0 at end of stream, or a
- * negative errno (-ETIMEDOUT at the deadline, -ECANCELED at shutdown). */
-static ssize_t receive_more(ss_request *req, int64_t deadline)
-{
-    ss_server *srv = req->server;
-    for (;;) {
-        ssize_t got = recv(req->fd, req->rbuf + req->rlen,
-                           req->rbuf_size - req->rlen, MSG_DONTWAIT);
-        if (got >= 0)
-            return got;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        /* A stopping server waits for no input, as in request_io.c. */
-        if (atomic_load(&srv->stopping))
-            return -ECANCELED;
-        int rc = req->io->wait(req, req->fd, POLLIN, deadline);
-        if (rc < 0)
-            return rc;
-    }
-}
-
-int ss__proxy_accept(ss_request *req)
+static int proxy_accept(ss_request *req)
 {
     ss_server *srv = req->server;
     const struct sockaddr *peer = (const struct sockaddr *)&req->client_address;
@@ -66,7 +46,7 @@ int ss__proxy_accept(ss_request *req)
                                req->client_address_len))
         return -EACCES;
 
-    int64_t deadline = ss__deadline_after(srv->config.proxy_protocol_timeout);
+    int64_t deadline = ss_deadline_after(srv->config.proxy_protocol_timeout);
     ss__proxy_header header;
     int n;
     while ((n = ss__proxy_parse(req->rbuf + req->rpos, req->rlen - req->rpos,
@@ -75,7 +55,10 @@ int ss__proxy_accept(ss_request *req)
          * accepts), but never recv() into no space. */
         if (req->rlen == req->rbuf_size)
             return -EPROTO;
-        ssize_t got = receive_more(req, deadline);
+        /* Into the free end of the read buffer, through the transport
+         * (the plain socket: the header comes before any TLS). */
+        ssize_t got = ss__request_receive(req, req->rbuf + req->rlen,
+                                          req->rbuf_size - req->rlen, deadline);
         if (got < 0)
             return (int)got;
         if (got == 0) {

@@ -1,6 +1,7 @@
 /*
- * children.c — keeping track of the child processes a server forked
- * (forking and prefork strategies), and waiting for them.
+ * children.c — ss_children: keeping track of the child processes a
+ * strategy forked (ss_forking, ss_prefork, or yours), and waiting for
+ * them. Part of sockserv/strategy.h, written against it alone.
  *
  * The rule CPython learned the hard way: reap only our own children. A
  * program may fork helpers of its own and expect to collect their exit
@@ -20,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "children.h"
+#include "sockserv/strategy.h"
 
 #define FALLBACK_POLL_MS 10
 
@@ -35,11 +36,11 @@ static int open_pidfd(pid_t pid)
 #endif
 }
 
-int ss__children_add(ss__children *c, pid_t pid)
+int ss_children_add(ss_children *c, pid_t pid, ss_places *places)
 {
     if (c->count == c->capacity) {
         int capacity = c->capacity ? c->capacity * 2 : 16;
-        ss__child *grown = realloc(c->items, sizeof *grown * (size_t)capacity);
+        ss_child *grown = realloc(c->items, sizeof *grown * (size_t)capacity);
         if (!grown)
             return -ENOMEM;
         c->items = grown;
@@ -48,21 +49,20 @@ int ss__children_add(ss__children *c, pid_t pid)
     c->items[c->count].pid = pid;
     c->items[c->count].pidfd = open_pidfd(pid);
     c->items[c->count].started_ns = ss_now_ns();
-    c->items[c->count].limit = (ss__limit_ticket){0};
+    c->items[c->count].places = places;
     c->count++;
     return 0;
 }
 
-static void remove_at(ss__children *c, int i)
+static void remove_at(ss_children *c, int i)
 {
-    if (c->server)
-        ss__limits_release(c->server, &c->items[i].limit);
+    ss_places_release(c->server, c->items[i].places);
     if (c->items[i].pidfd >= 0)
         close(c->items[i].pidfd);
     c->items[i] = c->items[--c->count];
 }
 
-int ss__children_reap_one(ss__children *c, ss__child *child, int *status)
+int ss_children_reap_one(ss_children *c, ss_child *child, int *status)
 {
     for (int i = 0; i < c->count; i++) {
         int st = 0;
@@ -84,13 +84,13 @@ int ss__children_reap_one(ss__children *c, ss__child *child, int *status)
     return 0;
 }
 
-void ss__children_reap_finished(ss__children *c)
+void ss_children_reap_finished(ss_children *c)
 {
-    while (ss__children_reap_one(c, NULL, NULL) > 0)
+    while (ss_children_reap_one(c, NULL, NULL) > 0)
         ;
 }
 
-int ss__children_wait_any(ss__children *c, int extra_fd, int64_t deadline)
+int ss_children_wait_any(ss_children *c, int extra_fd, int64_t deadline)
 {
     struct pollfd small[65];
     struct pollfd *fds = small;
@@ -108,7 +108,7 @@ int ss__children_wait_any(ss__children *c, int extra_fd, int64_t deadline)
     fds[c->count] = (struct pollfd){.fd = extra_fd, .events = POLLIN};
     int rc;
     for (;;) {
-        int timeout = ss__poll_timeout_ms(deadline);
+        int timeout = ss_poll_timeout_ms(deadline);
         if (!all_pidfds && (timeout < 0 || timeout > FALLBACK_POLL_MS))
             timeout = FALLBACK_POLL_MS;
         rc = poll(fds, (nfds_t)n, timeout);
@@ -136,31 +136,34 @@ int ss__children_wait_any(ss__children *c, int extra_fd, int64_t deadline)
     return rc;
 }
 
-void ss__children_wait_all(ss__children *c)
+void ss_children_wait_all(ss_children *c)
 {
     while (c->count > 0) {
-        ss__children_wait_any(c, -1, SS_NO_DEADLINE);
-        ss__children_reap_finished(c);
+        ss_children_wait_any(c, -1, SS_NO_DEADLINE);
+        ss_children_reap_finished(c);
     }
 }
 
-void ss__children_signal_all(ss__children *c, int signo)
+void ss_children_signal_all(ss_children *c, int signo)
 {
     for (int i = 0; i < c->count; i++)
         kill(c->items[i].pid, signo);
 }
 
-void ss__children_forget_in_child(ss__children *c)
+void ss_children_forget(ss_children *c)
 {
-    for (int i = 0; i < c->count; i++)
+    for (int i = 0; i < c->count; i++) {
         if (c->items[i].pidfd >= 0)
             close(c->items[i].pidfd);
+        /* The places are the parent's to give back; here only memory. */
+        ss_places_release(NULL, c->items[i].places);
+    }
     c->count = 0;
 }
 
-void ss__children_free(ss__children *c)
+void ss_children_free(ss_children *c)
 {
-    ss__children_forget_in_child(c);
+    ss_children_forget(c);
     free(c->items);
     c->items = NULL;
     c->capacity = 0;

@@ -1,10 +1,11 @@
 /*
- * prefork.c — ss_prefork: a supervisor process keeps `workers` worker
- * processes, each running the serve loop with its worker_strategy, on one
- * shared listening socket or (prefork_reuseport) one SO_REUSEPORT socket
- * per worker slot. Stops workers through a pipe; replaces those that exit.
- * Design and the shared-vs-reuseport measurements: docs/strategies.md
- * (ss_prefork) and docs/performance.md.
+ * prefork.c — ss_prefork: a supervisor process keeps worker processes,
+ * each running the serve loop with its worker strategy, on one shared
+ * listening socket or (ss_prefork_options.reuseport) one SO_REUSEPORT
+ * socket per worker slot. Stops workers through a pipe; replaces those
+ * that exit. Written against sockserv/strategy.h alone. Design and the
+ * shared-vs-reuseport measurements: docs/strategies.md (ss_prefork) and
+ * docs/performance.md.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,73 +17,85 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "children.h"
-#include "fault.h"
+#include "sockserv/strategy.h"
 
 #define RESPAWN_DELAY_NS INT64_C(1000000000)
 
 typedef struct prefork {
-    ss__children children;
+    ss_prefork_options options;
+    /* A copy of the built-in worker strategies' options (the user's may
+     * go away before the workers start); options.worker_options points
+     * here for those. */
+    union {
+        ss_threading_options threading;
+        ss_thread_pool_options pool;
+    } worker_options;
+    ss_children children;
     int stop_pipe[2];
     int pending;        /* workers to start */
     int64_t next_spawn; /* not before this time */
     /* Worker slots, while serving: the pid in each (0: free, to be
-     * started) and, with prefork_reuseport, its socket (slot_fd[0] is
-     * srv->fd; NULL without reuseport, where every slot uses srv->fd). */
+     * started) and, with options.reuseport, its socket (slot_fd[0] is
+     * the server's own; NULL without reuseport: every slot uses that). */
     int nslots;
     pid_t *slot_pid;
     int *slot_fd;
 } prefork;
 
-static const ss_strategy *worker_strategy(const ss_server *srv)
+#define DEFAULT_GRACEFUL_TIMEOUT 10.0
+
+static int refuse(const ss_server *srv, const char *line)
 {
-    return srv->config.worker_strategy ? srv->config.worker_strategy : &ss_sync;
+    ss_server_log(srv, line);
+    return -EINVAL;
 }
 
-static int prefork_init(ss_server *srv)
+static int prefork_init(ss_server *srv, const void *options)
 {
-    const ss_strategy *inner = worker_strategy(srv);
-    if (inner == &ss_prefork || inner->serve_forever)
-        return -EINVAL; /* a worker must run the plain loop */
-    if (srv->config.prefork_reuseport) {
-        int family = srv->address.ss_family;
-        if (family != AF_INET && family != AF_INET6)
+    ss_prefork_options opt = {0};
+    if (options)
+        opt = *(const ss_prefork_options *)options;
+    if (!opt.worker_strategy)
+        opt.worker_strategy = &ss_sync;
+    if (opt.worker_strategy == &ss_prefork || opt.worker_strategy->serve_forever)
+        return refuse(srv, "sockserv: ss_prefork_options.worker_strategy: "
+                           "a worker runs the plain loop (not prefork, not "
+                           "coroutines)");
+    if (opt.workers < 0)
+        return refuse(srv, "sockserv: ss_prefork_options.workers: must not "
+                           "be negative (0: the CPU count)");
+    if (!(opt.graceful_timeout <= 1e9) || opt.graceful_timeout != opt.graceful_timeout)
+        return refuse(srv, "sockserv: ss_prefork_options.graceful_timeout: "
+                           "at most 1e9 seconds (0: 10 s)");
+    if (opt.graceful_timeout == 0)
+        opt.graceful_timeout = DEFAULT_GRACEFUL_TIMEOUT;
+    if (opt.reuseport) {
+        struct sockaddr_storage address;
+        socklen_t len = sizeof address;
+        ss_server_address(srv, (struct sockaddr *)&address, &len);
+        if (address.ss_family != AF_INET && address.ss_family != AF_INET6)
             return -EOPNOTSUPP; /* no SO_REUSEPORT for Unix sockets */
         /* Before server_bind: slot 0, the server's own socket, must be
          * in the group for the other slots to bind the same address. */
-        srv->config.allow_reuse_port = true;
+        ss_server_set_allow_reuse_port(srv, true);
     }
     prefork *pf = calloc(1, sizeof *pf);
     if (!pf)
         return -ENOMEM;
+    pf->options = opt;
+    if (opt.worker_options && opt.worker_strategy == &ss_threading) {
+        pf->worker_options.threading = *(const ss_threading_options *)opt.worker_options;
+        pf->options.worker_options = &pf->worker_options.threading;
+    } else if (opt.worker_options && opt.worker_strategy == &ss_thread_pool) {
+        pf->worker_options.pool = *(const ss_thread_pool_options *)opt.worker_options;
+        pf->options.worker_options = &pf->worker_options.pool;
+    }
     pf->stop_pipe[0] = pf->stop_pipe[1] = -1;
     ss_server_set_strategy_data(srv, pf);
     return 0;
 }
 
-/* ---- worker slots (and prefork_reuseport's socket per slot) -------- */
-
-/* One more socket of the REUSEPORT group, made the way the server's own
- * was: the kind's server_bind and server_activate, run with srv->fd
- * pointing at it for the moment. */
-static int open_slot_socket(ss_server *srv, int *out)
-{
-    int own = srv->fd;
-    int rc = ss__socket_open(srv); /* sets srv->fd */
-    if (rc < 0)
-        return rc;
-    int fd = srv->fd;
-    rc = srv->kind.server_bind(srv);
-    if (rc == 0)
-        rc = srv->kind.server_activate(srv);
-    srv->fd = own;
-    if (rc < 0) {
-        close(fd);
-        return rc;
-    }
-    *out = fd;
-    return 0;
-}
+/* ---- worker slots (and options.reuseport's socket per slot) -------- */
 
 static void close_slots(prefork *pf)
 {
@@ -103,14 +116,15 @@ static int open_slots(ss_server *srv, prefork *pf, int nworkers)
     if (!pf->slot_pid)
         return -ENOMEM;
     pf->nslots = nworkers;
-    if (!srv->config.prefork_reuseport)
+    if (!pf->options.reuseport)
         return 0;
     /* An adopted socket (ss_server_new_fd) was bound by someone else,
      * perhaps without SO_REUSEPORT; then no other socket can join it. */
     int on = 0;
     socklen_t len = sizeof on;
-    if (getsockopt(srv->fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) < 0 || !on) {
-        ss__log(srv, "sockserv: prefork_reuseport: the server's socket "
+    int own = ss_server_fileno(srv);
+    if (getsockopt(own, SOL_SOCKET, SO_REUSEPORT, &on, &len) < 0 || !on) {
+        ss_server_log(srv, "sockserv: ss_prefork_options.reuseport: the socket "
                      "lacks SO_REUSEPORT (a passed socket needs it, e.g. "
                      "systemd's ReusePort=yes)");
         close_slots(pf);
@@ -121,11 +135,11 @@ static int open_slots(ss_server *srv, prefork *pf, int nworkers)
         close_slots(pf);
         return -ENOMEM;
     }
-    pf->slot_fd[0] = srv->fd;
+    pf->slot_fd[0] = own;
     for (int i = 1; i < nworkers; i++)
         pf->slot_fd[i] = -1;
     for (int i = 1; i < nworkers; i++) {
-        int rc = open_slot_socket(srv, &pf->slot_fd[i]);
+        int rc = ss_server_open_twin_socket(srv, &pf->slot_fd[i]);
         if (rc < 0) {
             close_slots(pf);
             return rc;
@@ -153,14 +167,12 @@ static void release_slot(prefork *pf, pid_t pid)
 static void take_slot_socket(ss_server *srv, prefork *pf, int slot)
 {
     if (!pf->slot_fd)
-        return; /* shared socket: srv->fd already */
+        return; /* shared socket: the server's own already */
     for (int i = 1; i < pf->nslots; i++)
         if (i != slot)
             close(pf->slot_fd[i]);
-    if (slot > 0) {
-        close(srv->fd); /* this process's copy of slot 0 */
-        srv->fd = pf->slot_fd[slot];
-    }
+    if (slot > 0) /* close this process's copy of slot 0 */
+        close(ss_server_swap_fd(srv, pf->slot_fd[slot]));
 }
 
 /* In the worker process: become an ordinary server with the inner
@@ -174,20 +186,17 @@ static void run_worker(ss_server *srv, prefork *pf, int slot,
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != supervisor)
         _exit(0);
-    ss__children_forget_in_child(&pf->children);
-    ss__server_after_fork(srv);
+    ss_children_forget(&pf->children);
     take_slot_socket(srv, pf, slot);
     close(pf->stop_pipe[1]);
-    srv->parent_fd = pf->stop_pipe[0];
-    srv->unlink_path = false; /* the socket file is the supervisor's */
-    srv->strategy = worker_strategy(srv);
-    ss_server_set_strategy_data(srv, NULL);
-    int rc = srv->strategy->init ? srv->strategy->init(srv) : 0;
+    ss_server_set_stop_fd(srv, pf->stop_pipe[0]);
+    const ss_strategy *inner = pf->options.worker_strategy;
+    int rc = ss_server_switch_strategy(srv, inner, pf->options.worker_options);
     if (rc == 0)
         rc = ss_serve_forever(srv, poll_interval); /* the plain loop */
     ss_server_close(srv);
-    if (srv->strategy->destroy)
-        srv->strategy->destroy(srv);
+    if (inner->destroy)
+        inner->destroy(srv);
     fflush(NULL);
     _exit(rc == 0 ? 0 : 1);
 }
@@ -198,14 +207,14 @@ static int spawn_worker(ss_server *srv, prefork *pf, double poll_interval)
     int slot = free_slot(pf);
     if (slot < 0)
         return -EAGAIN; /* not reached: one slot is free per pending */
-    fflush(NULL);
-    pid_t pid =
-        ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1) : fork();
+    /* The worker keeps the program's ss_shutdown_on_signals() handlers:
+     * SIGTERM stops it gracefully. */
+    pid_t pid = ss_server_fork(srv, SS_FORK_KEEP_SIGNALS);
     if (pid < 0)
-        return -errno;
+        return (int)pid;
     if (pid == 0)
         run_worker(srv, pf, slot, poll_interval, supervisor);
-    int rc = ss__children_add(&pf->children, pid);
+    int rc = ss_children_add(&pf->children, pid, NULL);
     if (rc < 0) {
         /* Untracked, it could never be replaced or stopped: end it. */
         kill(pid, SIGKILL);
@@ -216,7 +225,7 @@ static int spawn_worker(ss_server *srv, prefork *pf, double poll_interval)
     return rc;
 }
 
-static void report_exit(ss_server *srv, const ss__child *child, int status)
+static void report_exit(ss_server *srv, const ss_child *child, int status)
 {
     char line[160];
     if (WIFSIGNALED(status))
@@ -231,14 +240,14 @@ static void report_exit(ss_server *srv, const ss__child *child, int status)
                  (int)child->pid, WEXITSTATUS(status));
     else
         return; /* a clean exit (e.g. its own SIGTERM): replace quietly */
-    ss__log(srv, line);
+    ss_server_log(srv, line);
 }
 
 static void collect_exited_workers(ss_server *srv, prefork *pf)
 {
-    ss__child child;
+    ss_child child;
     int status;
-    while (ss__children_reap_one(&pf->children, &child, &status) > 0) {
+    while (ss_children_reap_one(&pf->children, &child, &status) > 0) {
         report_exit(srv, &child, status);
         release_slot(pf, child.pid);
         pf->pending++;
@@ -258,7 +267,7 @@ static void spawn_pending(ss_server *srv, prefork *pf, double poll_interval)
             snprintf(line, sizeof line,
                      "sockserv: cannot start a prefork worker: %s",
                      ss_strerror(rc));
-            ss__log(srv, line);
+            ss_server_log(srv, line);
             pf->next_spawn = ss_now_ns() + RESPAWN_DELAY_NS;
             return;
         }
@@ -266,7 +275,7 @@ static void spawn_pending(ss_server *srv, prefork *pf, double poll_interval)
     }
 }
 
-static void stop_workers(ss_server *srv, prefork *pf)
+static void stop_workers(prefork *pf)
 {
     /* A byte makes the pipe readable for every worker. Closing alone is
      * not enough: any process forked meanwhile (another server's workers,
@@ -277,16 +286,17 @@ static void stop_workers(ss_server *srv, prefork *pf)
         close(pf->stop_pipe[1]);
     }
     pf->stop_pipe[1] = -1;
-    int64_t deadline = ss__deadline_after(srv->config.graceful_timeout);
+    /* graceful_timeout negative: no grace, killed at once */
+    int64_t deadline = ss_deadline_after(pf->options.graceful_timeout);
     if (deadline == SS_NO_DEADLINE)
-        deadline = ss_now_ns(); /* graceful_timeout 0: no grace */
+        deadline = ss_now_ns();
     while (pf->children.count > 0) {
-        if (ss__children_wait_any(&pf->children, -1, deadline) == -ETIMEDOUT)
+        if (ss_children_wait_any(&pf->children, -1, deadline) == -ETIMEDOUT)
             break;
-        ss__children_reap_finished(&pf->children);
+        ss_children_reap_finished(&pf->children);
     }
-    ss__children_signal_all(&pf->children, SIGKILL);
-    ss__children_wait_all(&pf->children);
+    ss_children_signal_all(&pf->children, SIGKILL);
+    ss_children_wait_all(&pf->children);
     if (pf->stop_pipe[0] >= 0)
         close(pf->stop_pipe[0]);
     pf->stop_pipe[0] = -1;
@@ -295,7 +305,7 @@ static void stop_workers(ss_server *srv, prefork *pf)
 static int prefork_serve_forever(ss_server *srv, double poll_interval)
 {
     prefork *pf = ss_server_strategy_data(srv);
-    int nworkers = srv->config.workers ? srv->config.workers : ss__cpu_count();
+    int nworkers = pf->options.workers ? pf->options.workers : ss_cpu_count();
     int rc = open_slots(srv, pf, nworkers);
     if (rc < 0)
         return rc;
@@ -310,19 +320,19 @@ static int prefork_serve_forever(ss_server *srv, double poll_interval)
         poll_interval = 0.5;
 
     spawn_pending(srv, pf, poll_interval);
-    while (!atomic_load(&srv->shutdown_requested)) {
-        int64_t deadline = ss__deadline_after(poll_interval);
+    while (!ss_server_shutdown_requested(srv)) {
+        int64_t deadline = ss_deadline_after(poll_interval);
         if (pf->pending > 0 && pf->next_spawn < deadline)
             deadline = pf->next_spawn;
-        ss__children_wait_any(&pf->children, srv->wake_fd, deadline);
-        if (atomic_load(&srv->shutdown_requested))
+        ss_children_wait_any(&pf->children, ss_server_wake_fd(srv), deadline);
+        if (ss_server_shutdown_requested(srv))
             break;
         collect_exited_workers(srv, pf);
         spawn_pending(srv, pf, poll_interval);
-        srv->kind.service_actions(srv);
+        ss_server_kind(srv)->service_actions(srv);
     }
-    stop_workers(srv, pf);
-    /* With prefork_reuseport this resets connections still queued on the
+    stop_workers(pf);
+    /* With options.reuseport this resets connections still queued on the
      * extra slots' sockets: serving is over, and ss_handle_request() on
      * the server's own socket must not leave others stranded. */
     close_slots(pf);
@@ -342,16 +352,16 @@ static void prefork_destroy(ss_server *srv)
     prefork *pf = ss_server_strategy_data(srv);
     if (!pf)
         return;
-    stop_workers(srv, pf);
+    stop_workers(pf);
     close_slots(pf);
-    ss__children_free(&pf->children);
+    ss_children_free(&pf->children);
     free(pf);
     ss_server_set_strategy_data(srv, NULL);
 }
 
 const ss_strategy ss_prefork = {
     .name = "prefork",
-    .io = &ss_blocking_io,
+    .wait_class = &ss_blocking_wait,
     .init = prefork_init,
     .process_request = prefork_process_request,
     .destroy = prefork_destroy,

@@ -4,7 +4,7 @@
  * accepted. The simplest strategy, and the template for the others: take
  * the request, run it with ss_run_request(), which also releases it.
  */
-#include "internal.h"
+#include "sockserv/strategy.h"
 
 static int sync_process_request(ss_server *srv, ss_request *req)
 {
@@ -14,6 +14,6 @@ static int sync_process_request(ss_server *srv, ss_request *req)
 
 const ss_strategy ss_sync = {
     .name = "sync",
-    .io = &ss_blocking_io,
+    .wait_class = &ss_blocking_wait,
     .process_request = sync_process_request,
 };

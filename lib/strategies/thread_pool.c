@@ -20,8 +20,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "fault.h"
-#include "internal.h"
+#include "sockserv/strategy.h"
 
 typedef struct pool {
     pthread_mutex_t lock;
@@ -32,6 +31,7 @@ typedef struct pool {
     pthread_t *workers;
     int size, started, idle;
     bool stopping;
+    ss_thread_pool_options options;
 } pool;
 
 static void *worker_main(void *arg)
@@ -62,19 +62,11 @@ static void *worker_main(void *arg)
 /* Called with the lock held. */
 static int start_worker(ss_server *srv, pool *p)
 {
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    int rc = 0;
-    if (srv->config.thread_stack_size > 0)
-        rc = pthread_attr_setstacksize(&attr, srv->config.thread_stack_size);
-    if (rc == 0)
-        rc = ss__fault_should_fail(SS_FAULT_THREAD_CREATE)
-                 ? EAGAIN
-                 : pthread_create(&p->workers[p->started], &attr, worker_main,
-                                  srv);
-    pthread_attr_destroy(&attr);
-    if (rc != 0)
-        return -rc;
+    int rc = ss_thread_start(&p->workers[p->started],
+                             p->options.thread_stack_size, false, worker_main,
+                             srv);
+    if (rc < 0)
+        return rc;
     p->started++;
     return 0;
 }
@@ -100,15 +92,25 @@ static void free_pool(pool *p)
     free(p);
 }
 
-static int pool_init(ss_server *srv)
+static int pool_init(ss_server *srv, const void *options)
 {
+    ss_thread_pool_options opt = {0};
+    if (options)
+        opt = *(const ss_thread_pool_options *)options;
+    if (opt.pool_size < 0 || opt.queue_size < 0) {
+        ss_server_log(srv, opt.pool_size < 0
+                               ? "sockserv: ss_thread_pool_options.pool_size: "
+                                 "must not be negative (0: twice the CPUs)"
+                               : "sockserv: ss_thread_pool_options.queue_size: "
+                                 "must not be negative (0: 4 x pool_size)");
+        return -EINVAL;
+    }
     pool *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
-    p->size =
-        srv->config.pool_size ? srv->config.pool_size : 2 * ss__cpu_count();
-    p->capacity =
-        srv->config.pool_queue_size ? srv->config.pool_queue_size : 4 * p->size;
+    p->options = opt;
+    p->size = opt.pool_size ? opt.pool_size : 2 * ss_cpu_count();
+    p->capacity = opt.queue_size ? opt.queue_size : 4 * p->size;
     p->queue = calloc((size_t)p->capacity, sizeof *p->queue);
     p->workers = calloc((size_t)p->size, sizeof *p->workers);
     pthread_mutex_init(&p->lock, NULL);
@@ -119,7 +121,7 @@ static int pool_init(ss_server *srv)
         return -ENOMEM;
     }
     ss_server_set_strategy_data(srv, p);
-    if (srv->config.pool_eager_start) {
+    if (opt.eager_start) {
         pthread_mutex_lock(&p->lock);
         int rc = 0;
         while (rc == 0 && p->started < p->size)
@@ -153,12 +155,12 @@ static int pool_process_request(ss_server *srv, ss_request *req)
         }
     }
     while (p->count == p->capacity) {
-        if (srv->config.pool_refuse_when_full) {
+        if (p->options.refuse_when_full) {
             pthread_mutex_unlock(&p->lock);
             ss_drop_request(srv, req);
             return 0;
         }
-        if (!ss__cond_wait_unless_shutdown(srv, &p->not_full, &p->lock) ||
+        if (!ss_server_cond_wait(srv, &p->not_full, &p->lock) ||
             p->stopping) {
             pthread_mutex_unlock(&p->lock);
             return -ESHUTDOWN;
@@ -190,7 +192,7 @@ static void pool_destroy(ss_server *srv)
 
 const ss_strategy ss_thread_pool = {
     .name = "pool",
-    .io = &ss_blocking_io,
+    .wait_class = &ss_blocking_wait,
     .init = pool_init,
     .process_request = pool_process_request,
     .server_close = pool_server_close,

@@ -19,20 +19,29 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "fault.h"
-#include "internal.h"
+#include "sockserv/strategy.h"
 
 typedef struct threading_state {
     pthread_mutex_t lock;
     pthread_cond_t changed; /* running went down */
     int running;
+    ss_threading_options options;
 } threading_state;
 
-static int threading_init(ss_server *srv)
+static int threading_init(ss_server *srv, const void *options)
 {
+    ss_threading_options opt = {0};
+    if (options)
+        opt = *(const ss_threading_options *)options;
+    if (opt.max_threads < 0) {
+        ss_server_log(srv, "sockserv: ss_threading_options.max_threads: "
+                           "must not be negative (0: no limit)");
+        return -EINVAL;
+    }
     threading_state *st = calloc(1, sizeof *st);
     if (!st)
         return -ENOMEM;
+    st->options = opt;
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->changed, NULL);
     ss_server_set_strategy_data(srv, st);
@@ -42,7 +51,7 @@ static int threading_init(ss_server *srv)
 static void *request_thread(void *arg)
 {
     ss_request *req = arg;
-    ss_server *srv = req->server;
+    ss_server *srv = ss_request_server(req);
     threading_state *st = ss_server_strategy_data(srv);
     ss_run_request(srv, req);
     pthread_mutex_lock(&st->lock);
@@ -55,10 +64,10 @@ static void *request_thread(void *arg)
 static int threading_process_request(ss_server *srv, ss_request *req)
 {
     threading_state *st = ss_server_strategy_data(srv);
+    int max = st->options.max_threads;
     pthread_mutex_lock(&st->lock);
-    while (srv->config.max_threads > 0 &&
-           st->running >= srv->config.max_threads) {
-        if (!ss__cond_wait_unless_shutdown(srv, &st->changed, &st->lock)) {
+    while (max > 0 && st->running >= max) {
+        if (!ss_server_cond_wait(srv, &st->changed, &st->lock)) {
             pthread_mutex_unlock(&st->lock);
             return -ESHUTDOWN;
         }
@@ -66,24 +75,15 @@ static int threading_process_request(ss_server *srv, ss_request *req)
     st->running++;
     pthread_mutex_unlock(&st->lock);
 
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = 0;
-    if (srv->config.thread_stack_size > 0)
-        rc = pthread_attr_setstacksize(&attr, srv->config.thread_stack_size);
     pthread_t thread;
-    if (rc == 0)
-        rc = ss__fault_should_fail(SS_FAULT_THREAD_CREATE)
-                 ? EAGAIN
-                 : pthread_create(&thread, &attr, request_thread, req);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    int rc = ss_thread_start(&thread, st->options.thread_stack_size, true,
+                             request_thread, req);
+    if (rc < 0) {
         pthread_mutex_lock(&st->lock);
         st->running--;
         pthread_cond_broadcast(&st->changed);
         pthread_mutex_unlock(&st->lock);
-        return -rc;
+        return rc;
     }
     return 0;
 }
@@ -98,8 +98,9 @@ static void wait_for_threads(threading_state *st)
 
 static void threading_server_close(ss_server *srv)
 {
-    if (srv->config.block_on_close && !srv->config.daemon_threads)
-        wait_for_threads(ss_server_strategy_data(srv));
+    threading_state *st = ss_server_strategy_data(srv);
+    if (!st->options.no_block_on_close && !st->options.daemon_threads)
+        wait_for_threads(st);
 }
 
 static void threading_destroy(ss_server *srv)
@@ -116,7 +117,7 @@ static void threading_destroy(ss_server *srv)
 
 const ss_strategy ss_threading = {
     .name = "thread",
-    .io = &ss_blocking_io,
+    .wait_class = &ss_blocking_wait,
     .init = threading_init,
     .process_request = threading_process_request,
     .server_close = threading_server_close,

@@ -254,7 +254,7 @@ static void test_serve_forever_before_activate_returns_einval(void **state)
     (void)state;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.bind_and_activate = false;
+    cfg.no_bind_and_activate = true;
     ss_server *srv;
     assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
                                    &test_echo_handler, &cfg),

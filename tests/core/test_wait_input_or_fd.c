@@ -92,9 +92,9 @@ static const ss_handler_class waiter_handler = {.handle = waiter_handle};
 
 /* ---- Strategies ------------------------------------------------------ */
 
-/* The blocking io class as a third party would have written it before
- * wait_input_or_fd existed: the member is NULL. */
-static ss_io_class legacy_io;
+/* A blocking wait class as a third party might write it, without the
+ * optional wait_input_or_fd: the member is NULL. */
+static ss_wait_class legacy_io;
 static ss_strategy legacy_threading;
 
 typedef struct strategy_case {
@@ -128,8 +128,8 @@ static void fixture_start(fixture *fx, const ss_strategy *strategy,
     ss_config cfg;
     ss_config_init(&cfg);
     cfg.user = &fx->ctx;
-    cfg.pool_size = 2;
-    cfg.coro_threads = coro_threads;
+    test_options opts = {.pool.pool_size = 2, .coro.threads = coro_threads};
+    test_use_options(&cfg, strategy, &opts);
     int rc = test_server_start_with(&fx->t, kind, strategy, "127.0.0.1:0", h,
                                     &cfg, 0.05);
     if (rc < 0)
@@ -643,11 +643,11 @@ static void add_per_strategy(const char *what, CMUnitTestFunction fn)
 /* An optional argument selects tests by name, e.g. '*coroutines*'. */
 int main(int argc, char **argv)
 {
-    legacy_io = ss_blocking_io;
+    legacy_io = ss_blocking_wait;
     legacy_io.name = "legacy";
     legacy_io.wait_input_or_fd = NULL;
     legacy_threading = ss_threading;
-    legacy_threading.io = &legacy_io;
+    legacy_threading.wait_class = &legacy_io;
 
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

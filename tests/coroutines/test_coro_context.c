@@ -663,7 +663,7 @@ static void test_stack_overflow_dies_by_sigsegv_naming_the_cause(void **state)
     assert_int_equal(WTERMSIG(status), SIGSEGV);
     assert_non_null(strstr(output, "sockserv: coroutine stack overflow "
                                    "(stack size 65536 bytes); raise "
-                                   "ss_config.coro_stack_size"));
+                                   "ss_coroutine_options.stack_size"));
 }
 
 /* Without the reporter a guard-page fault is still a plain SIGSEGV, never

@@ -68,9 +68,12 @@ static const char *address_for(const kind_case *k, char *buf, size_t n)
  * cooperation the only way two requests can make progress together. */
 static void coro_config(ss_config *cfg, int threads)
 {
+    static const ss_coroutine_options by_threads[] = {
+        {.threads = 0}, {.threads = 1}, {.threads = 2}};
+    assert_in_range(threads, 0, 2);
     ss_config_init(cfg);
     cfg->unlink_on_close = true;
-    cfg->coro_threads = threads;
+    cfg->strategy_options = &by_threads[threads];
 }
 
 static void start(test_server *t, const kind_case *k, const ss_handler_class *h,

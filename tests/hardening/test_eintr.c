@@ -383,7 +383,8 @@ static void run_under_storm(const ss_strategy *strategy)
     ss_config cfg;
     ss_config_init(&cfg);
     cfg.log = count_error;
-    cfg.coro_threads = 2;
+    test_options opts = {.coro.threads = 2};
+    test_use_options(&cfg, strategy, &opts);
     storm_start();
     /* The server starts and stops inside the storm too. */
     test_server t;

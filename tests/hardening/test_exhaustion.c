@@ -76,14 +76,17 @@ static const strategy_case coro_case = {"coro", &ss_coroutines,
 static const strategy_case coro1_case = {"coro1", &ss_coroutines,
                                          .coro_threads = 1};
 
-static void config_for(const strategy_case *s, ss_config *cfg)
+static void config_for(const strategy_case *s, ss_config *cfg,
+                       test_options *opts)
 {
     ss_config_init(cfg);
-    cfg->pool_size = s->pool_size;
-    cfg->workers = s->workers;
-    cfg->worker_strategy = s->worker_strategy;
-    cfg->coro_threads = s->coro_threads;
-    cfg->graceful_timeout = 5;
+    *opts = (test_options){0};
+    opts->pool.pool_size = s->pool_size;
+    opts->prefork.workers = s->workers;
+    opts->prefork.worker_strategy = s->worker_strategy;
+    opts->coro.threads = s->coro_threads;
+    opts->prefork.graceful_timeout = 5;
+    test_use_options(cfg, s->strategy, opts);
 }
 
 /* The echo handler with a timeout: should a test fail half-way, a forked
@@ -233,7 +236,8 @@ typedef struct child_server {
 static void child_start(child_server *cs, const strategy_case *s)
 {
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     test_log_init(&cs->log);
     cfg.log = test_log_hook;
     cfg.user = &cs->log;
@@ -481,7 +485,8 @@ static void test_emfile_in_prefork_worker_pauses_and_resumes(void **state)
     }
     int base_fds = test_count_open_fds();
     ss_config cfg;
-    config_for(&prefork_case, &cfg);
+    test_options opts = {0};
+    config_for(&prefork_case, &cfg, &opts);
     test_server t;
     assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_prefork,
                                             "127.0.0.1:0", &lower_handler, &cfg,
@@ -579,7 +584,8 @@ test_injected_failure_refuses_request_and_keeps_serving(void **state)
     reports r;
     assert_int_equal(pipe2(r.pipe, O_CLOEXEC | O_NONBLOCK), 0);
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     cfg.user = &r;
     ss_server_class kind = *fc->kind;
     kind.handle_error = report_error;
@@ -650,7 +656,8 @@ test_pool_worker_start_failure_queues_for_running_worker(void **state)
     reports r;
     assert_int_equal(pipe2(r.pipe, O_CLOEXEC | O_NONBLOCK), 0);
     ss_config cfg;
-    config_for(&pool_case, &cfg);
+    test_options opts = {0};
+    config_for(&pool_case, &cfg, &opts);
     cfg.user = &r;
     ss_server_class kind = ss_tcp;
     kind.handle_error = report_error;
@@ -699,7 +706,8 @@ static void test_prefork_worker_that_cannot_fork_is_tried_again(void **state)
     test_log log;
     test_log_init(&log);
     ss_config cfg;
-    config_for(&prefork_case, &cfg);
+    test_options opts = {0};
+    config_for(&prefork_case, &cfg, &opts);
     cfg.log = test_log_hook;
     cfg.user = &log;
     ss__fault_arm(SS_FAULT_FORK, 0, 1);

@@ -356,7 +356,8 @@ static void run_shutdown_under_load(const hz_strategy *s, bool http)
         assert_non_null(clients[i].buf);
     }
     ss_config cfg;
-    hz_config_for(s, &cfg);
+    test_options opts = {0};
+    hz_config_for(s, &cfg, &opts);
     cfg.log = count_error;
     test_server t;
     assert_int_equal(test_server_start_with(

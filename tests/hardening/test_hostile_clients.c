@@ -639,7 +639,8 @@ static void run_storm(const hz_strategy *s, bool http)
     assert_int_equal(test_child_pids(NULL, 0), 0);
 
     ss_config cfg;
-    hz_config_for(s, &cfg);
+    test_options opts = {0};
+    hz_config_for(s, &cfg, &opts);
     cfg.log = quiet_log;
     test_server t;
     assert_int_equal(test_server_start_with(
@@ -761,7 +762,8 @@ static void run_datagrams(const hz_strategy *s, const ss_server_class *kind)
 {
     hz_skip_if_unsupported(s);
     ss_config cfg;
-    hz_config_for(s, &cfg);
+    test_options opts = {0};
+    hz_config_for(s, &cfg, &opts);
     cfg.max_packet_size = MAX_PACKET;
     cfg.unlink_on_close = true;
     cfg.log = quiet_log;

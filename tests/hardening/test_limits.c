@@ -62,7 +62,8 @@ static const strategy_case strategies[] = {
 };
 #define N_STRATEGIES (sizeof strategies / sizeof strategies[0])
 
-static void config_for(const strategy_case *s, ss_config *cfg)
+static void config_for(const strategy_case *s, ss_config *cfg,
+                       test_options *opts)
 {
     if (TEST_UNDER_TSAN && s->in_child && s->worker_strategy) {
         print_message("skipped under ThreadSanitizer: threads started in a "
@@ -71,11 +72,13 @@ static void config_for(const strategy_case *s, ss_config *cfg)
     }
     ss_config_init(cfg);
     cfg->unlink_on_close = true;
-    cfg->pool_size = s->pool_size;
-    cfg->workers = s->workers;
-    cfg->worker_strategy = s->worker_strategy;
-    cfg->coro_threads = s->coro_threads;
-    cfg->graceful_timeout = 5;
+    *opts = (test_options){0};
+    opts->pool.pool_size = s->pool_size;
+    opts->prefork.workers = s->workers;
+    opts->prefork.worker_strategy = s->worker_strategy;
+    opts->coro.threads = s->coro_threads;
+    opts->prefork.graceful_timeout = 5;
+    test_use_options(cfg, s->strategy, opts);
 }
 
 /* The echo handler with a timeout: should a test fail half-way, a forked
@@ -307,7 +310,8 @@ test_global_limit_holds_extra_connection_until_one_ends(void **state)
     const strategy_case *s = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     cfg.max_connections = 2;
     limits_server ls;
     start(&ls, s, &ss_tcp, "127.0.0.1:0", &cfg, &echo_handler);
@@ -349,7 +353,8 @@ test_per_client_limit_refuses_extra_connection_from_same_address(void **state)
     const strategy_case *s = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     cfg.max_connections_per_client = 2;
     cfg.max_connections = 100; /* counted too, so the test can watch */
     bool ipv6 = test_have_ipv6();
@@ -410,7 +415,8 @@ test_per_client_refusal_can_answer_through_handle_error(void **state)
     const strategy_case *s = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     cfg.max_connections_per_client = 1;
     limits_server ls;
     start_with(&ls, s, &ss_tcp, "127.0.0.1:0", &cfg, &echo_handler,
@@ -443,7 +449,8 @@ static void test_counts_return_to_zero_after_many_connections(void **state)
     const strategy_case *s = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     cfg.max_connections = 3;
     cfg.max_connections_per_client = 2;
     limits_server ls;
@@ -493,7 +500,8 @@ static void test_unix_stream_has_global_but_no_per_client_limit(void **state)
     const strategy_case *s = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     cfg.max_connections = 2;
     cfg.max_connections_per_client = 1;
     char address[108];
@@ -617,7 +625,8 @@ static void test_global_limit_holds_datagrams(void **state)
     const strategy_case *s = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     cfg.max_connections = 1;
     limits_server ls;
     datagram_user u;
@@ -647,7 +656,8 @@ static void test_per_client_limit_refuses_datagrams(void **state)
     const strategy_case *s = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(s, &cfg);
+    test_options opts = {0};
+    config_for(s, &cfg, &opts);
     cfg.max_connections_per_client = 1;
     limits_server ls;
     datagram_user u;

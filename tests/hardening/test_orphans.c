@@ -111,9 +111,10 @@ static void server_main(const spec *sp, int report_fd)
     };
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.workers = sp->workers;
-    cfg.worker_strategy = sp->worker_strategy;
-    cfg.pool_size = 2;
+    test_options opts = {.pool.pool_size = 2,
+                         .prefork = {.workers = sp->workers,
+                                     .worker_strategy = sp->worker_strategy}};
+    test_use_options(&cfg, sp->strategy, &opts);
     cfg.log = quiet_log;
     ss_server *srv;
     int port = -1;

@@ -609,8 +609,8 @@ static void test_bind_and_activate_false_defers_bind_and_listen(void **state)
     (void)state;
     ss_config cfg;
     ss_config_init(&cfg);
-    assert_true(cfg.bind_and_activate); /* the default */
-    cfg.bind_and_activate = false;
+    assert_false(cfg.no_bind_and_activate); /* the default */
+    cfg.no_bind_and_activate = true;
     test_server t = {0};
     assert_int_equal(ss_server_new(&t.srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
                                    &test_echo_handler, &cfg),
@@ -660,7 +660,7 @@ static void test_bind_and_activate_false_works_for_unix_datagram(void **state)
     test_unix_address(address, sizeof address, "deferred");
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.bind_and_activate = false;
+    cfg.no_bind_and_activate = true;
     cfg.unlink_on_close = true;
     test_server t = {0};
     assert_int_equal(ss_server_new(&t.srv, &ss_unix_datagram, &ss_sync, address,

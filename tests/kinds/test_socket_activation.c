@@ -107,9 +107,10 @@ static void test_adopted_tcp_socket_serves_under_every_strategy(void **state)
         int fd = inet_socket(SOCK_STREAM, true, &port);
         ss_config cfg;
         ss_config_init(&cfg);
-        cfg.workers = 2;
-        cfg.pool_size = 2;
-        cfg.coro_threads = 2;
+        test_options opts = {.prefork.workers = 2,
+                             .pool.pool_size = 2,
+                             .coro.threads = 2};
+        test_use_options(&cfg, strategies[i].strategy, &opts);
         test_server t = {0};
         assert_int_equal(ss_server_new_fd(&t.srv, &ss_tcp,
                                           strategies[i].strategy, fd,
@@ -357,7 +358,8 @@ static void test_bad_arguments_are_refused_and_fd_kept(void **state)
                      -EINVAL);
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.max_children = 0; /* invalid: refused by the common constructor */
+    ss_forking_options forking = {.max_children = -1}; /* invalid */
+    cfg.strategy_options = &forking;
     assert_int_equal(ss_server_new_fd(&srv, &ss_tcp, &ss_forking, fd,
                                       &test_echo_handler, &cfg),
                      -EINVAL);

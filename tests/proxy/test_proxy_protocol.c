@@ -631,8 +631,8 @@ static void start_proxy_server(test_server *t, const strategy_case *s,
     cfg.proxy_trusted = o->trusted;
     if (o->timeout > 0)
         cfg.proxy_protocol_timeout = o->timeout;
-    cfg.coro_threads = 1;
-    cfg.pool_size = 3;
+    test_options opts = {.coro.threads = 1, .pool.pool_size = 3};
+    test_use_options(&cfg, s->strategy, &opts);
     test_log_init(log);
     cfg.log = test_log_hook;
     cfg.user = log;
@@ -1097,7 +1097,6 @@ static void test_bad_proxy_settings_are_refused_without_leaks(void **state)
     } cases[] = {
         {4, 5, NULL},
         {-1, 5, NULL},
-        {SS_PROXY_V1, 0, NULL},
         {SS_PROXY_V1, -1, NULL},
         {SS_PROXY_V1, 1e7, NULL},
         {SS_PROXY_V2, 5, "nonsense"},
@@ -1115,12 +1114,21 @@ static void test_bad_proxy_settings_are_refused_without_leaks(void **state)
         if (rc != -EINVAL)
             fail_msg("case %zu: %d, not -EINVAL", i, rc);
     }
+    /* A timeout of 0 is the default, 5 s. */
+    ss_config zero;
+    ss_config_init(&zero);
+    zero.proxy_protocol = SS_PROXY_V1;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                   &who_handler, &zero),
+                     0);
+    assert_true(ss_server_config(srv)->proxy_protocol_timeout == 5.0);
+    ss_server_free(srv);
     /* Off: the other proxy fields are not looked at. */
     ss_config cfg;
     ss_config_init(&cfg);
     cfg.proxy_protocol_timeout = 0;
     cfg.proxy_trusted = "nonsense";
-    ss_server *srv;
     assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
                                    &who_handler, &cfg),
                      0);

@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -125,7 +126,8 @@ static void test_max_children_bounds_live_children_and_serves_all(void **state)
     hold_ms = 300;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.max_children = 2;
+    ss_forking_options forking = {.max_children = 2};
+    cfg.strategy_options = &forking;
     test_server t;
     assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_forking,
                                             "127.0.0.1:0", &counted_handler,
@@ -198,7 +200,8 @@ static void test_close_without_block_on_close_does_not_wait(void **state)
     hold_ms = 500;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.block_on_close = false;
+    ss_forking_options forking = {.no_block_on_close = true};
+    cfg.strategy_options = &forking;
     test_server t;
     assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_forking,
                                             "127.0.0.1:0", &counted_handler,
@@ -302,7 +305,9 @@ static void test_program_own_child_is_never_reaped_by_server(void **state)
     hold_ms = 50;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.max_children = 1; /* the loop blocks waiting for a child to exit */
+    /* the loop blocks waiting for a child to exit */
+    ss_forking_options forking = {.max_children = 1};
+    cfg.strategy_options = &forking;
     test_server t;
     assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_forking,
                                             "127.0.0.1:0", &counted_handler,
@@ -365,6 +370,99 @@ static void test_parent_unflushed_stdio_is_written_once(void **state)
     assert_string_equal(buf, "written once\n");
 }
 
+/* ---- a wait cancelled by the parent's shutdown is no error ----------- */
+
+/* Report lines, from whichever process, go down a pipe to the test. */
+static void report_to_pipe(void *user, const char *line)
+{
+    int fd = *(const int *)user;
+    ssize_t ignored = write(fd, line, strlen(line));
+    ignored = write(fd, "\n", 1);
+    (void)ignored;
+}
+
+typedef enum { WAIT_SLEEP, WAIT_FD, WAIT_INPUT_OR_FD } wait_kind;
+static wait_kind sleepy_wait;
+
+/* Says it is about to wait, then waits for something that never comes
+ * (or 30 s): only the shutdown can end it, with -ECANCELED. */
+static int sleepy_handle(ss_request *req)
+{
+    ssize_t n = ss_write_all(req, "w\n", 2);
+    if (n < 0)
+        return (int)n;
+    int never[2];
+    if (pipe2(never, O_CLOEXEC) < 0)
+        return -errno;
+    int rc;
+    if (sleepy_wait == WAIT_SLEEP)
+        rc = ss_sleep(req, 30);
+    else if (sleepy_wait == WAIT_FD)
+        rc = ss_wait_fd(req, never[0], POLLIN, 30);
+    else
+        rc = ss_wait_input_or_fd(req, never[0], POLLIN, 30);
+    close(never[0]);
+    close(never[1]);
+    return rc;
+}
+
+static const ss_handler_class sleepy_handler = {.handle = sleepy_handle};
+
+/* Issue: under ss_forking and ss_prefork an ss_sleep (or ss_wait_fd)
+ * ended by the parent's shutdown was reported as "error processing
+ * request … Operation canceled", where reads were not. */
+static void cancelled_wait_in_child_is_not_reported(const ss_strategy *strategy,
+                                                    wait_kind kind)
+{
+    sleepy_wait = kind;
+    int reports[2];
+    assert_int_equal(pipe2(reports, O_CLOEXEC | O_NONBLOCK), 0);
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.log = report_to_pipe;
+    cfg.user = &reports[1];
+    ss_prefork_options prefork = {.workers = 1};
+    if (strategy == &ss_prefork)
+        cfg.strategy_options = &prefork;
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_tcp, strategy,
+                                            "127.0.0.1:0", &sleepy_handler,
+                                            &cfg, 0.05),
+                     0);
+    int fd = test_connect(t.srv);
+    assert_true(fd >= 0);
+    char buf[2];
+    assert_int_equal(test_recv_all(fd, buf, 2), 2); /* the child waits */
+    double start = test_now();
+    test_server_stop(&t); /* shutdown, join, close (waits for the child) */
+    assert_true(test_now() - start < 5.0);
+    close(fd);
+    char line[512];
+    ssize_t got = read(reports[0], line, sizeof line - 1);
+    if (got > 0) {
+        line[got] = '\0';
+        fail_msg("reported: %s", line);
+    }
+    close(reports[0]);
+    close(reports[1]);
+}
+
+static void test_cancelled_sleep_in_forked_child_is_not_an_error(void **state)
+{
+    (void)state;
+    cancelled_wait_in_child_is_not_reported(&ss_forking, WAIT_SLEEP);
+    cancelled_wait_in_child_is_not_reported(&ss_forking, WAIT_FD);
+    cancelled_wait_in_child_is_not_reported(&ss_forking, WAIT_INPUT_OR_FD);
+}
+
+static void test_cancelled_sleep_in_prefork_worker_is_not_an_error(void **state)
+{
+    (void)state;
+    cancelled_wait_in_child_is_not_reported(&ss_prefork, WAIT_SLEEP);
+    cancelled_wait_in_child_is_not_reported(&ss_prefork, WAIT_FD);
+    cancelled_wait_in_child_is_not_reported(&ss_prefork, WAIT_INPUT_OR_FD);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -377,6 +475,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_handle_request_timeout_reaps_finished_children),
         cmocka_unit_test(test_program_own_child_is_never_reaped_by_server),
         cmocka_unit_test(test_parent_unflushed_stdio_is_written_once),
+        cmocka_unit_test(test_cancelled_sleep_in_forked_child_is_not_an_error),
+        cmocka_unit_test(
+            test_cancelled_sleep_in_prefork_worker_is_not_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,8 +148,9 @@ static void start_prefork(test_server *t, int workers, test_log *log,
 {
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.workers = workers;
-    cfg.graceful_timeout = graceful_timeout;
+    ss_prefork_options prefork = {.workers = workers,
+                                  .graceful_timeout = graceful_timeout};
+    cfg.strategy_options = &prefork;
     if (log) {
         test_log_init(log);
         cfg.log = test_log_hook;
@@ -168,8 +169,9 @@ static void start_busy_prefork(test_server *t, const int *busy_ms,
 {
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.workers = 1;
-    cfg.graceful_timeout = graceful_timeout;
+    ss_prefork_options prefork = {.workers = 1,
+                                  .graceful_timeout = graceful_timeout};
+    cfg.strategy_options = &prefork;
     cfg.user = (void *)busy_ms;
     assert_int_equal(test_server_start_with(t, &ss_tcp, &ss_prefork,
                                             "127.0.0.1:0", &busy_pid_handler,
@@ -320,8 +322,8 @@ static void test_two_prefork_servers_stop_independently(void **state)
     assert_int_equal(test_child_pids(&a_worker, 1), 1);
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.workers = 1;
-    cfg.graceful_timeout = 5.0;
+    ss_prefork_options prefork = {.workers = 1, .graceful_timeout = 5.0};
+    cfg.strategy_options = &prefork;
     assert_int_equal(test_server_start_with(&b, &ss_tcp, &ss_prefork,
                                             "127.0.0.1:0", &pid_handler, &cfg,
                                             0.05),
@@ -357,7 +359,8 @@ static void run_supervisor(int report_fd)
 {
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.workers = 2;
+    ss_prefork_options prefork = {.workers = 2};
+    cfg.strategy_options = &prefork;
     ss_server *srv;
     int port = -1;
     if (ss_server_new(&srv, &ss_tcp, &ss_prefork, "127.0.0.1:0", &pid_handler,
@@ -542,8 +545,8 @@ static void start_reuseport(test_server *t, const ss_server_class *kind,
 {
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.workers = workers;
-    cfg.prefork_reuseport = true;
+    ss_prefork_options prefork = {.workers = workers, .reuseport = true};
+    cfg.strategy_options = &prefork;
     if (log) {
         test_log_init(log);
         cfg.log = test_log_hook;
@@ -757,8 +760,8 @@ static void test_reuseport_sockets_live_exactly_as_long_as_serving(void **state)
     int fds_at_start = test_count_open_fds();
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.workers = 3;
-    cfg.prefork_reuseport = true;
+    ss_prefork_options prefork = {.workers = 3, .reuseport = true};
+    cfg.strategy_options = &prefork;
     test_server t;
     assert_int_equal(ss_server_new(&t.srv, &ss_tcp, &ss_prefork, "127.0.0.1:0",
                                    &pid_handler, &cfg),
@@ -792,7 +795,8 @@ static void test_reuseport_is_refused_for_unix_sockets(void **state)
     int fds = test_count_open_fds();
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.prefork_reuseport = true;
+    ss_prefork_options prefork = {.reuseport = true};
+    cfg.strategy_options = &prefork;
     char address[128];
     ss_server *srv = NULL;
     assert_int_equal(
@@ -833,8 +837,8 @@ static void test_reuseport_on_a_passed_socket_needs_so_reuseport(void **state)
     (void)state;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.workers = 2;
-    cfg.prefork_reuseport = true;
+    ss_prefork_options prefork = {.workers = 2, .reuseport = true};
+    cfg.strategy_options = &prefork;
     test_log log;
     test_log_init(&log);
     cfg.log = test_log_hook;

@@ -100,14 +100,17 @@ static void skip_if_unsupported(const strategy_case *s)
     }
 }
 
-static void config_for(const strategy_case *s, ss_config *cfg)
+static void config_for(const strategy_case *s, ss_config *cfg,
+                       test_options *opts)
 {
     skip_if_unsupported(s);
     ss_config_init(cfg);
     cfg->unlink_on_close = true;
-    cfg->pool_size = s->pool_size;
-    cfg->workers = s->workers;
-    cfg->worker_strategy = s->worker_strategy;
+    *opts = (test_options){0};
+    opts->pool.pool_size = s->pool_size;
+    opts->prefork.workers = s->workers;
+    opts->prefork.worker_strategy = s->worker_strategy;
+    test_use_options(cfg, s->strategy, opts);
 }
 
 static const char *address_for(const kind_case *k, char *buf, size_t n)
@@ -148,7 +151,8 @@ static void test_echoes_three_clients(void **state)
     const matrix_case *mc = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(mc->strategy, &cfg);
+    test_options opts = {0};
+    config_for(mc->strategy, &cfg, &opts);
     char address[108];
     test_server t;
     assert_int_equal(
@@ -220,7 +224,8 @@ test_handler_failure_calls_handle_error_once_where_it_ran(void **state)
     int pipe_fds[2];
     assert_int_equal(pipe2(pipe_fds, O_CLOEXEC), 0);
     ss_config cfg;
-    config_for(mc->strategy, &cfg);
+    test_options opts = {0};
+    config_for(mc->strategy, &cfg, &opts);
     cfg.user = pipe_fds;
     ss_server_class kind = *mc->kind->kind;
     kind.handle_error = report_error;
@@ -271,14 +276,15 @@ static void test_shutdown_race_stops_twenty_servers(void **state)
     const matrix_case *mc = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(mc->strategy, &cfg);
-    if (cfg.workers > 1)
-        cfg.workers = 1; /* twenty supervisors: keep the forks down */
+    test_options opts = {0};
+    config_for(mc->strategy, &cfg, &opts);
+    if (opts.prefork.workers > 1)
+        opts.prefork.workers = 1; /* twenty supervisors: keep the forks down */
     /* A prefork stop that its workers do not notice ends only when
      * graceful_timeout kills them. Keep that short, so such a failure
      * costs seconds rather than minutes, and catch it below by the time
      * the twenty stops took: a few milliseconds each when they work. */
-    cfg.graceful_timeout = 0.25;
+    opts.prefork.graceful_timeout = 0.25;
     enum { N = 20 };
     test_server servers[N];
     for (int i = 0; i < N; i++) {
@@ -340,7 +346,8 @@ static void test_ten_slow_clients_are_served_concurrently(void **state)
     const matrix_case *mc = *state;
     test_baseline b = test_take_baseline(true);
     ss_config cfg;
-    config_for(mc->strategy, &cfg);
+    test_options opts = {0};
+    config_for(mc->strategy, &cfg, &opts);
     char address[108];
     test_server t;
     assert_int_equal(
@@ -348,9 +355,9 @@ static void test_ten_slow_clients_are_served_concurrently(void **state)
                                address_for(mc->kind, address, sizeof address),
                                &slow_handler, &cfg, 0.05),
         0);
-    if (cfg.workers > 0) {
+    if (mc->strategy->strategy == &ss_prefork) {
         /* Time the requests, not the start of the prefork workers. */
-        int workers = cfg.workers;
+        int workers = opts.prefork.workers;
         assert_true(test_wait_for(children_at_least, &workers, 10.0));
     }
 

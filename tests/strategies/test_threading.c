@@ -140,7 +140,8 @@ static void thousand_connections(const ss_strategy *strategy, int pool_size)
     int threads_before = test_thread_count();
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.pool_size = pool_size;
+    test_options opts = {.pool.pool_size = pool_size};
+    test_use_options(&cfg, strategy, &opts);
     test_server t;
     assert_int_equal(test_server_start_with(&t, &ss_tcp, strategy,
                                             "127.0.0.1:0", &test_echo_handler,
@@ -224,7 +225,8 @@ test_max_threads_bounds_running_handlers_and_serves_all(void **state)
     atomic_store(&served, 0);
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.max_threads = 2;
+    ss_threading_options threading = {.max_threads = 2};
+    cfg.strategy_options = &threading;
     test_server t;
     assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_threading,
                                             "127.0.0.1:0", &counted_handler,
@@ -349,7 +351,8 @@ static void test_block_on_close_false_returns_while_handler_runs(void **state)
     (void)state;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.block_on_close = false;
+    ss_threading_options threading = {.no_block_on_close = true};
+    cfg.strategy_options = &threading;
     close_returns_early_and_free_waits(&cfg);
 }
 
@@ -358,7 +361,9 @@ static void test_daemon_threads_close_does_not_wait_but_free_does(void **state)
     (void)state;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.daemon_threads = true; /* block_on_close stays true */
+    /* no_block_on_close stays false: Python's block_on_close = True */
+    ss_threading_options threading = {.daemon_threads = true};
+    cfg.strategy_options = &threading;
     close_returns_early_and_free_waits(&cfg);
 }
 
@@ -383,9 +388,9 @@ static void start_full_pool(test_server *t, ss_server_class *kind, bool refuse,
     kind->verify_request = count_verify;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.pool_size = 1;
-    cfg.pool_queue_size = 1;
-    cfg.pool_refuse_when_full = refuse;
+    ss_thread_pool_options pool = {
+        .pool_size = 1, .queue_size = 1, .refuse_when_full = refuse};
+    cfg.strategy_options = &pool;
     assert_int_equal(test_server_start_with(t, kind, &ss_thread_pool,
                                             "127.0.0.1:0", &gate_handler, &cfg,
                                             0.05),
@@ -529,7 +534,8 @@ static void close_answers_datagrams_already_taken(const ss_strategy *strategy)
     kind.handle_error = count_error;
     ss_config cfg;
     ss_config_init(&cfg);
-    cfg.pool_size = 1;
+    test_options opts = {.pool.pool_size = 1};
+    test_use_options(&cfg, strategy, &opts);
     test_server t;
     assert_int_equal(test_server_start_with(&t, &kind, strategy, "127.0.0.1:0",
                                             &held_datagram_handler, &cfg, 0.05),

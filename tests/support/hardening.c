@@ -36,12 +36,14 @@ void hz_skip_if_unsupported(const hz_strategy *s)
     }
 }
 
-void hz_config_for(const hz_strategy *s, ss_config *cfg)
+void hz_config_for(const hz_strategy *s, ss_config *cfg, test_options *opts)
 {
     ss_config_init(cfg);
-    cfg->pool_size = s->pool_size;
-    cfg->workers = s->workers;
-    cfg->worker_strategy = s->worker_strategy;
+    *opts = (test_options){0};
+    opts->pool.pool_size = s->pool_size;
+    opts->prefork.workers = s->workers;
+    opts->prefork.worker_strategy = s->worker_strategy;
+    test_use_options(cfg, s->strategy, opts);
 }
 
 /* ---- Failures --------------------------------------------------------- */

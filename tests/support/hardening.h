@@ -38,7 +38,8 @@ typedef struct hz_strategy {
 } hz_strategy;
 
 /* ss_config_init plus the strategy's fields. */
-void hz_config_for(const hz_strategy *s, ss_config *cfg);
+/* cfg and opts for s: opts must outlive ss_server_new(). */
+void hz_config_for(const hz_strategy *s, ss_config *cfg, test_options *opts);
 /* Calls cmocka's skip() (with a word why) for what this build cannot run. */
 void hz_skip_if_unsupported(const hz_strategy *s);
 

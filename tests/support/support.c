@@ -576,3 +576,25 @@ void test_start_runtime_threads(void)
     if (pthread_create(&thread, NULL, do_nothing, NULL) == 0)
         pthread_join(thread, NULL);
 }
+
+void test_use_options(ss_config *cfg, const ss_strategy *strategy,
+                      test_options *opts)
+{
+    cfg->strategy_options = NULL;
+    if (strategy == &ss_threading)
+        cfg->strategy_options = &opts->threading;
+    else if (strategy == &ss_thread_pool)
+        cfg->strategy_options = &opts->pool;
+    else if (strategy == &ss_forking)
+        cfg->strategy_options = &opts->forking;
+    else if (strategy == &ss_coroutines)
+        cfg->strategy_options = &opts->coro;
+    else if (strategy == &ss_prefork) {
+        ss_prefork_options *p = &opts->prefork;
+        if (!p->worker_options && p->worker_strategy == &ss_threading)
+            p->worker_options = &opts->threading;
+        else if (!p->worker_options && p->worker_strategy == &ss_thread_pool)
+            p->worker_options = &opts->pool;
+        cfg->strategy_options = p;
+    }
+}

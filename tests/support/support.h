@@ -17,6 +17,7 @@
 #define SOCKSERV_TEST_SUPPORT_H
 
 #include <sockserv/sockserv.h>
+#include <sockserv/strategy.h> /* strategy->name, test strategies */
 
 #include "process.h"    /* test_now, test_wait_for, test_sleep, test_wait_exit… */
 #include "sanitizers.h" /* TEST_UNDER_TSAN */
@@ -31,6 +32,24 @@
 /* Safety net for every client socket: no test blocks longer than this on
  * one send or receive. */
 #define TEST_IO_TIMEOUT_SECONDS 10.0
+
+/* Options for every built-in strategy at once, for tests that run one
+ * body under several strategies: set the fields that matter, then let
+ * test_use_options() pass the one that fits the strategy at hand. */
+typedef struct test_options {
+    ss_threading_options threading;
+    ss_thread_pool_options pool;
+    ss_forking_options forking;
+    ss_prefork_options prefork;
+    ss_coroutine_options coro;
+} test_options;
+
+/* cfg->strategy_options = the member of opts for strategy (NULL for
+ * ss_sync and strategies of the test's own); a prefork worker strategy of
+ * ss_threading or ss_thread_pool gets opts->threading or opts->pool as its
+ * worker_options unless one is set. opts must outlive ss_server_new(). */
+void test_use_options(ss_config *cfg, const ss_strategy *strategy,
+                      test_options *opts);
 
 /* A server whose ss_serve_forever() runs on its own thread. */
 typedef struct test_server {

@@ -1,0 +1,127 @@
+/*
+ * plain.c — ss_plain_transport: a stream request's bytes over the socket
+ * itself. The only place that calls recv(), send() and sendfile() on a
+ * request's connection; every other layer goes through the transport
+ * vtable (sockserv/strategy.h), so a TLS transport slots in beside this
+ * one without a change in any strategy or handler.
+ *
+ * Every call is non-blocking (MSG_DONTWAIT; request sockets are
+ * O_NONBLOCK anyway) and says "would block" as -EAGAIN with the event to
+ * wait for. EINTR is retried here. MSG_NOSIGNAL keeps a closed peer from
+ * raising SIGPIPE; sendfile() has no such flag, see below.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "sockserv/strategy.h"
+
+static ssize_t plain_recv(ss_request *req, void *buf, size_t n, short *want)
+{
+    int fd = ss_request_fileno(req);
+    for (;;) {
+        ssize_t got = recv(fd, buf, n, MSG_DONTWAIT);
+        if (got >= 0) {
+            /* A short receive emptied the socket: the next one may wait
+             * first instead of spending a recv() on EAGAIN. */
+            if ((size_t)got < n)
+                *want = POLLIN;
+            return got;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            *want = POLLIN;
+            return -EAGAIN;
+        }
+        return -errno;
+    }
+}
+
+static ssize_t plain_send(ss_request *req, const void *buf, size_t n,
+                          short *want)
+{
+    int fd = ss_request_fileno(req);
+    for (;;) {
+        ssize_t sent = send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent >= 0)
+            return sent;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            *want = POLLOUT;
+            return -EAGAIN;
+        }
+        return -errno;
+    }
+}
+
+/* sendfile() takes no MSG_NOSIGNAL: to a peer that has closed it raises
+ * SIGPIPE, which by default kills the process. Block SIGPIPE on this
+ * thread for the call and swallow the one it raised, so the process's
+ * disposition is never touched and no SIGPIPE escapes. */
+typedef struct sigpipe_guard {
+    sigset_t old;
+    bool was_pending;
+} sigpipe_guard;
+
+static void sigpipe_block(sigpipe_guard *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE);
+}
+
+/* Swallow a SIGPIPE the call raised (it may have, even when it returned a
+ * count: bytes went out before the peer's reset was seen), unless one was
+ * pending before — that one is not ours. */
+static void sigpipe_restore(sigpipe_guard *g)
+{
+    sigset_t pending;
+    if (!g->was_pending && sigpending(&pending) == 0 &&
+        sigismember(&pending, SIGPIPE)) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+static ssize_t plain_sendfile(ss_request *req, int fd, off_t *offset,
+                              size_t n, short *want)
+{
+    int saved_errno = errno;
+    sigpipe_guard guard;
+    sigpipe_block(&guard);
+    ssize_t sent;
+    do
+        sent = sendfile(ss_request_fileno(req), fd, offset, n);
+    while (sent < 0 && errno == EINTR);
+    int error = sent < 0 ? errno : 0;
+    sigpipe_restore(&guard);
+    errno = saved_errno;
+    if (sent >= 0)
+        return sent;
+    if (error == EAGAIN || error == EWOULDBLOCK) {
+        *want = POLLOUT;
+        return -EAGAIN;
+    }
+    return -error;
+}
+
+const ss_transport ss_plain_transport = {
+    .name = "plain",
+    .recv = plain_recv,
+    .send = plain_send,
+    .sendfile = plain_sendfile,
+};
