@@ -450,22 +450,20 @@ static void parse_options(filecli_options *o, int argc, char **argv)
     check_commands(&c, o);
 }
 
-int main(int argc, char **argv)
+/* The commands, in order, on one connection. Returns the exit status. */
+static int run(const filecli_options *o)
 {
-    filecli_options o;
-    parse_options(&o, argc, argv);
-
     static conn c; /* 64 KiB buffer: not on the stack */
-    if (connect_to(&c, o.host, o.port, o.timeout) < 0)
+    if (connect_to(&c, o->host, o->port, o->timeout) < 0)
         return 1;
     int rc = 0;
-    for (int j = 0; j < o.ncommands && rc == 0; j++) {
-        if (!strcmp(o.commands[j], "list"))
+    for (int j = 0; j < o->ncommands && rc == 0; j++) {
+        if (!strcmp(o->commands[j], "list"))
             rc = do_list(&c);
-        else if (!strcmp(o.commands[j], "get"))
-            rc = do_get(&c, o.commands[++j]);
+        else if (!strcmp(o->commands[j], "get"))
+            rc = do_get(&c, o->commands[++j]);
         else
-            rc = do_put(&c, o.commands[++j]);
+            rc = do_put(&c, o->commands[++j]);
         fflush(stdout);
     }
     if (rc == 0 && send_all(&c, "QUIT\n", 5) == 0) {
@@ -476,6 +474,14 @@ int main(int argc, char **argv)
                 break;
     }
     close(c.fd);
-    free(o.commands);
     return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    filecli_options o;
+    parse_options(&o, argc, argv);
+    int status = run(&o);
+    free(o.commands);
+    return status;
 }
