@@ -119,6 +119,9 @@ typedef struct ss_config ss_config;
  * Errors
  * --------------------------------------------------------------------- */
 
+/** Returned by a handle() that parked its connection (ss_park()). */
+#define SS_PARK (-4094)
+
 /** Returned by ss_read_exact() when the peer closed before the requested
  * number of bytes arrived. Outside the errno range, like libuv's UV_EOF. */
 #define SS_EOF (-4095)
@@ -469,6 +472,15 @@ struct ss_handler_class {
     size_t wbufsize;
     /** TCP_NODELAY on the connection (TCP only). */
     bool disable_nagle_algorithm;
+    /** Optional: the protocol starts with the client (HTTP does; a server
+     * that greets first must leave it NULL). Returns how many seconds a new
+     * connection may wait for its first byte (0: no limit); it is called
+     * once per connection, before setup, and may read the class data
+     * (ss_request_class_data). Under a strategy that parks new connections
+     * (ss_sync, ss_thread_pool, ss_forking) the connection waits without a
+     * worker — and under ss_forking without a child — and is closed
+     * quietly when that time passes, its handler never run. */
+    double (*first_byte_timeout)(const ss_request *req);
 
     /** Data of the class itself — Python's class attributes — shared by all
      * its requests: ss_request_class_data(). Inherited when NULL. The HTTP
@@ -749,6 +761,11 @@ SS_API void ss_request_set_timeout(ss_request *req, double seconds);
  * of stream (datagrams: end of the packet), or a negative errno
  * (-ETIMEDOUT past the timeout). */
 SS_API ssize_t ss_read(ss_request *req, void *buf, size_t n);
+/** Read up to n bytes that are there now — in the read buffer, or on the
+ * connection — without waiting. Returns the count, 0 at end of stream
+ * (datagrams: end of the packet), -EAGAIN when nothing has arrived yet
+ * (then wait, or return ss_park() from handle), or a negative errno. */
+SS_API ssize_t ss_read_nowait(ss_request *req, void *buf, size_t n);
 /** Read exactly n bytes. Returns n, SS_EOF if the stream ended first, or a
  * negative errno (-ETIMEDOUT…); on either failure the bytes that did
  * arrive are in buf but consumed, and their count is not reported. Use
@@ -762,6 +779,36 @@ SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
  * the rest of the line is still to be read. Other errors (-ETIMEDOUT…)
  * consume what was read of the line. */
 SS_API ssize_t ss_readline(ss_request *req, char *buf, size_t size);
+
+/** Park the connection: "nothing more to do until the client sends again".
+ * A handler returns it from handle — `return ss_park(req, 15.0);` —
+ * between two exchanges of a long-lived connection (a keep-alive HTTP
+ * connection waiting for its next request), with everything it needs
+ * kept in its state. When input arrives, handle is called again (setup
+ * is not); when timeout seconds pass first (0: no limit), or the server
+ * shuts down, the connection ends quietly: finish runs, nothing is
+ * reported. Buffered output is flushed before parking. A strategy that
+ * gives each connection a thread or coroutine of its own waits right
+ * there; a bounded one (ss_sync, ss_thread_pool, prefork's workers) keeps
+ * the connection in its event loop without a worker, so idle clients do
+ * not hold workers (docs/strategies.md, "Parking"). Input already
+ * buffered resumes it at once. Returns SS_PARK, or -EOPNOTSUPP for a
+ * datagram request (its one packet is all there is). */
+SS_API int ss_park(ss_request *req, double timeout);
+/** ss_park(), except that when timeout passes before input, handle is
+ * called once more instead of the connection ending quietly — so that it
+ * can answer (the HTTP handler's 408 for a head that stopped half-way)
+ * and end. A shutdown still ends a parked connection quietly. */
+SS_API int ss_park_until(ss_request *req, double timeout);
+
+/** One pointer for a handler base class's own per-connection object (the
+ * HTTP handler keeps its connection state here), apart from
+ * ss_request_state(), which stays the derived class's. free_fn (may be
+ * NULL) is called with it when the request is freed. */
+SS_API void ss_request_set_base_data(ss_request *req, void *data,
+                                    void (*free_fn)(void *data));
+/** What ss_request_set_base_data() set, or NULL. */
+SS_API void *ss_request_base_data(const ss_request *req);
 
 /** Cooperative helpers: they block the calling request only, under every
  * strategy — a coroutine parks, a thread or process simply waits. */

@@ -143,7 +143,9 @@ struct ss_transport {
      * see. NULL: none ever. */
     size_t (*pending)(const ss_request *req);
     /** Optional: end the connection's transport (a TLS close_notify)
-     * before the socket is shut down; errors are ignored. */
+     * before the socket is shut down, and free what open made; errors are
+     * ignored. Called only when open succeeded (or there is none); an
+     * open that fails cleans up after itself. */
     void (*close)(ss_request *req, int64_t deadline);
 };
 
@@ -204,7 +206,23 @@ struct ss_strategy {
      * must return when ss_shutdown() is called; ss_serve_core_loop() is
      * the default loop, for strategies that wrap it. */
     int (*serve_forever)(ss_server *srv, double poll_interval);
+    /** What the default loop may keep in its parking lot — an epoll set
+     * of connections waiting for input without a worker — a mask of
+     * SS_PARK_NEW_CONNECTIONS and SS_PARK_IDLE_REQUESTS; 0: nothing (a
+     * request waits where it runs, as under a thread or coroutine of its
+     * own). A connection that turns readable comes back through
+     * process_request (for an idle request, ss_run_request() then calls
+     * handle again); one whose deadline passes, or that is still parked
+     * when the loop stops, ends without a worker. */
+    unsigned parking;
 };
+
+/** ss_strategy.parking: a new stream connection waits in the lot for its
+ * first byte (or the handler class's timeout) before process_request. */
+#define SS_PARK_NEW_CONNECTIONS 1u
+/** ss_strategy.parking: a request whose handler returned ss_park() goes
+ * back to the lot, and its worker is free for other requests. */
+#define SS_PARK_IDLE_REQUESTS 2u
 
 /* ---- the default loop and its pieces ---------------------------------- */
 

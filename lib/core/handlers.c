@@ -89,6 +89,8 @@ int ss__handler_resolve(const ss_handler_class *cls, ss__handler *out)
         if (out->wbufsize == 0)
             out->wbufsize = c->wbufsize;
         out->disable_nagle_algorithm |= c->disable_nagle_algorithm;
+        if (!out->first_byte_timeout)
+            out->first_byte_timeout = c->first_byte_timeout;
         if (!out->class_data)
             out->class_data = c->class_data;
     }

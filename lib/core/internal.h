@@ -33,6 +33,7 @@ typedef struct ss__handler {
     size_t rbufsize;
     size_t wbufsize;
     bool disable_nagle_algorithm;
+    double (*first_byte_timeout)(const ss_request *req);
     const void *class_data;
 } ss__handler;
 
@@ -78,6 +79,8 @@ struct ss_server {
     void *strategy_data;
     struct ss__limits *limits;   /* limits.c; NULL when there are none */
     ss__proxy_trust proxy_trust; /* config.proxy_trusted, parsed */
+    /* The parking lot (parking.c); NULL until a loop that parks runs. */
+    struct ss__lot *lot;
     /* Read before the transport opens and the handler runs, in the
      * request's own context (the PROXY header); NULL: nothing. Set by the
      * feature that needs it (proxy_request.c), so the core calls no
@@ -125,6 +128,18 @@ struct ss_request {
     /* request_io.c's own: the transport said its source was drained by
      * the last receive, so the next one waits first. */
     bool wait_before_recv;
+    /* Parking (parking.c): setup has run (a parked request resumes at
+     * handle), its deadline, its place in the lot's heap, and the lot its
+     * socket is registered with. */
+    bool started;
+    bool transport_open; /* open succeeded: close is due */
+    bool park_calls_back; /* ss_park_until: handle runs at the deadline */
+    int64_t park_deadline;
+    size_t lot_index;
+    struct ss__lot *registered_in;
+    /* ss_request_set_base_data() */
+    void *base_data;
+    void (*base_free)(void *data);
     ss__limit_ticket limit;
     /* With config.proxy_protocol: the connection's own peer (the proxy),
      * once the header has replaced client_address. Length 0 before. */
@@ -177,6 +192,25 @@ int ss__default_finish_request(ss_server *srv, ss_request *req);
 void ss__default_handle_error(ss_server *srv, ss_request *req, int error);
 void ss__default_handle_timeout(ss_server *srv);
 void ss__default_service_actions(ss_server *srv);
+
+/* parking.c (see there) */
+typedef struct ss__lot ss__lot;
+int ss__lot_create(ss_server *srv); /* ss_server_new: made, not open */
+int ss__lot_open(ss_server *srv);  /* the loop starts: take connections */
+void ss__lot_close(ss_server *srv); /* the loop stops: end every parked */
+void ss__lot_free(ss_server *srv);  /* ss_server_free */
+int ss__lot_fd(const ss_server *srv); /* readable: a parked one is ready */
+int ss__lot_timeout_ms(const ss_server *srv); /* to the next deadline */
+void ss__lot_service(ss_server *srv); /* resume the ready, end the late */
+/* Park req (its park_deadline set): 0, or a negative errno when the lot
+ * takes no connections (-ESHUTDOWN: not open or closing). */
+int ss__lot_park(ss_server *srv, ss_request *req);
+void ss__lot_forget_in_child(ss_server *srv);
+void ss__request_unregister(ss_request *req);
+/* request.c: end a request that is not running (parked): the handler's
+ * finish if it had started, a report of error if non-zero, then
+ * shutdown_request and free. */
+void ss__request_end(ss_server *srv, ss_request *req, int error);
 
 /* request_io.c: receive into buf through the transport, waiting with
  * the shutdown policy (the PROXY header reader uses it too). */

@@ -15,6 +15,7 @@
  *   handle_error if anything failed → shutdown_request → free
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,8 @@ int ss__request_new(ss_server *srv, ss_request **out)
     req->state = srv->handler.state_size ? (char *)req + head : NULL;
     req->rbuf = (char *)req + head + state;
     req->rbuf_size = rbuf_size;
+    req->park_deadline = SS_NO_DEADLINE;
+    req->lot_index = (size_t)-1;
     *out = req;
     return 0;
 }
@@ -59,19 +62,20 @@ void ss__request_free(ss_request *req)
         return;
     if (req->limit.counted || req->limit.per_client)
         ss__limits_release(req->server, &req->limit);
+    if (req->registered_in)
+        ss__request_unregister(req);
+    if (req->base_free)
+        req->base_free(req->base_data);
     atomic_fetch_sub(&req->server->requests_alive, 1);
     free(req->wbuf);
     free(req);
 }
 
-int ss__default_finish_request(ss_server *srv, ss_request *req)
+/* The end of the handler's part: finish, then the output. */
+static int finish_handler(ss_server *srv, ss_request *req, int rc)
 {
-    const ss__handler *h = &srv->handler;
-    int rc = h->setup(req);
-    if (rc == 0)
-        rc = h->handle(req);
     /* finish always runs, like Python's try/finally around handle(). */
-    int finish_rc = h->finish(req);
+    int finish_rc = srv->handler.finish(req);
     if (rc == 0)
         rc = finish_rc;
     /* Flush a buffered writer / send the datagram reply, even after a
@@ -80,6 +84,56 @@ int ss__default_finish_request(ss_server *srv, ss_request *req)
     if (rc == 0)
         rc = io_rc;
     return rc;
+}
+
+int ss__default_finish_request(ss_server *srv, ss_request *req)
+{
+    const ss__handler *h = &srv->handler;
+    int rc = 0;
+    /* A parked request comes back at handle: its setup has run. */
+    if (!req->started) {
+        req->started = true;
+        rc = h->setup(req);
+    }
+    if (rc == 0)
+        rc = h->handle(req);
+    if (rc == SS_PARK) {
+        /* Nothing may wait in the write buffer while the connection
+         * waits for its client. */
+        int io_rc = ss_flush(req);
+        if (io_rc == 0)
+            return SS_PARK;
+        rc = io_rc;
+    }
+    return finish_handler(srv, req, rc);
+}
+
+int ss_park(ss_request *req, double timeout)
+{
+    if (req->is_datagram)
+        return -EOPNOTSUPP;
+    req->park_deadline = ss_deadline_after(timeout);
+    req->park_calls_back = false;
+    return SS_PARK;
+}
+
+int ss_park_until(ss_request *req, double timeout)
+{
+    int rc = ss_park(req, timeout);
+    req->park_calls_back = rc == SS_PARK;
+    return rc;
+}
+
+void ss_request_set_base_data(ss_request *req, void *data,
+                              void (*free_fn)(void *data))
+{
+    req->base_data = data;
+    req->base_free = free_fn;
+}
+
+void *ss_request_base_data(const ss_request *req)
+{
+    return req->base_data;
 }
 
 /* The server whose request this thread is running, if any: lets
@@ -108,32 +162,103 @@ static int open_request(ss_server *srv, ss_request *req)
         if (rc != 0)
             return rc;
     }
-    if (!req->is_datagram && srv->transport->open)
-        return srv->transport->open(req, ss_deadline_after(req->timeout));
+    if (req->is_datagram)
+        return 0;
+    if (srv->transport->open) {
+        int rc = srv->transport->open(req, ss_deadline_after(req->timeout));
+        if (rc != 0)
+            return rc;
+    }
+    req->transport_open = true;
     return 0;
+}
+
+/* A parked request waits where it runs (its own thread, process or
+ * coroutine): 0 once input is there, or why not (-ETIMEDOUT at its
+ * deadline, -ECANCELED at shutdown). */
+static int wait_parked(ss_request *req)
+{
+    const ss_transport *t = req->server->transport;
+    if (req->rpos < req->rlen || req->eof || (t->pending && t->pending(req)))
+        return 0;
+    /* An edge-triggered wait announces only input that arrives after the
+     * socket was drained; unless the last receive drained it, look. */
+    if (!req->wait_before_recv && ss__fd_ready_now(req->fd, POLLIN))
+        return 0;
+    int rc = req->wait_class->wait(req, req->fd, POLLIN, req->park_deadline,
+                                   true);
+    /* The wait took the news: the next read receives at once. */
+    req->wait_before_recv = false;
+    return ss__cancelled_wait(req, rc);
+}
+
+/* Hand a parked request to the loop's lot, when its strategy wants that
+ * and this process's loop is taking connections; true when it did (the
+ * request is the lot's now). Input already buffered is served at once. */
+static bool park_in_lot(ss_server *srv, ss_request *req)
+{
+    if (!(srv->strategy->parking & SS_PARK_IDLE_REQUESTS) || !srv->lot)
+        return false;
+    const ss_transport *t = srv->transport;
+    if (req->rpos < req->rlen || req->eof || (t->pending && t->pending(req)))
+        return false;
+    return ss__lot_park(srv, req) == 0;
+}
+
+/* Report, shut down and free: the end of every request. Returns rc if it
+ * was reported, else 0. */
+static int end_request(ss_server *srv, ss_request *req, int rc, bool refused)
+{
+    if (req->transport_open && srv->transport->close)
+        srv->transport->close(req, ss_deadline_after(req->timeout));
+    /* A request cut short by shutdown is not an error worth a report, nor
+     * is a peer that left before sending a byte (a TCP health check). */
+    bool cancelled =
+        rc == -ECANCELED && (atomic_load(&srv->stopping) || refused);
+    bool left = refused && rc == SS_EOF;
+    bool reported = rc != 0 && !cancelled && !left;
+    if (reported)
+        srv->kind.handle_error(srv, req, rc);
+    srv->kind.shutdown_request(srv, req);
+    ss__request_free(req);
+    return reported ? rc : 0;
 }
 
 int ss_run_request(ss_server *srv, ss_request *req)
 {
     ss_server *outer = running_for;
     running_for = srv;
-    int rc = open_request(srv, req);
+    /* A request back from the lot resumes at handle. */
+    int rc = req->started ? 0 : open_request(srv, req);
     bool refused = rc != 0;
     if (!refused)
         rc = srv->kind.finish_request(srv, req);
-    if (!req->is_datagram && srv->transport->close)
-        srv->transport->close(req, ss_deadline_after(req->timeout));
+    while (rc == SS_PARK) {
+        if (park_in_lot(srv, req)) {
+            running_for = outer;
+            return 0; /* the lot's now: no longer ours to touch */
+        }
+        int waited = wait_parked(req);
+        if (waited == -ETIMEDOUT && req->park_calls_back)
+            waited = 0; /* its deadline: handle answers it */
+        if (waited < 0) {
+            /* Idle past its deadline, or the server stops: a quiet end. */
+            rc = finish_handler(srv, req, 0);
+            break;
+        }
+        rc = srv->kind.finish_request(srv, req);
+    }
     running_for = outer;
-    /* A request cut short by shutdown is not an error worth a report, nor
-     * is a peer that left before sending a byte (a TCP health check). */
-    bool cancelled =
-        rc == -ECANCELED && (atomic_load(&srv->stopping) || refused);
-    bool left = refused && rc == SS_EOF;
-    if (rc != 0 && !cancelled && !left)
-        srv->kind.handle_error(srv, req, rc);
-    srv->kind.shutdown_request(srv, req);
-    ss__request_free(req);
-    return cancelled || left ? 0 : rc;
+    return end_request(srv, req, rc, refused);
+}
+
+void ss__request_end(ss_server *srv, ss_request *req, int error)
+{
+    ss_server *outer = running_for;
+    running_for = srv;
+    int rc = req->started ? finish_handler(srv, req, error) : error;
+    running_for = outer;
+    (void)end_request(srv, req, rc, false);
 }
 
 void ss_drop_request(ss_server *srv, ss_request *req)

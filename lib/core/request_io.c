@@ -172,6 +172,24 @@ static ssize_t read_some(ss_request *req, void *buf, size_t n, int64_t deadline)
     return (ssize_t)take(req, buf, n);
 }
 
+ssize_t ss_read_nowait(ss_request *req, void *buf, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (buffered(req) > 0)
+        return (ssize_t)take(req, buf, n);
+    if (req->is_datagram || req->eof)
+        return 0;
+    short want = 0;
+    ssize_t got = req->server->transport->recv(req, buf, n, &want);
+    if (got == 0)
+        req->eof = true;
+    /* Drained (or nothing there): a read that waits should wait first. */
+    req->wait_before_recv =
+        (want & POLLIN) && (got == -EAGAIN || (got > 0 && (size_t)got < n));
+    return got;
+}
+
 ssize_t ss_read(ss_request *req, void *buf, size_t n)
 {
     return read_some(req, buf, n, call_deadline(req));

@@ -147,6 +147,20 @@ int ss_server_accept_request(ss_server *srv)
         ss_drop_request(srv, req);
         return 0;
     }
+    /* When the client speaks first, a strategy that parks new
+     * connections has them wait for their first byte in the loop's lot,
+     * without a worker (parking.c). With the PROXY protocol its header is
+     * that first byte, due within proxy_protocol_timeout. */
+    if ((srv->strategy->parking & SS_PARK_NEW_CONNECTIONS) && srv->lot &&
+        srv->handler.first_byte_timeout && !req->is_datagram) {
+        double wait = srv->handler.first_byte_timeout(req);
+        if (srv->config.proxy_protocol &&
+            (wait == 0 || srv->config.proxy_protocol_timeout < wait))
+            wait = srv->config.proxy_protocol_timeout;
+        req->park_deadline = ss_deadline_after(wait);
+        if (ss__lot_park(srv, req) == 0)
+            return 0;
+    }
     /* The strategy owns the request now — unless it could not start it
      * (no thread, no fork), in which case it is reported and dropped. */
     rc = srv->strategy->process_request(srv, req);
@@ -243,47 +257,81 @@ static void end_serving(ss_server *srv)
     pthread_mutex_unlock(&srv->serving_lock);
 }
 
+/* What poll() said of the entry at (-1: not polled this turn). */
+static short revents(const struct pollfd *fds, int at)
+{
+    return at >= 0 ? fds[at].revents : 0;
+}
+
 int ss_serve_core_loop(ss_server *srv, double poll_interval)
 {
-    /* stop_fd is -1 (ignored by poll) unless a strategy set one: a
-     * prefork worker's turns readable when the supervisor stops or dies. */
-    struct pollfd fds[3] = {
-        {.fd = srv->fd, .events = POLLIN},
-        {.fd = srv->wake_fd, .events = POLLIN},
-        {.fd = srv->stop_fd, .events = POLLIN},
-    };
+    /* A strategy that parks connections gets the lot (parking.c), polled
+     * beside the sockets; without memory for it, nothing is parked. */
+    bool parking = srv->strategy->parking != 0 && ss__lot_open(srv) == 0;
     int timeout_ms = ss__poll_interval_ms(poll_interval);
     ss_accept_pause pause = {0};
     int rc = 0;
     while (!atomic_load(&srv->shutdown_requested)) {
         /* Leave the listening socket alone while the server is full
          * (max_connections: a request that ends writes wake_fd) or
-         * pausing after EMFILE & co. (poll ignores a negative fd). */
+         * pausing after EMFILE & co. */
         int wait_ms = timeout_ms;
         int pause_ms = ss_accept_pause_left_ms(&pause);
         if (pause_ms > 0 && pause_ms < wait_ms)
             wait_ms = pause_ms;
-        fds[0].fd = pause_ms > 0 || ss_server_at_capacity(srv) ? -1 : srv->fd;
-        int ready = poll(fds, 3, wait_ms);
+        int lot_ms = parking ? ss__lot_timeout_ms(srv) : -1;
+        if (lot_ms >= 0 && lot_ms < wait_ms)
+            wait_ms = lot_ms;
+        bool accepting = pause_ms == 0 && !ss_server_at_capacity(srv);
+        /* Only the descriptors in use: poll() refuses more entries than
+         * RLIMIT_NOFILE allows (EINVAL), even ones set to -1. stop_fd is
+         * set by a strategy (a prefork worker's turns readable when the
+         * supervisor stops or dies); the lot's when parking. */
+        struct pollfd fds[4];
+        nfds_t n = 0;
+        int at_listen = accepting ? (int)n++ : -1;
+        if (at_listen >= 0)
+            fds[at_listen] = (struct pollfd){.fd = srv->fd, .events = POLLIN};
+        int at_wake = (int)n++;
+        fds[at_wake] = (struct pollfd){.fd = srv->wake_fd, .events = POLLIN};
+        int at_stop = srv->stop_fd >= 0 ? (int)n++ : -1;
+        if (at_stop >= 0)
+            fds[at_stop] = (struct pollfd){.fd = srv->stop_fd, .events = POLLIN};
+        int at_lot = parking ? (int)n++ : -1;
+        if (at_lot >= 0)
+            fds[at_lot] =
+                (struct pollfd){.fd = ss__lot_fd(srv), .events = POLLIN};
+        int ready = poll(fds, n, wait_ms);
+        if (ready < 0 && errno == EINVAL && at_listen >= 0) {
+            /* More entries than RLIMIT_NOFILE: out of descriptors as
+             * surely as EMFILE, so pause the listening socket likewise. */
+            ss_accept_pause_update(srv, &pause, -EMFILE);
+            continue;
+        }
         if (ready < 0 && errno != EINTR) {
             rc = -errno;
             break;
         }
-        if (ready > 0 && fds[2].revents)
+        /* On EINTR every revents is still the 0 it was made with. */
+        if (revents(fds, at_stop))
             ss_shutdown(srv); /* e.g. the prefork supervisor stopped */
         if (atomic_load(&srv->shutdown_requested))
             break;
-        if (ready > 0 && (fds[1].revents & POLLIN))
+        if (revents(fds, at_wake) & POLLIN)
             ss_server_drain_wake_fd(srv); /* a stale wake-up from an earlier run */
-        if (ready > 0 && (fds[0].revents & POLLNVAL)) {
+        if (revents(fds, at_listen) & POLLNVAL) {
             rc = -EBADF; /* someone closed our socket under us */
             break;
         }
-        if (ready > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)))
+        if (revents(fds, at_listen) & (POLLIN | POLLERR | POLLHUP))
             ss_accept_pause_update(srv, &pause,
                                     ss_server_accept_request(srv));
+        if (parking && (revents(fds, at_lot) || lot_ms == 0 || ready <= 0))
+            ss__lot_service(srv);
         run_service_actions(srv);
     }
+    if (parking)
+        ss__lot_close(srv);
     return rc;
 }
 

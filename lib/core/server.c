@@ -119,6 +119,11 @@ static int server_new(ss_server **out, const ss_server_class *kind,
         if (rc < 0)
             goto fail_socket;
     }
+    if (strategy->parking) {
+        /* Made now, so the server's descriptors are all there once it
+         * exists; without it the loop makes one or parks nothing. */
+        (void)ss__lot_create(srv);
+    }
     if (adopted_fd < 0 && !srv->config.no_bind_and_activate) {
         rc = ss_server_bind(srv);
         if (rc == 0)
@@ -264,6 +269,7 @@ void ss_server_free(ss_server *srv)
     ss_server_close(srv);
     if (srv->strategy->destroy)
         srv->strategy->destroy(srv);
+    ss__lot_free(srv);
     ss__limits_destroy(srv); /* nothing runs any more to give places back */
     if (srv->deferred_fd >= 0)
         close(srv->deferred_fd);

@@ -59,6 +59,7 @@ static void server_after_fork(ss_server *srv, int flags)
     pthread_cond_init(&srv->serving_done, NULL);
     srv->serving = false;
     srv->unlink_path = false; /* the socket file is the parent's */
+    ss__lot_forget_in_child(srv);
     ss__limits_after_fork(srv);
     if (!(flags & SS_FORK_KEEP_SIGNALS))
         ss__signals_reset_in_child();

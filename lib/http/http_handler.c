@@ -278,8 +278,9 @@ static void conn_release_buffers(ss_http *h)
     h->cap = h->len = h->out_cap = h->out_len = 0;
 }
 
-static void conn_free(ss_http *h)
+static void conn_free(void *p)
 {
+    ss_http *h = p;
     conn_release_buffers(h);
     free(h);
 }
@@ -333,6 +334,8 @@ static void keep_leftover(ss_http *h)
 #define HEAD_CLOSED 0       /* end the connection quietly */
 #define HEAD_TIMED_OUT (-2) /* part of a head came, then the deadline */
 #define HEAD_NO_MEMORY (-3) /* the buffers for a new head could not be had */
+#define HEAD_IDLE (-4)      /* no byte yet: park until idle_timeout */
+#define HEAD_PARTIAL (-5)   /* part of a head: park until its deadline */
 
 static double seconds_until(int64_t deadline)
 {
@@ -392,17 +395,19 @@ static bool parse_due(const ss_http *h)
     return memchr(h->buf + h->parsed_len, '\n', h->len - h->parsed_len) != NULL;
 }
 
-/* Wait (up to idle_timeout) for the first byte of a request on an idle
- * connection, which holds no buffers: the byte lands in the request's own
- * small read buffer, with whatever else the same recv() brought, and only
- * then are the head buffer and header array allocated. Returns 1, or
- * HEAD_CLOSED / HEAD_NO_MEMORY. */
+/* The first byte of a request on an idle connection, which holds no
+ * buffers: the byte lands in the request's own small read buffer, with
+ * whatever else the same recv() brought, and only then are the head
+ * buffer and header array allocated. Returns 1, HEAD_IDLE when nothing
+ * has arrived (the connection parks), or HEAD_CLOSED / HEAD_NO_MEMORY. */
 static int await_first_byte(ss_http *h)
 {
     char first;
-    ss_request_set_timeout(h->req, h->cfg.idle_timeout);
-    if (ss_read(h->req, &first, 1) <= 0)
-        return HEAD_CLOSED; /* EOF, reset, idle, server stopping */
+    ssize_t got = ss_read_nowait(h->req, &first, 1);
+    if (got == -EAGAIN)
+        return HEAD_IDLE;
+    if (got <= 0)
+        return HEAD_CLOSED; /* EOF, reset */
     if (conn_buffers_alloc(h) < 0)
         return HEAD_NO_MEMORY;
     h->buf[0] = first;
@@ -410,20 +415,23 @@ static int await_first_byte(ss_http *h)
     return 1;
 }
 
-/* Returns the head's length (> 0), HEAD_CLOSED, HEAD_TIMED_OUT,
- * HEAD_NO_MEMORY, or an SS_HTTP_E_* error. */
+/* Reads what has arrived of a request head, without waiting: the
+ * connection parks between reads (ss_park), so a slow or idle client
+ * holds no worker under a bounded strategy. Returns the head's length
+ * (> 0), HEAD_IDLE or HEAD_PARTIAL (nothing more yet: park), HEAD_CLOSED,
+ * HEAD_TIMED_OUT, HEAD_NO_MEMORY, or an SS_HTTP_E_* error. */
 static int read_head(ss_http *h)
 {
     ss_request *req = h->req;
     if (!h->buf) {
         int rc = await_first_byte(h);
-        if (rc <= 0)
+        if (rc <= 0 || rc == HEAD_IDLE)
             return rc;
     }
-    int64_t deadline = 0;
-    bool started = h->len > 0;
-    if (started)
-        deadline = ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
+    /* The whole head is due within header_timeout of its first byte. */
+    if (h->head_deadline == 0 && h->len > 0)
+        h->head_deadline =
+            ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
     for (;;) {
         if (h->len > 0 && parse_due(h)) {
             int rc = ss_http_parse_request(h->buf, h->len, &h->cfg.limits,
@@ -448,22 +456,16 @@ static int read_head(ss_http *h)
             /* h->parsed points into the old buffer: parse again. */
             h->parsed_len = 0;
         }
-        double wait = h->cfg.idle_timeout;
-        if (started) {
-            wait = seconds_until(deadline);
-            if (wait < 1e-6)
-                return HEAD_TIMED_OUT;
-        }
-        ss_request_set_timeout(req, wait);
-        ssize_t got = ss_read(req, h->buf + h->len, h->cap - h->len);
-        if (got == -ETIMEDOUT && started)
+        if (h->len > 0 && seconds_until(h->head_deadline) < 1e-6)
             return HEAD_TIMED_OUT;
+        ssize_t got = ss_read_nowait(req, h->buf + h->len, h->cap - h->len);
+        if (got == -EAGAIN)
+            return h->len > 0 ? HEAD_PARTIAL : HEAD_IDLE;
         if (got <= 0)
-            return HEAD_CLOSED; /* EOF, reset, idle, server stopping */
-        if (!started) {
-            started = true;
-            deadline = ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
-        }
+            return HEAD_CLOSED; /* EOF, reset */
+        if (h->head_deadline == 0)
+            h->head_deadline =
+                ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
         h->len += (size_t)got;
     }
 }
@@ -521,8 +523,26 @@ static int serve_connection(ss_http *h)
 {
     ss_request *req = h->req;
     for (;;) {
-        exchange_reset(h);
+        /* A connection parked half-way through a head comes back here
+         * with the head as it was. */
+        if (!h->reading_head) {
+            exchange_reset(h);
+            h->reading_head = true;
+            h->head_deadline = 0;
+        }
         int rc = read_head(h);
+        if (rc == HEAD_IDLE) {
+            /* Idle: no buffers, and (ss_park) no worker under a bounded
+             * strategy. handle is called again with the next request's
+             * first bytes; after idle_timeout the connection ends
+             * quietly. */
+            if (h->len == 0)
+                conn_release_buffers(h);
+            return ss_park(req, h->cfg.idle_timeout);
+        }
+        if (rc == HEAD_PARTIAL) /* back at the deadline, for the 408 */
+            return ss_park_until(req, seconds_until(h->head_deadline));
+        h->reading_head = false;
         if (rc == HEAD_CLOSED)
             return 0;
         if (rc == HEAD_NO_MEMORY)
@@ -589,12 +609,25 @@ static int serve_connection(ss_http *h)
     }
 }
 
+static double http_first_byte_timeout(const ss_request *req)
+{
+    const ss_http_config *cfg = ss_request_class_data(req);
+    return cfg && cfg->idle_timeout > 0 ? cfg->idle_timeout
+                                        : DEFAULT_IDLE_TIMEOUT;
+}
+
 static int http_handle(ss_request *req)
 {
     const ss_http_config *cfg = ss_request_class_data(req);
-    ss_http *h = conn_new(req, cfg);
-    if (!h)
-        return -ENOMEM;
+    /* The connection's state lives across handle calls: a parked
+     * connection comes back here with its next request. */
+    ss_http *h = ss_request_base_data(req);
+    if (!h) {
+        h = conn_new(req, cfg);
+        if (!h)
+            return -ENOMEM;
+        ss_request_set_base_data(req, h, conn_free);
+    }
     int rc = 0;
     if (cfg) {
         rc = serve_connection(h);
@@ -606,7 +639,10 @@ static int http_handle(ss_request *req)
         ss__http_refuse(h, 500, "the HTTP handler has no configuration");
         rc = -EINVAL;
     }
-    conn_free(h);
+    if (rc != SS_PARK) {
+        ss_request_set_base_data(req, NULL, NULL);
+        conn_free(h);
+    }
     return rc;
 }
 
@@ -616,6 +652,9 @@ const ss_handler_class ss_http_handler = {
     /* A head and a small body may still leave in two sends; Nagle plus
      * delayed ACKs would hold the second for 40 ms on keep-alive. */
     .disable_nagle_algorithm = true,
+    /* A new connection may wait for its first byte without a worker, for
+     * as long as an idle keep-alive one. */
+    .first_byte_timeout = http_first_byte_timeout,
     /* Heads are read straight into the connection's own head buffer, so
      * the request's read buffer is seldom used: keep it small, as it is
      * held for as long as the connection stays open. */

@@ -45,6 +45,10 @@ struct ss_http {
      * next parse is due when a '\n' arrives or len reaches reparse_at,
      * where a limit could first be exceeded. */
     size_t parsed_len, reparse_at;
+    /* A head is being read (the connection may park and come back in
+     * the middle of one); it is due by head_deadline (0: no byte yet). */
+    bool reading_head;
+    int64_t head_deadline;
 
     /* Body. */
     int body_kind;           /* ss_http_body_kind */

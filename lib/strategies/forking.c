@@ -162,4 +162,7 @@ const ss_strategy ss_forking = {
     .service_actions = forking_service_actions,
     .server_close = forking_server_close,
     .destroy = forking_destroy,
+    /* Nothing is forked for a connection that has sent nothing. A child
+     * cannot hand its connection back, so an idle request waits in it. */
+    .parking = SS_PARK_NEW_CONNECTIONS,
 };

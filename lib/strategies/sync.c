@@ -16,4 +16,7 @@ const ss_strategy ss_sync = {
     .name = "sync",
     .wait_class = &ss_blocking_wait,
     .process_request = sync_process_request,
+    /* One request at a time, but an idle connection holds nothing: it
+     * waits in the loop's lot until its client sends. */
+    .parking = SS_PARK_NEW_CONNECTIONS | SS_PARK_IDLE_REQUESTS,
 };

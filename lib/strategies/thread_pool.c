@@ -197,4 +197,7 @@ const ss_strategy ss_thread_pool = {
     .process_request = pool_process_request,
     .server_close = pool_server_close,
     .destroy = pool_destroy,
+    /* A worker is taken only by a connection that has input to work on:
+     * new and idle connections wait in the loop's lot. */
+    .parking = SS_PARK_NEW_CONNECTIONS | SS_PARK_IDLE_REQUESTS,
 };
