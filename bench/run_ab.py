@@ -13,6 +13,8 @@ Workloads (loopback only, each bounded in time):
   echo-thread  the same with --mode thread
   http-coro    sockserv-httpd --mode coro -q, wrk -t1 -c50 keep-alive GET
                of a 100-byte file (needs wrk; skipped without it)
+  http-pool    the same with --mode pool (default threads)
+  http-prefork the same with --mode prefork (default workers)
 
 Medians of the rounds are compared; the machine is shared and noisy, so
 read a ratio within about 5-10% of 1.0 as "unchanged".
@@ -75,14 +77,14 @@ def echo_round(build, mode, duration):
     return float(m.group(1))
 
 
-def http_round(build, root, duration):
+def http_round(build, root, duration, mode="coro"):
     server, port = start(
         [os.path.join(build, "examples", "httpserver", "sockserv-httpd"),
-         "--mode", "coro", "-q", "-b", "127.0.0.1", "-d", root, "0"],
+         "--mode", mode, "-q", "-b", "127.0.0.1", "-d", root, "0"],
         r"port (\d+)")
     try:
         out = subprocess.run(
-            ["wrk", "-t1", "-c50", f"-d{duration}s",
+            ["wrk", "-t1", "-c50", f"-d{max(1, round(duration))}s",
              f"http://127.0.0.1:{port}/small.txt"],
             capture_output=True, text=True, timeout=duration + 30).stdout
     finally:
@@ -99,6 +101,7 @@ def main():
     ap.add_argument("build_b")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--only", help="comma-separated workload names to run")
     args = ap.parse_args()
 
     root = tempfile.mkdtemp(prefix="sockserv-ab-")
@@ -109,10 +112,15 @@ def main():
         ("echo-thread", lambda b: echo_round(b, "thread", args.duration)),
     ]
     if shutil.which("wrk"):
-        workloads.append(
-            ("http-coro", lambda b: http_round(b, root, args.duration)))
+        for mode in ("coro", "pool", "prefork"):
+            workloads.append(
+                (f"http-{mode}",
+                 lambda b, m=mode: http_round(b, root, args.duration, m)))
     else:
         print("wrk not found: http-coro skipped")
+    if args.only:
+        wanted = args.only.split(",")
+        workloads = [w for w in workloads if w[0] in wanted]
     results = {name: {"A": [], "B": []} for name, _ in workloads}
     try:
         for r in range(args.rounds):

@@ -663,6 +663,43 @@ static void test_unwritable_port_file_is_named(void **state)
                                 "/nonexistent-dir/port: No such file"));
 }
 
+/* ---- idle and half-sent clients (parking) --------------------------------- */
+
+/* Issue: with --mode pool, 12 browsers' idle keep-alive connections held
+ * every pool thread and the 13th client waited for idle_timeout. Sixty
+ * idle connections and sixty that sent half a head must not delay a new
+ * client: it is answered while all of them are still open. */
+static void test_idle_and_half_sent_clients_do_not_delay_a_new_one(void **state)
+{
+    const fixture *fx = *state;
+    enum { EACH = 60 };
+    conn *idle[EACH], *partial[EACH];
+    for (int i = 0; i < EACH; i++) {
+        idle[i] = connect_to(fx);
+        send_text(idle[i], "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        response r;
+        read_response(idle[i], &r, false);
+        assert_int_equal(r.status, 200);
+    }
+    for (int i = 0; i < EACH; i++) {
+        partial[i] = connect_to(fx);
+        send_text(partial[i], "GET /hello.txt HTTP/1.1\r\nHo");
+    }
+    response r;
+    get(fx, "/hello.txt", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, HELLO, strlen(HELLO));
+    for (int i = 0; i < EACH; i++) {
+        char c;
+        assert_true(recv(idle[i]->fd, &c, 1, MSG_DONTWAIT) < 0 &&
+                    errno == EAGAIN);
+        assert_true(recv(partial[i]->fd, &c, 1, MSG_DONTWAIT) < 0 &&
+                    errno == EAGAIN);
+        conn_close(idle[i]);
+        conn_close(partial[i]);
+    }
+}
+
 #define MODE_TESTS(mode)                                                       \
     cmocka_unit_test_prestate_setup_teardown(                                  \
         test_file_is_served_with_its_type_and_body, start_server, stop_server, \
@@ -707,6 +744,12 @@ int main(void)
         MODE_TESTS("thread"),
         MODE_TESTS("fork"),
         MODE_TESTS("prefork"),
+        cmocka_unit_test_prestate_setup_teardown(
+            test_idle_and_half_sent_clients_do_not_delay_a_new_one,
+            start_server, stop_server, "pool"),
+        cmocka_unit_test_prestate_setup_teardown(
+            test_idle_and_half_sent_clients_do_not_delay_a_new_one,
+            start_server, stop_server, "prefork"),
         THREAD_TEST(test_redirect_location_never_starts_with_two_slashes),
         THREAD_TEST(test_file_with_trailing_slash_is_not_found),
         THREAD_TEST(test_symlink_inside_is_followed),
