@@ -91,8 +91,9 @@ typedef struct ss_http_config {
      * may go without progress: a large body to a client that keeps reading
      * is never cut off, one that stops reading is after this. 0: 30 s. */
     double io_timeout;
-    /** Where access-log lines go (Common Log Format, control characters
-     * escaped as `\xHH`). NULL: stderr. */
+    /** Where access-log lines go (Common Log Format; control characters,
+     * non-ASCII bytes and '"' escaped as `\xHH`, so a request cannot end
+     * the quoted field early). NULL: stderr. */
     ss_http_log_fn log_request;
     /** Turn access logging off entirely. */
     bool quiet;

@@ -690,6 +690,39 @@ static void access_log_uses_common_log_format(const variant *v)
 }
 FOR_BOTH(access_log_uses_common_log_format)
 
+/* A quote in the request line (the target may hold one) would end the
+ * quoted field early: a log parser would read what follows as the status
+ * and the size. It is written as \x22, as nginx does. */
+static void access_log_escapes_quotes_in_the_request_line(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /a\"b\"c HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "hello /a\"b\"c\n");
+    client_close(c);
+    /* Refused before the request line was understood: the raw line. */
+    expect_refusal("GET /x\" 200 5 \"forged HTTP/1.1\r\n\r\n", 400);
+    int want = 2;
+    assert_true(test_wait_for(log_has, &want, 5.0));
+    char line[TEST_LOG_LINE_SIZE];
+    test_log_line(&ctx.log, 0, line, sizeof line);
+    assert_non_null(strstr(line, "] \"GET /a\\x22b\\x22c HTTP/1.1\" 200 "));
+    test_log_line(&ctx.log, 1, line, sizeof line);
+    assert_non_null(
+        strstr(line, "] \"GET /x\\x22 200 5 \\x22forged HTTP/1.1\" 400 "));
+    /* Exactly the two quotes that frame the field. */
+    for (int i = 0; i < 2; i++) {
+        test_log_line(&ctx.log, i, line, sizeof line);
+        int quotes = 0;
+        for (const char *q = line; (q = strchr(q, '"')) != NULL; q++)
+            quotes++;
+        assert_int_equal(quotes, 2);
+    }
+    stop();
+}
+FOR_BOTH(access_log_escapes_quotes_in_the_request_line)
+
 static bool one_error(void *arg)
 {
     (void)arg;
@@ -864,7 +897,10 @@ static void test_unix_client_name_cannot_forge_log_lines(void **state)
     char line[TEST_LOG_LINE_SIZE];
     test_log_line(&ctx.log, 0, line, sizeof line);
     assert_null(strchr(line, '\n'));
-    assert_non_null(strstr(line, "\\x0a6.6.6.6 - - [forged] - - ["));
+    /* The host field is not quoted: a space in it would split it, so the
+     * name's spaces are escaped too. */
+    assert_non_null(
+        strstr(line, "\\x0a6.6.6.6\\x20-\\x20-\\x20[forged] - - ["));
     stop();
 }
 
@@ -1093,6 +1129,7 @@ int main(void)
         BOTH(send_error_escapes_what_came_from_the_request),
         BOTH(header_injection_is_refused),
         BOTH(access_log_uses_common_log_format),
+        BOTH(access_log_escapes_quotes_in_the_request_line),
         BOTH(failing_callback_is_reported_once_and_closes),
         BOTH(response_without_length_closes_connection),
         BOTH(large_unread_body_closes_instead_of_draining),
