@@ -9,7 +9,9 @@
  * parses them with ss_http_parse_request(), and calls the method callback
  * you registered for the request's method — do_GET, do_POST, or any other
  * token — with an ss_http exchange. Unknown methods get 501, malformed
- * requests 400/414/431/505, bodies over the limit 413.
+ * requests 400/414/431/505, bodies over the limit 413, an HTTP/1.1
+ * request without Host or any request with two Host lines 400 (RFC 9112
+ * §3.2).
  *
  * Using it:
  *
