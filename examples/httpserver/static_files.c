@@ -243,10 +243,15 @@ static int send_range_not_satisfiable(ss_http *h, uint64_t size)
 }
 
 /* A regular file, whole or one range of it, or 304 when the client's copy
- * is current. */
+ * is current. A file the server may not read is not found, and nothing
+ * about it is said first: the conditional and range headers, whose
+ * answers carry its size, ETag and date, are looked at only after the
+ * file is known to be servable. */
 static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
                       const char *name)
 {
+    if (!readable)
+        return not_found(h); /* no read permission: Python says 404 */
     uint64_t size = (uint64_t)st->st_size;
     uint64_t mtime_ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
                         (uint64_t)st->st_mtim.tv_nsec;
@@ -287,8 +292,6 @@ static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
     if (ranged < 0)
         return send_range_not_satisfiable(h, size);
 
-    if (!readable)
-        return not_found(h); /* no read permission: Python says 404 */
     uint64_t length = size ? last - first + 1 : 0;
     rc = ss_http_send_response(h, ranged ? 206 : 200, NULL);
     if (rc == 0)

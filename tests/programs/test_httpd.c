@@ -7,7 +7,8 @@
  * are the point (traversal spellings, a Location header, a 206 body). The
  * same core tests run under --mode thread, fork and prefork. A cmocka
  * teardown kills the server by its PID, so a failed assertion never leaves
- * a process behind.
+ * a process behind. Some servers run (when the tests run as root) as
+ * nobody, so that file permissions apply to them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <grp.h>
+#include <sys/resource.h> /* rlim_t */
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -46,6 +49,7 @@
 
 static char base_dir[64]; /* /tmp/sockserv-httpd-XXXXXX */
 static char www_dir[128]; /* base_dir/www, what the server serves */
+static char run_dir[128]; /* base_dir/run, the port files (any user) */
 
 static void write_file(const char *relative, const char *content)
 {
@@ -71,6 +75,11 @@ static int build_tree(void **state)
     if (mkdtemp(base_dir) == NULL)
         return -1;
     snprintf(www_dir, sizeof www_dir, "%s/www", base_dir);
+    snprintf(run_dir, sizeof run_dir, "%s/run", base_dir);
+    /* An unprivileged server must reach www and write its port file. */
+    if (chmod(base_dir, 0755) != 0 || mkdir(run_dir, 0777) != 0 ||
+        chmod(run_dir, 01777) != 0)
+        return -1;
     write_file("secret.txt", SECRET "\n"); /* outside the served tree */
     make_dir("www");
     write_file("www/hello.txt", HELLO);
@@ -84,6 +93,11 @@ static int build_tree(void **state)
     make_dir("www/api");            /* shadowed by the API, never served */
     write_file("www/api/file.txt", API_DIR_FILE);
     write_file("www/caf\xe9.txt", "latin-1 name\n");
+    write_file("www/unreadable.txt", "abc"); /* no one may read it */
+    char unreadable[512];
+    snprintf(unreadable, sizeof unreadable, "%s/unreadable.txt", www_dir);
+    if (chmod(unreadable, 0) != 0)
+        return -1;
     char target[512];
     snprintf(target, sizeof target, "%s/escape", www_dir);
     if (symlink("../secret.txt", target) != 0)
@@ -102,6 +116,20 @@ static int remove_tree(void **state)
 
 /* ---- the server process ------------------------------------------------- */
 
+/* How a test's server runs (a cmocka prestate). */
+typedef struct server_spec {
+    const char *mode;
+    rlim_t nofile;        /* its RLIMIT_NOFILE; 0: ours */
+    const char *extra[3]; /* more arguments, up to a NULL */
+    bool unprivileged;    /* as nobody when we are root */
+} server_spec;
+
+static server_spec thread_server = {.mode = "thread"};
+static server_spec fork_server = {.mode = "fork"};
+static server_spec prefork_server = {.mode = "prefork"};
+static server_spec unprivileged_server = {.mode = "thread",
+                                          .unprivileged = true};
+
 typedef struct fixture {
     const char *mode;
     pid_t pid; /* 0 once reaped */
@@ -109,16 +137,47 @@ typedef struct fixture {
     char port_file[256];
 } fixture;
 
+/* In the child, before exec: the limits and the user the spec asks for. */
+static void apply_spec(const server_spec *spec)
+{
+    if (spec->nofile > 0) {
+        struct rlimit limit = {spec->nofile, spec->nofile};
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+            _exit(126);
+    }
+    if (spec->unprivileged && geteuid() == 0 &&
+        (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0))
+        _exit(126);
+}
+
 static int start_server(void **state)
 {
     static int counter;
+    const server_spec *spec = *state;
     fixture *fx = calloc(1, sizeof *fx);
     if (fx == NULL)
         return -1;
-    fx->mode = *state;
-    snprintf(fx->port_file, sizeof fx->port_file, "%s/port-%d", base_dir,
+    fx->mode = spec->mode;
+    snprintf(fx->port_file, sizeof fx->port_file, "%s/port-%d", run_dir,
              ++counter);
     *state = fx;
+
+    const char *argv[24] = {"sockserv-httpd",
+                            "--mode",
+                            fx->mode,
+                            "0",
+                            "-b",
+                            "127.0.0.1",
+                            "-d",
+                            www_dir,
+                            "-q",
+                            "--workers",
+                            "2",
+                            "--port-file",
+                            fx->port_file};
+    size_t argc = 13;
+    for (size_t i = 0; i < 3 && spec->extra[i] != NULL; i++)
+        argv[argc++] = spec->extra[i];
 
     fx->pid = fork();
     if (fx->pid < 0)
@@ -127,9 +186,8 @@ static int start_server(void **state)
         int null = open("/dev/null", O_WRONLY);
         dup2(null, STDOUT_FILENO); /* the "Serving HTTP on" line */
         close(null);
-        execl(SOCKSERV_HTTPD_PATH, "sockserv-httpd", "--mode", fx->mode, "0",
-              "-b", "127.0.0.1", "-d", www_dir, "-q", "--workers", "2",
-              "--port-file", fx->port_file, (char *)NULL);
+        apply_spec(spec);
+        execv(SOCKSERV_HTTPD_PATH, (char *const *)argv);
         _exit(127);
     }
     /* Bounded wait for the port the server bound. */
@@ -484,6 +542,38 @@ static void test_unsatisfiable_range_is_416(void **state)
     assert_string_equal(header_of(&r, "Content-Range"), "bytes */14");
 }
 
+/* A file the server may not read is not found, whatever the request asks:
+ * nothing about it — validators, size, date — may leak through a 304, a
+ * 416 or a HEAD. (The server runs as nobody when the tests run as root,
+ * who may read anything.) */
+static void test_unreadable_file_reveals_nothing(void **state)
+{
+    static const char *const headers[] = {
+        "",
+        "If-None-Match: *\r\n",
+        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
+        "Range: bytes=999-\r\n",
+        "Range: bytes=0-0\r\n",
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        response r;
+        get(*state, "/unreadable.txt", headers[i], &r);
+        if (r.status != 404)
+            fail_msg("\"%.*s\" answered %d", (int)strcspn(headers[i], "\r"),
+                     headers[i], r.status);
+        assert_null(header_of(&r, "ETag"));
+        assert_null(header_of(&r, "Last-Modified"));
+        assert_null(header_of(&r, "Content-Range"));
+    }
+    response r;
+    fetch(*state,
+          "HEAD /unreadable.txt HTTP/1.1\r\nHost: x\r\n"
+          "Connection: close\r\n\r\n",
+          &r);
+    assert_int_equal(r.status, 404);
+    assert_null(header_of(&r, "ETag"));
+}
+
 /* ---- methods, keep-alive, API ---------------------------------------------
  */
 
@@ -697,16 +787,17 @@ static void test_unwritable_port_file_is_named(void **state)
             test_sigterm_exits_with_status_zero, start_server, stop_server,    \
             mode)
 
-#define THREAD_TEST(test)                                                      \
+#define SERVER_TEST(test, spec)                                                \
     cmocka_unit_test_prestate_setup_teardown(test, start_server, stop_server,  \
-                                             "thread")
+                                             &spec)
+#define THREAD_TEST(test) SERVER_TEST(test, thread_server)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MODE_TESTS("thread"),
-        MODE_TESTS("fork"),
-        MODE_TESTS("prefork"),
+        MODE_TESTS(&thread_server),
+        MODE_TESTS(&fork_server),
+        MODE_TESTS(&prefork_server),
         THREAD_TEST(test_redirect_location_never_starts_with_two_slashes),
         THREAD_TEST(test_file_with_trailing_slash_is_not_found),
         THREAD_TEST(test_symlink_inside_is_followed),
@@ -718,6 +809,7 @@ int main(void)
         THREAD_TEST(test_api_unknown_route_and_wrong_method),
         THREAD_TEST(test_redirect_location_encodes_backslash),
         THREAD_TEST(test_api_prefix_is_decided_on_the_decoded_path),
+        SERVER_TEST(test_unreadable_file_reveals_nothing, unprivileged_server),
         cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
         cmocka_unit_test(test_unknown_mode_lists_every_choice),
         cmocka_unit_test(test_unwritable_port_file_is_named),
