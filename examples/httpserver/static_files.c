@@ -185,6 +185,56 @@ static int not_found(ss_http *h)
     return ss_http_send_error(h, 404, "File not found") < 0 ? -1 : 0;
 }
 
+/* 503 for a server out of descriptors or memory: the file is there, and
+ * may be served in a moment. Plain text, like the 416 below; Retry-After
+ * asks clients (and caches: a 503 is not stored) to come back. */
+static int unavailable(ss_http *h)
+{
+    static const char body[] = "Out of resources; try again shortly\n";
+    int rc = ss_http_send_response(h, 503, NULL);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Retry-After", "5");
+    if (rc == 0)
+        rc =
+            ss_http_send_header(h, "Content-Type", "text/plain; charset=utf-8");
+    if (rc == 0)
+        rc = ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
+    if (rc == 0)
+        rc = ss_http_end_headers(h);
+    if (rc == 0 && ss_http_write(h, body, sizeof body - 1) < 0)
+        rc = -1;
+    return rc < 0 ? -1 : 0;
+}
+
+/* The answer when something the request named could not be opened
+ * (error: a positive errno). Only "it is not there" is 404: ENOENT and
+ * ENOTDIR, a name too long to exist, and what httpd_open_beneath refuses
+ * — a path leading outside (ENOENT, ELOOP, EXDEV), no permission on the
+ * way (EACCES, EPERM: the same 404 as an unreadable file, as in Python).
+ * A server out of descriptors or memory answers 503: a 404 for a file
+ * that exists could be cached by a proxy in front. Anything else (EIO…)
+ * is the server's fault: 500, as nginx answers. */
+static int open_failed(ss_http *h, int error)
+{
+    switch (error) {
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG:
+    case ELOOP:
+    case EXDEV:
+    case EACCES:
+    case EPERM:
+        return not_found(h);
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case EAGAIN:
+        return unavailable(h);
+    default:
+        return ss_http_send_error(h, 500, strerror(error)) < 0 ? -1 : 0;
+    }
+}
+
 static bool is_head(ss_http *h)
 {
     return strcmp(ss_http_method_name(h), "HEAD") == 0;
@@ -337,14 +387,17 @@ static int list_directory(ss_http *h, int dir_fd, bool readable,
 {
     /* closedir() closes what fdopendir() was given: a duplicate, since
      * the caller closes dir_fd. */
-    int fd = readable ? fcntl(dir_fd, F_DUPFD_CLOEXEC, 0) : -1;
-    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
-    if (dir == NULL) {
-        if (fd >= 0)
-            close(fd);
+    if (!readable)
         return ss_http_send_error(h, 404, "No permission to list directory") < 0
                    ? -1
                    : 0;
+    int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+    if (dir == NULL) {
+        int error = errno;
+        if (fd >= 0)
+            close(fd);
+        return open_failed(h, error);
     }
 
     char **names = NULL;
@@ -404,26 +457,27 @@ static int list_directory(ss_http *h, int dir_fd, bool readable,
         free(names[i]);
     free(names);
 
-    int rc;
     if (failed || page.failed) {
-        rc = ss_http_send_error(h, 500, "Out of memory");
-    } else {
-        rc = ss_http_send_response(h, 200, NULL);
-        if (rc == 0)
-            rc = ss_http_send_header(h, "Content-Type",
-                                     "text/html; charset=utf-8");
-        if (rc == 0)
-            rc = ss_http_send_headerf(h, "Content-Length", "%zu", page.len);
-        if (rc == 0)
-            rc = ss_http_end_headers(h);
-        if (rc == 0 && ss_http_write(h, page.data, page.len) < 0)
-            rc = -1;
+        free(page.data);
+        return open_failed(h, ENOMEM);
     }
+    int rc = ss_http_send_response(h, 200, NULL);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Content-Type", "text/html; charset=utf-8");
+    if (rc == 0)
+        rc = ss_http_send_headerf(h, "Content-Length", "%zu", page.len);
+    if (rc == 0)
+        rc = ss_http_end_headers(h);
+    if (rc == 0 && ss_http_write(h, page.data, page.len) < 0)
+        rc = -1;
     free(page.data);
     return rc < 0 ? -1 : 0;
 }
 
-/* A directory asked for with its slash: its index page, or a listing. */
+/* A directory asked for with its slash: its index page, or a listing —
+ * but only when there is no index (ENOENT): an index that cannot be opened
+ * for another reason, out of descriptors say, must not give way to the
+ * listing it was meant to hide. */
 static int serve_directory(ss_http *h, httpd_context *ctx, int dir_fd,
                            bool dir_readable, const httpd_path *path)
 {
@@ -435,19 +489,25 @@ static int serve_directory(ss_http *h, httpd_context *ctx, int dir_fd,
             text_puts(&name, "/");
         }
         text_puts(&name, indexes[i]);
-        if (name.failed)
-            return -1;
+        if (name.failed) {
+            free(name.data);
+            return open_failed(h, ENOMEM);
+        }
         struct stat st;
         bool readable;
         int fd = httpd_open_beneath(ctx, name.data, &st, &readable);
         free(name.data);
-        if (fd >= 0 && S_ISREG(st.st_mode)) {
-            int rc = serve_file(h, fd, readable, &st, indexes[i]);
-            close(fd);
+        if (fd == -ENOENT)
+            continue;
+        if (fd < 0)
+            return open_failed(h, -fd);
+        int rc = 0;
+        bool served = S_ISREG(st.st_mode);
+        if (served) /* a directory named index.html is no index */
+            rc = serve_file(h, fd, readable, &st, indexes[i]);
+        close(fd);
+        if (served)
             return rc;
-        }
-        if (fd >= 0)
-            close(fd);
     }
     return list_directory(h, dir_fd, dir_readable, path);
 }
@@ -458,7 +518,7 @@ int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
     bool readable;
     int fd = httpd_open_beneath(ctx, path->relative, &st, &readable);
     if (fd < 0)
-        return not_found(h);
+        return open_failed(h, -fd);
     int rc;
     if (S_ISDIR(st.st_mode))
         rc = path->trailing_slash ? serve_directory(h, ctx, fd, readable, path)

@@ -7,8 +7,9 @@
  * are the point (traversal spellings, a Location header, a 206 body). The
  * same core tests run under --mode thread, fork and prefork. A cmocka
  * teardown kills the server by its PID, so a failed assertion never leaves
- * a process behind. Some servers run (when the tests run as root) as
- * nobody, so that file permissions apply to them.
+ * a process behind. Some servers run with a small descriptor limit, to
+ * run them out of descriptors one at a time, or (when the tests run as
+ * root) as nobody, so that file permissions apply to them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <grp.h>
-#include <sys/resource.h> /* rlim_t */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -127,6 +128,8 @@ typedef struct server_spec {
 static server_spec thread_server = {.mode = "thread"};
 static server_spec fork_server = {.mode = "fork"};
 static server_spec prefork_server = {.mode = "prefork"};
+/* Out of descriptors after about 50 connections. */
+static server_spec small_thread_server = {.mode = "thread", .nofile = 64};
 static server_spec unprivileged_server = {.mode = "thread",
                                           .unprivileged = true};
 
@@ -574,6 +577,81 @@ static void test_unreadable_file_reveals_nothing(void **state)
     assert_null(header_of(&r, "ETag"));
 }
 
+/* ---- out of descriptors ------------------------------------------------- */
+
+typedef struct fd_wait {
+    pid_t pid;
+    int most;
+} fd_wait;
+
+static bool fds_at_most(void *arg)
+{
+    const fd_wait *w = arg;
+    int n = test_count_process_fds(w->pid);
+    return n >= 0 && n <= w->most;
+}
+
+/* Open keep-alive connections one at a time, each asking for target and
+ * kept open once answered 200 (with body, when given), until the server,
+ * out of descriptors, answers something else: that answer is in *r. Each
+ * connection held holds one of the server's descriptors; before the next,
+ * wait until the server has closed what the last request opened, so that
+ * its descriptors run out one at a time and the first refusal comes from
+ * opening a file, never from accepting. */
+static void hold_until_refused(const fixture *fx, const char *target,
+                               const char *body, response *r)
+{
+    enum { MOST = 64 };
+    conn *held[MOST];
+    int n = 0;
+    int base = test_count_process_fds(fx->pid);
+    assert_true(base > 0);
+    char request[256];
+    snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n",
+             target);
+    for (;;) {
+        if (n == MOST)
+            fail_msg("%d connections held, and %s still served", n, target);
+        conn *c = connect_to(fx);
+        send_text(c, request);
+        read_response(c, r, false);
+        if (r->status != 200) {
+            conn_close(c);
+            break;
+        }
+        if (body != NULL && strcmp(r->body, body) != 0)
+            fail_msg("connection %d: %s answered 200 with \"%.60s\"", n + 1,
+                     target, r->body);
+        held[n++] = c;
+        fd_wait w = {fx->pid, base + n};
+        assert_true(test_wait_for(fds_at_most, &w, 5.0));
+    }
+    for (int i = 0; i < n; i++)
+        conn_close(held[i]);
+    assert_true(n > 0); /* it did serve, until it ran out */
+}
+
+/* A 404 for a file that exists may be cached by a proxy in front. */
+static void test_out_of_descriptors_a_file_is_503_not_404(void **state)
+{
+    response r;
+    hold_until_refused(*state, "/hello.txt", HELLO, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(header_of(&r, "Retry-After"));
+}
+
+/* When index.html cannot be opened for want of a descriptor, the
+ * directory's listing must not be shown in its place. */
+static void
+test_out_of_descriptors_an_index_never_gives_way_to_a_listing(void **state)
+{
+    response r;
+    hold_until_refused(*state, "/dir/", "<h1>index</h1>\n", &r);
+    assert_int_equal(r.status, 503);
+    assert_null(strstr(r.body, "Directory listing"));
+    assert_non_null(header_of(&r, "Retry-After"));
+}
+
 /* ---- methods, keep-alive, API ---------------------------------------------
  */
 
@@ -810,6 +888,11 @@ int main(void)
         THREAD_TEST(test_redirect_location_encodes_backslash),
         THREAD_TEST(test_api_prefix_is_decided_on_the_decoded_path),
         SERVER_TEST(test_unreadable_file_reveals_nothing, unprivileged_server),
+        SERVER_TEST(test_out_of_descriptors_a_file_is_503_not_404,
+                    small_thread_server),
+        SERVER_TEST(
+            test_out_of_descriptors_an_index_never_gives_way_to_a_listing,
+            small_thread_server),
         cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
         cmocka_unit_test(test_unknown_mode_lists_every_choice),
         cmocka_unit_test(test_unwritable_port_file_is_named),
