@@ -26,8 +26,9 @@ typedef struct httpd_context {
     int root_fd;              /* the served directory (O_PATH) */
     char root_path[PATH_MAX]; /* its canonical path, for containment */
     size_t root_len;
-    const char *mode;   /* "thread", "fork", … for /api/status */
-    int64_t started_ns; /* ss_now_ns() at start, for the uptime */
+    const char *mode;    /* "thread", "fork", … for /api/status */
+    int max_connections; /* per process; 0: none (for /api/status) */
+    int64_t started_ns;  /* ss_now_ns() at start, for the uptime */
     /* Requests answered, in a MAP_SHARED page so that forked children and
      * prefork workers add to the same count as threads do. */
     _Atomic uint64_t *requests_served;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -128,8 +129,12 @@ typedef struct server_spec {
 static server_spec thread_server = {.mode = "thread"};
 static server_spec fork_server = {.mode = "fork"};
 static server_spec prefork_server = {.mode = "prefork"};
-/* Out of descriptors after about 50 connections. */
+/* With a small descriptor limit: by default it takes as many connections
+ * as that leaves room for; without the limit it runs out of descriptors
+ * after about 50. */
 static server_spec small_thread_server = {.mode = "thread", .nofile = 64};
+static server_spec small_unlimited_server = {
+    .mode = "thread", .nofile = 64, .extra = {"--max-connections", "0"}};
 static server_spec unprivileged_server = {.mode = "thread",
                                           .unprivileged = true};
 
@@ -652,6 +657,57 @@ test_out_of_descriptors_an_index_never_gives_way_to_a_listing(void **state)
     assert_non_null(header_of(&r, "Retry-After"));
 }
 
+static bool readable_now(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1;
+}
+
+/* By default the server takes no more connections than its descriptor
+ * limit leaves room for, each with the files it serves (a directory and
+ * its index.html at once): the one after them waits in the listen backlog
+ * and is served when one of them goes — never refused, never answered
+ * 404 or 503, never shed. */
+static void test_default_connection_limit_leaves_room_for_files(void **state)
+{
+    fixture *fx = *state;
+    response r;
+    get(fx, "/api/status", "", &r);
+    const char *field = strstr(r.body, "\"max_connections\":");
+    if (field == NULL)
+        fail_msg("no max_connections in /api/status: %s", r.body);
+    long most = strtol(field + strlen("\"max_connections\":"), NULL, 10);
+    /* RLIMIT_NOFILE 64: about 50 would run it out of descriptors. */
+    assert_true(most > 0 && most <= 20);
+
+    conn *held[20];
+    for (long i = 0; i < most; i++) {
+        held[i] = connect_to(fx);
+        send_text(held[i], "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        read_response(held[i], &r, false);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "<h1>index</h1>\n");
+    }
+    /* Every one of them can still be served a directory's index. */
+    for (long i = 0; i < most; i++) {
+        send_text(held[i], "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        read_response(held[i], &r, false);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "<h1>index</h1>\n");
+    }
+    conn *next = connect_to(fx);
+    send_text(next, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_sleep(0.3); /* time it would take to be (wrongly) answered */
+    assert_false(readable_now(next->fd)); /* waiting in the backlog */
+    conn_close(held[0]);
+    read_response(next, &r, false); /* served once a place is free */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, HELLO);
+    conn_close(next);
+    for (long i = 1; i < most; i++)
+        conn_close(held[i]);
+}
+
 /* ---- methods, keep-alive, API ---------------------------------------------
  */
 
@@ -810,6 +866,10 @@ static void test_unknown_mode_lists_every_choice(void **state)
     const char *argv[] = {SOCKSERV_HTTPD_PATH, "--mode", "bogus", NULL};
     expect_usage_error(argv, "(choose from thread, sync, fork, pool, "
                              "prefork, coro)");
+    const char *negative[] = {SOCKSERV_HTTPD_PATH, "--max-connections", "-1",
+                              NULL};
+    expect_usage_error(negative,
+                       "argument --max-connections: invalid value: '-1'");
 }
 
 static void test_unwritable_port_file_is_named(void **state)
@@ -889,10 +949,12 @@ int main(void)
         THREAD_TEST(test_api_prefix_is_decided_on_the_decoded_path),
         SERVER_TEST(test_unreadable_file_reveals_nothing, unprivileged_server),
         SERVER_TEST(test_out_of_descriptors_a_file_is_503_not_404,
-                    small_thread_server),
+                    small_unlimited_server),
         SERVER_TEST(
             test_out_of_descriptors_an_index_never_gives_way_to_a_listing,
-            small_thread_server),
+            small_unlimited_server),
+        SERVER_TEST(test_default_connection_limit_leaves_room_for_files,
+                    small_thread_server),
         cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
         cmocka_unit_test(test_unknown_mode_lists_every_choice),
         cmocka_unit_test(test_unwritable_port_file_is_named),
