@@ -89,9 +89,12 @@ typedef struct ss_http_config {
     /** Seconds a kept-alive connection may sit idle between requests.
      * 0: 15 s. */
     double idle_timeout;
-    /** Seconds each body read may wait, and the longest a response write
-     * may go without progress: a large body to a client that keeps reading
-     * is never cut off, one that stops reading is after this. 0: 30 s. */
+    /** Seconds each body read may wait, and the longest a response may go
+     * without a byte moving out, however many ss_http_write() and
+     * ss_http_sendfile() calls it is sent with: a large body to a client
+     * that keeps reading is never cut off, one that stops reading is this
+     * long after the last byte it took (a call then reports -ETIMEDOUT).
+     * 0: 30 s. */
     double io_timeout;
     /** Where access-log lines go (Common Log Format; control characters,
      * non-ASCII bytes and '"' escaped as `\xHH`, so a request cannot end

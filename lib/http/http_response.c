@@ -214,14 +214,18 @@ size_t ss_http_html_escape(const char *s, char *buf, size_t size)
 /* ---- writing with an idle limit ------------------------------------ */
 
 /* Largest piece handed to one ss_sendfile() call: each call gets its own
- * io_timeout, so this is the most that must drain within one. */
+ * io_timeout, so a transfer to a client that keeps reading is never cut
+ * off; one whose piece timed out after some bytes went out returns a short
+ * count, and the core keeps the stall for the next call (request_io.c), so
+ * a client that stops reading is dropped io_timeout after the last byte
+ * moved, however many pieces or calls that spans. */
 #define SENDFILE_PIECE ((size_t)64 * 1024)
 
 /* Send all n bytes. io_timeout limits each wait for progress, not the
- * whole transfer: every ss_write() call starts a fresh deadline, so a large
- * body to a client that keeps reading never times out, while one that
- * stops reading is dropped after io_timeout. Returns n or a negative
- * errno. */
+ * whole transfer: every ss_write() call starts a fresh deadline and
+ * returns as soon as some bytes went out, so a large body to a client that
+ * keeps reading never times out, while one that stops reading is dropped
+ * after io_timeout. Returns n or a negative errno. */
 ssize_t ss__http_send_all(ss_http *h, const void *buf, size_t n)
 {
     const char *p = buf;
@@ -607,9 +611,11 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
         return h->peer_error;
     if (!h->final_sent)
         h->raw_output = true;
-    /* In pieces, each with a fresh io_timeout (see ss__http_send_all). A
-     * short piece is the end of the file; an error after some bytes went
-     * out returns the count so far, and the next call the error. */
+    /* In pieces, each with a fresh io_timeout (see SENDFILE_PIECE). A
+     * short piece is the end of the file, or an error after some bytes
+     * went out — a timeout included, which the core keeps for the next
+     * call: either way the count so far is returned, and the next call
+     * reports the error. */
     size_t done = 0;
     while (done < count) {
         size_t piece =

@@ -12,11 +12,13 @@
  * (status line, headers, Content-Length body), so the tests see exactly the
  * bytes on the wire.
  */
+#include "send_probe.h"
 #include "support.h"
 
 #include <sockserv/http.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -26,6 +28,7 @@
 #include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +44,11 @@ static struct {
     atomic_int last_error;
     atomic_int inject_rc; /* what send_header said to CR LF */
     bool small_sndbuf;    /* server sockets get a 16 KiB send buffer */
+    bool send_probe;      /* the server runs with send_probe.h's probe */
+    ss_strategy probed;   /* its strategy then */
+    const char *big_file; /* GET /bigfile sends it */
+    atomic_int bigfile_done;
+    atomic_long bigfile_rc; /* ss_http_sendfile's last return */
     test_server server;
 } ctx;
 
@@ -82,6 +90,26 @@ static int do_GET(ss_http *h)
         ss_http_send_headerf(h, "Content-Length", "%zu", sizeof big_body);
         ss_http_end_headers(h);
         return ss_http_write(h, big_body, sizeof big_body) < 0 ? -1 : 0;
+    }
+    if (strcmp(target, "/bigfile") == 0) {
+        /* As a file server does: ss_http_sendfile until the file is sent
+         * or a call fails. */
+        int fd = open(ctx.big_file, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0)
+            return -1;
+        ss_http_send_response(h, 200, NULL);
+        ss_http_send_headerf(h, "Content-Length", "%lld",
+                             (long long)st.st_size);
+        ss_http_end_headers(h);
+        off_t offset = 0;
+        ssize_t n = 1;
+        while (n > 0 && offset < st.st_size)
+            n = ss_http_sendfile(h, fd, &offset, (size_t)(st.st_size - offset));
+        close(fd);
+        atomic_store(&ctx.bigfile_rc, (long)n);
+        atomic_store(&ctx.bigfile_done, 1);
+        return n < 0 ? (int)n : 0;
     }
     if (strcmp(target, "/raw") == 0) {
         /* The callback answers on the wire itself. */
@@ -205,9 +233,22 @@ static void start(const variant *v)
         snprintf(address, sizeof address, "127.0.0.1:0");
     else
         test_unix_address(address, sizeof address, "http");
-    assert_int_equal(test_server_start_with(&ctx.server, &ctx.kind, v->strategy,
-                                            address, &ctx.handler, NULL, 0.05),
+    if (!ctx.send_probe) {
+        assert_int_equal(test_server_start_with(&ctx.server, &ctx.kind,
+                                                v->strategy, address,
+                                                &ctx.handler, NULL, 0.05),
+                         0);
+        return;
+    }
+    test_send_probe_reset();
+    test_send_probe_strategy(&ctx.probed, v->strategy);
+    assert_int_equal(ss_server_new(&ctx.server.srv, &ctx.kind, &ctx.probed,
+                                   address, &ctx.handler, NULL),
                      0);
+    assert_int_equal(
+        ss_server_set_transport(ctx.server.srv, test_send_probe_transport()),
+        0);
+    assert_int_equal(test_server_run(&ctx.server, 0.05), 0);
 }
 
 static void stop(void)
@@ -919,6 +960,53 @@ static void large_body_to_a_steady_reader_outlasts_io_timeout(const variant *v)
 }
 FOR_BOTH(large_body_to_a_steady_reader_outlasts_io_timeout)
 
+static bool bigfile_done(void *arg)
+{
+    (void)arg;
+    return atomic_load(&ctx.bigfile_done) != 0;
+}
+
+/* A client that asks for a large file and never reads: the transfer ends
+ * once no byte has moved for io_timeout — however many ss_http_sendfile
+ * calls the callback makes (each piece that times out after some bytes
+ * went out returns a short count, and the next call must not wait a
+ * whole io_timeout again). The send probe checks every wait to send
+ * against the last byte sent. */
+static void
+large_file_to_a_reader_that_stops_ends_after_io_timeout(const variant *v)
+{
+    prepare();
+    ctx.http.io_timeout = 0.3;
+    ctx.send_probe = true;
+    char path[] = "/tmp/sockserv-test-bigfile-XXXXXX";
+    int file = mkstemp(path);
+    assert_true(file >= 0);
+    assert_int_equal(ftruncate(file, (off_t)64 << 20), 0); /* sparse */
+    close(file);
+    ctx.big_file = path;
+    start(v);
+    client *c = client_open();
+    int small = 4096;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    client_send(c, "GET /bigfile HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* Never read. */
+    bool done = test_wait_for(bigfile_done, NULL, 15.0);
+    client_close(c);
+    stop();
+    unlink(path);
+    assert_true(done);
+    assert_int_equal(atomic_load(&ctx.bigfile_rc), -ETIMEDOUT);
+    double allowed = test_send_probe_longest_allowance();
+    assert_true(allowed > 0);
+    /* io_timeout, and the microseconds between the probe's clock reading
+     * after the last byte and the library's before its wait. */
+    if (allowed > 0.3 + 0.1)
+        fail_msg("a wait to send was allowed %.3f s past the last byte sent; "
+                 "io_timeout is 0.3 s",
+                 allowed);
+}
+FOR_BOTH(large_file_to_a_reader_that_stops_ends_after_io_timeout)
+
 static void test_unix_client_name_cannot_forge_log_lines(void **state)
 {
     (void)state;
@@ -1195,6 +1283,7 @@ int main(void)
         BOTH(large_unread_body_closes_instead_of_draining),
         BOTH(dribbled_unread_body_is_drained_within_a_deadline),
         BOTH(large_body_to_a_steady_reader_outlasts_io_timeout),
+        BOTH(large_file_to_a_reader_that_stops_ends_after_io_timeout),
         cmocka_unit_test(test_unix_client_name_cannot_forge_log_lines),
         BOTH(raw_response_through_the_request_gets_nothing_appended),
         BOTH(silent_callback_gets_500_logged_once),
