@@ -1007,6 +1007,39 @@ large_file_to_a_reader_that_stops_ends_after_io_timeout(const variant *v)
 }
 FOR_BOTH(large_file_to_a_reader_that_stops_ends_after_io_timeout)
 
+/* What docs/security.md says of slow clients that keep going: the
+ * timeouts are per read, not per body or per connection, so a body
+ * dribbled just inside io_timeout, or keep-alive requests just inside
+ * idle_timeout, go on for longer than either timeout in all. */
+static void
+slow_body_and_slow_keep_alive_outlast_their_timeouts(const variant *v)
+{
+    prepare();
+    ctx.http.io_timeout = 1.0;
+    ctx.http.idle_timeout = 1.0;
+    start(v);
+    client *c = client_open();
+    double start_at = test_now();
+    client_send(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n"
+                   "\r\n");
+    for (int i = 0; i < 12; i++) {
+        test_sleep(0.1);
+        client_send(c, "b");
+    }
+    expect_response(c, 200, "bbbbbbbbbbbb");
+    assert_true(test_now() - start_at > 1.0); /* more than io_timeout */
+    start_at = test_now();
+    for (int i = 0; i < 4; i++) {
+        test_sleep(0.4);
+        client_send(c, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+        expect_response(c, 200, "hello /again\n");
+    }
+    assert_true(test_now() - start_at > 1.0); /* more than idle_timeout */
+    client_close(c);
+    stop();
+}
+FOR_BOTH(slow_body_and_slow_keep_alive_outlast_their_timeouts)
+
 static void test_unix_client_name_cannot_forge_log_lines(void **state)
 {
     (void)state;
@@ -1284,6 +1317,7 @@ int main(void)
         BOTH(dribbled_unread_body_is_drained_within_a_deadline),
         BOTH(large_body_to_a_steady_reader_outlasts_io_timeout),
         BOTH(large_file_to_a_reader_that_stops_ends_after_io_timeout),
+        BOTH(slow_body_and_slow_keep_alive_outlast_their_timeouts),
         cmocka_unit_test(test_unix_client_name_cannot_forge_log_lines),
         BOTH(raw_response_through_the_request_gets_nothing_appended),
         BOTH(silent_callback_gets_500_logged_once),
