@@ -185,25 +185,33 @@ static int not_found(ss_http *h)
     return ss_http_send_error(h, 404, "File not found") < 0 ? -1 : 0;
 }
 
-/* 503 for a server out of descriptors or memory: the file is there, and
- * may be served in a moment. Plain text, like the 416 below; Retry-After
- * asks clients (and caches: a 503 is not stored) to come back. */
-static int unavailable(ss_http *h)
+/* A short plain-text answer with one header of its own. */
+static int send_text(ss_http *h, int status, const char *name,
+                     const char *value, const char *body)
 {
-    static const char body[] = "Out of resources; try again shortly\n";
-    int rc = ss_http_send_response(h, 503, NULL);
+    size_t len = strlen(body);
+    int rc = ss_http_send_response(h, status, NULL);
     if (rc == 0)
-        rc = ss_http_send_header(h, "Retry-After", "5");
+        rc = ss_http_send_header(h, name, value);
     if (rc == 0)
         rc =
             ss_http_send_header(h, "Content-Type", "text/plain; charset=utf-8");
     if (rc == 0)
-        rc = ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
+        rc = ss_http_send_headerf(h, "Content-Length", "%zu", len);
     if (rc == 0)
         rc = ss_http_end_headers(h);
-    if (rc == 0 && ss_http_write(h, body, sizeof body - 1) < 0)
+    if (rc == 0 && ss_http_write(h, body, len) < 0)
         rc = -1;
     return rc < 0 ? -1 : 0;
+}
+
+/* 503 for a server out of descriptors or memory: the file is there, and
+ * may be served in a moment. Retry-After asks clients (and caches: a 503
+ * is not stored) to come back. */
+static int unavailable(ss_http *h)
+{
+    return send_text(h, 503, "Retry-After", "5",
+                     "Out of resources; try again shortly\n");
 }
 
 /* The answer when something the request named could not be opened
@@ -276,20 +284,10 @@ static int redirect_to_slash(ss_http *h, const httpd_path *path)
 
 static int send_range_not_satisfiable(ss_http *h, uint64_t size)
 {
-    static const char body[] = "Requested range not satisfiable\n";
-    int rc = ss_http_send_response(h, 416, NULL);
-    if (rc == 0)
-        rc = ss_http_send_headerf(h, "Content-Range", "bytes */%" PRIu64, size);
-    if (rc == 0)
-        rc =
-            ss_http_send_header(h, "Content-Type", "text/plain; charset=utf-8");
-    if (rc == 0)
-        rc = ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
-    if (rc == 0)
-        rc = ss_http_end_headers(h);
-    if (rc == 0 && ss_http_write(h, body, sizeof body - 1) < 0)
-        rc = -1;
-    return rc < 0 ? -1 : 0;
+    char range[48];
+    snprintf(range, sizeof range, "bytes */%" PRIu64, size);
+    return send_text(h, 416, "Content-Range", range,
+                     "Requested range not satisfiable\n");
 }
 
 /* A regular file, whole or one range of it, or 304 when the client's copy
