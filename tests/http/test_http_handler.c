@@ -749,19 +749,30 @@ static bool log_has(void *arg)
     return test_log_count(&ctx.log) >= *(int *)arg;
 }
 
+/* One request answered 200 (with body, unless NULL), then one refused
+ * with 400, each logged before the next is sent: ctx.log's lines 0 and 1
+ * are theirs, in this order, whichever threads wrote them. */
+static void log_answered_then_refused(const char *answered, const char *body,
+                                      const char *refused)
+{
+    client *c = client_open();
+    client_send(c, answered);
+    expect_response(c, 200, body);
+    client_close(c);
+    int want = 1;
+    assert_true(test_wait_for(log_has, &want, 5.0));
+    expect_refusal(refused, 400);
+    want = 2;
+    assert_true(test_wait_for(log_has, &want, 5.0));
+}
+
 static void access_log_uses_common_log_format(const variant *v)
 {
     prepare();
     start(v);
-    client *c = client_open();
-    client_send(c, "GET /caf\xc3\xa9\\ HTTP/1.1\r\nHost: x\r\n\r\n");
-    expect_response(c, 200, NULL);
-    client_close(c);
-    int want = 1; /* in order: the first line is written before the next */
-    assert_true(test_wait_for(log_has, &want, 5.0));
-    expect_refusal("GET /\x01\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n", 400);
-    want = 2;
-    assert_true(test_wait_for(log_has, &want, 5.0));
+    log_answered_then_refused("GET /caf\xc3\xa9\\ HTTP/1.1\r\nHost: x\r\n\r\n",
+                              NULL,
+                              "GET /\x01\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n");
     char line[TEST_LOG_LINE_SIZE];
     test_log_line(&ctx.log, 0, line, sizeof line);
     if (v->kind == &ss_tcp)
@@ -789,16 +800,11 @@ static void access_log_escapes_quotes_in_the_request_line(const variant *v)
 {
     prepare();
     start(v);
-    client *c = client_open();
-    client_send(c, "GET /a\"b\"c HTTP/1.1\r\nHost: x\r\n\r\n");
-    expect_response(c, 200, "hello /a\"b\"c\n");
-    client_close(c);
-    int want = 1; /* in order: the first line is written before the next */
-    assert_true(test_wait_for(log_has, &want, 5.0));
-    /* Refused before the request line was understood: the raw line. */
-    expect_refusal("GET /x\" 200 5 \"forged HTTP/1.1\r\nHost: x\r\n\r\n", 400);
-    want = 2;
-    assert_true(test_wait_for(log_has, &want, 5.0));
+    /* The second is refused before the request line was understood: the
+     * raw line is logged. */
+    log_answered_then_refused(
+        "GET /a\"b\"c HTTP/1.1\r\nHost: x\r\n\r\n", "hello /a\"b\"c\n",
+        "GET /x\" 200 5 \"forged HTTP/1.1\r\nHost: x\r\n\r\n");
     char line[TEST_LOG_LINE_SIZE];
     test_log_line(&ctx.log, 0, line, sizeof line);
     assert_non_null(strstr(line, "] \"GET /a\\x22b\\x22c HTTP/1.1\" 200 "));
