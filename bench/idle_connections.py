@@ -120,8 +120,12 @@ def main():
         with open(os.path.join(docroot, "index.html"), "wb") as f:
             f.write(b"<!doctype html><title>idle</title><p>hello</p>\n")
         port_file = os.path.join(root, "port")
+        # Every connection is idle here and holds one descriptor, not the
+        # three the default --max-connections budgets for each: no limit,
+        # so that all N are accepted (the check above leaves the room).
         cmd = [args.httpd, "-q", "--mode", args.mode, "-b", "127.0.0.1",
-               "-d", docroot, "--port-file", port_file]
+               "-d", docroot, "--port-file", port_file,
+               "--max-connections", "0"]
         if args.threads is not None:
             cmd += ["--threads", str(args.threads)]
         cmd.append("0")

@@ -26,8 +26,9 @@ typedef struct httpd_context {
     int root_fd;              /* the served directory (O_PATH) */
     char root_path[PATH_MAX]; /* its canonical path, for containment */
     size_t root_len;
-    const char *mode;   /* "thread", "fork", … for /api/status */
-    int64_t started_ns; /* ss_now_ns() at start, for the uptime */
+    const char *mode;    /* "thread", "fork", … for /api/status */
+    int max_connections; /* per process; 0: none (for /api/status) */
+    int64_t started_ns;  /* ss_now_ns() at start, for the uptime */
     /* Requests answered, in a MAP_SHARED page so that forked children and
      * prefork workers add to the same count as threads do. */
     _Atomic uint64_t *requests_served;
@@ -59,10 +60,13 @@ void httpd_path_free(httpd_path *path);
 /* Open relative (a confined path from httpd_path_parse, or one built from
  * it) below the served directory, following symlinks only when the file
  * they lead to is inside it. Only regular files and directories are
- * answered. Returns a descriptor and fills *st, or a negative errno
- * (-ENOENT also for anything outside, and for FIFOs, sockets, devices).
- * The descriptor is open for reading when *readable is true; otherwise
- * (no read permission) it is an O_PATH descriptor, good only for *st. */
+ * answered. Returns a descriptor and fills *st, or a negative errno:
+ * -ENOENT also for anything outside and for FIFOs, sockets and devices
+ * (whatever their open said); -ELOOP or -EXDEV for a refused lookup the
+ * fallback could not decide; -EMFILE, -ENFILE, -ENOMEM when the server is
+ * out of resources (never read as "not there"). The descriptor is open
+ * for reading when *readable is true; otherwise (no read permission) it is
+ * an O_PATH descriptor, good only for *st. */
 int httpd_open_beneath(const httpd_context *ctx, const char *relative,
                        struct stat *st, bool *readable);
 

@@ -4,13 +4,15 @@
  * JSON API next to them.
  *
  *   sockserv-httpd [PORT] [-b ADDR] [-d DIR] [--mode MODE] [--workers N]
- *                  [--reuseport] [--threads N] [-q] [--port-file PATH]
- *                  [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]
+ *                  [--reuseport] [--threads N] [--max-connections N] [-q]
+ *                  [--port-file PATH] [--proxy-protocol[=v1|v2]]
+ *                  [--trusted-proxy ADDRS]
  *
  * This file is the program around the handler: the command line (options
  * and PORT in any order, like argparse: getopt_long through
  * ../common/cli.h), the mode table that picks a
- * strategy, the server, and Ctrl-C / SIGTERM. It also holds the method
+ * strategy, the connection limit the descriptor limit leaves room for,
+ * the server, and Ctrl-C / SIGTERM. It also holds the method
  * callbacks, which only route: paths under /api go to api.c, everything
  * else to static_files.c, after paths.c has made the target safe.
  */
@@ -23,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sockserv/strategy.h> /* ss_cpu_count */
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../common/bind_address.h"
@@ -82,9 +86,10 @@ static const struct {
 
 static const char usage[] =
     "usage: sockserv-httpd [-h] [-b ADDRESS] [-d DIRECTORY] [--mode MODE]\n"
-    "                      [--workers N] [--reuseport] [--threads N] [-q]\n"
-    "                      [--port-file PATH] [--proxy-protocol[=v1|v2]]\n"
-    "                      [--trusted-proxy ADDRS] [PORT]\n";
+    "                      [--workers N] [--reuseport] [--threads N]\n"
+    "                      [--max-connections N] [-q] [--port-file PATH]\n"
+    "                      [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]\n"
+    "                      [PORT]\n";
 static const char help[] =
     "\nServe the files of a directory over HTTP, with a small JSON API.\n\n"
     "positional arguments:\n"
@@ -105,6 +110,9 @@ static const char help[] =
     "                        thread: at most N at once (default: unbounded);\n"
     "                        prefork: a pool of N threads in each worker;\n"
     "                        coro: N scheduler threads (default: CPU count)\n"
+    "  --max-connections N   connections open at once, per process (0: no\n"
+    "                        limit; default: what the descriptor limit leaves\n"
+    "                        room for, three descriptors per connection)\n"
     "  -q, --quiet           no access log\n"
     "  --port-file PATH      write the bound port to PATH once listening\n"
     "                        (for scripts and tests that pass PORT 0)\n"
@@ -121,6 +129,7 @@ enum {
     OPT_WORKERS,
     OPT_REUSEPORT,
     OPT_THREADS,
+    OPT_MAX_CONNECTIONS,
     OPT_PORT_FILE,
     OPT_PROXY_PROTOCOL,
     OPT_TRUSTED_PROXY,
@@ -135,6 +144,7 @@ static const struct option longopts[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"reuseport", no_argument, NULL, OPT_REUSEPORT},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"proxy-protocol", optional_argument, NULL, OPT_PROXY_PROTOCOL},
     {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
@@ -150,6 +160,7 @@ typedef struct httpd_options {
     const char *port; /* as given, or NULL */
     int port_number;
     int workers, threads; /* 0: not given */
+    int max_connections;  /* -1 until decided; 0: no limit */
     bool reuseport, quiet;
     const char *port_file;
     int proxy_protocol; /* 0: off, else SS_PROXY_V1, _V2 or _ANY */
@@ -197,6 +208,42 @@ static int proxy_argument(const cli *c, const char *version)
               version);
 }
 
+/* Descriptors a process of the server holds whatever its load: the
+ * standard streams, the served directory, the listening socket, the
+ * server's eventfds and spare descriptor, a prefork worker's pipe (about
+ * ten in all), with room to spare; and a coroutine scheduler's epoll
+ * descriptor per thread, counted apart. */
+#define RESERVED_DESCRIPTORS 32
+/* The most one connection holds at once: its socket, the file or
+ * directory it asked for, and one more (the directory's index.html, or
+ * the listing's copy of the directory). */
+#define DESCRIPTORS_PER_CONNECTION 3
+/* Where the limit is unlimited (or huge), a cap all the same. */
+#define MAX_DEFAULT_CONNECTIONS (1 << 20)
+
+/* The default of --max-connections: as many connections as the process's
+ * descriptor limit (RLIMIT_NOFILE, soft) leaves room for, each with the
+ * files it is being served. At that many the server stops accepting, and
+ * new connections wait in the listen backlog (backpressure) instead of
+ * running the process out of descriptors: out of descriptors, accepting
+ * sheds connections and opening a file fails (503). The limit is per
+ * process, as the descriptor limit is: each prefork worker and forked
+ * child has its own. */
+static int default_max_connections(const httpd_options *o)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 ||
+        limit.rlim_cur == RLIM_INFINITY)
+        return MAX_DEFAULT_CONNECTIONS;
+    rlim_t reserved = RESERVED_DESCRIPTORS;
+    if (o->strategy == &ss_coroutines)
+        reserved += (rlim_t)(o->threads ? o->threads : ss_cpu_count());
+    if (limit.rlim_cur < reserved + DESCRIPTORS_PER_CONNECTION)
+        return 1; /* a tiny limit: serve one at a time, as well as it can */
+    rlim_t most = (limit.rlim_cur - reserved) / DESCRIPTORS_PER_CONNECTION;
+    return most > MAX_DEFAULT_CONNECTIONS ? MAX_DEFAULT_CONNECTIONS : (int)most;
+}
+
 /* Options and PORT in any order, like argparse; every mistake is a usage
  * error (exit status 2). */
 static void parse_options(httpd_options *o, int argc, char **argv)
@@ -205,7 +252,8 @@ static void parse_options(httpd_options *o, int argc, char **argv)
              .usage = usage,
              .shortopts = "-:b:d:hq",
              .longopts = longopts};
-    *o = (httpd_options){.directory = ".", .mode = "thread"};
+    *o = (httpd_options){
+        .directory = ".", .mode = "thread", .max_connections = -1};
     const char *value;
     int opt;
     while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
@@ -246,6 +294,10 @@ static void parse_options(httpd_options *o, int argc, char **argv)
         case OPT_THREADS:
             o->threads = count_argument(&c, "--threads", value, 1, 65536);
             break;
+        case OPT_MAX_CONNECTIONS:
+            o->max_connections =
+                count_argument(&c, "--max-connections", value, 0, 1 << 30);
+            break;
         case OPT_PROXY_PROTOCOL:
             o->proxy_protocol = proxy_argument(&c, value);
             break;
@@ -267,6 +319,8 @@ static void parse_options(httpd_options *o, int argc, char **argv)
         cli_error(&c, "argument --reuseport: needs --mode prefork");
     if (o->trusted_proxy && !o->proxy_protocol)
         cli_error(&c, "argument --trusted-proxy: needs --proxy-protocol");
+    if (o->max_connections < 0)
+        o->max_connections = default_max_connections(o);
 }
 
 /* Each strategy's own options (ss_config.strategy_options points at the
@@ -407,6 +461,7 @@ static int context_init(httpd_context *ctx, const httpd_options *o)
     }
     ctx->root_len = strlen(ctx->root_path);
     ctx->mode = o->mode;
+    ctx->max_connections = o->max_connections;
     ctx->started_ns = ss_now_ns();
     void *page =
         mmap(NULL, sizeof *ctx->requests_served, PROT_READ | PROT_WRITE,
@@ -435,6 +490,7 @@ static int server_new(ss_server **srv, httpd_options *o,
     ss_config cfg;
     ss_config_init(&cfg);
     cfg.allow_reuse_address = true; /* http.server's HTTPServer does too */
+    cfg.max_connections = o->max_connections;
     mode_options strategy_options;
     apply_mode_options(&cfg, &strategy_options, o);
     /* Behind a load balancer (docs/deployment.md): the access log then

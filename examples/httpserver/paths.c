@@ -205,10 +205,11 @@ static int open_checked_via_proc(const httpd_context *ctx, const char *relative,
      * symlink swapped in after the check cannot win a race. */
     int io = open(link, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     *readable = io >= 0;
-    if (io < 0)
-        return fd; /* e.g. no read permission: the caller answers */
+    if (io < 0 && errno == EACCES)
+        return fd;            /* no read permission: the caller answers */
+    rc = io < 0 ? -errno : 0; /* out of descriptors, say: not "unreadable" */
     close(fd);
-    return io;
+    return io < 0 ? rc : io;
 }
 
 #if defined(SYS_openat2) && defined(RESOLVE_BENEATH)
@@ -231,6 +232,24 @@ static int openat2_beneath(int dirfd, const char *relative, uint64_t flags)
             return -errno;
     }
 }
+
+/* An open for reading failed with error, which may be about the kind of
+ * file rather than the server: a socket says ENXIO, a device whatever its
+ * driver says. Anything that is neither a regular file nor a directory is
+ * not served, whatever its open said, so look with O_PATH (which opens
+ * nothing for I/O): -ENOENT for those, else error as it was. */
+static int classify_open_error(int dirfd, const char *relative, int error)
+{
+    int fd = openat2_beneath(dirfd, relative, O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return error;
+    struct stat st;
+    bool servable =
+        fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
+    close(fd);
+    return servable ? error : -ENOENT;
+}
+
 #endif
 
 int httpd_open_beneath(const httpd_context *ctx, const char *relative,
@@ -259,8 +278,11 @@ int httpd_open_beneath(const httpd_context *ctx, const char *relative,
         }
         if (fd == -ENOSYS)
             atomic_store_explicit(&no_openat2, true, memory_order_relaxed);
+        else if (fd == -ENOENT || fd == -ENOTDIR || fd == -EMFILE ||
+                 fd == -ENFILE || fd == -ENOMEM || fd == -ENAMETOOLONG)
+            return fd; /* not there, or the server is out of resources */
         else if (fd != -EXDEV && fd != -ELOOP)
-            return fd; /* ENOENT, ENOTDIR, …: the same answer either way */
+            return classify_open_error(ctx->root_fd, relative, fd);
         /* EXDEV, ELOOP: a symlink openat2 will not follow; it may still
          * lead inside, which the /proc method can tell. */
     }

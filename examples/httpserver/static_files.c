@@ -185,6 +185,64 @@ static int not_found(ss_http *h)
     return ss_http_send_error(h, 404, "File not found") < 0 ? -1 : 0;
 }
 
+/* A short plain-text answer with one header of its own. */
+static int send_text(ss_http *h, int status, const char *name,
+                     const char *value, const char *body)
+{
+    size_t len = strlen(body);
+    int rc = ss_http_send_response(h, status, NULL);
+    if (rc == 0)
+        rc = ss_http_send_header(h, name, value);
+    if (rc == 0)
+        rc =
+            ss_http_send_header(h, "Content-Type", "text/plain; charset=utf-8");
+    if (rc == 0)
+        rc = ss_http_send_headerf(h, "Content-Length", "%zu", len);
+    if (rc == 0)
+        rc = ss_http_end_headers(h);
+    if (rc == 0 && ss_http_write(h, body, len) < 0)
+        rc = -1;
+    return rc < 0 ? -1 : 0;
+}
+
+/* 503 for a server out of descriptors or memory: the file is there, and
+ * may be served in a moment. Retry-After asks clients (and caches: a 503
+ * is not stored) to come back. */
+static int unavailable(ss_http *h)
+{
+    return send_text(h, 503, "Retry-After", "5",
+                     "Out of resources; try again shortly\n");
+}
+
+/* The answer when something the request named could not be opened
+ * (error: a positive errno). Only "it is not there" is 404: ENOENT and
+ * ENOTDIR, a name too long to exist, and what httpd_open_beneath refuses
+ * — a path leading outside (ENOENT, ELOOP, EXDEV), no permission on the
+ * way (EACCES, EPERM: the same 404 as an unreadable file, as in Python).
+ * A server out of descriptors or memory answers 503: a 404 for a file
+ * that exists could be cached by a proxy in front. Anything else (EIO…)
+ * is the server's fault: 500, as nginx answers. */
+static int open_failed(ss_http *h, int error)
+{
+    switch (error) {
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG:
+    case ELOOP:
+    case EXDEV:
+    case EACCES:
+    case EPERM:
+        return not_found(h);
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case EAGAIN:
+        return unavailable(h);
+    default:
+        return ss_http_send_error(h, 500, strerror(error)) < 0 ? -1 : 0;
+    }
+}
+
 static bool is_head(ss_http *h)
 {
     return strcmp(ss_http_method_name(h), "HEAD") == 0;
@@ -226,27 +284,22 @@ static int redirect_to_slash(ss_http *h, const httpd_path *path)
 
 static int send_range_not_satisfiable(ss_http *h, uint64_t size)
 {
-    static const char body[] = "Requested range not satisfiable\n";
-    int rc = ss_http_send_response(h, 416, NULL);
-    if (rc == 0)
-        rc = ss_http_send_headerf(h, "Content-Range", "bytes */%" PRIu64, size);
-    if (rc == 0)
-        rc =
-            ss_http_send_header(h, "Content-Type", "text/plain; charset=utf-8");
-    if (rc == 0)
-        rc = ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
-    if (rc == 0)
-        rc = ss_http_end_headers(h);
-    if (rc == 0 && ss_http_write(h, body, sizeof body - 1) < 0)
-        rc = -1;
-    return rc < 0 ? -1 : 0;
+    char range[48];
+    snprintf(range, sizeof range, "bytes */%" PRIu64, size);
+    return send_text(h, 416, "Content-Range", range,
+                     "Requested range not satisfiable\n");
 }
 
 /* A regular file, whole or one range of it, or 304 when the client's copy
- * is current. */
+ * is current. A file the server may not read is not found, and nothing
+ * about it is said first: the conditional and range headers, whose
+ * answers carry its size, ETag and date, are looked at only after the
+ * file is known to be servable. */
 static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
                       const char *name)
 {
+    if (!readable)
+        return not_found(h); /* no read permission: Python says 404 */
     uint64_t size = (uint64_t)st->st_size;
     uint64_t mtime_ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
                         (uint64_t)st->st_mtim.tv_nsec;
@@ -287,8 +340,6 @@ static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
     if (ranged < 0)
         return send_range_not_satisfiable(h, size);
 
-    if (!readable)
-        return not_found(h); /* no read permission: Python says 404 */
     uint64_t length = size ? last - first + 1 : 0;
     rc = ss_http_send_response(h, ranged ? 206 : 200, NULL);
     if (rc == 0)
@@ -334,14 +385,17 @@ static int list_directory(ss_http *h, int dir_fd, bool readable,
 {
     /* closedir() closes what fdopendir() was given: a duplicate, since
      * the caller closes dir_fd. */
-    int fd = readable ? fcntl(dir_fd, F_DUPFD_CLOEXEC, 0) : -1;
-    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
-    if (dir == NULL) {
-        if (fd >= 0)
-            close(fd);
+    if (!readable)
         return ss_http_send_error(h, 404, "No permission to list directory") < 0
                    ? -1
                    : 0;
+    int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+    if (dir == NULL) {
+        int error = errno;
+        if (fd >= 0)
+            close(fd);
+        return open_failed(h, error);
     }
 
     char **names = NULL;
@@ -401,26 +455,27 @@ static int list_directory(ss_http *h, int dir_fd, bool readable,
         free(names[i]);
     free(names);
 
-    int rc;
     if (failed || page.failed) {
-        rc = ss_http_send_error(h, 500, "Out of memory");
-    } else {
-        rc = ss_http_send_response(h, 200, NULL);
-        if (rc == 0)
-            rc = ss_http_send_header(h, "Content-Type",
-                                     "text/html; charset=utf-8");
-        if (rc == 0)
-            rc = ss_http_send_headerf(h, "Content-Length", "%zu", page.len);
-        if (rc == 0)
-            rc = ss_http_end_headers(h);
-        if (rc == 0 && ss_http_write(h, page.data, page.len) < 0)
-            rc = -1;
+        free(page.data);
+        return open_failed(h, ENOMEM);
     }
+    int rc = ss_http_send_response(h, 200, NULL);
+    if (rc == 0)
+        rc = ss_http_send_header(h, "Content-Type", "text/html; charset=utf-8");
+    if (rc == 0)
+        rc = ss_http_send_headerf(h, "Content-Length", "%zu", page.len);
+    if (rc == 0)
+        rc = ss_http_end_headers(h);
+    if (rc == 0 && ss_http_write(h, page.data, page.len) < 0)
+        rc = -1;
     free(page.data);
     return rc < 0 ? -1 : 0;
 }
 
-/* A directory asked for with its slash: its index page, or a listing. */
+/* A directory asked for with its slash: its index page, or a listing —
+ * but only when there is no index (ENOENT): an index that cannot be opened
+ * for another reason, out of descriptors say, must not give way to the
+ * listing it was meant to hide. */
 static int serve_directory(ss_http *h, httpd_context *ctx, int dir_fd,
                            bool dir_readable, const httpd_path *path)
 {
@@ -432,19 +487,25 @@ static int serve_directory(ss_http *h, httpd_context *ctx, int dir_fd,
             text_puts(&name, "/");
         }
         text_puts(&name, indexes[i]);
-        if (name.failed)
-            return -1;
+        if (name.failed) {
+            free(name.data);
+            return open_failed(h, ENOMEM);
+        }
         struct stat st;
         bool readable;
         int fd = httpd_open_beneath(ctx, name.data, &st, &readable);
         free(name.data);
-        if (fd >= 0 && S_ISREG(st.st_mode)) {
-            int rc = serve_file(h, fd, readable, &st, indexes[i]);
-            close(fd);
+        if (fd == -ENOENT)
+            continue;
+        if (fd < 0)
+            return open_failed(h, -fd);
+        int rc = 0;
+        bool served = S_ISREG(st.st_mode);
+        if (served) /* a directory named index.html is no index */
+            rc = serve_file(h, fd, readable, &st, indexes[i]);
+        close(fd);
+        if (served)
             return rc;
-        }
-        if (fd >= 0)
-            close(fd);
     }
     return list_directory(h, dir_fd, dir_readable, path);
 }
@@ -455,7 +516,7 @@ int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
     bool readable;
     int fd = httpd_open_beneath(ctx, path->relative, &st, &readable);
     if (fd < 0)
-        return not_found(h);
+        return open_failed(h, -fd);
     int rc;
     if (S_ISDIR(st.st_mode))
         rc = path->trailing_slash ? serve_directory(h, ctx, fd, readable, path)

@@ -9,7 +9,9 @@
  * parses them with ss_http_parse_request(), and calls the method callback
  * you registered for the request's method — do_GET, do_POST, or any other
  * token — with an ss_http exchange. Unknown methods get 501, malformed
- * requests 400/414/431/505, bodies over the limit 413.
+ * requests 400/414/431/505, bodies over the limit 413, an HTTP/1.1
+ * request without Host or any request with two Host lines 400 (RFC 9112
+ * §3.2).
  *
  * Using it:
  *
@@ -87,12 +89,16 @@ typedef struct ss_http_config {
     /** Seconds a kept-alive connection may sit idle between requests.
      * 0: 15 s. */
     double idle_timeout;
-    /** Seconds each body read may wait, and the longest a response write
-     * may go without progress: a large body to a client that keeps reading
-     * is never cut off, one that stops reading is after this. 0: 30 s. */
+    /** Seconds each body read may wait, and the longest a response may go
+     * without a byte moving out, however many ss_http_write() and
+     * ss_http_sendfile() calls it is sent with: a large body to a client
+     * that keeps reading is never cut off, one that stops reading is this
+     * long after the last byte it took (a call then reports -ETIMEDOUT).
+     * 0: 30 s. */
     double io_timeout;
-    /** Where access-log lines go (Common Log Format, control characters
-     * escaped as `\xHH`). NULL: stderr. */
+    /** Where access-log lines go (Common Log Format; control characters,
+     * non-ASCII bytes and '"' escaped as `\xHH`, so a request cannot end
+     * the quoted field early). NULL: stderr. */
     ss_http_log_fn log_request;
     /** Turn access logging off entirely. */
     bool quiet;

@@ -462,7 +462,9 @@ struct ss_handler_class {
     int (*finish)(ss_request *req); /**< Clean up, also after a failure. */
 
     /** Stream options (StreamRequestHandler). 0 fields are inherited. */
-    /** Seconds each read/write call may take before -ETIMEDOUT; 0 = none. */
+    /** Seconds each read/write call may take before -ETIMEDOUT; 0 = none.
+     * (A stall that ss_sendfile() returned a short count for goes on
+     * counting in the next write call: see there.) */
     double timeout;
     /** Read buffer size; default 8192. */
     size_t rbufsize;
@@ -869,7 +871,15 @@ SS_API int ss_flush(ss_request *req);
  * where the kernel allows. Streams only (-EOPNOTSUPP otherwise). Returns
  * the count sent — short at end of file, or when an error cut the transfer
  * after some bytes went out (the next call reports the error) — or a
- * negative errno. */
+ * negative errno. The timeout bounds the call, as for the other calls,
+ * with one addition that keeps "the next call reports the error" true of
+ * timeouts: when a call returns a short count because no byte could be
+ * sent before its deadline, the stall goes on counting, and the next write
+ * call on the request (ss_sendfile, ss_write, ss_write_all, ss_flush…)
+ * waits to send only for what is left of one timeout from the moment the
+ * stall began, then reports -ETIMEDOUT. So a loop that calls again after
+ * short counts ends one timeout after the last byte moved, however many
+ * calls that spans; any byte sent ends the stall. */
 SS_API ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset,
                            size_t count);
 

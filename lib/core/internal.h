@@ -140,6 +140,12 @@ struct ss_request {
     /* ss_request_set_base_data() */
     void *base_data;
     void (*base_free)(void *data);
+    /* request_io.c's own, for a stall that spans calls: when the last wait
+     * to send began, and, after a call returned a short count because
+     * that wait timed out, the deadline the next waits to send keep (0:
+     * none) — see send_cut_short(). */
+    int64_t send_wait_began;
+    int64_t send_stall_deadline;
     ss__limit_ticket limit;
     /* With config.proxy_protocol: the connection's own peer (the proxy),
      * once the header has replaced client_address. Length 0 before. */

@@ -14,6 +14,16 @@
  * non-blocking. When it says "would block", the request's wait class
  * waits — poll() or a parked coroutine — with the call's deadline and the
  * shutdown policy. Partial writes are completed by the *_all functions.
+ *
+ * A deadline is per call, with one exception that makes "the next call
+ * reports the error" true of timeouts too: ss_sendfile returns a short
+ * count when its wait to send times out after some bytes went out, and a
+ * caller that goes on would otherwise get a whole new timeout from its
+ * next call (a client that stopped reading held a file server's worker
+ * for three timeouts). The stall is remembered instead, and the next call
+ * waits to send only for what is left of it (send_cut_short()): however
+ * many calls it takes, a request goes no longer than its timeout without
+ * a byte moving out.
  */
 #include <errno.h>
 #include <poll.h>
@@ -95,15 +105,55 @@ static ssize_t stream_recv(ss_request *req, void *buf, size_t n,
     return ss__request_receive(req, buf, n, deadline);
 }
 
+/* Wait until the transport can send, until deadline — or sooner, while a
+ * stall left by an earlier call is pending (req->send_stall_deadline). An
+ * error ends the pending stall: it is reported now. */
+static int wait_to_send(ss_request *req, short want, int64_t deadline)
+{
+    int64_t stall = req->send_stall_deadline;
+    if (stall != 0 && (deadline == SS_NO_DEADLINE || stall < deadline))
+        deadline = stall;
+    req->send_wait_began = ss_now_ns();
+    int rc = ss__request_wait_io(req, want ? want : POLLOUT, deadline);
+    if (rc < 0)
+        req->send_stall_deadline = 0;
+    return rc;
+}
+
+/* Bytes moved out: no stall is pending any more. */
+static void sent_some(ss_request *req)
+{
+    req->send_stall_deadline = 0;
+}
+
+/* A call that has sent done bytes meets error (a negative errno) and
+ * ends. With nothing sent it returns the error. Otherwise it returns the
+ * count, and the error is the next call's to report: a socket error is
+ * still there for it, but a timeout must be remembered — output has been
+ * stalled since the wait that timed out began, and may stay stalled only
+ * for what is left of the timeout, whatever the next call's own deadline.
+ * Returns what the call returns. */
+static ssize_t send_cut_short(ss_request *req, int error, size_t done)
+{
+    if (done == 0)
+        return error;
+    if (error == -ETIMEDOUT && req->timeout > 0)
+        req->send_stall_deadline =
+            req->send_wait_began + (int64_t)(req->timeout * 1e9);
+    return (ssize_t)done;
+}
+
 static ssize_t stream_send(ss_request *req, const void *buf, size_t n,
                            int64_t deadline)
 {
     for (;;) {
         short want = 0;
         ssize_t sent = req->server->transport->send(req, buf, n, &want);
+        if (sent > 0)
+            sent_some(req);
         if (sent != -EAGAIN)
             return sent;
-        int rc = ss__request_wait_io(req, want ? want : POLLOUT, deadline);
+        int rc = wait_to_send(req, want, deadline);
         if (rc < 0)
             return rc;
     }
@@ -384,7 +434,10 @@ int ss_flush(ss_request *req)
     return flush_stream(req, call_deadline(req));
 }
 
-/* For descriptors sendfile() cannot read (pipes, some /proc files). */
+/* For descriptors sendfile() cannot read (pipes, some /proc files), and
+ * small files. The count and *offset cover exactly the bytes that went
+ * out, also when an error cuts a chunk (bytes read from a pipe and not
+ * sent are lost: a pipe cannot be read again). */
 static ssize_t copy_by_reading(ss_request *req, int fd, off_t *offset,
                                size_t count, int64_t deadline)
 {
@@ -400,12 +453,16 @@ static ssize_t copy_by_reading(ss_request *req, int fd, off_t *offset,
             return done > 0 ? (ssize_t)done : -errno;
         if (got == 0)
             break;
-        ssize_t rc = stream_send_all(req, chunk, (size_t)got, deadline);
-        if (rc < 0)
-            return done > 0 ? (ssize_t)done : rc;
-        if (offset)
-            *offset += got;
-        done += (size_t)got;
+        for (size_t sent = 0; sent < (size_t)got;) {
+            ssize_t rc =
+                stream_send(req, chunk + sent, (size_t)got - sent, deadline);
+            if (rc < 0)
+                return send_cut_short(req, (int)rc, done);
+            sent += (size_t)rc;
+            done += (size_t)rc;
+            if (offset)
+                *offset += rc;
+        }
     }
     return (ssize_t)done;
 }
@@ -426,20 +483,21 @@ static ssize_t sendfile_loop(ss_request *req, int fd, off_t *offset,
         short want = 0;
         ssize_t sent = t->sendfile(req, fd, offset, want_bytes, &want);
         if (sent > 0) {
+            sent_some(req);
             done += (size_t)sent;
             continue;
         }
         if (sent == 0)
             break; /* end of file */
         if (sent == -EAGAIN) {
-            int rc = ss__request_wait_io(req, want ? want : POLLOUT, deadline);
+            int rc = wait_to_send(req, want, deadline);
             if (rc < 0)
-                return done > 0 ? (ssize_t)done : rc;
+                return send_cut_short(req, rc, done);
             continue;
         }
         if ((sent == -EINVAL || sent == -ENOSYS) && done == 0)
             return copy_by_reading(req, fd, offset, count, deadline);
-        return done > 0 ? (ssize_t)done : sent;
+        return send_cut_short(req, (int)sent, done);
     }
     return (ssize_t)done;
 }

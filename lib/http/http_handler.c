@@ -484,6 +484,25 @@ static ss_http_method_fn find_method(const ss_http *h)
     return NULL;
 }
 
+/* RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without
+ * a Host field and to any request with more than one Host field line. Two
+ * hosts are a routing-confusion vector (a proxy in front may route by one
+ * and the callback read the other), so the check is here, for every
+ * callback, rather than left to each. Returns why the request is refused,
+ * or NULL. */
+static const char *host_problem(const ss_http *h)
+{
+    const ss_http_request *req = &h->parsed;
+    const ss_http_header *host = ss_http_header_find(req, "host");
+    if (host == NULL)
+        return req->version_minor >= 1
+                   ? "an HTTP/1.1 request needs a Host field"
+                   : NULL;
+    if (ss_http_header_next(req, "host", host) != NULL)
+        return "more than one Host field";
+    return NULL;
+}
+
 /* After a callback returned 0: make sure a whole response went out. */
 static void complete_response(ss_http *h)
 {
@@ -566,6 +585,11 @@ static int serve_connection(ss_http *h)
         if (!h->method_copy || !h->target_copy) {
             ss__http_refuse(h, 500, "out of memory");
             return -ENOMEM;
+        }
+        const char *bad_host = host_problem(h);
+        if (bad_host) {
+            ss__http_refuse(h, 400, bad_host);
+            return 0;
         }
         rc = ss__http_body_begin(h);
         if (rc < 0) {

@@ -12,7 +12,9 @@
  *
  * Nothing taken from the request reaches a response unescaped: header
  * values with CR, LF or NUL are refused, and send_error's HTML escapes its
- * text. The access log escapes control and non-ASCII bytes as \xHH.
+ * text. The access log escapes control and non-ASCII bytes as \xHH, and
+ * the bytes that would end a field early: '"' in the quoted request line,
+ * also the space in the unquoted client field.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -212,14 +214,18 @@ size_t ss_http_html_escape(const char *s, char *buf, size_t size)
 /* ---- writing with an idle limit ------------------------------------ */
 
 /* Largest piece handed to one ss_sendfile() call: each call gets its own
- * io_timeout, so this is the most that must drain within one. */
+ * io_timeout, so a transfer to a client that keeps reading is never cut
+ * off; one whose piece timed out after some bytes went out returns a short
+ * count, and the core keeps the stall for the next call (request_io.c), so
+ * a client that stops reading is dropped io_timeout after the last byte
+ * moved, however many pieces or calls that spans. */
 #define SENDFILE_PIECE ((size_t)64 * 1024)
 
 /* Send all n bytes. io_timeout limits each wait for progress, not the
- * whole transfer: every ss_write() call starts a fresh deadline, so a large
- * body to a client that keeps reading never times out, while one that
- * stops reading is dropped after io_timeout. Returns n or a negative
- * errno. */
+ * whole transfer: every ss_write() call starts a fresh deadline and
+ * returns as soon as some bytes went out, so a large body to a client that
+ * keeps reading never times out, while one that stops reading is dropped
+ * after io_timeout. Returns n or a negative errno. */
 ssize_t ss__http_send_all(ss_http *h, const void *buf, size_t n)
 {
     const char *p = buf;
@@ -605,9 +611,11 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
         return h->peer_error;
     if (!h->final_sent)
         h->raw_output = true;
-    /* In pieces, each with a fresh io_timeout (see ss__http_send_all). A
-     * short piece is the end of the file; an error after some bytes went
-     * out returns the count so far, and the next call the error. */
+    /* In pieces, each with a fresh io_timeout (see SENDFILE_PIECE). A
+     * short piece is the end of the file, or an error after some bytes
+     * went out — a timeout included, which the core keeps for the next
+     * call: either way the count so far is returned, and the next call
+     * reports the error. */
     size_t done = 0;
     while (done < count) {
         size_t piece =
@@ -723,7 +731,14 @@ void ss__http_refuse(ss_http *h, int status, const char *explain)
 
 /* ---- access log ---------------------------------------------------- */
 
-static size_t escape_for_log(const char *s, size_t n, char *out);
+/* What a log field may not hold as it is, besides controls, DEL and
+ * non-ASCII: the quote that frames the request line, and in the unquoted
+ * host field also the space that separates fields. */
+#define QUOTED_FIELD "\""
+#define UNQUOTED_FIELD "\" "
+
+static size_t escape_for_log(const char *s, size_t n, char *out,
+                             const char *also);
 
 /* Python's address_string(): the host alone for IP clients. Anything else
  * (a Unix peer's path or abstract name, which the client chooses freely)
@@ -751,19 +766,23 @@ static void client_host(const ss_http *h, char *buf, size_t size)
             snprintf(buf, size, "-");
             return;
         }
-        buf[escape_for_log(raw, (size_t)n, buf)] = '\0';
+        buf[escape_for_log(raw, (size_t)n, buf, UNQUOTED_FIELD)] = '\0';
     }
 }
 
 /* Python's log_message escaping, applied to bytes: controls, DEL and
- * everything non-ASCII as \xHH, the backslash doubled. */
-static size_t escape_for_log(const char *s, size_t n, char *out)
+ * everything non-ASCII as \xHH, the backslash doubled; and, as nginx
+ * does, the bytes in also (a '"' would end the quoted request line early
+ * and let a client write what a log parser reads as status and size). At
+ * most 4 bytes out per byte in. */
+static size_t escape_for_log(const char *s, size_t n, char *out,
+                             const char *also)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x7f) {
+        if (c < 0x20 || c >= 0x7f || (c && strchr(also, c))) {
             out[o++] = '\\';
             out[o++] = 'x';
             out[o++] = hex[c >> 4];
@@ -830,7 +849,7 @@ void ss__http_log_exchange(ss_http *h)
     if (!out)
         return;
     size_t o = (size_t)snprintf(out, cap, "%s - - [%s] \"", host, when);
-    o += escape_for_log(line, line_len, out + o);
+    o += escape_for_log(line, line_len, out + o, QUOTED_FIELD);
     o += (size_t)snprintf(out + o, cap - o, "%s\" %s %s", cut ? "..." : "",
                           status, size);
     if (h->cfg.log_request) {

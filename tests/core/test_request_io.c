@@ -18,6 +18,7 @@
  * and the short "nothing arrives" windows of the buffering tests: those are
  * the behaviour under test, not synchronisation.
  */
+#include "send_probe.h"
 #include "support.h"
 
 #include <errno.h>
@@ -1245,6 +1246,99 @@ sendfile_to_vanished_client_fails_without_sigpipe(const ss_server_class *kind)
 }
 FOR_TCP_AND_UNIX(sendfile_to_vanished_client_fails_without_sigpipe)
 
+/* ---- a stall that spans calls --------------------------------------- */
+
+/* A client that stops reading. ss_sendfile returns a short count when its
+ * wait to send times out after some bytes went out ("the next call reports
+ * the error"); a caller that goes on, as every file server does, must not
+ * get another whole timeout from the next call. However many calls it
+ * takes, a request may go no longer than its timeout without a byte
+ * moving. The send probe checks the deadline of every wait to send
+ * against the last byte sent: no timing threshold, only what the library
+ * asked for. */
+#define STALL_TIMEOUT 0.3
+#define STALL_FILE_SIZE ((off_t)64 << 20) /* more than any socket buffer */
+
+static int sendfile_until_stalled(ss_request *req)
+{
+    int fd = open(ctx.path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    off_t offset = 0;
+    ssize_t n;
+    int calls = 0;
+    do {
+        n = ss_sendfile(req, fd, &offset, (size_t)(STALL_FILE_SIZE - offset));
+        calls++;
+    } while (n > 0 && offset < STALL_FILE_SIZE && calls < 1000);
+    close(fd);
+    ctx.rc[0] = n;
+    ctx.rc[1] = calls;
+    sem_post(&ctx.handler_ready);
+    return 0;
+}
+
+static const ss_handler_class sendfile_until_stalled_handler = {
+    .base = &ss_stream_handler,
+    .handle = sendfile_until_stalled,
+    .timeout = STALL_TIMEOUT,
+};
+
+static void
+stall_spanning_calls_ends_after_one_timeout(const ss_server_class *kind)
+{
+    ctx_reset();
+    char path[] = "/tmp/sockserv-test-stall-XXXXXX";
+    int file = mkstemp(path);
+    assert_true(file >= 0);
+    assert_int_equal(ftruncate(file, STALL_FILE_SIZE), 0); /* sparse */
+    close(file);
+    ctx.path = path;
+
+    test_send_probe_reset();
+    ss_strategy probed;
+    test_send_probe_strategy(&probed, &ss_sync);
+    ss_config cfg;
+    ss_config_init(&cfg);
+    if (kind == &ss_tcp)
+        snprintf(ctx.address, sizeof ctx.address, "127.0.0.1:0");
+    else
+        test_unix_address(ctx.address, sizeof ctx.address, "stall");
+    cfg.unlink_on_close = true;
+    test_server t;
+    memset(&t, 0, sizeof t);
+    assert_int_equal(ss_server_new(&t.srv, kind, &probed, ctx.address,
+                                   &sendfile_until_stalled_handler, &cfg),
+                     0);
+    assert_int_equal(
+        ss_server_set_transport(t.srv, test_send_probe_transport()), 0);
+    assert_int_equal(test_server_run(&t, 0.05), 0);
+
+    int fd = connect_client(&t);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    /* Never read. */
+    bool done = sem_wait_seconds(&ctx.handler_ready, 15.0);
+    close(fd);
+    stop_server(&t);
+    unlink(path);
+    assert_true(done);
+    assert_int_equal(ctx.rc[0], -ETIMEDOUT);
+    double allowed = test_send_probe_longest_allowance();
+    print_message("%zd call(s), %d wait(s) to send, at most %.3f s allowed "
+                  "without progress (timeout %.1f s)\n",
+                  ctx.rc[1], test_send_probe_waits(), allowed, STALL_TIMEOUT);
+    assert_true(allowed > 0);
+    /* The timeout, and the few microseconds between the probe's clock
+     * reading after the last byte and the library's before its wait. */
+    if (allowed > STALL_TIMEOUT + 0.1)
+        fail_msg("a wait to send was allowed %.3f s past the last byte sent; "
+                 "the timeout is %.1f s",
+                 allowed, STALL_TIMEOUT);
+    ctx_destroy();
+}
+FOR_TCP_AND_UNIX(stall_spanning_calls_ends_after_one_timeout)
+
 #define BOTH(name)                                                             \
     cmocka_unit_test(test_##name##_over_tcp),                                  \
         cmocka_unit_test(test_##name##_over_unix)
@@ -1271,6 +1365,7 @@ int main(void)
         cmocka_unit_test(test_disable_nagle_algorithm_is_harmless_on_unix),
         BOTH(write_to_vanished_client_fails_without_sigpipe),
         BOTH(sendfile_to_vanished_client_fails_without_sigpipe),
+        BOTH(stall_spanning_calls_ends_after_one_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,11 +7,14 @@
  * are the point (traversal spellings, a Location header, a 206 body). The
  * same core tests run under --mode thread, fork and prefork. A cmocka
  * teardown kills the server by its PID, so a failed assertion never leaves
- * a process behind.
+ * a process behind. Some servers run with a small descriptor limit, to
+ * run them out of descriptors one at a time, or (when the tests run as
+ * root) as nobody, so that file permissions apply to them.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <grp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -46,6 +51,7 @@
 
 static char base_dir[64]; /* /tmp/sockserv-httpd-XXXXXX */
 static char www_dir[128]; /* base_dir/www, what the server serves */
+static char run_dir[128]; /* base_dir/run, the port files (any user) */
 
 static void write_file(const char *relative, const char *content)
 {
@@ -71,6 +77,11 @@ static int build_tree(void **state)
     if (mkdtemp(base_dir) == NULL)
         return -1;
     snprintf(www_dir, sizeof www_dir, "%s/www", base_dir);
+    snprintf(run_dir, sizeof run_dir, "%s/run", base_dir);
+    /* An unprivileged server must reach www and write its port file. */
+    if (chmod(base_dir, 0755) != 0 || mkdir(run_dir, 0777) != 0 ||
+        chmod(run_dir, 01777) != 0)
+        return -1;
     write_file("secret.txt", SECRET "\n"); /* outside the served tree */
     make_dir("www");
     write_file("www/hello.txt", HELLO);
@@ -84,6 +95,11 @@ static int build_tree(void **state)
     make_dir("www/api");            /* shadowed by the API, never served */
     write_file("www/api/file.txt", API_DIR_FILE);
     write_file("www/caf\xe9.txt", "latin-1 name\n");
+    write_file("www/unreadable.txt", "abc"); /* no one may read it */
+    char unreadable[512];
+    snprintf(unreadable, sizeof unreadable, "%s/unreadable.txt", www_dir);
+    if (chmod(unreadable, 0) != 0)
+        return -1;
     char target[512];
     snprintf(target, sizeof target, "%s/escape", www_dir);
     if (symlink("../secret.txt", target) != 0)
@@ -102,6 +118,27 @@ static int remove_tree(void **state)
 
 /* ---- the server process ------------------------------------------------- */
 
+/* How a test's server runs (a cmocka prestate). */
+typedef struct server_spec {
+    const char *mode;
+    rlim_t nofile;        /* its RLIMIT_NOFILE; 0: ours */
+    const char *extra[3]; /* more arguments, up to a NULL */
+    bool unprivileged;    /* as nobody when we are root */
+} server_spec;
+
+static server_spec thread_server = {.mode = "thread"};
+static server_spec fork_server = {.mode = "fork"};
+static server_spec prefork_server = {.mode = "prefork"};
+static server_spec pool_server = {.mode = "pool"};
+/* With a small descriptor limit: by default it takes as many connections
+ * as that leaves room for; without the limit it runs out of descriptors
+ * after about 50. */
+static server_spec small_thread_server = {.mode = "thread", .nofile = 64};
+static server_spec small_unlimited_server = {
+    .mode = "thread", .nofile = 64, .extra = {"--max-connections", "0"}};
+static server_spec unprivileged_server = {.mode = "thread",
+                                          .unprivileged = true};
+
 typedef struct fixture {
     const char *mode;
     pid_t pid; /* 0 once reaped */
@@ -109,16 +146,47 @@ typedef struct fixture {
     char port_file[256];
 } fixture;
 
+/* In the child, before exec: the limits and the user the spec asks for. */
+static void apply_spec(const server_spec *spec)
+{
+    if (spec->nofile > 0) {
+        struct rlimit limit = {spec->nofile, spec->nofile};
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+            _exit(126);
+    }
+    if (spec->unprivileged && geteuid() == 0 &&
+        (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0))
+        _exit(126);
+}
+
 static int start_server(void **state)
 {
     static int counter;
+    const server_spec *spec = *state;
     fixture *fx = calloc(1, sizeof *fx);
     if (fx == NULL)
         return -1;
-    fx->mode = *state;
-    snprintf(fx->port_file, sizeof fx->port_file, "%s/port-%d", base_dir,
+    fx->mode = spec->mode;
+    snprintf(fx->port_file, sizeof fx->port_file, "%s/port-%d", run_dir,
              ++counter);
     *state = fx;
+
+    const char *argv[24] = {"sockserv-httpd",
+                            "--mode",
+                            fx->mode,
+                            "0",
+                            "-b",
+                            "127.0.0.1",
+                            "-d",
+                            www_dir,
+                            "-q",
+                            "--workers",
+                            "2",
+                            "--port-file",
+                            fx->port_file};
+    size_t argc = 13;
+    for (size_t i = 0; i < 3 && spec->extra[i] != NULL; i++)
+        argv[argc++] = spec->extra[i];
 
     fx->pid = fork();
     if (fx->pid < 0)
@@ -127,9 +195,8 @@ static int start_server(void **state)
         int null = open("/dev/null", O_WRONLY);
         dup2(null, STDOUT_FILENO); /* the "Serving HTTP on" line */
         close(null);
-        execl(SOCKSERV_HTTPD_PATH, "sockserv-httpd", "--mode", fx->mode, "0",
-              "-b", "127.0.0.1", "-d", www_dir, "-q", "--workers", "2",
-              "--port-file", fx->port_file, (char *)NULL);
+        apply_spec(spec);
+        execv(SOCKSERV_HTTPD_PATH, (char *const *)argv);
         _exit(127);
     }
     /* Bounded wait for the port the server bound. */
@@ -484,6 +551,164 @@ static void test_unsatisfiable_range_is_416(void **state)
     assert_string_equal(header_of(&r, "Content-Range"), "bytes */14");
 }
 
+/* A file the server may not read is not found, whatever the request asks:
+ * nothing about it — validators, size, date — may leak through a 304, a
+ * 416 or a HEAD. (The server runs as nobody when the tests run as root,
+ * who may read anything.) */
+static void test_unreadable_file_reveals_nothing(void **state)
+{
+    static const char *const headers[] = {
+        "",
+        "If-None-Match: *\r\n",
+        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
+        "Range: bytes=999-\r\n",
+        "Range: bytes=0-0\r\n",
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        response r;
+        get(*state, "/unreadable.txt", headers[i], &r);
+        if (r.status != 404)
+            fail_msg("\"%.*s\" answered %d", (int)strcspn(headers[i], "\r"),
+                     headers[i], r.status);
+        assert_null(header_of(&r, "ETag"));
+        assert_null(header_of(&r, "Last-Modified"));
+        assert_null(header_of(&r, "Content-Range"));
+    }
+    response r;
+    fetch(*state,
+          "HEAD /unreadable.txt HTTP/1.1\r\nHost: x\r\n"
+          "Connection: close\r\n\r\n",
+          &r);
+    assert_int_equal(r.status, 404);
+    assert_null(header_of(&r, "ETag"));
+}
+
+/* ---- out of descriptors ------------------------------------------------- */
+
+typedef struct fd_wait {
+    pid_t pid;
+    int most;
+} fd_wait;
+
+static bool fds_at_most(void *arg)
+{
+    const fd_wait *w = arg;
+    int n = test_count_process_fds(w->pid);
+    return n >= 0 && n <= w->most;
+}
+
+/* Open keep-alive connections one at a time, each asking for target and
+ * kept open once answered 200 (with body, when given), until the server,
+ * out of descriptors, answers something else: that answer is in *r. Each
+ * connection held holds one of the server's descriptors; before the next,
+ * wait until the server has closed what the last request opened, so that
+ * its descriptors run out one at a time and the first refusal comes from
+ * opening a file, never from accepting. */
+static void hold_until_refused(const fixture *fx, const char *target,
+                               const char *body, response *r)
+{
+    enum { MOST = 64 };
+    conn *held[MOST];
+    int n = 0;
+    int base = test_count_process_fds(fx->pid);
+    assert_true(base > 0);
+    char request[256];
+    snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n",
+             target);
+    for (;;) {
+        if (n == MOST)
+            fail_msg("%d connections held, and %s still served", n, target);
+        conn *c = connect_to(fx);
+        send_text(c, request);
+        read_response(c, r, false);
+        if (r->status != 200) {
+            conn_close(c);
+            break;
+        }
+        if (body != NULL && strcmp(r->body, body) != 0)
+            fail_msg("connection %d: %s answered 200 with \"%.60s\"", n + 1,
+                     target, r->body);
+        held[n++] = c;
+        fd_wait w = {fx->pid, base + n};
+        assert_true(test_wait_for(fds_at_most, &w, 5.0));
+    }
+    for (int i = 0; i < n; i++)
+        conn_close(held[i]);
+    assert_true(n > 0); /* it did serve, until it ran out */
+}
+
+/* A 404 for a file that exists may be cached by a proxy in front. */
+static void test_out_of_descriptors_a_file_is_503_not_404(void **state)
+{
+    response r;
+    hold_until_refused(*state, "/hello.txt", HELLO, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(header_of(&r, "Retry-After"));
+}
+
+/* When index.html cannot be opened for want of a descriptor, the
+ * directory's listing must not be shown in its place. */
+static void
+test_out_of_descriptors_an_index_never_gives_way_to_a_listing(void **state)
+{
+    response r;
+    hold_until_refused(*state, "/dir/", "<h1>index</h1>\n", &r);
+    assert_int_equal(r.status, 503);
+    assert_null(strstr(r.body, "Directory listing"));
+    assert_non_null(header_of(&r, "Retry-After"));
+}
+
+static bool readable_now(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1;
+}
+
+/* By default the server takes no more connections than its descriptor
+ * limit leaves room for, each with the files it serves (a directory and
+ * its index.html at once): the one after them waits in the listen backlog
+ * and is served when one of them goes — never refused, never answered
+ * 404 or 503, never shed. */
+static void test_default_connection_limit_leaves_room_for_files(void **state)
+{
+    fixture *fx = *state;
+    response r;
+    get(fx, "/api/status", "", &r);
+    const char *field = strstr(r.body, "\"max_connections\":");
+    if (field == NULL)
+        fail_msg("no max_connections in /api/status: %s", r.body);
+    long most = strtol(field + strlen("\"max_connections\":"), NULL, 10);
+    /* RLIMIT_NOFILE 64: about 50 would run it out of descriptors. */
+    assert_true(most > 0 && most <= 20);
+
+    conn *held[20];
+    for (long i = 0; i < most; i++) {
+        held[i] = connect_to(fx);
+        send_text(held[i], "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        read_response(held[i], &r, false);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "<h1>index</h1>\n");
+    }
+    /* Every one of them can still be served a directory's index. */
+    for (long i = 0; i < most; i++) {
+        send_text(held[i], "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        read_response(held[i], &r, false);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "<h1>index</h1>\n");
+    }
+    conn *next = connect_to(fx);
+    send_text(next, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_sleep(0.3); /* time it would take to be (wrongly) answered */
+    assert_false(readable_now(next->fd)); /* waiting in the backlog */
+    conn_close(held[0]);
+    read_response(next, &r, false); /* served once a place is free */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, HELLO);
+    conn_close(next);
+    for (long i = 1; i < most; i++)
+        conn_close(held[i]);
+}
+
 /* ---- methods, keep-alive, API ---------------------------------------------
  */
 
@@ -642,6 +867,10 @@ static void test_unknown_mode_lists_every_choice(void **state)
     const char *argv[] = {SOCKSERV_HTTPD_PATH, "--mode", "bogus", NULL};
     expect_usage_error(argv, "(choose from thread, sync, fork, pool, "
                              "prefork, coro)");
+    const char *negative[] = {SOCKSERV_HTTPD_PATH, "--max-connections", "-1",
+                              NULL};
+    expect_usage_error(negative,
+                       "argument --max-connections: invalid value: '-1'");
 }
 
 static void test_unwritable_port_file_is_named(void **state)
@@ -734,22 +963,21 @@ static void test_idle_and_half_sent_clients_do_not_delay_a_new_one(void **state)
             test_sigterm_exits_with_status_zero, start_server, stop_server,    \
             mode)
 
-#define THREAD_TEST(test)                                                      \
+#define SERVER_TEST(test, spec)                                                \
     cmocka_unit_test_prestate_setup_teardown(test, start_server, stop_server,  \
-                                             "thread")
+                                             &spec)
+#define THREAD_TEST(test) SERVER_TEST(test, thread_server)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MODE_TESTS("thread"),
-        MODE_TESTS("fork"),
-        MODE_TESTS("prefork"),
-        cmocka_unit_test_prestate_setup_teardown(
-            test_idle_and_half_sent_clients_do_not_delay_a_new_one,
-            start_server, stop_server, "pool"),
-        cmocka_unit_test_prestate_setup_teardown(
-            test_idle_and_half_sent_clients_do_not_delay_a_new_one,
-            start_server, stop_server, "prefork"),
+        MODE_TESTS(&thread_server),
+        MODE_TESTS(&fork_server),
+        MODE_TESTS(&prefork_server),
+        SERVER_TEST(test_idle_and_half_sent_clients_do_not_delay_a_new_one,
+                    pool_server),
+        SERVER_TEST(test_idle_and_half_sent_clients_do_not_delay_a_new_one,
+                    prefork_server),
         THREAD_TEST(test_redirect_location_never_starts_with_two_slashes),
         THREAD_TEST(test_file_with_trailing_slash_is_not_found),
         THREAD_TEST(test_symlink_inside_is_followed),
@@ -761,6 +989,14 @@ int main(void)
         THREAD_TEST(test_api_unknown_route_and_wrong_method),
         THREAD_TEST(test_redirect_location_encodes_backslash),
         THREAD_TEST(test_api_prefix_is_decided_on_the_decoded_path),
+        SERVER_TEST(test_unreadable_file_reveals_nothing, unprivileged_server),
+        SERVER_TEST(test_out_of_descriptors_a_file_is_503_not_404,
+                    small_unlimited_server),
+        SERVER_TEST(
+            test_out_of_descriptors_an_index_never_gives_way_to_a_listing,
+            small_unlimited_server),
+        SERVER_TEST(test_default_connection_limit_leaves_room_for_files,
+                    small_thread_server),
         cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
         cmocka_unit_test(test_unknown_mode_lists_every_choice),
         cmocka_unit_test(test_unwritable_port_file_is_named),

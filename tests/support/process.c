@@ -3,6 +3,7 @@
  */
 #include "process.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -61,6 +62,22 @@ int test_wait_exit(pid_t pid, double seconds)
             return -1;
         test_sleep(0.002);
     }
+}
+
+int test_count_process_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+    DIR *dir = opendir(path);
+    if (!dir)
+        return -errno;
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL)
+        if (e->d_name[0] != '.')
+            count++;
+    closedir(dir);
+    return count;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag,

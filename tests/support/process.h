@@ -31,6 +31,10 @@ void test_sleep_ms(long ms);
  * fails (not a child of this process). */
 int test_wait_exit(pid_t pid, double seconds);
 
+/* How many descriptors process pid has open now (/proc/PID/fd), or a
+ * negative errno. */
+int test_count_process_fds(pid_t pid);
+
 /* Remove dir and everything below it (nftw, depth first, not following
  * symbolic links). Returns 0, or -1 if something could not be removed. */
 int test_remove_tree(const char *dir);

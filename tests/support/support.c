@@ -290,16 +290,8 @@ void test_expect_echo_to_eof(int fd, const char *text)
 
 int test_count_open_fds(void)
 {
-    DIR *dir = opendir("/proc/self/fd");
-    if (!dir)
-        return -errno;
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL)
-        if (e->d_name[0] != '.')
-            count++;
-    closedir(dir);
-    return count - 1; /* the directory's own descriptor */
+    int count = test_count_process_fds(getpid());
+    return count < 0 ? count : count - 1; /* the listing's own descriptor */
 }
 
 /* Socket files handed out, removed at exit so a failed test (which
