@@ -123,6 +123,12 @@ typedef struct ss_config ss_config;
  * number of bytes arrived. Outside the errno range, like libuv's UV_EOF. */
 #define SS_EOF (-4095)
 
+/** Returned by ss_handle_request() once a shutdown was requested
+ * (ss_shutdown(), or SIGINT/SIGTERM with ss_shutdown_on_signals()): the
+ * way out of a handle_request loop, as KeyboardInterrupt leaves Python's.
+ * Outside the errno range, like SS_EOF. */
+#define SS_SHUTDOWN (-4094)
+
 /** A static, thread-safe description of an error code returned by this
  * library (a negative errno value or SS_EOF). Never NULL. */
 SS_API const char *ss_strerror(int error);
@@ -582,7 +588,23 @@ SS_API int ss_serve_forever(ss_server *srv, double poll_interval);
  * waiting for a running request to end. When accept itself fails (out of
  * descriptors: -EMFILE, -ENFILE; out of memory: -ENOBUFS, -ENOMEM), that
  * error is returned and pausing is the caller's choice; ss_serve_forever()
- * pauses by itself. */
+ * pauses by itself.
+ *
+ * Once a shutdown was requested — ss_shutdown() from any thread or a
+ * handler, or SIGINT/SIGTERM after ss_shutdown_on_signals() — it returns
+ * SS_SHUTDOWN: at once when the shutdown came first (nothing is accepted),
+ * as soon as the wait is woken when it comes during the wait, and after
+ * the request when it comes while one runs (whose reads are then
+ * cancelled, quietly, as under ss_serve_forever()). Every later call
+ * returns SS_SHUTDOWN too, until an ss_serve_forever() takes the shutdown
+ * (it returns at once). So a handle_request loop ends on Ctrl-C:
+ *
+ *     while (!ss_server_shutdown_requested(srv))
+ *         ss_handle_request(srv);
+ *
+ * or, keeping the result: `while ((rc = ss_handle_request(srv)) !=
+ * SS_SHUTDOWN)`. Python's handle_request() has no such return: there
+ * KeyboardInterrupt leaves it. */
 SS_API int ss_handle_request(ss_server *srv);
 
 /** Ask ss_serve_forever() to return, and return at once without waiting.
@@ -598,6 +620,13 @@ SS_API int ss_shutdown(ss_server *srv);
  * returned. Returns 0, or -EDEADLK if called from the thread that is
  * serving (which would wait for itself forever). Not signal-safe. */
 SS_API int ss_shutdown_wait(ss_server *srv);
+
+/** Whether a shutdown is pending: true from ss_shutdown() (or a signal
+ * handled by ss_shutdown_on_signals()) until ss_serve_forever() has
+ * returned because of it. A loop of ss_handle_request() calls leaves it
+ * set, so it is the condition of such a loop; strategies use it too.
+ * Thread-safe and async-signal-safe (one atomic load). */
+SS_API bool ss_server_shutdown_requested(const ss_server *srv);
 
 /** Close the listening socket, let the strategy finish its work (e.g. wait
  * for threads or children per block_on_close) and unlink the Unix socket if

@@ -15,6 +15,8 @@ const char *ss_strerror(int error)
 {
     if (error == SS_EOF)
         return "End of stream before the expected data";
+    if (error == SS_SHUTDOWN)
+        return "The server is shutting down";
     if (error == 0)
         return "Success";
     if (error == INT_MIN)
