@@ -127,6 +127,18 @@ SS_API const struct sockaddr *ss_http_client_address(const ss_http *h,
 /** The client's address as text, as ss_request_client_address_string(). */
 SS_API int ss_http_client_address_string(const ss_http *h, char *buf,
                                          size_t size);
+/** The per-connection state of the handler class made from
+ * ss_http_handler: its state_size bytes, allocated and zeroed when the
+ * connection opens and freed when it closes; NULL when state_size is 0.
+ * Python's self: one handler instance per connection, so the requests of
+ * a keep-alive connection use it one after another, never at once. The
+ * place for what a callback keeps while it waits (a body being read):
+ * unlike static or _Thread_local memory it is never shared with a request
+ * running at the same time, under any strategy (under ss_coroutines many
+ * requests share one thread). The same memory as ss_request_state() of the
+ * connection, reached without taking the wire as ss_http_request_of()
+ * does. */
+SS_API void *ss_http_state(const ss_http *h);
 /** The ss_http_config in use: the handler class's class_data. */
 SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
 /** ss_http_config.user */

@@ -55,6 +55,11 @@ int ss_http_client_address_string(const ss_http *h, char *buf, size_t size)
     return ss_request_client_address_string(h->req, buf, size);
 }
 
+void *ss_http_state(const ss_http *h)
+{
+    return ss_request_state(h->req);
+}
+
 const ss_http_config *ss_http_config_of(const ss_http *h)
 {
     return &h->cfg;
