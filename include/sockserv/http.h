@@ -96,7 +96,10 @@ typedef struct ss_http_config {
     ss_http_log_fn log_request;
     /** Turn access logging off entirely. */
     bool quiet;
-    /** Your context, reachable through ss_http_user(). */
+    /** The HTTP handler's context: ss_http_config_user(h) in a callback.
+     * Not to be confused with ss_config.user, the server's context, which
+     * a callback reaches with ss_http_server_user(h) (and a plain handler
+     * with ss_request_user()). */
     void *user;
 } ss_http_config;
 
@@ -141,8 +144,12 @@ SS_API int ss_http_client_address_string(const ss_http *h, char *buf,
 SS_API void *ss_http_state(const ss_http *h);
 /** The ss_http_config in use: the handler class's class_data. */
 SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
-/** ss_http_config.user */
-SS_API void *ss_http_user(const ss_http *h);
+/** ss_http_config.user: the HTTP handler's context, set in the
+ * ss_http_config that is the class's class_data. */
+SS_API void *ss_http_config_user(const ss_http *h);
+/** ss_config.user: the server's context, the pointer ss_request_user()
+ * gives a plain handler (so code moved from one keeps working). */
+SS_API void *ss_http_server_user(const ss_http *h);
 /** The parsed request line and headers (slices into the request head;
  * valid until the callback returns). */
 SS_API const ss_http_request *ss_http_parsed(const ss_http *h);

@@ -245,7 +245,10 @@ struct ss_config {
      * Parsed by ss_server_new(); the string need not outlive that call. */
     const char *proxy_trusted;
 
-    /** Your context, reachable from every request: ss_request_user(). */
+    /** Your context, the server's: ss_request_user(req) in a handler,
+     * ss_server_user(srv), and ss_http_server_user(h) in an HTTP callback.
+     * The HTTP handler has a context of its own, ss_http_config.user
+     * (ss_http_config_user(h)); the two are separate pointers. */
     void *user;
 };
 
@@ -663,7 +666,8 @@ SS_API const ss_server_class *ss_server_kind(const ss_server *srv);
 SS_API const ss_strategy *ss_server_strategy(const ss_server *srv);
 /** The server's own copy of its config; do not modify through it. */
 SS_API const ss_config *ss_server_config(const ss_server *srv);
-/** config.user: your context. */
+/** ss_config.user: your context (what ss_request_user() gives every
+ * request). */
 SS_API void *ss_server_user(const ss_server *srv);
 
 /** SIGINT and SIGTERM call ss_shutdown(srv). Installed only when you call
@@ -748,7 +752,8 @@ SS_API int ss_listen_fds_with_names(bool unset_environment, char ***names);
 SS_API ss_server *ss_request_server(const ss_request *req);
 /** The handler's per-request state (state_size bytes, zeroed), or NULL. */
 SS_API void *ss_request_state(const ss_request *req);
-/** config.user of the server. */
+/** ss_config.user of the request's server (ss_server_user()). In an HTTP
+ * callback: ss_http_server_user(). */
 SS_API void *ss_request_user(const ss_request *req);
 /** class_data of the handler class (or the nearest base that sets it). */
 SS_API const void *ss_request_class_data(const ss_request *req);

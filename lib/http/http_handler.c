@@ -65,9 +65,14 @@ const ss_http_config *ss_http_config_of(const ss_http *h)
     return &h->cfg;
 }
 
-void *ss_http_user(const ss_http *h)
+void *ss_http_config_user(const ss_http *h)
 {
     return h->cfg.user;
+}
+
+void *ss_http_server_user(const ss_http *h)
+{
+    return ss_request_user(h->req);
 }
 
 const ss_http_request *ss_http_parsed(const ss_http *h)

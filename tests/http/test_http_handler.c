@@ -44,6 +44,10 @@ static struct {
     test_server server;
 } ctx;
 
+/* ss_config.user of every server here, told apart from
+ * ss_http_config.user (&ctx.log). */
+static int server_user;
+
 /* GET /big's body: large enough that sending it to a paced reader takes
  * well over io_timeout. */
 #define BIG_BODY_SIZE ((size_t)1536 * 1024)
@@ -73,6 +77,19 @@ static int do_GET(ss_http *h)
         ss_http_send_response(h, 200, NULL);
         ss_http_end_headers(h);
         return ss_http_write(h, "until close", 11) < 0 ? -1 : 0;
+    }
+    if (strcmp(target, "/users") == 0) {
+        /* Which context is which: the HTTP config's and the server's. */
+        snprintf(text, sizeof text, "config:%s server:%s\n",
+                 ss_http_config_user(h) == &ctx.log ? "yes" : "no",
+                 ss_http_server_user(h) == &server_user ? "yes" : "no");
+        return answer(h, 200, text);
+    }
+    if (strcmp(target, "/count") == 0) {
+        /* The connection's own state: requests on it, one after another. */
+        int *count = ss_http_state(h);
+        snprintf(text, sizeof text, "%d\n", ++*count);
+        return answer(h, 200, text);
     }
     if (strcmp(target, "/close") == 0)
         ss_http_close_connection(h);
@@ -196,6 +213,7 @@ static void start(const variant *v)
 {
     ctx.handler = ss_http_handler;
     ctx.handler.class_data = &ctx.http;
+    ctx.handler.state_size = sizeof(int); /* GET /count */
     if (ctx.small_sndbuf)
         ctx.handler.setup = small_sndbuf_setup;
     ctx.kind = *v->kind;
@@ -206,7 +224,9 @@ static void start(const variant *v)
     else
         test_unix_address(address, sizeof address, "http");
     assert_int_equal(test_server_start_with(&ctx.server, &ctx.kind, v->strategy,
-                                            address, &ctx.handler, NULL, 0.05),
+                                            address, &ctx.handler,
+                                            &(ss_config){.user = &server_user},
+                                            0.05),
                      0);
 }
 
@@ -336,6 +356,36 @@ static void expect_response(client *c, int status, const char *body)
     }
 
 /* ---- the tests ------------------------------------------------------ */
+
+static void config_user_and_server_user_are_told_apart(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /users HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "config:yes server:yes\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(config_user_and_server_user_are_told_apart)
+
+static void state_is_the_connections_own(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /count HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "1\n");
+    client_send(c, "GET /count HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "2\n"); /* kept across keep-alive requests */
+    client_close(c);
+    c = client_open();
+    client_send(c, "GET /count HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "1\n"); /* a new connection starts zeroed */
+    client_close(c);
+    stop();
+}
+FOR_BOTH(state_is_the_connections_own)
 
 static void get_returns_body_with_date_and_server(const variant *v)
 {
@@ -1076,6 +1126,8 @@ static void test_reason_phrases_and_html_escape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        BOTH(config_user_and_server_user_are_told_apart),
+        BOTH(state_is_the_connections_own),
         BOTH(get_returns_body_with_date_and_server),
         BOTH(head_sends_headers_without_body),
         BOTH(keep_alive_serves_two_requests_on_one_connection),
