@@ -60,7 +60,7 @@ static int api_echo(ss_http *h, httpd_context *ctx)
     char buf[8192];
     uint64_t length = 0, lines = 0;
     char last = '\n';
-    ssize_t n;
+    int n;
     while ((n = ss_http_read_body(h, buf, sizeof buf)) > 0) {
         length += (uint64_t)n;
         if (length > ECHO_MAX_BODY) {
@@ -72,7 +72,7 @@ static int api_echo(ss_http *h, httpd_context *ctx)
         last = buf[n - 1];
     }
     if (n < 0) {
-        int status = ss_http_error_status((int)n);
+        int status = ss_http_error_status(n);
         if (status == 0) /* the client went away or timed out */
             return -1;
         ss_http_close_connection(h);

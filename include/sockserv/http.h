@@ -20,8 +20,8 @@
  *         ss_http_send_header(h, "Content-Type", "text/plain");
  *         ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
  *         ss_http_end_headers(h);
- *         ssize_t n = ss_http_write(h, body, sizeof body - 1);
- *         return n < 0 ? (int)n : 0; // the error, for handle_error
+ *         int n = ss_http_write(h, body, sizeof body - 1);
+ *         return n < 0 ? n : 0; // the error, for handle_error
  *     }
  *     static const ss_http_method methods[] = {{"GET", do_GET}, {NULL, NULL}};
  *     static const ss_http_config http = {.methods = methods};
@@ -165,15 +165,15 @@ SS_API const char *ss_http_header_value(ss_http *h, const char *name);
 
 /* ---- request body -------------------------------------------------- */
 
-/** Read up to n bytes of the request body, decoding Content-Length or
- * chunked framing. Sends "100 Continue" first if the client asked for it.
+/** Read up to n bytes (at most SS_IO_MAX) of the request body, decoding
+ * Content-Length or chunked framing. Sends "100 Continue" first if the client asked for it.
  * Returns the count, 0 at the end of the body, or a negative error
  * (-ETIMEDOUT, SS_EOF if the client closed early, an SS_HTTP_E_* value for
  * a malformed chunked body or SS_HTTP_E_BODY_TOO_LARGE). A body the
  * callback does not read is drained after it returns when what is left is
  * at most 64 KiB and arrives within header_timeout; otherwise the
  * connection is closed, so pipelined requests stay in step. */
-SS_API ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n);
+SS_API int ss_http_read_body(ss_http *h, void *buf, size_t n);
 /** The declared body length, or -1 when chunked or absent. (Not
  * ss_http_content_length: the parser's header helper has that name.) */
 SS_API int64_t ss_http_body_length(const ss_http *h);
@@ -207,12 +207,15 @@ SS_API int ss_http_end_headers(ss_http *h);
  * connection is closed after it for 4xx/5xx caused by a bad request.
  * Returns 0 or a negative errno. */
 SS_API int ss_http_send_error(ss_http *h, int status, const char *explain);
-/** Response body bytes (all of them). For HEAD requests the body is
- * swallowed, so one callback can serve GET and HEAD. */
-SS_API ssize_t ss_http_write(ss_http *h, const void *buf, size_t n);
-/** Send count bytes of file fd from *offset with sendfile() (HEAD: none). */
-SS_API ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset,
-                                size_t count);
+/** Response body bytes (all of them: at most SS_IO_MAX, else -EINVAL).
+ * Returns n or a negative errno. For HEAD requests the body is swallowed,
+ * so one callback can serve GET and HEAD. */
+SS_API int ss_http_write(ss_http *h, const void *buf, size_t n);
+/** Send count bytes of file fd from *offset (advanced) with sendfile()
+ * (HEAD: none). Returns the count sent — short at end of file, beyond
+ * SS_IO_MAX (call again for the rest), or when an error cut the transfer
+ * (the next call reports it) — or a negative errno. */
+SS_API int ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count);
 /** Close the connection after this response (Python: close_connection). */
 SS_API void ss_http_close_connection(ss_http *h);
 

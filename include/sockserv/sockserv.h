@@ -27,6 +27,9 @@
  * Conventions, for every function in this header unless it says otherwise:
  *  - Errors are values: 0 or a count on success, a negative errno value on
  *    failure (-EADDRINUSE, -EINVAL, -ETIMEDOUT…). ss_strerror() names them.
+ *  - One integer type for "a count or an error": int, which is also what
+ *    a handler returns, so `int n = ss_read(...); … return n < 0 ? n : 0;`
+ *    needs no cast. One I/O call moves at most SS_IO_MAX bytes.
  *  - Nothing here calls exit(), aborts on bad input, changes signal
  *    dispositions (except ss_shutdown_on_signals(), which you call, and
  *    ss_coroutines' SIGSEGV stack-overflow reporter: see
@@ -40,6 +43,7 @@
 #ifndef SOCKSERV_SOCKSERV_H
 #define SOCKSERV_SOCKSERV_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -128,6 +132,15 @@ typedef struct ss_config ss_config;
  * way out of a handle_request loop, as KeyboardInterrupt leaves Python's.
  * Outside the errno range, like SS_EOF. */
 #define SS_SHUTDOWN (-4094)
+
+/** The most bytes one I/O call (ss_read, ss_write, ss_sendfile, and the
+ * HTTP handler's) moves or accepts, so that every count fits the int the
+ * call returns: INT_MAX. Calls that may move fewer bytes than asked
+ * (ss_read, ss_write, ss_sendfile…) move at most this many; calls that
+ * must move all (ss_read_exact, ss_write_all, ss_http_write) refuse more
+ * with -EINVAL. Linux's read() and write() move at most 0x7ffff000 bytes
+ * a call anyway. */
+#define SS_IO_MAX INT_MAX
 
 /** A static, thread-safe description of an error code returned by this
  * library (a negative errno value or SS_EOF). Never NULL. */
@@ -779,23 +792,25 @@ SS_API bool ss_request_truncated(const ss_request *req);
 /** Change the per-call I/O timeout for this request (seconds, 0 = none). */
 SS_API void ss_request_set_timeout(ss_request *req, double seconds);
 
-/** Read up to n bytes (at least 1 unless EOF). Returns the count, 0 at end
- * of stream (datagrams: end of the packet), or a negative errno
- * (-ETIMEDOUT past the timeout). */
-SS_API ssize_t ss_read(ss_request *req, void *buf, size_t n);
-/** Read exactly n bytes. Returns n, SS_EOF if the stream ended first, or a
- * negative errno (-ETIMEDOUT…); on either failure the bytes that did
- * arrive are in buf but consumed, and their count is not reported. Use
- * ss_read() where a short message must be handled. */
-SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
+/** Read up to n bytes (at least 1 unless EOF; at most SS_IO_MAX). Returns
+ * the count, 0 at end of stream (datagrams: end of the packet), or a
+ * negative errno (-ETIMEDOUT past the timeout). */
+SS_API int ss_read(ss_request *req, void *buf, size_t n);
+/** Read exactly n bytes (at most SS_IO_MAX, else -EINVAL). Returns n,
+ * SS_EOF if the stream ended first, or a negative errno (-ETIMEDOUT…); on
+ * either failure the bytes that did arrive are in buf but consumed, and
+ * their count is not reported. Use ss_read() where a short message must
+ * be handled. */
+SS_API int ss_read_exact(ss_request *req, void *buf, size_t n);
 /** Read one line, up to and including '\n', into buf (NUL-terminated;
  * size counts the NUL). Returns its length; 0 at end of stream. A line that
  * ends without '\n' means the peer closed mid-line (nothing is lost; the
  * next call returns 0). A line that does not fit in size - 1 bytes returns
  * -EMSGSIZE: buf holds its first size - 1 bytes, which are consumed, and
- * the rest of the line is still to be read. Other errors (-ETIMEDOUT…)
- * consume what was read of the line. */
-SS_API ssize_t ss_readline(ss_request *req, char *buf, size_t size);
+ * the rest of the line is still to be read (a size above SS_IO_MAX + 1
+ * counts as that). Other errors (-ETIMEDOUT…) consume what was read of
+ * the line. */
+SS_API int ss_readline(ss_request *req, char *buf, size_t size);
 
 /** Cooperative helpers: they block the calling request only, under every
  * strategy — a coroutine parks, a thread or process simply waits. */
@@ -837,28 +852,28 @@ SS_API int ss_wait_input_or_fd(ss_request *req, int fd, short events,
  * while the coroutine waits. Returns fn's result. */
 SS_API int ss_run_blocking(ss_request *req, int (*fn)(void *arg), void *arg);
 
-/** Write up to n bytes: one send for streams (it may be partial). Returns
- * the count or a negative errno. Datagrams: appends to the reply, which
- * may hold at most 65,507 bytes for UDP (-EMSGSIZE beyond, and nothing is
- * appended) and 16 MiB for Unix datagram sockets, where the kernel's
- * buffer size may refuse a smaller reply when it is sent. */
-SS_API ssize_t ss_write(ss_request *req, const void *buf, size_t n);
-/** Write all n bytes, completing partial writes and retrying after
- * signals. Returns n or a negative errno (then an unknown prefix was
- * sent). */
-SS_API ssize_t ss_write_all(ss_request *req, const void *buf, size_t n);
+/** Write up to n bytes (at most SS_IO_MAX): one send for streams (it may
+ * be partial). Returns the count or a negative errno. Datagrams: appends
+ * to the reply, which may hold at most 65,507 bytes for UDP (-EMSGSIZE
+ * beyond, and nothing is appended) and 16 MiB for Unix datagram sockets,
+ * where the kernel's buffer size may refuse a smaller reply when it is
+ * sent. */
+SS_API int ss_write(ss_request *req, const void *buf, size_t n);
+/** Write all n bytes (at most SS_IO_MAX, else -EINVAL), completing
+ * partial writes and retrying after signals. Returns n or a negative
+ * errno (then an unknown prefix was sent). */
+SS_API int ss_write_all(ss_request *req, const void *buf, size_t n);
 /** printf to the request; like ss_write_all. */
-SS_API ssize_t ss_writef(ss_request *req, const char *fmt, ...) SS_PRINTF(2, 3);
+SS_API int ss_writef(ss_request *req, const char *fmt, ...) SS_PRINTF(2, 3);
 /** Send what a buffered writer (wbufsize > 0) holds. Returns 0 or a negative
  * errno. The library flushes after finish too. */
 SS_API int ss_flush(ss_request *req);
 /** Send count bytes of file fd from *offset (advanced), through sendfile()
  * where the kernel allows. Streams only (-EOPNOTSUPP otherwise). Returns
- * the count sent — short at end of file, or when an error cut the transfer
- * after some bytes went out (the next call reports the error) — or a
- * negative errno. */
-SS_API ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset,
-                           size_t count);
+ * the count sent — short at end of file, beyond SS_IO_MAX (call again for
+ * the rest), or when an error cut the transfer after some bytes went out
+ * (the next call reports the error) — or a negative errno. */
+SS_API int ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count);
 
 /* ------------------------------------------------------------------------
  * Addresses

@@ -1245,6 +1245,57 @@ sendfile_to_vanished_client_fails_without_sigpipe(const ss_server_class *kind)
 }
 FOR_TCP_AND_UNIX(sendfile_to_vanished_client_fails_without_sigpipe)
 
+/* ---- one integer type for "a count or an error" ------------------------ */
+
+/* Every request I/O call returns int, the handler's own return type, so
+ * the documented pattern compiles without a cast (and without a warning
+ * under -Wconversion). Checked at compile time: _Generic does not call. */
+#define RETURNS_INT(call) _Generic((call), int: 1, default: 0)
+_Static_assert(RETURNS_INT(ss_read(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_read_exact(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_readline(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_write(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_write_all(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_writef(NULL, "%d", 0)) &&
+                   RETURNS_INT(ss_sendfile(NULL, 0, NULL, 0)),
+               "request I/O returns int, as handlers do");
+
+/* The pattern of every example: no cast. Also asks for more than
+ * SS_IO_MAX from the calls that must move everything: refused with
+ * -EINVAL before a byte moves (buf is never touched). */
+static int echo_once_and_probe_io_max(ss_request *req)
+{
+    char line[64];
+    int n = ss_readline(req, line, sizeof line);
+    if (n <= 0)
+        return n < 0 ? n : 0;
+    ctx.rc[0] = ss_write_all(req, line, (size_t)SS_IO_MAX + 1);
+    ctx.rc[1] = ss_read_exact(req, line, (size_t)SS_IO_MAX + 1);
+    n = ss_write_all(req, line, (size_t)n);
+    return n < 0 ? n : 0;
+}
+
+static const ss_handler_class io_max_handler = {
+    .base = &ss_stream_handler,
+    .handle = echo_once_and_probe_io_max,
+};
+
+static void counts_beyond_io_max_are_refused(const ss_server_class *kind)
+{
+    ctx_reset();
+    test_server t;
+    start_server(&t, kind, &io_max_handler);
+    int fd = connect_client(&t);
+    test_expect_echo(fd, "hello\n"); /* nothing else was sent before it */
+    close(fd);
+    stop_server(&t);
+    assert_int_equal(ctx.rc[0], -EINVAL);
+    assert_int_equal(ctx.rc[1], -EINVAL);
+    assert_int_equal(ctx.log_lines, 0);
+    ctx_destroy();
+}
+FOR_TCP_AND_UNIX(counts_beyond_io_max_are_refused)
+
 #define BOTH(name)                                                             \
     cmocka_unit_test(test_##name##_over_tcp),                                  \
         cmocka_unit_test(test_##name##_over_unix)
@@ -1271,6 +1322,7 @@ int main(void)
         cmocka_unit_test(test_disable_nagle_algorithm_is_harmless_on_unix),
         BOTH(write_to_vanished_client_fails_without_sigpipe),
         BOTH(sendfile_to_vanished_client_fails_without_sigpipe),
+        BOTH(counts_beyond_io_max_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Body I/O returns int, as the callbacks do (sockserv.h: SS_IO_MAX). */
+#define RETURNS_INT(call) _Generic((call), int: 1, default: 0)
+_Static_assert(RETURNS_INT(ss_http_read_body(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_http_write(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_http_sendfile(NULL, 0, NULL, 0)),
+               "HTTP body I/O returns int, as method callbacks do");
+
 /* ---- the server under test ----------------------------------------- */
 
 static struct {
