@@ -436,9 +436,11 @@ typedef struct ss_coroutine_options {
 SS_API extern const ss_strategy ss_sync;
 /** A child process per request (Python's ForkingMixIn), options
  * ss_forking_options. The child runs the handler and exits 0, or 1 after a
- * failure (reported by handle_error in the child). Only the server's own
- * children are ever reaped. ss_handle_request() waits 300 s by default,
- * as Python's ForkingMixIn.timeout. */
+ * failure (reported by handle_error in the child). Memory the handler
+ * changes is the child's and dies with it: state shared between requests
+ * needs a file, a database or another process (docs/strategies.md). Only
+ * the server's own children are ever reaped. ss_handle_request() waits
+ * 300 s by default, as Python's ForkingMixIn.timeout. */
 SS_API extern const ss_strategy ss_forking;
 /** A thread per request (Python's ThreadingMixIn), options
  * ss_threading_options.
@@ -446,10 +448,14 @@ SS_API extern const ss_strategy ss_forking;
 SS_API extern const ss_strategy ss_threading;
 /** Long-lived worker threads fed by a bounded queue, options
  * ss_thread_pool_options. A request is a whole connection: a keep-alive
- * client holds its worker until it leaves or times out. */
+ * client holds its worker until it leaves or times out (HTTP: its
+ * idle_timeout, 15 s), so pool_size bounds the connections served at
+ * once, busy or idle. */
 SS_API extern const ss_strategy ss_thread_pool;
 /** A supervisor process forks worker processes that share the listening
  * socket and each run a worker strategy; crashed workers are replaced.
+ * Each worker has its own memory: what one request stores is seen only by
+ * later requests of the same worker, and is lost when it is replaced.
  * Options ss_prefork_options. */
 SS_API extern const ss_strategy ss_prefork;
 /** Coroutines on epoll (gevent's idea, done explicitly): each request runs
@@ -480,8 +486,16 @@ struct ss_handler_class {
     int (*handle)(ss_request *req); /**< The work (Python: handle). */
     int (*finish)(ss_request *req); /**< Clean up, also after a failure. */
 
-    /** Stream options (StreamRequestHandler). 0 fields are inherited. */
-    /** Seconds each read/write call may take before -ETIMEDOUT; 0 = none. */
+    /** Options Python keeps on StreamRequestHandler. Here timeout and the
+     * buffer sizes apply to every request of the class whatever its base
+     * (ss_base_handler, ss_stream_handler, ss_datagram_handler, the HTTP
+     * handler, or a setup that does not call its base's); only
+     * disable_nagle_algorithm needs ss_stream_handler's setup. 0 fields
+     * are inherited. */
+    /** Seconds each read/write call may take before -ETIMEDOUT; 0 = none.
+     * Set on the request before setup runs, with or without
+     * ss_stream_handler as base; ss_request_set_timeout() changes it for
+     * one request. */
     double timeout;
     /** Read buffer size; default 8192. */
     size_t rbufsize;
@@ -489,7 +503,8 @@ struct ss_handler_class {
      * When set, data is sent when the buffer fills, on ss_flush(), and
      * after finish. */
     size_t wbufsize;
-    /** TCP_NODELAY on the connection (TCP only). */
+    /** TCP_NODELAY on the connection (TCP only), set by
+     * ss_stream_handler's setup. */
     bool disable_nagle_algorithm;
 
     /** Data of the class itself — Python's class attributes — shared by all

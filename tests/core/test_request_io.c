@@ -595,6 +595,52 @@ request_timeout_makes_read_fail_with_etimedout(const ss_server_class *kind)
 }
 FOR_TCP_AND_UNIX(request_timeout_makes_read_fail_with_etimedout)
 
+/* The class's timeout is the request's from the start, whatever the
+ * base: ss_base_handler (no base at all), or a subclass of
+ * ss_stream_handler whose setup does not call the base's. */
+static int setup_without_super(ss_request *req)
+{
+    (void)req;
+    return 0;
+}
+
+static const ss_handler_class timeout_without_base = {
+    .handle = read_with_timeout,
+    .timeout = 0.2,
+};
+
+static const ss_handler_class timeout_setup_overridden = {
+    .base = &ss_stream_handler,
+    .setup = setup_without_super,
+    .handle = read_with_timeout,
+    .timeout = 0.2,
+};
+
+static void timeout_applies_to(const ss_server_class *kind,
+                               const ss_handler_class *handler)
+{
+    ctx_reset();
+    test_server t;
+    start_server(&t, kind, handler);
+    int fd = connect_client(&t);
+    expect_eof(fd);
+    close(fd);
+    stop_server(&t);
+    assert_int_equal(ctx.rc[0], -ETIMEDOUT);
+    assert_int_equal(ctx.rc[1], -ETIMEDOUT);
+    if (ctx.elapsed[0] < 0.18 || ctx.elapsed[0] > 3.0)
+        fail_msg("ss_read timed out after %.3f s, expected about 0.2 s",
+                 ctx.elapsed[0]);
+    ctx_destroy();
+}
+
+static void timeout_applies_without_stream_handler(const ss_server_class *kind)
+{
+    timeout_applies_to(kind, &timeout_without_base);
+    timeout_applies_to(kind, &timeout_setup_overridden);
+}
+FOR_TCP_AND_UNIX(timeout_applies_without_stream_handler)
+
 #define NEVER_READ_SIZE ((size_t)64 << 20)
 
 static int write_with_timeout(ss_request *req)
@@ -1311,6 +1357,7 @@ int main(void)
         BOTH(read_returns_zero_at_eof),
         BOTH(binary_payloads_echo_byte_exact),
         BOTH(request_timeout_makes_read_fail_with_etimedout),
+        BOTH(timeout_applies_without_stream_handler),
         BOTH(request_timeout_makes_write_fail_with_etimedout),
         BOTH(buffered_writes_wait_for_flush_or_finish),
         BOTH(buffered_writes_spill_when_full_and_finish_sends_rest),
