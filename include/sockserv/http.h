@@ -163,6 +163,52 @@ SS_API int ss_http_version_minor(const ss_http *h);
  * that is the parser's field struct.) */
 SS_API const char *ss_http_header_value(ss_http *h, const char *name);
 
+/* ---- path, query, form and routes ----------------------------------- */
+
+/* What every handler author writes by hand otherwise (mongoose's
+ * mg_http_match_uri, civetweb's mg_get_var). Built on the allocation-free
+ * helpers of http_parser.h (ss_http_target_path, ss_http_form_find,
+ * ss_http_match_route…); the strings returned are NUL-terminated copies in
+ * the exchange's memory, valid until the callback returns, never to be
+ * freed. Decoding refuses NUL bytes, so they are whole C strings. */
+
+/** The request's path, percent-decoded, without the query: "/a b" for
+ * "/a%20b?x=1" (ss_http_target_path(): absolute-form targets give their
+ * path; "%2F" becomes '/'). NULL when the target has no path ("*") or its
+ * path would decode to a NUL byte ("%00"), or memory ran out: answer
+ * 400. */
+SS_API const char *ss_http_path(ss_http *h);
+/** The query string as sent, undecoded ("x=1&y=a+b"); "" when there is
+ * none (NULL only when memory ran out). */
+SS_API const char *ss_http_query_string(ss_http *h);
+/** The decoded value of the first query parameter called name ("a b" for
+ * y in "?x=1&y=a+b"; "" for "?flag"), or NULL when there is none, when it
+ * would decode to a NUL byte, or memory ran out. */
+SS_API const char *ss_http_query(ss_http *h, const char *name);
+/** Read the request's body whole as an application/x-www-form-urlencoded
+ * form (an HTML form's POST), at most max_size bytes (capped at
+ * SS_HTTP_LIMIT_CAP), for ss_http_form(). Returns the body's length (0
+ * for a request without a body), a second call the same; or
+ * SS_HTTP_E_UNSUPPORTED_MEDIA_TYPE when the request has a body of another
+ * Content-Type, SS_HTTP_E_BODY_TOO_LARGE beyond max_size (both unread:
+ * returned from the callback, they are answered 415 and 413), another
+ * error of ss_http_read_body(), or -ENOMEM. The body is kept in the
+ * exchange's memory, so max_size bounds what one request may cost. */
+SS_API int ss_http_read_form(ss_http *h, size_t max_size);
+/** The decoded value of the first field called name of the form read by
+ * ss_http_read_form(), as ss_http_query() for the query; NULL before that
+ * call (or after it failed). */
+SS_API const char *ss_http_form(ss_http *h, const char *name);
+/** Whether the request's decoded path (ss_http_path()) matches pattern,
+ * as ss_http_match_route() defines it: "/api/items/{id}" matches
+ * "/api/items/42". On a match the captures are kept for ss_http_capture()
+ * (until the next successful match); a pattern with more than 8 captures,
+ * or a malformed one, never matches. */
+SS_API bool ss_http_match(ss_http *h, const char *pattern);
+/** The value of the capture called name ("id") in the last pattern
+ * ss_http_match() matched ("42"), or NULL. */
+SS_API const char *ss_http_capture(ss_http *h, const char *name);
+
 /* ---- request body -------------------------------------------------- */
 
 /** Read up to n bytes (at most SS_IO_MAX) of the request body, decoding

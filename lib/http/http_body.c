@@ -66,6 +66,11 @@ static ssize_t body_failed(ss_http *h, ssize_t error)
     return error;
 }
 
+int ss__http_body_refuse(ss_http *h, int error)
+{
+    return (int)body_failed(h, error);
+}
+
 static ssize_t read_length(ss_http *h, char *buf, size_t n)
 {
     if ((uint64_t)n > h->body_left)

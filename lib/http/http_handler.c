@@ -310,6 +310,7 @@ static void exchange_reset(ss_http *h)
     h->continue_sent = false;
     h->body_error = 0;
     h->method_copy = h->target_copy = NULL;
+    ss__http_request_reset(h);
     h->is_head = false;
     h->out_len = 0;
     h->status = h->head_status = 0;

@@ -85,6 +85,15 @@ static int do_GET(ss_http *h)
         ss_http_end_headers(h);
         return ss_http_write(h, "until close", 11) < 0 ? -1 : 0;
     }
+    if (ss_http_match(h, "/items/{id}")) {
+        /* The request helpers: decoded path, capture, query. */
+        const char *q = ss_http_query(h, "q");
+        snprintf(text, sizeof text, "path=%s id=%s q=%s\n", ss_http_path(h),
+                 ss_http_capture(h, "id"), q ? q : "(none)");
+        return answer(h, 200, text);
+    }
+    if (strncmp(target, "/items/", 7) == 0 && !ss_http_path(h))
+        return ss_http_send_error(h, 400, "undecodable path") < 0 ? -1 : 0;
     if (strcmp(target, "/users") == 0) {
         /* Which context is which: the HTTP config's and the server's. */
         snprintf(text, sizeof text, "config:%s server:%s\n",
@@ -160,6 +169,15 @@ static int do_POST(ss_http *h)
 {
     if (strcmp(ss_http_target(h), "/ignore") == 0)
         return answer(h, 200, "ignored\n");
+    if (ss_http_match(h, "/form")) {
+        int rc = ss_http_read_form(h, 64);
+        if (rc < 0)
+            return rc; /* 413 or 415, answered by the handler */
+        const char *name = ss_http_form(h, "name");
+        char text[128];
+        snprintf(text, sizeof text, "%d name=%s\n", rc, name ? name : "-");
+        return answer(h, 200, text);
+    }
     char body[8192];
     size_t have = 0;
     for (;;) {
@@ -375,6 +393,76 @@ static void config_user_and_server_user_are_told_apart(const variant *v)
     stop();
 }
 FOR_BOTH(config_user_and_server_user_are_told_apart)
+
+static void path_query_and_captures_are_decoded(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /items/a%20b?x=1&q=x+y%21 HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "path=/items/a b id=a b q=x y!\n");
+    client_send(c, "GET /items/7 HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "path=/items/7 id=7 q=(none)\n");
+    client_send(c, "GET http://x/items/8?q= HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "path=/items/8 id=8 q=\n");
+    client_send(c, "GET /items/%00 HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 400, NULL); /* NUL refused */
+    client_close(c);
+    stop();
+}
+FOR_BOTH(path_query_and_captures_are_decoded)
+
+static void post_form(client *c, const char *type, const char *body)
+{
+    char request[512];
+    snprintf(request, sizeof request,
+             "POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             type, strlen(body), body);
+    client_send(c, request);
+}
+
+static void form_bodies_are_read_and_bounded(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    post_form(c, "application/x-www-form-urlencoded", "a=1&name=J%C3%BCrgen+M");
+    expect_response(c, 200, "22 name=J\xc3\xbcrgen M\n");
+    post_form(c, "application/x-www-form-urlencoded; charset=utf-8", "x=y");
+    expect_response(c, 200, "3 name=-\n"); /* kept alive all along */
+    /* Chunked works too. */
+    client_send(c, "POST /form HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Type: application/x-www-form-urlencoded\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nname=\r\n3\r\nbob\r\n0\r\n\r\n");
+    expect_response(c, 200, "8 name=bob\n");
+    post_form(c, "text/plain", "name=x");
+    expect_response(c, 415, NULL);
+    expect_closed(c);
+    client_close(c);
+
+    c = client_open(); /* past max_size (64): 413, unread */
+    post_form(c, "application/x-www-form-urlencoded",
+              "name=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    expect_response(c, 413, NULL);
+    expect_closed(c);
+    client_close(c);
+
+    c = client_open(); /* the same for a chunked body that grows past it */
+    client_send(c, "POST /form HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Type: application/x-www-form-urlencoded\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n"
+                   "40\r\n"
+                   "name=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"
+                   "1\r\ny\r\n0\r\n\r\n");
+    expect_response(c, 413, NULL);
+    expect_closed(c);
+    client_close(c);
+    assert_int_equal(atomic_load(&ctx.errors), 0); /* the client's fault */
+    stop();
+}
+FOR_BOTH(form_bodies_are_read_and_bounded)
 
 static void state_is_the_connections_own(const variant *v)
 {
@@ -1135,6 +1223,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         BOTH(config_user_and_server_user_are_told_apart),
         BOTH(state_is_the_connections_own),
+        BOTH(path_query_and_captures_are_decoded),
+        BOTH(form_bodies_are_read_and_bounded),
         BOTH(get_returns_body_with_date_and_server),
         BOTH(head_sends_headers_without_body),
         BOTH(keep_alive_serves_two_requests_on_one_connection),
