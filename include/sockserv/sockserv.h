@@ -33,7 +33,7 @@
  *  - Nothing here calls exit(), aborts on bad input, changes signal
  *    dispositions (except ss_shutdown_on_signals(), which you call, and
  *    ss_coroutines' SIGSEGV stack-overflow reporter: see
- *    ss_config.coro_overflow_report, default true) or prints, except the
+ *    ss_coroutine_options.no_overflow_report) or prints, except the
  *    default handle_error, the optional log hook and that reporter's line.
  *  - Times are in seconds as doubles, like Python; 0 means "no timeout".
  *  - Request functions (ss_read, ss_write…) are called from the handler that
@@ -528,8 +528,8 @@ SS_API extern const ss_handler_class ss_datagram_handler;
  * --------------------------------------------------------------------- */
 
 /** Create a server. address is a string (see ss_address_parse); cfg may be
- * NULL for defaults and is copied. With cfg->bind_and_activate (the
- * default), the socket is bound and listening on return.
+ * NULL for defaults and is copied. Unless cfg->no_bind_and_activate is
+ * set, the socket is bound and listening on return.
  * On success *out owns the server: free it with ss_server_free(). On
  * failure *out is NULL and nothing is leaked. */
 SS_API int ss_server_new(ss_server **out, const ss_server_class *kind,
@@ -598,7 +598,7 @@ SS_API int ss_forking_unix_datagram_server_new(ss_server **out,
                                                const ss_handler_class *handler,
                                                const ss_config *cfg);
 
-/** Bind / listen, when bind_and_activate was false. Call once each, in that
+/** Bind / listen, when no_bind_and_activate was set. Call once each, in that
  * order. */
 SS_API int ss_server_bind(ss_server *srv);
 /** listen() (Python: server_activate()), after ss_server_bind(). */
@@ -727,7 +727,7 @@ SS_API int ss_shutdown_on_signals(ss_server *srv);
  * as the library's own sockets are; ss_server_address(), ss_server_port()
  * and ss_server_address_string() report the address it is bound to.
  * In cfg, allow_reuse_address, allow_reuse_port, ipv6_only and
- * bind_and_activate are ignored (the socket exists and is bound), and
+ * no_bind_and_activate are ignored (the socket exists and is bound), and
  * unlink_on_close never removes the socket file of an adopted Unix
  * socket: whoever bound it made the file and removes it (systemd does
  * when the .socket unit stops; RemoveOnStop=).
