@@ -98,29 +98,12 @@ int ss_http_version_minor(const ss_http *h)
 const char *ss_http_header_value(ss_http *h, const char *name)
 {
     const ss_http_header *f = ss_http_header_find(&h->parsed, name);
-    if (!f)
-        return NULL;
-    char *copy = ss__http_alloc(h, f->value_len + 1);
-    if (!copy)
-        return NULL;
-    memcpy(copy, f->value, f->value_len);
-    copy[f->value_len] = '\0';
-    return copy;
+    return f ? ss__http_copy(h, f->value, f->value_len) : NULL;
 }
 
 void ss_http_close_connection(ss_http *h)
 {
     h->close = true;
-}
-
-static const char *copy_slice(ss_http *h, const char *s, size_t n)
-{
-    char *copy = ss__http_alloc(h, n + 1);
-    if (!copy)
-        return NULL;
-    memcpy(copy, s, n);
-    copy[n] = '\0';
-    return copy;
 }
 
 /* ---- connection state ---------------------------------------------- */
@@ -552,8 +535,10 @@ static int serve_connection(ss_http *h)
         h->head_len = h->pos = (size_t)rc;
         h->is_head = h->parsed.method_len == 4 &&
                      memcmp(h->parsed.method, "HEAD", 4) == 0;
-        h->method_copy = copy_slice(h, h->parsed.method, h->parsed.method_len);
-        h->target_copy = copy_slice(h, h->parsed.target, h->parsed.target_len);
+        h->method_copy =
+            ss__http_copy(h, h->parsed.method, h->parsed.method_len);
+        h->target_copy =
+            ss__http_copy(h, h->parsed.target, h->parsed.target_len);
         if (!h->method_copy || !h->target_copy) {
             ss__http_refuse(h, 500, "out of memory");
             return -ENOMEM;

@@ -141,6 +141,8 @@ void ss__http_request_reset(ss_http *h);
 /* http_exchange.c: the arena (n bytes until the next reset; NULL when
  * out of memory), kept one block for the next request by reset */
 void *ss__http_alloc(ss_http *h, size_t n);
+/* s[0..n) as a NUL-terminated string in the arena, or NULL. */
+const char *ss__http_copy(ss_http *h, const char *s, size_t n);
 void ss__http_arena_reset(ss_http *h);
 void ss__http_arena_free(ss_http *h);
 /* Record an I/O failure with the client; returns error. */

@@ -82,14 +82,7 @@ const char *ss_http_query_string(ss_http *h)
     size_t len;
     const char *q =
         ss_http_target_query(h->parsed.target, h->parsed.target_len, &len);
-    if (!q)
-        return "";
-    char *copy = ss__http_alloc(h, len + 1);
-    if (!copy)
-        return NULL;
-    memcpy(copy, q, len);
-    copy[len] = '\0';
-    return copy;
+    return q ? ss__http_copy(h, q, len) : "";
 }
 
 const char *ss_http_query(ss_http *h, const char *name)
@@ -140,8 +133,8 @@ int ss_http_read_form(ss_http *h, size_t max_size)
         return -ENOMEM;
     size_t have = 0;
     for (;;) {
-        int got = have < room ? ss_http_read_body(h, buf + have, room - have)
-                              : 0;
+        int got =
+            have < room ? ss_http_read_body(h, buf + have, room - have) : 0;
         if (got < 0)
             return got;
         if (got == 0)
@@ -176,14 +169,11 @@ bool ss_http_match(ss_http *h, const char *pattern)
         return false;
     h->capture_count = 0;
     for (int i = 0; i < n; i++) {
-        char *name = ss__http_alloc(h, found[i].name_len + 1);
-        char *value = ss__http_alloc(h, found[i].value_len + 1);
+        const char *name = ss__http_copy(h, found[i].name, found[i].name_len);
+        const char *value =
+            ss__http_copy(h, found[i].value, found[i].value_len);
         if (!name || !value)
             return false;
-        memcpy(name, found[i].name, found[i].name_len);
-        name[found[i].name_len] = '\0';
-        memcpy(value, found[i].value, found[i].value_len);
-        value[found[i].value_len] = '\0';
         h->captures[i].name = name;
         h->captures[i].value = value;
     }

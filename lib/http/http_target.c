@@ -80,7 +80,7 @@ static bool path_slice(const char *target, size_t len, const char **path,
     } else {
         size_t scheme = len >= 7 && strncasecmp(p, "http://", 7) == 0    ? 7
                         : len >= 8 && strncasecmp(p, "https://", 8) == 0 ? 8
-                                                                          : 0;
+                                                                         : 0;
         if (scheme == 0)
             return false; /* "*", "host:443", "relative" */
         p += scheme;
@@ -95,8 +95,7 @@ static bool path_slice(const char *target, size_t len, const char **path,
     return true;
 }
 
-int ss_http_target_path(const char *target, size_t len, char *out,
-                        size_t size)
+int ss_http_target_path(const char *target, size_t len, char *out, size_t size)
 {
     if (len > SS_HTTP_LIMIT_CAP)
         return -E2BIG;
@@ -162,8 +161,8 @@ static bool decoded_equals(const char *raw, size_t len, const char *name)
     return name[j] == '\0';
 }
 
-int ss_http_form_find(const char *data, size_t len, const char *name,
-                      char *out, size_t size)
+int ss_http_form_find(const char *data, size_t len, const char *name, char *out,
+                      size_t size)
 {
     if (len > SS_HTTP_LIMIT_CAP)
         return -E2BIG;

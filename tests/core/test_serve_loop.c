@@ -971,7 +971,8 @@ static void test_handle_request_returns_ss_shutdown_once_requested(void **state)
     assert_int_equal(ss_handle_request(srv), SS_SHUTDOWN);
     assert_int_equal(ss_handle_request(srv), SS_SHUTDOWN); /* and again */
     assert_false(readable_within(fd, 100));
-    assert_string_equal(ss_strerror(SS_SHUTDOWN), "The server is shutting down");
+    assert_string_equal(ss_strerror(SS_SHUTDOWN),
+                        "The server is shutting down");
     /* ss_serve_forever() takes the pending shutdown: it returns at once
      * and clears it. */
     assert_int_equal(ss_serve_forever(srv, 5.0), 0);
@@ -1103,7 +1104,8 @@ int main(void)
         cmocka_unit_test(test_sigint_ends_a_while_not_shutdown_requested_loop),
         cmocka_unit_test(test_sigint_ends_a_until_ss_shutdown_loop),
         cmocka_unit_test(test_sigint_during_an_idle_request_ends_the_loop),
-        cmocka_unit_test(test_handle_request_returns_ss_shutdown_once_requested),
+        cmocka_unit_test(
+            test_handle_request_returns_ss_shutdown_once_requested),
         cmocka_unit_test(
             test_shutdown_from_another_thread_wakes_handle_request),
         cmocka_unit_test(test_service_actions_called_repeatedly_while_serving),

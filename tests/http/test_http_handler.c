@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 /* Body I/O returns int, as the callbacks do (sockserv.h: SS_IO_MAX). */
-#define RETURNS_INT(call) _Generic((call), int: 1, default: 0)
+#define RETURNS_INT(call) _Generic((call), int : 1, default : 0)
 _Static_assert(RETURNS_INT(ss_http_read_body(NULL, NULL, 0)) &&
                    RETURNS_INT(ss_http_write(NULL, NULL, 0)) &&
                    RETURNS_INT(ss_http_sendfile(NULL, 0, NULL, 0)),
@@ -443,19 +443,23 @@ static void form_bodies_are_read_and_bounded(const variant *v)
     client_close(c);
 
     c = client_open(); /* past max_size (64): 413, unread */
-    post_form(c, "application/x-www-form-urlencoded",
-              "name=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    post_form(
+        c, "application/x-www-form-urlencoded",
+        "name="
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     expect_response(c, 413, NULL);
     expect_closed(c);
     client_close(c);
 
     c = client_open(); /* the same for a chunked body that grows past it */
-    client_send(c, "POST /form HTTP/1.1\r\nHost: x\r\n"
-                   "Content-Type: application/x-www-form-urlencoded\r\n"
-                   "Transfer-Encoding: chunked\r\n\r\n"
-                   "40\r\n"
-                   "name=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"
-                   "1\r\ny\r\n0\r\n\r\n");
+    client_send(
+        c,
+        "POST /form HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+        "40\r\n"
+        "name=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"
+        "1\r\ny\r\n0\r\n\r\n");
     expect_response(c, 413, NULL);
     expect_closed(c);
     client_close(c);

@@ -60,8 +60,11 @@ static void expect_body(int fd, const char *status_line, const char *body)
  * be waiting for the rest. */
 #define SETTLE 0.1
 
-static void bodies_stay_apart(const ss_strategy *strategy)
+/* Each test runs under the strategy its state names (main's table). */
+static void test_interleaved_bodies_stay_apart(void **state)
 {
+    const ss_strategy *strategy = *state;
+    print_message("under %s\n", strategy->name);
     test_options opts = {.coro.threads = 1, .pool.pool_size = 2};
     ss_config cfg = {0};
     test_use_options(&cfg, strategy, &opts);
@@ -81,8 +84,10 @@ static void bodies_stay_apart(const ss_strategy *strategy)
     test_server_stop(&t);
 }
 
-static void hello_answers(const ss_strategy *strategy)
+static void test_documented_get_answers(void **state)
 {
+    const ss_strategy *strategy = *state;
+    print_message("under %s\n", strategy->name);
     test_options opts = {.coro.threads = 1};
     ss_config cfg = {0};
     test_use_options(&cfg, strategy, &opts);
@@ -110,55 +115,20 @@ static void hello_answers(const ss_strategy *strategy)
     test_server_stop(&t);
 }
 
-#define EACH_STRATEGY(name, body)                                              \
-    static void test_##name##_coroutines_one_thread(void **state)              \
-    {                                                                          \
-        (void)state;                                                           \
-        body(&ss_coroutines);                                                  \
-    }                                                                          \
-    static void test_##name##_sync(void **state)                               \
-    {                                                                          \
-        (void)state;                                                           \
-        body(&ss_sync);                                                        \
-    }                                                                          \
-    static void test_##name##_threading(void **state)                          \
-    {                                                                          \
-        (void)state;                                                           \
-        body(&ss_threading);                                                   \
-    }                                                                          \
-    static void test_##name##_thread_pool(void **state)                        \
-    {                                                                          \
-        (void)state;                                                           \
-        body(&ss_thread_pool);                                                 \
-    }                                                                          \
-    static void test_##name##_forking(void **state)                            \
-    {                                                                          \
-        (void)state;                                                           \
-        body(&ss_forking);                                                     \
-    }                                                                          \
-    static void test_##name##_prefork(void **state)                            \
-    {                                                                          \
-        (void)state;                                                           \
-        body(&ss_prefork);                                                     \
-    }
-
-EACH_STRATEGY(interleaved_bodies_stay_apart, bodies_stay_apart)
-EACH_STRATEGY(documented_get_answers, hello_answers)
-
-#define EACH_STRATEGY_TESTS(name)                                              \
-    cmocka_unit_test(test_##name##_coroutines_one_thread),                     \
-        cmocka_unit_test(test_##name##_sync),                                  \
-        cmocka_unit_test(test_##name##_threading),                             \
-        cmocka_unit_test(test_##name##_thread_pool),                           \
-        cmocka_unit_test(test_##name##_forking),                               \
-        cmocka_unit_test(test_##name##_prefork)
+#define UNDER_EACH_STRATEGY(test)                                              \
+    cmocka_unit_test_prestate(test, (void *)&ss_coroutines),                   \
+        cmocka_unit_test_prestate(test, (void *)&ss_sync),                     \
+        cmocka_unit_test_prestate(test, (void *)&ss_threading),                \
+        cmocka_unit_test_prestate(test, (void *)&ss_thread_pool),              \
+        cmocka_unit_test_prestate(test, (void *)&ss_forking),                  \
+        cmocka_unit_test_prestate(test, (void *)&ss_prefork)
 
 int main(void)
 {
     (void)documented_main; /* the program's own main is not run here */
     const struct CMUnitTest tests[] = {
-        EACH_STRATEGY_TESTS(interleaved_bodies_stay_apart),
-        EACH_STRATEGY_TESTS(documented_get_answers),
+        UNDER_EACH_STRATEGY(test_interleaved_bodies_stay_apart),
+        UNDER_EACH_STRATEGY(test_documented_get_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

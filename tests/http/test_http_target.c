@@ -63,11 +63,11 @@ static void test_percent_decode(void **state)
         {"plain", false, 5, "plain"},
         {"a%20b", false, 3, "a b"},
         {"%41%42%43", false, 3, "ABC"},
-        {"%e9", false, 1, "\xe9"},     /* a byte, whatever it encodes */
-        {"a+b", false, 3, "a+b"},      /* '+' is a space only in forms */
+        {"%e9", false, 1, "\xe9"}, /* a byte, whatever it encodes */
+        {"a+b", false, 3, "a+b"},  /* '+' is a space only in forms */
         {"a+b", true, 3, "a b"},
-        {"%2B", true, 1, "+"},         /* an encoded '+' stays one */
-        {"%zz", false, 3, "%zz"},      /* invalid escapes stay as sent */
+        {"%2B", true, 1, "+"},    /* an encoded '+' stays one */
+        {"%zz", false, 3, "%zz"}, /* invalid escapes stay as sent */
         {"100%", false, 4, "100%"},
         {"%4", false, 2, "%4"},
         {"%%41", false, 2, "%A"},
@@ -78,8 +78,8 @@ static void test_percent_decode(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[32];
         const char *in = at_page_end(cases[i].in);
-        int rc = ss_http_percent_decode(in, strlen(cases[i].in),
-                                        cases[i].plus, out, sizeof out);
+        int rc = ss_http_percent_decode(in, strlen(cases[i].in), cases[i].plus,
+                                        out, sizeof out);
         if (rc != cases[i].rc)
             fail_msg("decode \"%s\": %d, expected %d", cases[i].in, rc,
                      cases[i].rc);
@@ -92,8 +92,7 @@ static void test_percent_decode(void **state)
                      -EINVAL);
     /* Exactly fitting, one short. */
     assert_int_equal(ss_http_percent_decode("abc", 3, false, out, 4), 3);
-    assert_int_equal(ss_http_percent_decode("abc", 3, false, out, 3),
-                     -ENOBUFS);
+    assert_int_equal(ss_http_percent_decode("abc", 3, false, out, 3), -ENOBUFS);
     assert_int_equal(ss_http_percent_decode("%41", 3, false, out, 2), 1);
     assert_int_equal(ss_http_percent_decode("", 0, false, out, 0), -ENOBUFS);
     assert_int_equal(ss_http_percent_decode("x", (size_t)SS_HTTP_LIMIT_CAP + 1,
@@ -131,8 +130,8 @@ static void test_target_path(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[64];
         const char *t = at_page_end(cases[i].target);
-        int rc = ss_http_target_path(t, strlen(cases[i].target), out,
-                                     sizeof out);
+        int rc =
+            ss_http_target_path(t, strlen(cases[i].target), out, sizeof out);
         if (rc != cases[i].rc)
             fail_msg("path of \"%s\": %d, expected %d", cases[i].target, rc,
                      cases[i].rc);
@@ -167,7 +166,8 @@ static void test_target_query(void **state)
     assert_null(ss_http_target_query(t, 2, NULL));
 }
 
-/* ---- form data ------------------------------------------------------------ */
+/* ---- form data ------------------------------------------------------------
+ */
 
 static void test_form_find(void **state)
 {
@@ -184,13 +184,13 @@ static void test_form_find(void **state)
         {"a", 1, "1"},
         {"b", 9, "two words"}, /* the first of two */
         {"c", 2, "&="},
-        {"flag", 0, ""},       /* no '=': the empty value */
+        {"flag", 0, ""}, /* no '=': the empty value */
         {"e", 0, ""},
-        {"name", 1, "x"},      /* names compare decoded */
+        {"name", 1, "x"}, /* names compare decoded */
         {"bad", -EINVAL, NULL},
-        {"z", 0, ""},          /* last, no '=' */
+        {"z", 0, ""}, /* last, no '=' */
         {"missing", -ENOENT, NULL},
-        {"A", -ENOENT, NULL},  /* case-sensitive, as parse_qs */
+        {"A", -ENOENT, NULL}, /* case-sensitive, as parse_qs */
         {"", -ENOENT, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -203,10 +203,8 @@ static void test_form_find(void **state)
             assert_string_equal(out, cases[i].value);
     }
     char out[4];
-    assert_int_equal(ss_http_form_find(d, len, "b", out, sizeof out),
-                     -ENOBUFS);
-    assert_int_equal(ss_http_form_find(NULL, 0, "a", out, sizeof out),
-                     -ENOENT);
+    assert_int_equal(ss_http_form_find(d, len, "b", out, sizeof out), -ENOBUFS);
+    assert_int_equal(ss_http_form_find(NULL, 0, "a", out, sizeof out), -ENOENT);
 }
 
 static void test_form_next_walks_every_field(void **state)
@@ -218,9 +216,8 @@ static void test_form_next_walks_every_field(void **state)
     ss_http_form_field f;
     char seen[64] = "";
     while (ss_http_form_next(d, len, &pos, &f))
-        snprintf(seen + strlen(seen), sizeof seen - strlen(seen),
-                 "[%.*s|%.*s]", (int)f.name_len, f.name, (int)f.value_len,
-                 f.value);
+        snprintf(seen + strlen(seen), sizeof seen - strlen(seen), "[%.*s|%.*s]",
+                 (int)f.name_len, f.name, (int)f.value_len, f.value);
     /* Empty fields skipped; the value runs to the next '&' ("x=y"). */
     assert_string_equal(seen, "[a|1][b|][c|x=y]");
     assert_int_equal(pos, len);
@@ -269,8 +266,8 @@ static void test_match_route(void **state)
         int rc = ss_http_match_route(cases[i].pattern, path,
                                      strlen(cases[i].path), caps, 4);
         if (rc != cases[i].rc)
-            fail_msg("\"%s\" against \"%s\": %d, expected %d",
-                     cases[i].pattern, cases[i].path, rc, cases[i].rc);
+            fail_msg("\"%s\" against \"%s\": %d, expected %d", cases[i].pattern,
+                     cases[i].path, rc, cases[i].rc);
         if (rc < 0)
             continue;
         char got[128] = "";

@@ -81,8 +81,8 @@ static int file_set(kv_store *kv, const char *key, const char *value)
     char tmp[64];
     snprintf(tmp, sizeof tmp, ".tmp.%d.%lu", (int)getpid(),
              (unsigned long)pthread_self());
-    int fd = openat(kv->dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                    0600);
+    int fd =
+        openat(kv->dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
     size_t n = strlen(value);
