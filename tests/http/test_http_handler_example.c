@@ -60,19 +60,25 @@ static void expect_body(int fd, const char *status_line, const char *body)
  * be waiting for the rest. */
 #define SETTLE 0.1
 
-/* Each test runs under the strategy its state names (main's table). */
-static void test_interleaved_bodies_stay_apart(void **state)
+/* The documented handler class on a server of the given strategy: TCP,
+ * port 0, coroutines on one scheduler thread (so requests share it), a
+ * pool of two workers (so two requests run at once). */
+static void start_documented(test_server *t, const ss_strategy *strategy)
 {
-    const ss_strategy *strategy = *state;
     print_message("under %s\n", strategy->name);
     test_options opts = {.coro.threads = 1, .pool.pool_size = 2};
     ss_config cfg = {0};
     test_use_options(&cfg, strategy, &opts);
-    test_server t;
-    assert_int_equal(test_server_start_with(&t, &ss_tcp, strategy,
-                                            "127.0.0.1:0", &handler, &cfg,
-                                            0.05),
+    assert_int_equal(test_server_start_with(t, &ss_tcp, strategy, "127.0.0.1:0",
+                                            &handler, &cfg, 0.05),
                      0);
+}
+
+/* Each test runs under the strategy its state names (main's table). */
+static void test_interleaved_bodies_stay_apart(void **state)
+{
+    test_server t;
+    start_documented(&t, *state);
     int a = open_post(t.srv, 20, "aaaaaaaaaa");
     test_sleep(SETTLE); /* A's request has read its first half, waits */
     int b = open_post(t.srv, 20, "bbbbbbbbbb");
@@ -86,16 +92,8 @@ static void test_interleaved_bodies_stay_apart(void **state)
 
 static void test_documented_get_answers(void **state)
 {
-    const ss_strategy *strategy = *state;
-    print_message("under %s\n", strategy->name);
-    test_options opts = {.coro.threads = 1};
-    ss_config cfg = {0};
-    test_use_options(&cfg, strategy, &opts);
     test_server t;
-    assert_int_equal(test_server_start_with(&t, &ss_tcp, strategy,
-                                            "127.0.0.1:0", &handler, &cfg,
-                                            0.05),
-                     0);
+    start_documented(&t, *state);
     int fd = test_connect(t.srv);
     assert_true(fd >= 0);
     static const char get[] = "GET /hello HTTP/1.1\r\nHost: test\r\n"
