@@ -2,6 +2,7 @@
 # Checks what a built libsockserv.so exports.
 #
 #   .ci/check-exports.sh LIBRARY.so [HEADER.h...]
+#   .ci/check-exports.sh --list LIBRARY.so     (print the exported ss_ names)
 #
 # Fails if the library's dynamic symbol table defines anything outside the
 # public namespace: every exported name must start with "ss_" and must not
@@ -13,8 +14,13 @@
 # exported: users would get an undefined reference at link time.
 set -euo pipefail
 
+list_only=false
+if [ "${1:-}" = --list ]; then
+    list_only=true
+    shift
+fi
 if [ $# -lt 1 ]; then
-    echo "usage: $0 LIBRARY.so [HEADER.h...]" >&2
+    echo "usage: $0 LIBRARY.so [HEADER.h...] | $0 --list LIBRARY.so" >&2
     exit 2
 fi
 lib=$1
@@ -25,6 +31,11 @@ shift
 # nodes or linker markers, not code or data.
 exported=$(nm -D --defined-only "$lib" |
            awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }' | sort -u)
+if $list_only; then
+    # The public names, one a line: what the man pages must cover.
+    printf '%s\n' "$exported" | grep -E '^ss_' | grep -Ev '^ss__' || true
+    exit 0
+fi
 
 # Linker- and libc-provided names some toolchains leave in .dynsym.
 ignored='^(_init|_fini|_edata|_end|__bss_start|_DYNAMIC|_GLOBAL_OFFSET_TABLE_)$'

@@ -65,8 +65,11 @@ fi
 # hold at Valgrind's speed (20-50x slower, and threads run one at a time),
 # never cases that found something. One line each: the ctest test, then a
 # fnmatch(3) pattern of cmocka case names ('*' alone: the whole program).
-# .ci/valgrind-skip.c drops the cases when the program starts.
+# .ci/valgrind-skip.c drops the cases when the program starts. Also left
+# out: man_pages, a shell script running groff and man over the generated
+# pages, with no library code to check.
 SKIP=$(cat <<'EOF'
+man_pages *
 # 32 MiB through a 32 KiB receive buffer under a signal storm, in 40 s.
 test_request_io test_write_all_completes_despite_signals_over_unix
 # Measures the CPU time of 16,384 dribbled reads: at most 2 s.

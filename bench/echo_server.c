@@ -114,14 +114,14 @@ static int echo_handle(ss_request *req)
     if (e)
         atomic_fetch_add_explicit(&e->requests, 1, memory_order_relaxed);
     char buf[8192];
-    ssize_t n;
+    int n;
     while ((n = ss_read(req, buf, sizeof buf)) > 0) {
         if (e)
             atomic_fetch_add_explicit(&e->reads, 1, memory_order_relaxed);
         if ((n = ss_write_all(req, buf, (size_t)n)) < 0)
             break;
     }
-    return n < 0 ? (int)n : 0;
+    return n < 0 ? n : 0;
 }
 
 static const ss_handler_class stream_echo = {

@@ -237,7 +237,7 @@ static bool join(ss_request *req, tcp_room *room, session *s)
     for (;;) {
         if (ss_flush(req) < 0)
             return false;
-        ssize_t n = ss_readline(req, line, sizeof line);
+        int n = ss_readline(req, line, sizeof line);
         if (n == -EMSGSIZE) {
             reply(req, "ERR line too long\n");
             ss_flush(req);
@@ -311,9 +311,9 @@ static int deliver(ss_request *req, tcp_room *room, session *s, bool *dropped)
     /* No lock from here on: these writes may wait for the client. */
     int rc = 0;
     for (queued *q = lines; q && rc == 0; q = q->next) {
-        ssize_t w = ss_write_all(req, q->text, q->len);
+        int w = ss_write_all(req, q->text, q->len);
         if (w < 0)
-            rc = (int)w;
+            rc = w;
     }
     free_queue(lines);
     if (rc == 0)

@@ -269,9 +269,9 @@ static int udp_handle(ss_request *req)
 {
     udp_room *room = ss_request_user(req);
     char line[CHAT_LINE_MAX + 1];
-    ssize_t n = ss_read(req, line, sizeof line - 1);
+    int n = ss_read(req, line, sizeof line - 1);
     if (n < 0)
-        return (int)n;
+        return n;
     if (ss_request_truncated(req)) {
         ss_writef(req, "ERR line too long\n");
         return 0;

@@ -104,14 +104,14 @@ static const char *bind_address(char *address, size_t size, const char *host,
 static int echo_handle(ss_request *req)
 {
     char buf[8192];
-    ssize_t n;
+    int n;
 
     /* ss_read/ss_write_all, not readline: every byte comes back as it was,
      * whether or not the data is text with newlines. */
     while ((n = ss_read(req, buf, sizeof buf)) > 0)
         if ((n = ss_write_all(req, buf, (size_t)n)) < 0)
             break;
-    return n < 0 ? (int)n : 0; /* non-zero: the server calls handle_error */
+    return n < 0 ? n : 0; /* non-zero: the server calls handle_error */
 }
 
 static const ss_handler_class echo_handler = {

@@ -84,8 +84,8 @@ static int answer(ss_request *req, int code, const char *fmt, ...)
     if ((size_t)n >= sizeof line - 1)
         n = (int)sizeof line - 2; /* cut, but still one line */
     line[n++] = '\n';
-    ssize_t rc = ss_write_all(req, line, (size_t)n);
-    return rc < 0 ? (int)rc : 0;
+    int rc = ss_write_all(req, line, (size_t)n);
+    return rc < 0 ? rc : 0;
 }
 
 /* The answer code for a failed file operation. */
@@ -120,8 +120,8 @@ static int do_list(ss_request *req, const fs_context *ctx)
     log_line(req, "LIST -> %d %zu files", FS_OK, count);
     rc = answer(req, FS_OK, "%zu files", count);
     if (rc == 0 && length > 0) {
-        ssize_t sent = ss_write_all(req, text, length);
-        rc = sent < 0 ? (int)sent : 0;
+        int sent = ss_write_all(req, text, length);
+        rc = sent < 0 ? sent : 0;
     }
     free(text);
     return rc;
@@ -147,9 +147,9 @@ static int do_get(ss_request *req, const fs_context *ctx, const char *name)
     while (rc == 0 && offset < size) {
         size_t slice = size - offset < DOWNLOAD_SLICE ? (size_t)(size - offset)
                                                       : DOWNLOAD_SLICE;
-        ssize_t sent = ss_sendfile(req, fd, &offset, slice);
+        int sent = ss_sendfile(req, fd, &offset, slice);
         if (sent < 0)
-            rc = (int)sent; /* the client went away, or stalled */
+            rc = sent; /* the client went away, or stalled */
         else if (sent == 0)
             rc = -EIO; /* the file shrank: the announced size is a lie now */
     }
@@ -195,9 +195,9 @@ static int receive_body(ss_request *req, fs_upload *up, unsigned long long size,
         size_t want = size - *received < UPLOAD_CHUNK
                           ? (size_t)(size - *received)
                           : UPLOAD_CHUNK;
-        ssize_t got = ss_read_exact(req, chunk, want);
+        int got = ss_read_exact(req, chunk, want);
         if (got < 0) {
-            rc = (int)got; /* SS_EOF, -ETIMEDOUT, -ECONNRESET, -ECANCELED */
+            rc = got; /* SS_EOF, -ETIMEDOUT, -ECONNRESET, -ECANCELED */
             break;
         }
         if (*write_error == 0)
@@ -302,7 +302,7 @@ static int fs_handle(ss_request *req)
 
     int rc = 0;
     for (;;) {
-        ssize_t n = ss_readline(req, st->line, sizeof st->line);
+        int n = ss_readline(req, st->line, sizeof st->line);
         if (n == 0)
             break; /* the client hung up between commands: fine */
         if (n == -EMSGSIZE) {
@@ -319,7 +319,7 @@ static int fs_handle(ss_request *req)
             break;
         }
         if (n < 0) {
-            rc = (int)n;
+            rc = n;
             break;
         }
         if (st->line[n - 1] != '\n')

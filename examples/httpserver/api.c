@@ -2,16 +2,22 @@
  * api.c — the JSON routes next to the files: "simple data besides web
  * pages".
  *
- *   GET  /api/status
- *        {"uptime_seconds":12.5,"requests_served":42,"mode":"thread",
- *         "max_connections":330}
- *   POST /api/echo
- *        the request body in, {"length":N,"lines":M} out
+ *   GET  /api/status         {"uptime_seconds":12.5,"requests_served":42,
+ *                             "mode":"thread","max_connections":330}
+ *   POST /api/echo           the request body in, {"length":N,"lines":M} out
+ *   GET  /api/greet/{name}   {"greeting":"Hello, NAME!"}; ?greeting=Hi
+ *                            changes the first word
+ *   POST /api/greet          the same from a form body (name=…&greeting=…,
+ *                            an HTML form's POST)
  *
- * Adding a route is one function and one line in the routes table below
- * (docs/httpd.md walks through it). Every path under /api belongs to the
- * API, so a file in a directory named "api" is not served: an unknown
- * route is a JSON 404 rather than a surprise from the file system.
+ * Routes are patterns matched with the library's request helpers
+ * (sockserv/http.h): ss_http_match() against the decoded path, with
+ * ss_http_capture() for "{name}", ss_http_query() for the query string and
+ * ss_http_read_form() / ss_http_form() for form bodies. Adding a route is
+ * one function and one line in the routes table below (docs/httpd.md
+ * walks through it). Every path under /api belongs to the API, so a file
+ * in a directory named "api" is not served: an unknown route is a JSON 404
+ * rather than a surprise from the file system.
  */
 #include "httpd.h"
 
@@ -22,6 +28,9 @@
 /* Bodies larger than this are refused with 413 (the HTTP handler's
  * max_body_size is set to the same value in main.c). */
 #define ECHO_MAX_BODY (64 * 1024)
+/* A greeting's form body, and each of its words. */
+#define GREET_MAX_FORM 1024
+#define GREET_MAX_WORD 100
 
 typedef int (*route_fn)(ss_http *h, httpd_context *ctx);
 
@@ -63,7 +72,7 @@ static int api_echo(ss_http *h, httpd_context *ctx)
     char buf[8192];
     uint64_t length = 0, lines = 0;
     char last = '\n';
-    ssize_t n;
+    int n;
     while ((n = ss_http_read_body(h, buf, sizeof buf)) > 0) {
         length += (uint64_t)n;
         if (length > ECHO_MAX_BODY) {
@@ -75,7 +84,7 @@ static int api_echo(ss_http *h, httpd_context *ctx)
         last = buf[n - 1];
     }
     if (n < 0) {
-        int status = ss_http_error_status((int)n);
+        int status = ss_http_error_status(n);
         if (status == 0) /* the client went away or timed out */
             return -1;
         ss_http_close_connection(h);
@@ -89,14 +98,81 @@ static int api_echo(ss_http *h, httpd_context *ctx)
     return send_json(h, 200, json);
 }
 
-/* Method, exact decoded path, function. GET routes answer HEAD too. */
+/* s as the inside of a JSON string: quotes, backslashes and control
+ * characters escaped; other bytes (UTF-8) as they are. Returns false when
+ * it does not fit in size bytes. */
+static bool json_escape(const char *s, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        char esc[8];
+        int len;
+        if (*c == '"' || *c == '\\')
+            len = snprintf(esc, sizeof esc, "\\%c", *c);
+        else if (*c < 0x20 || *c == 0x7f)
+            len = snprintf(esc, sizeof esc, "\\u%04x", *c);
+        else
+            len = snprintf(esc, sizeof esc, "%c", *c);
+        if (n + (size_t)len >= size)
+            return false;
+        memcpy(out + n, esc, (size_t)len);
+        n += (size_t)len;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* {"greeting":"GREETING, NAME!"}, the greeting "Hello" unless given. */
+static int send_greeting(ss_http *h, const char *greeting, const char *name)
+{
+    char g[6 * GREET_MAX_WORD + 1], n[6 * GREET_MAX_WORD + 1];
+    if (!greeting || !*greeting)
+        greeting = "Hello";
+    if (!name || !*name)
+        return send_json(h, 400, "{\"error\":\"no name\"}\n");
+    if (strlen(greeting) > GREET_MAX_WORD || strlen(name) > GREET_MAX_WORD ||
+        !json_escape(greeting, g, sizeof g) || !json_escape(name, n, sizeof n))
+        return send_json(h, 400, "{\"error\":\"too long\"}\n");
+    char json[2 * sizeof g + 32];
+    snprintf(json, sizeof json, "{\"greeting\":\"%s, %s!\"}\n", g, n);
+    return send_json(h, 200, json);
+}
+
+/* GET /api/greet/{name}?greeting=Hi: the name is a capture of the
+ * decoded path, the greeting a decoded query parameter. */
+static int api_greet_path(ss_http *h, httpd_context *ctx)
+{
+    (void)ctx;
+    return send_greeting(h, ss_http_query(h, "greeting"),
+                         ss_http_capture(h, "name"));
+}
+
+/* POST /api/greet with name=…&greeting=… as an HTML form sends it. */
+static int api_greet_form(ss_http *h, httpd_context *ctx)
+{
+    (void)ctx;
+    int rc = ss_http_read_form(h, GREET_MAX_FORM);
+    if (rc < 0) {
+        int status = ss_http_error_status(rc); /* 413, 415, 400 */
+        if (status == 0) /* the client went away or timed out */
+            return -1;
+        return send_json(h, status, "{\"error\":\"bad form\"}\n");
+    }
+    return send_greeting(h, ss_http_form(h, "greeting"),
+                         ss_http_form(h, "name"));
+}
+
+/* Method, route pattern (ss_http_match()), function. GET routes answer
+ * HEAD too. */
 static const struct {
     const char *method;
-    const char *path;
+    const char *pattern;
     route_fn fn;
 } routes[] = {
     {"GET", "/api/status", api_status},
     {"POST", "/api/echo", api_echo},
+    {"GET", "/api/greet/{name}", api_greet_path},
+    {"POST", "/api/greet", api_greet_form},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -112,15 +188,15 @@ bool httpd_api_owns(const char *relative)
 
 int httpd_api_handle(ss_http *h, httpd_context *ctx, const httpd_path *path)
 {
+    (void)path; /* it decided that the API owns the request (main.c) */
     const char *method = ss_http_method_name(h);
     bool path_known = false;
     char allow[64] = "";
-    /* Routes match the decoded path, as ownership was decided on it; a
-     * trailing slash names a different (unknown) route. */
+    /* Routes match the decoded path exactly ("/%61pi/status" is
+     * /api/status; a trailing slash or "//" names a different, unknown
+     * route): ss_http_match(). */
     for (size_t i = 0; i < N_ROUTES; i++) {
-        /* routes[i].path + 1: relative has no leading '/' */
-        if (path->trailing_slash ||
-            strcmp(routes[i].path + 1, path->relative) != 0)
+        if (!ss_http_match(h, routes[i].pattern))
             continue;
         path_known = true;
         if (strcmp(routes[i].method, method) == 0 ||

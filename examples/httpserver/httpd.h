@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-/* Everything a request may need, reachable through ss_http_user(). Set up
+/* Everything a request may need, reachable through ss_http_config_user(). Set up
  * once in main() before the server starts and read-only afterwards, except
  * the counter. */
 typedef struct httpd_context {

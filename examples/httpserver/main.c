@@ -41,7 +41,7 @@ static httpd_context context;
 /* do_GET, do_HEAD and do_POST: one router for all three. */
 static int route_request(ss_http *h)
 {
-    httpd_context *ctx = ss_http_user(h);
+    httpd_context *ctx = ss_http_config_user(h);
     atomic_fetch_add(ctx->requests_served, 1);
 
     httpd_path path;

@@ -41,38 +41,18 @@
 #include <linux/openat2.h>
 #endif
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decode one raw segment into out (room for len bytes). Returns the decoded
- * length, or -400 / -404 for a byte that no file name inside can hold. An
- * invalid escape ("%zz", "%4") stays as it is, as in Python's unquote. */
+/* Decode one raw segment into out (room for len + 1 bytes) with the
+ * library's percent-decoding (an invalid escape such as "%zz" stays as it
+ * is, as in Python's unquote; a NUL byte is refused). Returns the decoded
+ * length, or -400 / -404 for a byte that no file name inside can hold. */
 static long decode_segment(const char *segment, size_t len, char *out)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)segment[i];
-        if (c == '%' && i + 2 < len && hex_value(segment[i + 1]) >= 0 &&
-            hex_value(segment[i + 2]) >= 0) {
-            c = (unsigned char)(hex_value(segment[i + 1]) * 16 +
-                                hex_value(segment[i + 2]));
-            i += 2;
-        }
-        if (c == '\0')
-            return -400;
-        if (c == '/')
-            return -404; /* "%2f": one segment cannot be two names */
-        out[n++] = (char)c;
-    }
-    return (long)n;
+    int n = ss_http_percent_decode(segment, len, false, out, len + 1);
+    if (n < 0)
+        return -400; /* "%00" */
+    if (memchr(out, '/', (size_t)n))
+        return -404; /* "%2f": one segment cannot be two names */
+    return n;
 }
 
 void httpd_path_free(httpd_path *path)

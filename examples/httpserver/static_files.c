@@ -362,7 +362,7 @@ static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
     /* HEAD: the head is the whole answer. */
     off_t offset = (off_t)first;
     while (rc == 0 && length > 0 && !is_head(h)) {
-        ssize_t n = ss_http_sendfile(h, fd, &offset, (size_t)length);
+        int n = ss_http_sendfile(h, fd, &offset, (size_t)length);
         if (n <= 0) /* 0: the file shrank; the promised length is a lie */
             rc = -1;
         else

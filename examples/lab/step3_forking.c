@@ -32,7 +32,7 @@ static int upper_handle(ss_request *req)
     printf("%s connected\n", who);
 
     char buf[1024];
-    ssize_t n;
+    int n;
     while ((n = ss_read(req, buf, sizeof buf)) > 0) {
         for (ssize_t i = 0; i < n; i++)
             buf[i] = (char)toupper((unsigned char)buf[i]);
@@ -40,7 +40,7 @@ static int upper_handle(ss_request *req)
             break;
     }
     printf("%s left\n", who);
-    return n < 0 ? (int)n : 0; /* an error code: the server reports it */
+    return n < 0 ? n : 0; /* an error code: the server reports it */
 }
 
 /* The handler class: a const struct of function pointers. */

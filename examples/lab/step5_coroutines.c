@@ -133,7 +133,7 @@ static int parse_request(ss_request *req, http_request *r)
     char line[1024];
     int status = 0;
     for (int lines = 0; lines < 100; lines++) {
-        ssize_t n = ss_readline(req, line, sizeof line);
+        int n = ss_readline(req, line, sizeof line);
         if (lines == 0 && (n > 0 || n == -EMSGSIZE)) /* even if malformed */
             copy_value(r->line, sizeof r->line, line);
         if (n == -EMSGSIZE) { /* too long: the rest comes as the next line */
@@ -141,7 +141,7 @@ static int parse_request(ss_request *req, http_request *r)
             continue;
         }
         if (n < 0)
-            return (int)n;
+            return n;
         if (n == 0 || line[n - 1] != '\n')
             return SS_EOF;
         if (lines > 0 && (strcmp(line, "\r\n") == 0 || strcmp(line, "\n") == 0))
@@ -159,9 +159,9 @@ static int skip_body(ss_request *req, http_request *r)
 {
     char buf[4096];
     for (long left = r->content_length; left > 0;) {
-        ssize_t n = ss_read(req, buf, left < 4096 ? (size_t)left : sizeof buf);
+        int n = ss_read(req, buf, left < 4096 ? (size_t)left : sizeof buf);
         if (n <= 0)
-            return n < 0 ? (int)n : SS_EOF;
+            return n < 0 ? n : SS_EOF;
         left -= n;
     }
     return 0;
@@ -192,7 +192,7 @@ static int send_head(ss_request *req, http_request *r, int status,
                      const char *type, size_t length)
 {
     r->status = status;
-    ssize_t rc = ss_writef(req,
+    int rc = ss_writef(req,
                            "HTTP/1.1 %d %s\r\n"
                            "Content-Type: %s\r\n"
                            "Content-Length: %zu\r\n"
@@ -201,7 +201,7 @@ static int send_head(ss_request *req, http_request *r, int status,
                            "\r\n",
                            status, reason(status), type, length,
                            status == 405 ? "Allow: GET, HEAD\r\n" : "");
-    return rc < 0 ? (int)rc : 0;
+    return rc < 0 ? rc : 0;
 }
 
 /* A whole answer from memory; HEAD gets the head alone. */
@@ -210,8 +210,8 @@ static int send_answer(ss_request *req, http_request *r, int status,
 {
     int rc = send_head(req, r, status, type, length);
     if (rc == 0 && strcmp(r->method, "HEAD") != 0) {
-        ssize_t sent = ss_write_all(req, body, length);
-        rc = sent < 0 ? (int)sent : 0;
+        int sent = ss_write_all(req, body, length);
+        rc = sent < 0 ? sent : 0;
     }
     return rc;
 }
@@ -323,10 +323,10 @@ static int send_page(ss_request *req, http_request *r)
     while (rc == 0 && strcmp(r->method, "HEAD") != 0 && offset < st.st_size) {
         /* The kernel copies the file to the socket; under coroutines the
          * wait for room in the socket parks only this request. */
-        ssize_t sent =
+        int sent =
             ss_sendfile(req, fd, &offset, (size_t)(st.st_size - offset));
         if (sent <= 0)
-            rc = sent < 0 ? (int)sent : -EIO; /* the file shrank */
+            rc = sent < 0 ? sent : -EIO; /* the file shrank */
     }
     close(fd);
     return rc;

@@ -22,8 +22,8 @@
  *         ss_http_send_header(h, "Content-Type", "text/plain");
  *         ss_http_send_headerf(h, "Content-Length", "%zu", sizeof body - 1);
  *         ss_http_end_headers(h);
- *         ssize_t n = ss_http_write(h, body, sizeof body - 1);
- *         return n < 0 ? (int)n : 0; // the error, for handle_error
+ *         int n = ss_http_write(h, body, sizeof body - 1);
+ *         return n < 0 ? n : 0; // the error, for handle_error
  *     }
  *     static const ss_http_method methods[] = {{"GET", do_GET}, {NULL, NULL}};
  *     static const ss_http_config http = {.methods = methods};
@@ -102,7 +102,10 @@ typedef struct ss_http_config {
     ss_http_log_fn log_request;
     /** Turn access logging off entirely. */
     bool quiet;
-    /** Your context, reachable through ss_http_user(). */
+    /** The HTTP handler's context: ss_http_config_user(h) in a callback.
+     * Not to be confused with ss_config.user, the server's context, which
+     * a callback reaches with ss_http_server_user(h) (and a plain handler
+     * with ss_request_user()). */
     void *user;
 } ss_http_config;
 
@@ -133,10 +136,26 @@ SS_API const struct sockaddr *ss_http_client_address(const ss_http *h,
 /** The client's address as text, as ss_request_client_address_string(). */
 SS_API int ss_http_client_address_string(const ss_http *h, char *buf,
                                          size_t size);
+/** The per-connection state of the handler class made from
+ * ss_http_handler: its state_size bytes, allocated and zeroed when the
+ * connection opens and freed when it closes; NULL when state_size is 0.
+ * Python's self: one handler instance per connection, so the requests of
+ * a keep-alive connection use it one after another, never at once. The
+ * place for what a callback keeps while it waits (a body being read):
+ * unlike static or _Thread_local memory it is never shared with a request
+ * running at the same time, under any strategy (under ss_coroutines many
+ * requests share one thread). The same memory as ss_request_state() of the
+ * connection, reached without taking the wire as ss_http_request_of()
+ * does. */
+SS_API void *ss_http_state(const ss_http *h);
 /** The ss_http_config in use: the handler class's class_data. */
 SS_API const ss_http_config *ss_http_config_of(const ss_http *h);
-/** ss_http_config.user */
-SS_API void *ss_http_user(const ss_http *h);
+/** ss_http_config.user: the HTTP handler's context, set in the
+ * ss_http_config that is the class's class_data. */
+SS_API void *ss_http_config_user(const ss_http *h);
+/** ss_config.user: the server's context, the pointer ss_request_user()
+ * gives a plain handler (so code moved from one keeps working). */
+SS_API void *ss_http_server_user(const ss_http *h);
 /** The parsed request line and headers (slices into the request head;
  * valid until the callback returns). */
 SS_API const ss_http_request *ss_http_parsed(const ss_http *h);
@@ -150,17 +169,63 @@ SS_API int ss_http_version_minor(const ss_http *h);
  * that is the parser's field struct.) */
 SS_API const char *ss_http_header_value(ss_http *h, const char *name);
 
+/* ---- path, query, form and routes ----------------------------------- */
+
+/* What every handler author writes by hand otherwise (mongoose's
+ * mg_http_match_uri, civetweb's mg_get_var). Built on the allocation-free
+ * helpers of http_parser.h (ss_http_target_path, ss_http_form_find,
+ * ss_http_match_route…); the strings returned are NUL-terminated copies in
+ * the exchange's memory, valid until the callback returns, never to be
+ * freed. Decoding refuses NUL bytes, so they are whole C strings. */
+
+/** The request's path, percent-decoded, without the query: "/a b" for
+ * "/a%20b?x=1" (ss_http_target_path(): absolute-form targets give their
+ * path; "%2F" becomes '/'). NULL when the target has no path ("*") or its
+ * path would decode to a NUL byte ("%00"), or memory ran out: answer
+ * 400. */
+SS_API const char *ss_http_path(ss_http *h);
+/** The query string as sent, undecoded ("x=1&y=a+b"); "" when there is
+ * none (NULL only when memory ran out). */
+SS_API const char *ss_http_query_string(ss_http *h);
+/** The decoded value of the first query parameter called name ("a b" for
+ * y in "?x=1&y=a+b"; "" for "?flag"), or NULL when there is none, when it
+ * would decode to a NUL byte, or memory ran out. */
+SS_API const char *ss_http_query(ss_http *h, const char *name);
+/** Read the request's body whole as an application/x-www-form-urlencoded
+ * form (an HTML form's POST), at most max_size bytes (capped at
+ * SS_HTTP_LIMIT_CAP), for ss_http_form(). Returns the body's length (0
+ * for a request without a body), a second call the same; or
+ * SS_HTTP_E_UNSUPPORTED_MEDIA_TYPE when the request has a body of another
+ * Content-Type, SS_HTTP_E_BODY_TOO_LARGE beyond max_size (both unread:
+ * returned from the callback, they are answered 415 and 413), another
+ * error of ss_http_read_body(), or -ENOMEM. The body is kept in the
+ * exchange's memory, so max_size bounds what one request may cost. */
+SS_API int ss_http_read_form(ss_http *h, size_t max_size);
+/** The decoded value of the first field called name of the form read by
+ * ss_http_read_form(), as ss_http_query() for the query; NULL before that
+ * call (or after it failed). */
+SS_API const char *ss_http_form(ss_http *h, const char *name);
+/** Whether the request's decoded path (ss_http_path()) matches pattern,
+ * as ss_http_match_route() defines it: "/api/items/{id}" matches
+ * "/api/items/42". On a match the captures are kept for ss_http_capture()
+ * (until the next successful match); a pattern with more than 8 captures,
+ * or a malformed one, never matches. */
+SS_API bool ss_http_match(ss_http *h, const char *pattern);
+/** The value of the capture called name ("id") in the last pattern
+ * ss_http_match() matched ("42"), or NULL. */
+SS_API const char *ss_http_capture(ss_http *h, const char *name);
+
 /* ---- request body -------------------------------------------------- */
 
-/** Read up to n bytes of the request body, decoding Content-Length or
- * chunked framing. Sends "100 Continue" first if the client asked for it.
+/** Read up to n bytes (at most SS_IO_MAX) of the request body, decoding
+ * Content-Length or chunked framing. Sends "100 Continue" first if the client asked for it.
  * Returns the count, 0 at the end of the body, or a negative error
  * (-ETIMEDOUT, SS_EOF if the client closed early, an SS_HTTP_E_* value for
  * a malformed chunked body or SS_HTTP_E_BODY_TOO_LARGE). A body the
  * callback does not read is drained after it returns when what is left is
  * at most 64 KiB and arrives within header_timeout; otherwise the
  * connection is closed, so pipelined requests stay in step. */
-SS_API ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n);
+SS_API int ss_http_read_body(ss_http *h, void *buf, size_t n);
 /** The declared body length, or -1 when chunked or absent. (Not
  * ss_http_content_length: the parser's header helper has that name.) */
 SS_API int64_t ss_http_body_length(const ss_http *h);
@@ -194,12 +259,15 @@ SS_API int ss_http_end_headers(ss_http *h);
  * connection is closed after it for 4xx/5xx caused by a bad request.
  * Returns 0 or a negative errno. */
 SS_API int ss_http_send_error(ss_http *h, int status, const char *explain);
-/** Response body bytes (all of them). For HEAD requests the body is
- * swallowed, so one callback can serve GET and HEAD. */
-SS_API ssize_t ss_http_write(ss_http *h, const void *buf, size_t n);
-/** Send count bytes of file fd from *offset with sendfile() (HEAD: none). */
-SS_API ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset,
-                                size_t count);
+/** Response body bytes (all of them: at most SS_IO_MAX, else -EINVAL).
+ * Returns n or a negative errno. For HEAD requests the body is swallowed,
+ * so one callback can serve GET and HEAD. */
+SS_API int ss_http_write(ss_http *h, const void *buf, size_t n);
+/** Send count bytes of file fd from *offset (advanced) with sendfile()
+ * (HEAD: none). Returns the count sent — short at end of file, beyond
+ * SS_IO_MAX (call again for the rest), or when an error cut the transfer
+ * (the next call reports it) — or a negative errno. */
+SS_API int ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count);
 /** Close the connection after this response (Python: close_connection). */
 SS_API void ss_http_close_connection(ss_http *h);
 

@@ -87,13 +87,16 @@ extern "C" {
 #define SS_HTTP_E_TOO_MANY_HEADERS (-43102)     /**< max_headers */
 #define SS_HTTP_E_HEADERS_TOO_LARGE (-43103)    /**< max_header_bytes */
 #define SS_HTTP_E_TRAILERS_TOO_LARGE (-43104)   /**< max_trailer_bytes */
+/** 415 Unsupported Media Type: ss_http_read_form() of a body whose
+ * Content-Type is not application/x-www-form-urlencoded. */
+#define SS_HTTP_E_UNSUPPORTED_MEDIA_TYPE (-41501)
 /** 501 Not Implemented: a transfer coding other than chunked. */
 #define SS_HTTP_E_UNSUPPORTED_TRANSFER_CODING (-50101)
 /** 505 HTTP Version Not Supported: major version 0, or 2 and above. */
 #define SS_HTTP_E_VERSION_NOT_SUPPORTED (-50501)
 
-/** The status code to answer an SS_HTTP_E_* error with (400, 413, 414, 417,
- * 431, 501, 505); 0 for anything else (counts, SS_HTTP_INCOMPLETE, errno
+/** The status code to answer an SS_HTTP_E_* error with (400, 413, 414, 415,
+ * 417, 431, 501, 505); 0 for anything else (counts, SS_HTTP_INCOMPLETE, errno
  * values). */
 SS_API int ss_http_error_status(int rc);
 
@@ -255,6 +258,108 @@ SS_API bool ss_http_keep_alive(const ss_http_request *req);
  * ignore it then), SS_HTTP_E_EXPECTATION_FAILED (417) for any other
  * expectation. */
 SS_API int ss_http_expect_continue(const ss_http_request *req);
+
+/* ------------------------------------------------------------------------
+ * Targets, query strings, form bodies and routes
+ *
+ * What a request handler asks of a target ("/items/a%20b?x=1&y=2") and a
+ * form body, done on slices as the parser is: nothing is allocated, the
+ * input is never changed and never read past its length, every output
+ * goes to a buffer the caller sizes (the result is NUL-terminated), and
+ * the work is linear in the input. Inputs longer than SS_HTTP_LIMIT_CAP
+ * bytes are refused (-E2BIG), so every count fits the int returned.
+ *
+ * Percent-decoding follows Python's urllib.parse.unquote and
+ * sockserv-httpd: "%XY" with two hex digits is the byte 0xXY, an escape
+ * that is not ("%zz", a "%" at the end) stays as it is, and a NUL byte —
+ * sent as "%00" or raw — is refused, so a decoded string can be used as a
+ * C string without being cut short.
+ * --------------------------------------------------------------------- */
+
+/** Percent-decode src[0..len) into out (size bytes, NUL-terminated on
+ * success), as described above; with plus_is_space, '+' becomes ' ' (form
+ * encoding: query strings and form bodies). Returns the decoded length;
+ * -EINVAL when the result would hold a NUL byte; -ENOBUFS when it does not
+ * fit in size - 1 bytes (out then holds nothing useful); -E2BIG past
+ * SS_HTTP_LIMIT_CAP. */
+SS_API int ss_http_percent_decode(const char *src, size_t len,
+                                  bool plus_is_space, char *out, size_t size);
+
+/** The path of a request target, percent-decoded, without its query:
+ * "/a%20b?x=1" → "/a b". An absolute-form target ("http://host/p?q",
+ * http or https, any case) gives its path, "/" when it has none. '+' stays
+ * '+' and "%2F" becomes '/' (check segments before decoding where that
+ * matters, as sockserv-httpd does for file names). Returns the decoded
+ * length; -EINVAL for a target in neither form ("*", "host:443", "x") or
+ * whose path would hold a NUL byte; -ENOBUFS, -E2BIG as
+ * ss_http_percent_decode(). */
+SS_API int ss_http_target_path(const char *target, size_t len, char *out,
+                               size_t size);
+
+/** The query of a request target, undecoded: the slice after the first
+ * '?' ("x=1&y=2" of "/p?x=1&y=2"), with *query_len its length; NULL (and
+ * *query_len 0) when the target has no '?'. query_len may be NULL. */
+SS_API const char *ss_http_target_query(const char *target, size_t len,
+                                        size_t *query_len);
+
+/** One field of application/x-www-form-urlencoded data, as two undecoded
+ * slices of it (decode each with ss_http_percent_decode(), plus_is_space
+ * true). */
+typedef struct ss_http_form_field {
+    const char *name;  /**< before the first '=' */
+    size_t name_len;   /**< its length in bytes */
+    const char *value; /**< after the first '=' ("" when there is none) */
+    size_t value_len;  /**< its length in bytes */
+} ss_http_form_field;
+
+/** The next field of form data data[0..len) — a query string or an
+ * application/x-www-form-urlencoded body, "a=1&b=two+words&flag" — from
+ * *pos (start with 0; advanced past the field). Fields are separated by
+ * '&'; empty ones ("a=1&&b=2") are skipped. Returns 1 with *field set, or
+ * 0 at the end. */
+SS_API int ss_http_form_next(const char *data, size_t len, size_t *pos,
+                             ss_http_form_field *field);
+
+/** The value of the first field of form data data[0..len) whose decoded
+ * name is name (exactly, case-sensitively: Python's parse_qs), decoded
+ * into out (size bytes, NUL-terminated): "b" in "a=1&b=two+words" gives
+ * "two words"; a field without '=' has the empty value. Returns the
+ * value's length; -ENOENT when no field has that name; -EINVAL when the
+ * value would hold a NUL byte; -ENOBUFS, -E2BIG as
+ * ss_http_percent_decode(). A field whose name cannot be decoded matches
+ * no name. */
+SS_API int ss_http_form_find(const char *data, size_t len, const char *name,
+                             char *out, size_t size);
+
+/** One capture of ss_http_match_route(): its name in the pattern and the
+ * part of the path it matched, as slices (not NUL-terminated). */
+typedef struct ss_http_route_capture {
+    const char *name;  /**< "id" of "{id}", in the pattern */
+    size_t name_len;   /**< its length in bytes */
+    const char *value; /**< in the path */
+    size_t value_len;  /**< its length in bytes */
+} ss_http_route_capture;
+
+/** Whether path[0..len) matches a route pattern, in the spirit of
+ * mongoose's mg_http_match_uri() and Go's ServeMux patterns: pattern is a
+ * path (NUL-terminated) in which a whole segment "{name}" matches one
+ * non-empty segment of the path (anything but '/'), and a last segment
+ * "{name...}" matches the rest of the path, '/' included, possibly empty;
+ * every other character matches itself exactly ("/items" and "/items/"
+ * are two routes). "/api/items/{id}" matches "/api/items/42" with id =
+ * "42". Match the decoded path (ss_http_target_path()).
+ *
+ * Returns the number of captures, stored in captures[0..] in pattern
+ * order (0 for a pattern without any), when the path matches; -ENOENT
+ * when it does not; -EINVAL for a malformed pattern (a brace that is not
+ * a whole "{name}" segment, an empty name, "{name...}" not last);
+ * -ENOBUFS when the pattern has more than max_captures captures (captures
+ * may be NULL when max_captures is 0). A malformed pattern is refused
+ * whatever the path. Unless it returns a count, what captures holds is
+ * unspecified. */
+SS_API int ss_http_match_route(const char *pattern, const char *path,
+                               size_t len, ss_http_route_capture *captures,
+                               size_t max_captures);
 
 /* ------------------------------------------------------------------------
  * Chunked body decoder (RFC 9112 §7.1)

@@ -27,10 +27,13 @@
  * Conventions, for every function in this header unless it says otherwise:
  *  - Errors are values: 0 or a count on success, a negative errno value on
  *    failure (-EADDRINUSE, -EINVAL, -ETIMEDOUT…). ss_strerror() names them.
+ *  - One integer type for "a count or an error": int, which is also what
+ *    a handler returns, so `int n = ss_read(...); … return n < 0 ? n : 0;`
+ *    needs no cast. One I/O call moves at most SS_IO_MAX bytes.
  *  - Nothing here calls exit(), aborts on bad input, changes signal
  *    dispositions (except ss_shutdown_on_signals(), which you call, and
  *    ss_coroutines' SIGSEGV stack-overflow reporter: see
- *    ss_config.coro_overflow_report, default true) or prints, except the
+ *    ss_coroutine_options.no_overflow_report) or prints, except the
  *    default handle_error, the optional log hook and that reporter's line.
  *  - Times are in seconds as doubles, like Python; 0 means "no timeout".
  *  - Request functions (ss_read, ss_write…) are called from the handler that
@@ -40,6 +43,7 @@
 #ifndef SOCKSERV_SOCKSERV_H
 #define SOCKSERV_SOCKSERV_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -120,11 +124,26 @@ typedef struct ss_config ss_config;
  * --------------------------------------------------------------------- */
 
 /** Returned by a handle() that parked its connection (ss_park()). */
-#define SS_PARK (-4094)
+#define SS_PARK (-4093)
 
 /** Returned by ss_read_exact() when the peer closed before the requested
  * number of bytes arrived. Outside the errno range, like libuv's UV_EOF. */
 #define SS_EOF (-4095)
+
+/** Returned by ss_handle_request() once a shutdown was requested
+ * (ss_shutdown(), or SIGINT/SIGTERM with ss_shutdown_on_signals()): the
+ * way out of a handle_request loop, as KeyboardInterrupt leaves Python's.
+ * Outside the errno range, like SS_EOF. */
+#define SS_SHUTDOWN (-4094)
+
+/** The most bytes one I/O call (ss_read, ss_write, ss_sendfile, and the
+ * HTTP handler's) moves or accepts, so that every count fits the int the
+ * call returns: INT_MAX. Calls that may move fewer bytes than asked
+ * (ss_read, ss_write, ss_sendfile…) move at most this many; calls that
+ * must move all (ss_read_exact, ss_write_all, ss_http_write) refuse more
+ * with -EINVAL. Linux's read() and write() move at most 0x7ffff000 bytes
+ * a call anyway. */
+#define SS_IO_MAX INT_MAX
 
 /** A static, thread-safe description of an error code returned by this
  * library (a negative errno value or SS_EOF). Never NULL. */
@@ -242,7 +261,10 @@ struct ss_config {
      * Parsed by ss_server_new(); the string need not outlive that call. */
     const char *proxy_trusted;
 
-    /** Your context, reachable from every request: ss_request_user(). */
+    /** Your context, the server's: ss_request_user(req) in a handler,
+     * ss_server_user(srv), and ss_http_server_user(h) in an HTTP callback.
+     * The HTTP handler has a context of its own, ss_http_config.user
+     * (ss_http_config_user(h)); the two are separate pointers. */
     void *user;
 };
 
@@ -417,9 +439,11 @@ typedef struct ss_coroutine_options {
 SS_API extern const ss_strategy ss_sync;
 /** A child process per request (Python's ForkingMixIn), options
  * ss_forking_options. The child runs the handler and exits 0, or 1 after a
- * failure (reported by handle_error in the child). Only the server's own
- * children are ever reaped. ss_handle_request() waits 300 s by default,
- * as Python's ForkingMixIn.timeout. */
+ * failure (reported by handle_error in the child). Memory the handler
+ * changes is the child's and dies with it: state shared between requests
+ * needs a file, a database or another process (docs/strategies.md). Only
+ * the server's own children are ever reaped. ss_handle_request() waits
+ * 300 s by default, as Python's ForkingMixIn.timeout. */
 SS_API extern const ss_strategy ss_forking;
 /** A thread per request (Python's ThreadingMixIn), options
  * ss_threading_options.
@@ -427,10 +451,14 @@ SS_API extern const ss_strategy ss_forking;
 SS_API extern const ss_strategy ss_threading;
 /** Long-lived worker threads fed by a bounded queue, options
  * ss_thread_pool_options. A request is a whole connection: a keep-alive
- * client holds its worker until it leaves or times out. */
+ * client holds its worker until it leaves or times out (HTTP: its
+ * idle_timeout, 15 s), so pool_size bounds the connections served at
+ * once, busy or idle. */
 SS_API extern const ss_strategy ss_thread_pool;
 /** A supervisor process forks worker processes that share the listening
  * socket and each run a worker strategy; crashed workers are replaced.
+ * Each worker has its own memory: what one request stores is seen only by
+ * later requests of the same worker, and is lost when it is replaced.
  * Options ss_prefork_options. */
 SS_API extern const ss_strategy ss_prefork;
 /** Coroutines on epoll (gevent's idea, done explicitly): each request runs
@@ -461,10 +489,17 @@ struct ss_handler_class {
     int (*handle)(ss_request *req); /**< The work (Python: handle). */
     int (*finish)(ss_request *req); /**< Clean up, also after a failure. */
 
-    /** Stream options (StreamRequestHandler). 0 fields are inherited. */
+    /** Options Python keeps on StreamRequestHandler. Here timeout and the
+     * buffer sizes apply to every request of the class whatever its base
+     * (ss_base_handler, ss_stream_handler, ss_datagram_handler, the HTTP
+     * handler, or a setup that does not call its base's); only
+     * disable_nagle_algorithm needs ss_stream_handler's setup. 0 fields
+     * are inherited. */
     /** Seconds each read/write call may take before -ETIMEDOUT; 0 = none.
-     * (A stall that ss_sendfile() returned a short count for goes on
-     * counting in the next write call: see there.) */
+     * Set on the request before setup runs, with or without
+     * ss_stream_handler as base; ss_request_set_timeout() changes it for
+     * one request. (A stall that ss_sendfile() returned a short count for
+     * goes on counting in the next write call: see there.) */
     double timeout;
     /** Read buffer size; default 8192. */
     size_t rbufsize;
@@ -472,7 +507,8 @@ struct ss_handler_class {
      * When set, data is sent when the buffer fills, on ss_flush(), and
      * after finish. */
     size_t wbufsize;
-    /** TCP_NODELAY on the connection (TCP only). */
+    /** TCP_NODELAY on the connection (TCP only), set by
+     * ss_stream_handler's setup. */
     bool disable_nagle_algorithm;
     /** Optional: the protocol starts with the client (HTTP does; a server
      * that greets first must leave it NULL). Returns how many seconds a new
@@ -505,8 +541,8 @@ SS_API extern const ss_handler_class ss_datagram_handler;
  * --------------------------------------------------------------------- */
 
 /** Create a server. address is a string (see ss_address_parse); cfg may be
- * NULL for defaults and is copied. With cfg->bind_and_activate (the
- * default), the socket is bound and listening on return.
+ * NULL for defaults and is copied. Unless cfg->no_bind_and_activate is
+ * set, the socket is bound and listening on return.
  * On success *out owns the server: free it with ss_server_free(). On
  * failure *out is NULL and nothing is leaked. */
 SS_API int ss_server_new(ss_server **out, const ss_server_class *kind,
@@ -575,7 +611,7 @@ SS_API int ss_forking_unix_datagram_server_new(ss_server **out,
                                                const ss_handler_class *handler,
                                                const ss_config *cfg);
 
-/** Bind / listen, when bind_and_activate was false. Call once each, in that
+/** Bind / listen, when no_bind_and_activate was set. Call once each, in that
  * order. */
 SS_API int ss_server_bind(ss_server *srv);
 /** listen() (Python: server_activate()), after ss_server_bind(). */
@@ -596,7 +632,23 @@ SS_API int ss_serve_forever(ss_server *srv, double poll_interval);
  * waiting for a running request to end. When accept itself fails (out of
  * descriptors: -EMFILE, -ENFILE; out of memory: -ENOBUFS, -ENOMEM), that
  * error is returned and pausing is the caller's choice; ss_serve_forever()
- * pauses by itself. */
+ * pauses by itself.
+ *
+ * Once a shutdown was requested — ss_shutdown() from any thread or a
+ * handler, or SIGINT/SIGTERM after ss_shutdown_on_signals() — it returns
+ * SS_SHUTDOWN: at once when the shutdown came first (nothing is accepted),
+ * as soon as the wait is woken when it comes during the wait, and after
+ * the request when it comes while one runs (whose reads are then
+ * cancelled, quietly, as under ss_serve_forever()). Every later call
+ * returns SS_SHUTDOWN too, until an ss_serve_forever() takes the shutdown
+ * (it returns at once). So a handle_request loop ends on Ctrl-C:
+ *
+ *     while (!ss_server_shutdown_requested(srv))
+ *         ss_handle_request(srv);
+ *
+ * or, keeping the result: `while ((rc = ss_handle_request(srv)) !=
+ * SS_SHUTDOWN)`. Python's handle_request() has no such return: there
+ * KeyboardInterrupt leaves it. */
 SS_API int ss_handle_request(ss_server *srv);
 
 /** Ask ss_serve_forever() to return, and return at once without waiting.
@@ -612,6 +664,13 @@ SS_API int ss_shutdown(ss_server *srv);
  * returned. Returns 0, or -EDEADLK if called from the thread that is
  * serving (which would wait for itself forever). Not signal-safe. */
 SS_API int ss_shutdown_wait(ss_server *srv);
+
+/** Whether a shutdown is pending: true from ss_shutdown() (or a signal
+ * handled by ss_shutdown_on_signals()) until ss_serve_forever() has
+ * returned because of it. A loop of ss_handle_request() calls leaves it
+ * set, so it is the condition of such a loop; strategies use it too.
+ * Thread-safe and async-signal-safe (one atomic load). */
+SS_API bool ss_server_shutdown_requested(const ss_server *srv);
 
 /** Close the listening socket, let the strategy finish its work (e.g. wait
  * for threads or children per block_on_close) and unlink the Unix socket if
@@ -648,7 +707,8 @@ SS_API const ss_server_class *ss_server_kind(const ss_server *srv);
 SS_API const ss_strategy *ss_server_strategy(const ss_server *srv);
 /** The server's own copy of its config; do not modify through it. */
 SS_API const ss_config *ss_server_config(const ss_server *srv);
-/** config.user: your context. */
+/** ss_config.user: your context (what ss_request_user() gives every
+ * request). */
 SS_API void *ss_server_user(const ss_server *srv);
 
 /** SIGINT and SIGTERM call ss_shutdown(srv). Installed only when you call
@@ -680,7 +740,7 @@ SS_API int ss_shutdown_on_signals(ss_server *srv);
  * as the library's own sockets are; ss_server_address(), ss_server_port()
  * and ss_server_address_string() report the address it is bound to.
  * In cfg, allow_reuse_address, allow_reuse_port, ipv6_only and
- * bind_and_activate are ignored (the socket exists and is bound), and
+ * no_bind_and_activate are ignored (the socket exists and is bound), and
  * unlink_on_close never removes the socket file of an adopted Unix
  * socket: whoever bound it made the file and removes it (systemd does
  * when the .socket unit stops; RemoveOnStop=).
@@ -733,7 +793,8 @@ SS_API int ss_listen_fds_with_names(bool unset_environment, char ***names);
 SS_API ss_server *ss_request_server(const ss_request *req);
 /** The handler's per-request state (state_size bytes, zeroed), or NULL. */
 SS_API void *ss_request_state(const ss_request *req);
-/** config.user of the server. */
+/** ss_config.user of the request's server (ss_server_user()). In an HTTP
+ * callback: ss_http_server_user(). */
 SS_API void *ss_request_user(const ss_request *req);
 /** class_data of the handler class (or the nearest base that sets it). */
 SS_API const void *ss_request_class_data(const ss_request *req);
@@ -759,28 +820,31 @@ SS_API bool ss_request_truncated(const ss_request *req);
 /** Change the per-call I/O timeout for this request (seconds, 0 = none). */
 SS_API void ss_request_set_timeout(ss_request *req, double seconds);
 
-/** Read up to n bytes (at least 1 unless EOF). Returns the count, 0 at end
- * of stream (datagrams: end of the packet), or a negative errno
- * (-ETIMEDOUT past the timeout). */
-SS_API ssize_t ss_read(ss_request *req, void *buf, size_t n);
-/** Read up to n bytes that are there now — in the read buffer, or on the
- * connection — without waiting. Returns the count, 0 at end of stream
- * (datagrams: end of the packet), -EAGAIN when nothing has arrived yet
- * (then wait, or return ss_park() from handle), or a negative errno. */
-SS_API ssize_t ss_read_nowait(ss_request *req, void *buf, size_t n);
-/** Read exactly n bytes. Returns n, SS_EOF if the stream ended first, or a
- * negative errno (-ETIMEDOUT…); on either failure the bytes that did
- * arrive are in buf but consumed, and their count is not reported. Use
- * ss_read() where a short message must be handled. */
-SS_API ssize_t ss_read_exact(ss_request *req, void *buf, size_t n);
+/** Read up to n bytes (at least 1 unless EOF; at most SS_IO_MAX). Returns
+ * the count, 0 at end of stream (datagrams: end of the packet), or a
+ * negative errno (-ETIMEDOUT past the timeout). */
+SS_API int ss_read(ss_request *req, void *buf, size_t n);
+/** Read up to n bytes (at most SS_IO_MAX) that are there now — in the
+ * read buffer, or on the connection — without waiting. Returns the count,
+ * 0 at end of stream (datagrams: end of the packet), -EAGAIN when nothing
+ * has arrived yet (then wait, or return ss_park() from handle), or a
+ * negative errno. */
+SS_API int ss_read_nowait(ss_request *req, void *buf, size_t n);
+/** Read exactly n bytes (at most SS_IO_MAX, else -EINVAL). Returns n,
+ * SS_EOF if the stream ended first, or a negative errno (-ETIMEDOUT…); on
+ * either failure the bytes that did arrive are in buf but consumed, and
+ * their count is not reported. Use ss_read() where a short message must
+ * be handled. */
+SS_API int ss_read_exact(ss_request *req, void *buf, size_t n);
 /** Read one line, up to and including '\n', into buf (NUL-terminated;
  * size counts the NUL). Returns its length; 0 at end of stream. A line that
  * ends without '\n' means the peer closed mid-line (nothing is lost; the
  * next call returns 0). A line that does not fit in size - 1 bytes returns
  * -EMSGSIZE: buf holds its first size - 1 bytes, which are consumed, and
- * the rest of the line is still to be read. Other errors (-ETIMEDOUT…)
- * consume what was read of the line. */
-SS_API ssize_t ss_readline(ss_request *req, char *buf, size_t size);
+ * the rest of the line is still to be read (a size above SS_IO_MAX + 1
+ * counts as that). Other errors (-ETIMEDOUT…) consume what was read of
+ * the line. */
+SS_API int ss_readline(ss_request *req, char *buf, size_t size);
 
 /** Park the connection: "nothing more to do until the client sends again".
  * A handler returns it from handle — `return ss_park(req, 15.0);` —
@@ -852,36 +916,37 @@ SS_API int ss_wait_input_or_fd(ss_request *req, int fd, short events,
  * while the coroutine waits. Returns fn's result. */
 SS_API int ss_run_blocking(ss_request *req, int (*fn)(void *arg), void *arg);
 
-/** Write up to n bytes: one send for streams (it may be partial). Returns
- * the count or a negative errno. Datagrams: appends to the reply, which
- * may hold at most 65,507 bytes for UDP (-EMSGSIZE beyond, and nothing is
- * appended) and 16 MiB for Unix datagram sockets, where the kernel's
- * buffer size may refuse a smaller reply when it is sent. */
-SS_API ssize_t ss_write(ss_request *req, const void *buf, size_t n);
-/** Write all n bytes, completing partial writes and retrying after
- * signals. Returns n or a negative errno (then an unknown prefix was
- * sent). */
-SS_API ssize_t ss_write_all(ss_request *req, const void *buf, size_t n);
+/** Write up to n bytes (at most SS_IO_MAX): one send for streams (it may
+ * be partial). Returns the count or a negative errno. Datagrams: appends
+ * to the reply, which may hold at most 65,507 bytes for UDP (-EMSGSIZE
+ * beyond, and nothing is appended) and 16 MiB for Unix datagram sockets,
+ * where the kernel's buffer size may refuse a smaller reply when it is
+ * sent. */
+SS_API int ss_write(ss_request *req, const void *buf, size_t n);
+/** Write all n bytes (at most SS_IO_MAX, else -EINVAL), completing
+ * partial writes and retrying after signals. Returns n or a negative
+ * errno (then an unknown prefix was sent). */
+SS_API int ss_write_all(ss_request *req, const void *buf, size_t n);
 /** printf to the request; like ss_write_all. */
-SS_API ssize_t ss_writef(ss_request *req, const char *fmt, ...) SS_PRINTF(2, 3);
+SS_API int ss_writef(ss_request *req, const char *fmt, ...) SS_PRINTF(2, 3);
 /** Send what a buffered writer (wbufsize > 0) holds. Returns 0 or a negative
  * errno. The library flushes after finish too. */
 SS_API int ss_flush(ss_request *req);
 /** Send count bytes of file fd from *offset (advanced), through sendfile()
  * where the kernel allows. Streams only (-EOPNOTSUPP otherwise). Returns
- * the count sent — short at end of file, or when an error cut the transfer
- * after some bytes went out (the next call reports the error) — or a
- * negative errno. The timeout bounds the call, as for the other calls,
- * with one addition that keeps "the next call reports the error" true of
- * timeouts: when a call returns a short count because no byte could be
- * sent before its deadline, the stall goes on counting, and the next write
- * call on the request (ss_sendfile, ss_write, ss_write_all, ss_flush…)
- * waits to send only for what is left of one timeout from the moment the
- * stall began, then reports -ETIMEDOUT. So a loop that calls again after
- * short counts ends one timeout after the last byte moved, however many
- * calls that spans; any byte sent ends the stall. */
-SS_API ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset,
-                           size_t count);
+ * the count sent — short at end of file, beyond SS_IO_MAX (call again for
+ * the rest), or when an error cut the transfer after some bytes went out
+ * (the next call reports the error) — or a negative errno. The timeout
+ * bounds the call, as for the other calls, with one addition that keeps
+ * "the next call reports the error" true of timeouts: when a call returns
+ * a short count because no byte could be sent before its deadline, the
+ * stall goes on counting, and the next write call on the request
+ * (ss_sendfile, ss_write, ss_write_all, ss_flush…) waits to send only for
+ * what is left of one timeout from the moment the stall began, then
+ * reports -ETIMEDOUT. So a loop that calls again after short counts ends
+ * one timeout after the last byte moved, however many calls that spans;
+ * any byte sent ends the stall. */
+SS_API int ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count);
 
 /* ------------------------------------------------------------------------
  * Addresses

@@ -303,8 +303,8 @@ SS_API void ss_places_release(ss_server *srv, ss_places *places);
 SS_API void *ss_server_strategy_data(const ss_server *srv);
 /** Set what ss_server_strategy_data() returns; the library never frees it. */
 SS_API void ss_server_set_strategy_data(ss_server *srv, void *data);
-/** True once ss_shutdown() was called, until the loop has returned. */
-SS_API bool ss_server_shutdown_requested(const ss_server *srv);
+/* ss_server_shutdown_requested(), in sockserv.h: true once ss_shutdown()
+ * was called, until the loop has returned. */
 /** A descriptor that turns readable on ss_shutdown() and when a place
  * under max_connections frees up. Poll it beside your own. */
 SS_API int ss_server_wake_fd(const ss_server *srv);

@@ -17,6 +17,8 @@ const char *ss_strerror(int error)
         return "End of stream before the expected data";
     if (error == SS_PARK)
         return "Parked until input arrives (not an error)";
+    if (error == SS_SHUTDOWN)
+        return "The server is shutting down";
     if (error == 0)
         return "Success";
     if (error == INT_MIN)

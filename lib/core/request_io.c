@@ -222,12 +222,26 @@ static ssize_t read_some(ss_request *req, void *buf, size_t n, int64_t deadline)
     return (ssize_t)take(req, buf, n);
 }
 
-ssize_t ss_read_nowait(ss_request *req, void *buf, size_t n)
+/* Counts are ints (sockserv.h: SS_IO_MAX): a call that may move fewer
+ * bytes than asked moves at most SS_IO_MAX; one that must move them all
+ * refuses more. */
+static size_t at_most_io_max(size_t n)
 {
+    return n > (size_t)SS_IO_MAX ? (size_t)SS_IO_MAX : n;
+}
+
+int ss_read(ss_request *req, void *buf, size_t n)
+{
+    return (int)read_some(req, buf, at_most_io_max(n), call_deadline(req));
+}
+
+int ss_read_nowait(ss_request *req, void *buf, size_t n)
+{
+    n = at_most_io_max(n);
     if (n == 0)
         return 0;
     if (buffered(req) > 0)
-        return (ssize_t)take(req, buf, n);
+        return (int)take(req, buf, n);
     if (req->is_datagram || req->eof)
         return 0;
     short want = 0;
@@ -237,33 +251,32 @@ ssize_t ss_read_nowait(ss_request *req, void *buf, size_t n)
     /* Drained (or nothing there): a read that waits should wait first. */
     req->wait_before_recv =
         (want & POLLIN) && (got == -EAGAIN || (got > 0 && (size_t)got < n));
-    return got;
+    return (int)got;
 }
 
-ssize_t ss_read(ss_request *req, void *buf, size_t n)
+int ss_read_exact(ss_request *req, void *buf, size_t n)
 {
-    return read_some(req, buf, n, call_deadline(req));
-}
-
-ssize_t ss_read_exact(ss_request *req, void *buf, size_t n)
-{
+    if (n > (size_t)SS_IO_MAX)
+        return -EINVAL;
     int64_t deadline = call_deadline(req);
     size_t done = 0;
     while (done < n) {
         ssize_t got = read_some(req, (char *)buf + done, n - done, deadline);
         if (got < 0)
-            return got;
+            return (int)got;
         if (got == 0)
             return SS_EOF;
         done += (size_t)got;
     }
-    return (ssize_t)n;
+    return (int)n;
 }
 
-ssize_t ss_readline(ss_request *req, char *buf, size_t size)
+int ss_readline(ss_request *req, char *buf, size_t size)
 {
     if (!buf || size < 2)
         return -EINVAL;
+    if (size > (size_t)SS_IO_MAX + 1)
+        size = (size_t)SS_IO_MAX + 1; /* a line's length fits an int */
     int64_t deadline = call_deadline(req);
     size_t limit = size - 1, out = 0;
     for (;;) {
@@ -284,16 +297,16 @@ ssize_t ss_readline(ss_request *req, char *buf, size_t size)
             if (more == 0)
                 break;
             buf[out] = '\0';
-            return more < 0 ? more : -EMSGSIZE;
+            return more < 0 ? (int)more : -EMSGSIZE;
         }
         ssize_t got = fill(req, deadline);
         if (got < 0)
-            return got;
+            return (int)got;
         if (got == 0)
             break; /* EOF: return what we have, maybe a partial line */
     }
     buf[out] = '\0';
-    return (ssize_t)out;
+    return (int)out;
 }
 
 /* ---- writing ------------------------------------------------------- */
@@ -382,7 +395,7 @@ static ssize_t buffered_write(ss_request *req, const void *buf, size_t n,
                : stream_send(req, buf, n, deadline);
 }
 
-ssize_t ss_write(ss_request *req, const void *buf, size_t n)
+static ssize_t write_some(ss_request *req, const void *buf, size_t n)
 {
     if (req->is_datagram)
         return append_reply(req, buf, n);
@@ -393,7 +406,12 @@ ssize_t ss_write(ss_request *req, const void *buf, size_t n)
     return stream_send(req, buf, n, call_deadline(req));
 }
 
-ssize_t ss_write_all(ss_request *req, const void *buf, size_t n)
+int ss_write(ss_request *req, const void *buf, size_t n)
+{
+    return (int)write_some(req, buf, at_most_io_max(n));
+}
+
+static ssize_t write_all(ss_request *req, const void *buf, size_t n)
 {
     if (req->is_datagram)
         return append_reply(req, buf, n);
@@ -404,7 +422,14 @@ ssize_t ss_write_all(ss_request *req, const void *buf, size_t n)
     return stream_send_all(req, buf, n, call_deadline(req));
 }
 
-ssize_t ss_writef(ss_request *req, const char *fmt, ...)
+int ss_write_all(ss_request *req, const void *buf, size_t n)
+{
+    if (n > (size_t)SS_IO_MAX)
+        return -EINVAL;
+    return (int)write_all(req, buf, n);
+}
+
+int ss_writef(ss_request *req, const char *fmt, ...)
 {
     char small[1024];
     va_list ap;
@@ -422,7 +447,7 @@ ssize_t ss_writef(ss_request *req, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    ssize_t rc = ss_write_all(req, big, (size_t)n);
+    int rc = ss_write_all(req, big, (size_t)n);
     free(big);
     return rc;
 }
@@ -502,17 +527,18 @@ static ssize_t sendfile_loop(ss_request *req, int fd, off_t *offset,
     return (ssize_t)done;
 }
 
-ssize_t ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count)
+int ss_sendfile(ss_request *req, int fd, off_t *offset, size_t count)
 {
     if (req->is_datagram)
         return -EOPNOTSUPP;
+    count = at_most_io_max(count);
     int64_t deadline = call_deadline(req);
     int rc = flush_stream(req, deadline);
     if (rc < 0)
         return rc;
     if (count <= SMALL_FILE || !req->server->transport->sendfile)
-        return copy_by_reading(req, fd, offset, count, deadline);
-    return sendfile_loop(req, fd, offset, count, deadline);
+        return (int)copy_by_reading(req, fd, offset, count, deadline);
+    return (int)sendfile_loop(req, fd, offset, count, deadline);
 }
 
 /* ---- after finish -------------------------------------------------- */

@@ -356,12 +356,19 @@ int ss_handle_request(ss_server *srv)
         return -EINVAL;
     int64_t deadline = ss_deadline_after(srv->config.timeout);
     for (;;) {
+        /* A shutdown (ss_shutdown(), or SIGINT/SIGTERM through
+         * ss_shutdown_on_signals()) ends a handle_request loop, as
+         * KeyboardInterrupt leaves Python's: looked at before each wait,
+         * and the wake-up descriptor ends the wait itself, whichever
+         * thread the signal interrupted. */
+        if (atomic_load(&srv->shutdown_requested))
+            return SS_SHUTDOWN;
         /* At max_connections, wait for a request to end (it writes
          * wake_fd) before looking at the listening socket again. */
         bool full = ss_server_at_capacity(srv);
         struct pollfd fds[2] = {
             {.fd = full ? -1 : srv->fd, .events = POLLIN},
-            {.fd = full ? srv->wake_fd : -1, .events = POLLIN},
+            {.fd = srv->wake_fd, .events = POLLIN},
         };
         int ready = poll(fds, 2, ss_poll_timeout_ms(deadline));
         if (ready < 0) {
@@ -377,12 +384,18 @@ int ss_handle_request(ss_server *srv)
             return -ETIMEDOUT;
         }
         if (fds[1].revents) {
+            /* A place freed up, or a shutdown: the loop's top tells. */
             ss_server_drain_wake_fd(srv);
             continue;
         }
         int rc = ss_server_accept_request(srv);
-        if (rc != -EAGAIN)
+        if (rc != -EAGAIN) {
+            /* A shutdown while the request ran (its reads were then
+             * cancelled, quietly) ends the loop all the same. */
+            if (atomic_load(&srv->shutdown_requested))
+                return SS_SHUTDOWN;
             return rc < 0 ? rc : 0;
+        }
         /* Someone else took it (another process on the same socket). */
     }
 }

@@ -66,6 +66,11 @@ static ssize_t body_failed(ss_http *h, ssize_t error)
     return error;
 }
 
+int ss__http_body_refuse(ss_http *h, int error)
+{
+    return (int)body_failed(h, error);
+}
+
 static ssize_t read_length(ss_http *h, char *buf, size_t n)
 {
     if ((uint64_t)n > h->body_left)
@@ -130,7 +135,7 @@ static ssize_t read_chunked(ss_http *h, char *buf, size_t n)
     }
 }
 
-ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n)
+static ssize_t read_body(ss_http *h, void *buf, size_t n)
 {
     if (h->body_error)
         return h->body_error;
@@ -147,6 +152,13 @@ ssize_t ss_http_read_body(ss_http *h, void *buf, size_t n)
     if (h->body_kind == SS_HTTP_BODY_LENGTH)
         return read_length(h, buf, n);
     return read_chunked(h, buf, n);
+}
+
+int ss_http_read_body(ss_http *h, void *buf, size_t n)
+{
+    if (n > (size_t)SS_IO_MAX)
+        n = (size_t)SS_IO_MAX; /* the count fits the int returned */
+    return (int)read_body(h, buf, n);
 }
 
 bool ss__http_body_drain(ss_http *h)
@@ -180,7 +192,7 @@ bool ss__http_body_drain(ss_http *h)
             break;
         ss_request_set_timeout(
             h->req, left < h->cfg.io_timeout ? left : h->cfg.io_timeout);
-        ssize_t got = ss_http_read_body(h, sink, sizeof sink);
+        int got = ss_http_read_body(h, sink, sizeof sink);
         if (got <= 0) {
             ok = got == 0;
             break;

@@ -2,11 +2,13 @@
  * http_exchange.c — the per-connection state every part of the HTTP
  * handler shares: the string arena that holds the copies handed to
  * callbacks, and the record of a failed peer. The bottom layer of the
- * handler's files: http_handler.c (the connection loop) uses http_body.c
+ * handler's files: http_handler.c (the connection loop) uses
+ * http_request.c (path, query, form, routes), which uses http_body.c
  * (request bodies), which uses http_response.c (responses, the access
  * log), which uses this; nothing here calls back up.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "http_internal.h"
 
@@ -30,6 +32,16 @@ void *ss__http_alloc(ss_http *h, size_t n)
     void *p = b->data + b->used;
     b->used += n;
     return p;
+}
+
+const char *ss__http_copy(ss_http *h, const char *s, size_t n)
+{
+    char *copy = ss__http_alloc(h, n + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    return copy;
 }
 
 /* Keep one block for the next request; free the rest. */

@@ -55,14 +55,24 @@ int ss_http_client_address_string(const ss_http *h, char *buf, size_t size)
     return ss_request_client_address_string(h->req, buf, size);
 }
 
+void *ss_http_state(const ss_http *h)
+{
+    return ss_request_state(h->req);
+}
+
 const ss_http_config *ss_http_config_of(const ss_http *h)
 {
     return &h->cfg;
 }
 
-void *ss_http_user(const ss_http *h)
+void *ss_http_config_user(const ss_http *h)
 {
     return h->cfg.user;
+}
+
+void *ss_http_server_user(const ss_http *h)
+{
+    return ss_request_user(h->req);
 }
 
 const ss_http_request *ss_http_parsed(const ss_http *h)
@@ -88,29 +98,12 @@ int ss_http_version_minor(const ss_http *h)
 const char *ss_http_header_value(ss_http *h, const char *name)
 {
     const ss_http_header *f = ss_http_header_find(&h->parsed, name);
-    if (!f)
-        return NULL;
-    char *copy = ss__http_alloc(h, f->value_len + 1);
-    if (!copy)
-        return NULL;
-    memcpy(copy, f->value, f->value_len);
-    copy[f->value_len] = '\0';
-    return copy;
+    return f ? ss__http_copy(h, f->value, f->value_len) : NULL;
 }
 
 void ss_http_close_connection(ss_http *h)
 {
     h->close = true;
-}
-
-static const char *copy_slice(ss_http *h, const char *s, size_t n)
-{
-    char *copy = ss__http_alloc(h, n + 1);
-    if (!copy)
-        return NULL;
-    memcpy(copy, s, n);
-    copy[n] = '\0';
-    return copy;
 }
 
 /* ---- connection state ---------------------------------------------- */
@@ -301,6 +294,7 @@ static void exchange_reset(ss_http *h)
     h->continue_sent = false;
     h->body_error = 0;
     h->method_copy = h->target_copy = NULL;
+    ss__http_request_reset(h);
     h->is_head = false;
     h->out_len = 0;
     h->status = h->head_status = 0;
@@ -403,7 +397,7 @@ static bool parse_due(const ss_http *h)
 static int await_first_byte(ss_http *h)
 {
     char first;
-    ssize_t got = ss_read_nowait(h->req, &first, 1);
+    int got = ss_read_nowait(h->req, &first, 1);
     if (got == -EAGAIN)
         return HEAD_IDLE;
     if (got <= 0)
@@ -458,7 +452,7 @@ static int read_head(ss_http *h)
         }
         if (h->len > 0 && seconds_until(h->head_deadline) < 1e-6)
             return HEAD_TIMED_OUT;
-        ssize_t got = ss_read_nowait(req, h->buf + h->len, h->cap - h->len);
+        int got = ss_read_nowait(req, h->buf + h->len, h->cap - h->len);
         if (got == -EAGAIN)
             return h->len > 0 ? HEAD_PARTIAL : HEAD_IDLE;
         if (got <= 0)
@@ -580,8 +574,10 @@ static int serve_connection(ss_http *h)
         h->head_len = h->pos = (size_t)rc;
         h->is_head = h->parsed.method_len == 4 &&
                      memcmp(h->parsed.method, "HEAD", 4) == 0;
-        h->method_copy = copy_slice(h, h->parsed.method, h->parsed.method_len);
-        h->target_copy = copy_slice(h, h->parsed.target, h->parsed.target_len);
+        h->method_copy =
+            ss__http_copy(h, h->parsed.method, h->parsed.method_len);
+        h->target_copy =
+            ss__http_copy(h, h->parsed.target, h->parsed.target_len);
         if (!h->method_copy || !h->target_copy) {
             ss__http_refuse(h, 500, "out of memory");
             return -ENOMEM;

@@ -1,7 +1,8 @@
 /*
  * http_internal.h — what the HTTP handler's files share, layered with no
- * cycle: http_handler.c (the connection loop) → http_body.c (request
- * bodies) → http_response.c (responses and the access log) →
+ * cycle: http_handler.c (the connection loop) → http_request.c (path,
+ * query, form and route helpers) → http_body.c (request bodies) →
+ * http_response.c (responses and the access log) →
  * http_exchange.c (the string arena and a failed peer).
  *
  * One ss_http lives for a whole connection and is reused by every request
@@ -20,6 +21,9 @@
  * larger than HEAD_MIN_CAPACITY, so leftovers always fit back there. */
 #define SS__HTTP_SCRATCH 8192
 #define SS__HTTP_HEAD_MIN_CAPACITY 8192
+
+/* Captures one ss_http_match() keeps (more: the pattern never matches). */
+#define SS__HTTP_MAX_CAPTURES 8
 
 /* Bump allocator for the NUL-terminated copies handed to callbacks;
  * blocks never move, so earlier pointers stay valid until the reset. */
@@ -63,6 +67,18 @@ struct ss_http {
 
     /* Per-request copies. */
     const char *method_copy, *target_copy;
+    /* http_request.c: the decoded path (path_state: 0 not yet, 1 done, -1
+     * refused), a form body read whole, the last route match's captures
+     * (NUL-terminated copies). All in the arena. */
+    const char *path_copy;
+    int path_state;
+    const char *form;
+    size_t form_len;
+    bool form_read;
+    int capture_count;
+    struct {
+        const char *name, *value;
+    } captures[SS__HTTP_MAX_CAPTURES];
     bool is_head;
     ss__http_block *arena;
 
@@ -100,6 +116,11 @@ int ss__http_body_begin(ss_http *h);
 /* After the callback: read and discard what it left of the body. Returns
  * true when the connection can carry another request. */
 bool ss__http_body_drain(ss_http *h);
+/* The body will not be read (an SS_HTTP_E_* error: too large, wrong
+ * media type): recorded as the body's error, so the handler answers its
+ * status when the callback passes it on, and the connection closes.
+ * Returns error. */
+int ss__http_body_refuse(ss_http *h, int error);
 
 /* http_response.c */
 /* Write all n bytes to the client, io_timeout being the longest wait
@@ -117,9 +138,15 @@ void ss__http_log_exchange(ss_http *h);
 /* The standard reason phrase, or NULL for an unknown code. */
 const char *ss__http_reason_or_null(int status);
 
+/* http_request.c: forget the previous exchange's path, form and
+ * captures (they lived in the arena, which is being reset). */
+void ss__http_request_reset(ss_http *h);
+
 /* http_exchange.c: the arena (n bytes until the next reset; NULL when
  * out of memory), kept one block for the next request by reset */
 void *ss__http_alloc(ss_http *h, size_t n);
+/* s[0..n) as a NUL-terminated string in the arena, or NULL. */
+const char *ss__http_copy(ss_http *h, const char *s, size_t n);
 void ss__http_arena_reset(ss_http *h);
 void ss__http_arena_free(ss_http *h);
 /* Record an I/O failure with the client; returns error. */

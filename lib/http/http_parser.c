@@ -101,6 +101,7 @@ static const struct {
     {SS_HTTP_E_TOO_MANY_HEADERS, "too many headers"},
     {SS_HTTP_E_HEADERS_TOO_LARGE, "header section too large"},
     {SS_HTTP_E_TRAILERS_TOO_LARGE, "trailer section too large"},
+    {SS_HTTP_E_UNSUPPORTED_MEDIA_TYPE, "form body of another media type"},
     {SS_HTTP_E_UNSUPPORTED_TRANSFER_CODING, "unsupported transfer coding"},
     {SS_HTTP_E_VERSION_NOT_SUPPORTED, "unsupported HTTP version"},
 };

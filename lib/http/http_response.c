@@ -512,8 +512,10 @@ int ss_http_end_headers(ss_http *h)
     return 0;
 }
 
-ssize_t ss_http_write(ss_http *h, const void *buf, size_t n)
+int ss_http_write(ss_http *h, const void *buf, size_t n)
 {
+    if (n > (size_t)SS_IO_MAX)
+        return -EINVAL; /* the count would not fit the int returned */
     if (h->peer_error)
         return h->peer_error;
     if (h->head_open) {
@@ -522,14 +524,14 @@ ssize_t ss_http_write(ss_http *h, const void *buf, size_t n)
             return rc;
     }
     if (h->final_sent && (h->is_head || !body_allowed(h->status)))
-        return (ssize_t)n; /* HEAD, 204, 205, 304: the head only */
+        return (int)n; /* HEAD, 204, 205, 304: the head only */
     if (h->head_pending) {
         if (n <= COALESCE_LIMIT) {
             int rc = out_append(h, buf, n);
             if (rc < 0)
                 return rc;
             h->bytes_sent += n;
-            return ss__http_flush_head(h) < 0 ? h->peer_error : (ssize_t)n;
+            return ss__http_flush_head(h) < 0 ? h->peer_error : (int)n;
         }
         if (ss__http_flush_head(h) < 0)
             return h->peer_error;
@@ -540,7 +542,7 @@ ssize_t ss_http_write(ss_http *h, const void *buf, size_t n)
     if (rc < 0)
         return ss__http_peer_failed(h, (int)rc);
     h->bytes_sent += n;
-    return rc;
+    return (int)n;
 }
 
 /* A small file behind a held-back head: read it into the head's buffer
@@ -588,8 +590,10 @@ static ssize_t sendfile_with_head(ss_http *h, int fd, off_t *offset,
     return ss__http_flush_head(h) < 0 ? h->peer_error : (ssize_t)got;
 }
 
-ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
+int ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
 {
+    if (count > (size_t)SS_IO_MAX)
+        count = (size_t)SS_IO_MAX; /* a short count: the caller goes on */
     if (h->peer_error)
         return h->peer_error;
     if (h->head_open) {
@@ -600,12 +604,12 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
     if (h->final_sent && (h->is_head || !body_allowed(h->status))) {
         if (offset)
             *offset += (off_t)count;
-        return (ssize_t)count;
+        return (int)count;
     }
     if (h->head_pending && count <= COALESCE_LIMIT) {
         ssize_t rc = sendfile_with_head(h, fd, offset, count);
         if (rc != -EAGAIN)
-            return rc;
+            return (int)rc;
     }
     if (ss__http_flush_head(h) < 0)
         return h->peer_error;
@@ -620,9 +624,9 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
     while (done < count) {
         size_t piece =
             count - done < SENDFILE_PIECE ? count - done : SENDFILE_PIECE;
-        ssize_t rc = ss_sendfile(h->req, fd, offset, piece);
+        int rc = ss_sendfile(h->req, fd, offset, piece);
         if (rc < 0) {
-            (void)ss__http_peer_failed(h, (int)rc);
+            (void)ss__http_peer_failed(h, rc);
             if (done > 0)
                 break; /* the next call reports the error */
             return rc;
@@ -632,7 +636,7 @@ ssize_t ss_http_sendfile(ss_http *h, int fd, off_t *offset, size_t count)
         if ((size_t)rc < piece)
             break;
     }
-    return (ssize_t)done;
+    return (int)done;
 }
 
 /* ---- error responses ----------------------------------------------- */
@@ -711,8 +715,8 @@ static int send_error_impl(ss_http *h, int status, const char *explain,
         rc = ss_http_end_headers(h);
     if (rc < 0)
         return rc;
-    ssize_t sent = ss_http_write(h, body, (size_t)n);
-    return sent < 0 ? (int)sent : 0;
+    int sent = ss_http_write(h, body, (size_t)n);
+    return sent < 0 ? sent : 0;
 }
 
 int ss_http_send_error(ss_http *h, int status, const char *explain)

@@ -566,12 +566,14 @@ static const ss_handler_class timeout_handler = {
     .timeout = 0.2,
 };
 
-static void
-request_timeout_makes_read_fail_with_etimedout(const ss_server_class *kind)
+/* The handler's two reads (read_with_timeout) time out on their own, and
+ * the server then closes the connection. */
+static void expect_read_timeouts(const ss_server_class *kind,
+                                 const ss_handler_class *handler)
 {
     ctx_reset();
     test_server t;
-    start_server(&t, kind, &timeout_handler);
+    start_server(&t, kind, handler);
     int fd = connect_client(&t);
     /* Send nothing; the handler's reads must give up on their own and the
      * server then closes the connection. */
@@ -594,7 +596,41 @@ request_timeout_makes_read_fail_with_etimedout(const ss_server_class *kind)
     assert_true(waited < 5.0);
     ctx_destroy();
 }
+
+static void
+request_timeout_makes_read_fail_with_etimedout(const ss_server_class *kind)
+{
+    expect_read_timeouts(kind, &timeout_handler);
+}
 FOR_TCP_AND_UNIX(request_timeout_makes_read_fail_with_etimedout)
+
+/* The class's timeout is the request's from the start, whatever the
+ * base: ss_base_handler (no base at all), or a subclass of
+ * ss_stream_handler whose setup does not call the base's. */
+static int setup_without_super(ss_request *req)
+{
+    (void)req;
+    return 0;
+}
+
+static const ss_handler_class timeout_without_base = {
+    .handle = read_with_timeout,
+    .timeout = 0.2,
+};
+
+static const ss_handler_class timeout_setup_overridden = {
+    .base = &ss_stream_handler,
+    .setup = setup_without_super,
+    .handle = read_with_timeout,
+    .timeout = 0.2,
+};
+
+static void timeout_applies_without_stream_handler(const ss_server_class *kind)
+{
+    expect_read_timeouts(kind, &timeout_without_base);
+    expect_read_timeouts(kind, &timeout_setup_overridden);
+}
+FOR_TCP_AND_UNIX(timeout_applies_without_stream_handler)
 
 #define NEVER_READ_SIZE ((size_t)64 << 20)
 
@@ -1338,6 +1374,57 @@ stall_spanning_calls_ends_after_one_timeout(const ss_server_class *kind)
     ctx_destroy();
 }
 FOR_TCP_AND_UNIX(stall_spanning_calls_ends_after_one_timeout)
+/* ---- one integer type for "a count or an error" ------------------------ */
+
+/* Every request I/O call returns int, the handler's own return type, so
+ * the documented pattern compiles without a cast (and without a warning
+ * under -Wconversion). Checked at compile time: _Generic does not call. */
+#define RETURNS_INT(call) _Generic((call), int: 1, default: 0)
+_Static_assert(RETURNS_INT(ss_read(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_read_nowait(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_read_exact(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_readline(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_write(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_write_all(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_writef(NULL, "%d", 0)) &&
+                   RETURNS_INT(ss_sendfile(NULL, 0, NULL, 0)),
+               "request I/O returns int, as handlers do");
+
+/* The pattern of every example: no cast. Also asks for more than
+ * SS_IO_MAX from the calls that must move everything: refused with
+ * -EINVAL before a byte moves (buf is never touched). */
+static int echo_once_and_probe_io_max(ss_request *req)
+{
+    char line[64];
+    int n = ss_readline(req, line, sizeof line);
+    if (n <= 0)
+        return n < 0 ? n : 0;
+    ctx.rc[0] = ss_write_all(req, line, (size_t)SS_IO_MAX + 1);
+    ctx.rc[1] = ss_read_exact(req, line, (size_t)SS_IO_MAX + 1);
+    n = ss_write_all(req, line, (size_t)n);
+    return n < 0 ? n : 0;
+}
+
+static const ss_handler_class io_max_handler = {
+    .base = &ss_stream_handler,
+    .handle = echo_once_and_probe_io_max,
+};
+
+static void counts_beyond_io_max_are_refused(const ss_server_class *kind)
+{
+    ctx_reset();
+    test_server t;
+    start_server(&t, kind, &io_max_handler);
+    int fd = connect_client(&t);
+    test_expect_echo(fd, "hello\n"); /* nothing else was sent before it */
+    close(fd);
+    stop_server(&t);
+    assert_int_equal(ctx.rc[0], -EINVAL);
+    assert_int_equal(ctx.rc[1], -EINVAL);
+    assert_int_equal(ctx.log_lines, 0);
+    ctx_destroy();
+}
+FOR_TCP_AND_UNIX(counts_beyond_io_max_are_refused)
 
 #define BOTH(name)                                                             \
     cmocka_unit_test(test_##name##_over_tcp),                                  \
@@ -1354,6 +1441,7 @@ int main(void)
         BOTH(read_returns_zero_at_eof),
         BOTH(binary_payloads_echo_byte_exact),
         BOTH(request_timeout_makes_read_fail_with_etimedout),
+        BOTH(timeout_applies_without_stream_handler),
         BOTH(request_timeout_makes_write_fail_with_etimedout),
         BOTH(buffered_writes_wait_for_flush_or_finish),
         BOTH(buffered_writes_spill_when_full_and_finish_sends_rest),
@@ -1366,6 +1454,7 @@ int main(void)
         BOTH(write_to_vanished_client_fails_without_sigpipe),
         BOTH(sendfile_to_vanished_client_fails_without_sigpipe),
         BOTH(stall_spanning_calls_ends_after_one_timeout),
+        BOTH(counts_beyond_io_max_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -810,6 +811,203 @@ static void test_handle_request_handles_one_datagram(void **state)
     ss_server_free(srv);
 }
 
+/* ---- a handle_request loop and Ctrl-C ---------------------------------- */
+
+/* Only peers running as this very user get in (SO_PEERCRED), the kind of
+ * check a Unix-socket server's verify_request makes. */
+static bool same_user_only(ss_server *srv, ss_request *req)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(ss_request_fileno(req), SOL_SOCKET, SO_PEERCRED, &cred,
+                   &len) < 0 ||
+        cred.uid != getuid())
+        return false;
+    return ss_unix_stream.verify_request(srv, req);
+}
+
+/* How the program's loop asks whether to go on. */
+enum loop_form {
+    LOOP_WHILE_NOT_REQUESTED, /* while (!ss_server_shutdown_requested()) */
+    LOOP_UNTIL_SS_SHUTDOWN,   /* while (ss_handle_request() != SS_SHUTDOWN) */
+};
+
+/* The program a new user writes: a Unix-socket server with
+ * verify_request, Ctrl-C wired to ss_shutdown(), and a handle_request
+ * loop with a timeout (5 s, far longer than the tests wait: only the
+ * shutdown can end a wait in time). Run in a child process, so that
+ * SIGINT reaches it alone; exits 0 when the loop ended and the server
+ * was freed, 3 if the server could not be made. The ready pipe gets one
+ * byte once it listens. */
+static int unix_loop_program(const char *address, enum loop_form form,
+                             int ready_fd)
+{
+    ss_server_class kind = ss_unix_stream;
+    kind.verify_request = same_user_only;
+    ss_config cfg = {.timeout = 5.0, .unlink_on_close = true};
+    ss_server *srv;
+    if (ss_server_new(&srv, &kind, &ss_sync, address, &test_echo_handler,
+                      &cfg) < 0 ||
+        ss_shutdown_on_signals(srv) < 0)
+        return 3;
+    if (write(ready_fd, "r", 1) != 1)
+        return 3;
+    if (form == LOOP_WHILE_NOT_REQUESTED)
+        while (!ss_server_shutdown_requested(srv))
+            ss_handle_request(srv);
+    else
+        while (ss_handle_request(srv) != SS_SHUTDOWN)
+            ;
+    ss_server_free(srv);
+    return 0;
+}
+
+/* Fork the program above; returns its pid once it is listening. */
+static pid_t start_unix_loop_program(const char *address, enum loop_form form)
+{
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        _exit(unix_loop_program(address, form, ready[1]));
+    }
+    close(ready[1]);
+    struct pollfd p = {.fd = ready[0], .events = POLLIN};
+    char byte;
+    assert_int_equal(poll(&p, 1, 10000), 1);
+    assert_int_equal(read(ready[0], &byte, 1), 1);
+    close(ready[0]);
+    return pid;
+}
+
+/* Wait for the program's exit after a signal: its status, or fail (and
+ * kill it) when it is still running after seconds. */
+static int expect_exit_within(pid_t pid, double seconds)
+{
+    int status = test_wait_exit(pid, seconds);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        test_wait_exit(pid, 10.0);
+        fail_msg("the handle_request loop was still running %.1f s after "
+                 "SIGINT",
+                 seconds);
+        return -1;
+    }
+    return status;
+}
+
+static void sigint_ends_the_loop(enum loop_form form)
+{
+    char address[128];
+    test_unix_address(address, sizeof address, "loop");
+    pid_t pid = start_unix_loop_program(address, form);
+    for (int i = 0; i < 3; i++) { /* it serves, one request per call */
+        int fd = test_connect_address(address, SOCK_STREAM);
+        assert_true(fd >= 0);
+        test_expect_echo_to_eof(fd, "ping\n");
+        close(fd);
+    }
+    test_sleep(0.2); /* the loop is back in its wait for a request */
+    double start = test_now();
+    assert_int_equal(kill(pid, SIGINT), 0);
+    int status = expect_exit_within(pid, 2.0);
+    double elapsed = test_now() - start;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    if (elapsed >= 1.0)
+        fail_msg("the loop took %.3f s to end after SIGINT", elapsed);
+    /* unlink_on_close: the socket file went with the server. */
+    assert_int_equal(access(test_unix_path(address), F_OK), -1);
+}
+
+static void test_sigint_ends_a_while_not_shutdown_requested_loop(void **state)
+{
+    (void)state;
+    sigint_ends_the_loop(LOOP_WHILE_NOT_REQUESTED);
+}
+
+static void test_sigint_ends_a_until_ss_shutdown_loop(void **state)
+{
+    (void)state;
+    sigint_ends_the_loop(LOOP_UNTIL_SS_SHUTDOWN);
+}
+
+/* Ctrl-C while a client sits idle in the handler: its read is cancelled
+ * (quietly), the request ends and so does the loop. */
+static void test_sigint_during_an_idle_request_ends_the_loop(void **state)
+{
+    (void)state;
+    char address[128];
+    test_unix_address(address, sizeof address, "loop-idle");
+    pid_t pid = start_unix_loop_program(address, LOOP_UNTIL_SS_SHUTDOWN);
+    int fd = test_connect_address(address, SOCK_STREAM);
+    assert_true(fd >= 0);
+    test_expect_echo(fd, "ping\n"); /* the handler now waits for more */
+    assert_int_equal(kill(pid, SIGINT), 0);
+    int status = expect_exit_within(pid, 2.0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char byte;
+    assert_int_equal(recv(fd, &byte, 1, 0), 0); /* closed, nothing more */
+    close(fd);
+}
+
+static void test_handle_request_returns_ss_shutdown_once_requested(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_tcp, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, NULL),
+                     0);
+    assert_false(ss_server_shutdown_requested(srv));
+    ss_shutdown(srv);
+    assert_true(ss_server_shutdown_requested(srv));
+    /* A client waiting is not taken: the shutdown came first. */
+    int fd = test_connect(srv);
+    assert_true(fd >= 0);
+    test_send_all(fd, "x\n", 2);
+    assert_int_equal(ss_handle_request(srv), SS_SHUTDOWN);
+    assert_int_equal(ss_handle_request(srv), SS_SHUTDOWN); /* and again */
+    assert_false(readable_within(fd, 100));
+    assert_string_equal(ss_strerror(SS_SHUTDOWN),
+                        "The server is shutting down");
+    /* ss_serve_forever() takes the pending shutdown: it returns at once
+     * and clears it. */
+    assert_int_equal(ss_serve_forever(srv, 5.0), 0);
+    assert_false(ss_server_shutdown_requested(srv));
+    close(fd);
+    ss_server_free(srv);
+}
+
+static void *shutdown_after_100ms(void *arg)
+{
+    test_sleep(0.1);
+    ss_shutdown(arg);
+    return NULL;
+}
+
+/* Shutdown from another thread wakes a handle_request waiting with no
+ * timeout at all. */
+static void test_shutdown_from_another_thread_wakes_handle_request(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, &ss_udp, &ss_sync, "127.0.0.1:0",
+                                   &test_echo_handler, NULL),
+                     0);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, shutdown_after_100ms, srv),
+                     0);
+    double start = test_now();
+    assert_int_equal(ss_handle_request(srv), SS_SHUTDOWN);
+    double elapsed = test_now() - start;
+    pthread_join(thread, NULL);
+    assert_true(elapsed < 2.0);
+    ss_server_free(srv);
+}
+
 /* ---- service_actions --------------------------------------------------- */
 
 static atomic_int service_calls;
@@ -903,6 +1101,13 @@ int main(void)
         cmocka_unit_test(test_handle_request_times_out_for_datagram_kinds_too),
         cmocka_unit_test(test_handle_request_handles_exactly_one_request),
         cmocka_unit_test(test_handle_request_handles_one_datagram),
+        cmocka_unit_test(test_sigint_ends_a_while_not_shutdown_requested_loop),
+        cmocka_unit_test(test_sigint_ends_a_until_ss_shutdown_loop),
+        cmocka_unit_test(test_sigint_during_an_idle_request_ends_the_loop),
+        cmocka_unit_test(
+            test_handle_request_returns_ss_shutdown_once_requested),
+        cmocka_unit_test(
+            test_shutdown_from_another_thread_wakes_handle_request),
         cmocka_unit_test(test_service_actions_called_repeatedly_while_serving),
         cmocka_unit_test(test_service_actions_runs_between_requests),
     };

@@ -38,14 +38,7 @@
 #include <strings.h>
 #include <sys/un.h>
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__,          \
-                    __LINE__, #cond);                                          \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+#include "fuzz_check.h"
 
 /* ---- the resolver's stand-in ---------------------------------------- */
 

@@ -33,6 +33,13 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Body I/O returns int, as the callbacks do (sockserv.h: SS_IO_MAX). */
+#define RETURNS_INT(call) _Generic((call), int : 1, default : 0)
+_Static_assert(RETURNS_INT(ss_http_read_body(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_http_write(NULL, NULL, 0)) &&
+                   RETURNS_INT(ss_http_sendfile(NULL, 0, NULL, 0)),
+               "HTTP body I/O returns int, as method callbacks do");
+
 /* ---- the server under test ----------------------------------------- */
 
 static struct {
@@ -51,6 +58,10 @@ static struct {
     atomic_long bigfile_rc; /* ss_http_sendfile's last return */
     test_server server;
 } ctx;
+
+/* ss_config.user of every server here, told apart from
+ * ss_http_config.user (&ctx.log). */
+static int server_user;
 
 /* GET /big's body: large enough that sending it to a paced reader takes
  * well over io_timeout. */
@@ -81,6 +92,28 @@ static int do_GET(ss_http *h)
         ss_http_send_response(h, 200, NULL);
         ss_http_end_headers(h);
         return ss_http_write(h, "until close", 11) < 0 ? -1 : 0;
+    }
+    if (ss_http_match(h, "/items/{id}")) {
+        /* The request helpers: decoded path, capture, query. */
+        const char *q = ss_http_query(h, "q");
+        snprintf(text, sizeof text, "path=%s id=%s q=%s\n", ss_http_path(h),
+                 ss_http_capture(h, "id"), q ? q : "(none)");
+        return answer(h, 200, text);
+    }
+    if (strncmp(target, "/items/", 7) == 0 && !ss_http_path(h))
+        return ss_http_send_error(h, 400, "undecodable path") < 0 ? -1 : 0;
+    if (strcmp(target, "/users") == 0) {
+        /* Which context is which: the HTTP config's and the server's. */
+        snprintf(text, sizeof text, "config:%s server:%s\n",
+                 ss_http_config_user(h) == &ctx.log ? "yes" : "no",
+                 ss_http_server_user(h) == &server_user ? "yes" : "no");
+        return answer(h, 200, text);
+    }
+    if (strcmp(target, "/count") == 0) {
+        /* The connection's own state: requests on it, one after another. */
+        int *count = ss_http_state(h);
+        snprintf(text, sizeof text, "%d\n", ++*count);
+        return answer(h, 200, text);
     }
     if (strcmp(target, "/close") == 0)
         ss_http_close_connection(h);
@@ -164,6 +197,15 @@ static int do_POST(ss_http *h)
 {
     if (strcmp(ss_http_target(h), "/ignore") == 0)
         return answer(h, 200, "ignored\n");
+    if (ss_http_match(h, "/form")) {
+        int rc = ss_http_read_form(h, 64);
+        if (rc < 0)
+            return rc; /* 413 or 415, answered by the handler */
+        const char *name = ss_http_form(h, "name");
+        char text[128];
+        snprintf(text, sizeof text, "%d name=%s\n", rc, name ? name : "-");
+        return answer(h, 200, text);
+    }
     char body[8192];
     size_t have = 0;
     for (;;) {
@@ -224,6 +266,7 @@ static void start(const variant *v)
 {
     ctx.handler = ss_http_handler;
     ctx.handler.class_data = &ctx.http;
+    ctx.handler.state_size = sizeof(int); /* GET /count */
     if (ctx.small_sndbuf)
         ctx.handler.setup = small_sndbuf_setup;
     ctx.kind = *v->kind;
@@ -233,17 +276,18 @@ static void start(const variant *v)
         snprintf(address, sizeof address, "127.0.0.1:0");
     else
         test_unix_address(address, sizeof address, "http");
+    ss_config cfg = {.user = &server_user};
     if (!ctx.send_probe) {
         assert_int_equal(test_server_start_with(&ctx.server, &ctx.kind,
                                                 v->strategy, address,
-                                                &ctx.handler, NULL, 0.05),
+                                                &ctx.handler, &cfg, 0.05),
                          0);
         return;
     }
     test_send_probe_reset();
     test_send_probe_strategy(&ctx.probed, v->strategy);
     assert_int_equal(ss_server_new(&ctx.server.srv, &ctx.kind, &ctx.probed,
-                                   address, &ctx.handler, NULL),
+                                   address, &ctx.handler, &cfg),
                      0);
     assert_int_equal(
         ss_server_set_transport(ctx.server.srv, test_send_probe_transport()),
@@ -377,6 +421,110 @@ static void expect_response(client *c, int status, const char *body)
     }
 
 /* ---- the tests ------------------------------------------------------ */
+
+static void config_user_and_server_user_are_told_apart(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /users HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "config:yes server:yes\n");
+    client_close(c);
+    stop();
+}
+FOR_BOTH(config_user_and_server_user_are_told_apart)
+
+static void path_query_and_captures_are_decoded(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /items/a%20b?x=1&q=x+y%21 HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "path=/items/a b id=a b q=x y!\n");
+    client_send(c, "GET /items/7 HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "path=/items/7 id=7 q=(none)\n");
+    client_send(c, "GET http://x/items/8?q= HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "path=/items/8 id=8 q=\n");
+    client_send(c, "GET /items/%00 HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 400, NULL); /* NUL refused */
+    client_close(c);
+    stop();
+}
+FOR_BOTH(path_query_and_captures_are_decoded)
+
+static void post_form(client *c, const char *type, const char *body)
+{
+    char request[512];
+    snprintf(request, sizeof request,
+             "POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             type, strlen(body), body);
+    client_send(c, request);
+}
+
+static void form_bodies_are_read_and_bounded(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    post_form(c, "application/x-www-form-urlencoded", "a=1&name=J%C3%BCrgen+M");
+    expect_response(c, 200, "22 name=J\xc3\xbcrgen M\n");
+    post_form(c, "application/x-www-form-urlencoded; charset=utf-8", "x=y");
+    expect_response(c, 200, "3 name=-\n"); /* kept alive all along */
+    /* Chunked works too. */
+    client_send(c, "POST /form HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Type: application/x-www-form-urlencoded\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nname=\r\n3\r\nbob\r\n0\r\n\r\n");
+    expect_response(c, 200, "8 name=bob\n");
+    post_form(c, "text/plain", "name=x");
+    expect_response(c, 415, NULL);
+    expect_closed(c);
+    client_close(c);
+
+    c = client_open(); /* past max_size (64): 413, unread */
+    post_form(
+        c, "application/x-www-form-urlencoded",
+        "name="
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    expect_response(c, 413, NULL);
+    expect_closed(c);
+    client_close(c);
+
+    c = client_open(); /* the same for a chunked body that grows past it */
+    client_send(
+        c,
+        "POST /form HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+        "40\r\n"
+        "name=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"
+        "1\r\ny\r\n0\r\n\r\n");
+    expect_response(c, 413, NULL);
+    expect_closed(c);
+    client_close(c);
+    assert_int_equal(atomic_load(&ctx.errors), 0); /* the client's fault */
+    stop();
+}
+FOR_BOTH(form_bodies_are_read_and_bounded)
+
+static void state_is_the_connections_own(const variant *v)
+{
+    prepare();
+    start(v);
+    client *c = client_open();
+    client_send(c, "GET /count HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "1\n");
+    client_send(c, "GET /count HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "2\n"); /* kept across keep-alive requests */
+    client_close(c);
+    c = client_open();
+    client_send(c, "GET /count HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "1\n"); /* a new connection starts zeroed */
+    client_close(c);
+    stop();
+}
+FOR_BOTH(state_is_the_connections_own)
 
 static void get_returns_body_with_date_and_server(const variant *v)
 {
@@ -1298,6 +1446,10 @@ static void test_reason_phrases_and_html_escape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        BOTH(config_user_and_server_user_are_told_apart),
+        BOTH(state_is_the_connections_own),
+        BOTH(path_query_and_captures_are_decoded),
+        BOTH(form_bodies_are_read_and_bounded),
         BOTH(get_returns_body_with_date_and_server),
         BOTH(head_sends_headers_without_body),
         BOTH(keep_alive_serves_two_requests_on_one_connection),

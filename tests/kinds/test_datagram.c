@@ -10,6 +10,9 @@
  * MSG_TRUNC cannot tell a full buffer from a cut one), and a UDP reply may
  * not grow past 65507 bytes, the largest payload a UDP datagram carries.
  *
+ * And the UDP time server a new user writes first (any datagram in, the
+ * time out), under ss_sync, ss_threading and ss_coroutines.
+ *
  * Every test runs for both kinds. The Unix datagram client is bound to an
  * abstract name by test_connect(), so the reply has somewhere to go.
  * Handlers run on the server thread and record what they saw in `ctx`,
@@ -525,6 +528,87 @@ static void sendfile_is_not_supported(const ss_server_class *kind)
 }
 FOR_UDP_AND_UNIX(sendfile_is_not_supported)
 
+/* ---- the UDP time server a new user writes (issue 18) ----------------- */
+
+/* Any datagram in, the time out: "TIME 1700000000.123\n"; "ISO" asks for
+ * the UTC date instead. The reply collects in the request and leaves
+ * after finish, like Python's DatagramRequestHandler's wfile. */
+static int time_handle(ss_request *req)
+{
+    char ask[16];
+    int n = ss_read(req, ask, sizeof ask - 1);
+    if (n < 0)
+        return n;
+    ask[n] = '\0';
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (strncmp(ask, "ISO", 3) == 0) {
+        struct tm tm;
+        char text[32];
+        strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ",
+                 gmtime_r(&now.tv_sec, &tm));
+        n = ss_writef(req, "ISO %s\n", text);
+    } else {
+        n = ss_writef(req, "TIME %lld.%03ld\n", (long long)now.tv_sec,
+                      now.tv_nsec / 1000000);
+    }
+    return n < 0 ? n : 0;
+}
+
+static const ss_handler_class time_handler = {
+    .base = &ss_datagram_handler,
+    .handle = time_handle,
+};
+
+static void time_server_answers(const ss_strategy *strategy)
+{
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_udp, strategy,
+                                            "127.0.0.1:0", &time_handler, NULL,
+                                            0.05),
+                     0);
+    int fd = test_connect(t.srv);
+    assert_true(fd >= 0);
+    for (int i = 0; i < 3; i++) {
+        time_t before = time(NULL);
+        test_send_all(fd, "now?", 4);
+        char reply[64];
+        ssize_t n = recv(fd, reply, sizeof reply - 1, 0);
+        assert_true(n > 5);
+        reply[n] = '\0';
+        long long seconds = 0;
+        assert_int_equal(sscanf(reply, "TIME %lld.", &seconds), 1);
+        assert_true(seconds >= (long long)before &&
+                    seconds <= (long long)time(NULL));
+    }
+    test_send_all(fd, "ISO", 3);
+    char reply[64];
+    ssize_t n = recv(fd, reply, sizeof reply - 1, 0);
+    assert_int_equal(n, (ssize_t)strlen("ISO 2026-01-01T00:00:00Z\n"));
+    reply[n] = '\0';
+    assert_true(strncmp(reply, "ISO 20", 6) == 0 && reply[n - 2] == 'Z');
+    close(fd);
+    test_server_stop(&t);
+}
+
+static void test_udp_time_server_sync(void **state)
+{
+    (void)state;
+    time_server_answers(&ss_sync);
+}
+
+static void test_udp_time_server_threading(void **state)
+{
+    (void)state;
+    time_server_answers(&ss_threading); /* ThreadingUDPServer */
+}
+
+static void test_udp_time_server_coroutines(void **state)
+{
+    (void)state;
+    time_server_answers(&ss_coroutines);
+}
+
 #define BOTH(name)                                                             \
     cmocka_unit_test(test_##name##_over_udp),                                  \
         cmocka_unit_test(test_##name##_over_unix)
@@ -540,6 +624,9 @@ int main(void)
         cmocka_unit_test(
             test_unix_datagram_large_reply_arrives_whole_or_is_refused),
         BOTH(sendfile_is_not_supported),
+        cmocka_unit_test(test_udp_time_server_sync),
+        cmocka_unit_test(test_udp_time_server_threading),
+        cmocka_unit_test(test_udp_time_server_coroutines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -787,6 +787,42 @@ static void test_api_echo_counts_the_posted_body(void **state)
     assert_string_equal(r.body, "{\"length\":3,\"lines\":1}\n");
 }
 
+/* Route captures, query parameters and form bodies, through the
+ * library's request helpers (api.c). */
+static void test_api_greet_by_path_query_and_form(void **state)
+{
+    response r;
+    get(*state, "/api/greet/J%C3%BCrgen", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header_of(&r, "Content-Type"), "application/json");
+    assert_string_equal(r.body, "{\"greeting\":\"Hello, J\xc3\xbcrgen!\"}\n");
+    get(*state, "/api/greet/Ann?greeting=Good+morning", "", &r);
+    assert_string_equal(r.body, "{\"greeting\":\"Good morning, Ann!\"}\n");
+    get(*state, "/api/greet/%22q%22", "", &r); /* JSON-escaped */
+    assert_string_equal(r.body, "{\"greeting\":\"Hello, \\\"q\\\"!\"}\n");
+    get(*state, "/api/greet/a%2Fb", "", &r); /* two segments once decoded */
+    assert_int_equal(r.status, 404);
+
+    static const char form[] = "greeting=Hi&name=Bo+B";
+    char request[256];
+    snprintf(request, sizeof request,
+             "POST /api/greet HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/x-www-form-urlencoded\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+             sizeof form - 1, form);
+    fetch(*state, request, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"greeting\":\"Hi, Bo B!\"}\n");
+    fetch(*state,
+          "POST /api/greet HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+          "Content-Length: 6\r\nConnection: close\r\n\r\nname=x",
+          &r);
+    assert_int_equal(r.status, 415);
+    get(*state, "/api/greet", "", &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(header_of(&r, "Allow"), "POST");
+}
+
 static void test_api_unknown_route_and_wrong_method(void **state)
 {
     response r;
@@ -960,6 +996,9 @@ static void test_idle_and_half_sent_clients_do_not_delay_a_new_one(void **state)
             test_api_echo_counts_the_posted_body, start_server, stop_server,   \
             mode),                                                             \
         cmocka_unit_test_prestate_setup_teardown(                              \
+            test_api_greet_by_path_query_and_form, start_server, stop_server,  \
+            mode),                                                             \
+        cmocka_unit_test_prestate_setup_teardown(                              \
             test_sigterm_exits_with_status_zero, start_server, stop_server,    \
             mode)
 
@@ -972,6 +1011,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         MODE_TESTS(&thread_server),
+        MODE_TESTS(&pool_server), /* the JSON API on the thread pool */
         MODE_TESTS(&fork_server),
         MODE_TESTS(&prefork_server),
         SERVER_TEST(test_idle_and_half_sent_clients_do_not_delay_a_new_one,

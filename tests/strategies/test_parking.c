@@ -36,8 +36,8 @@ static int do_get(ss_http *h)
     ss_http_send_response(h, 200, NULL);
     ss_http_send_header(h, "Content-Length", "3");
     ss_http_end_headers(h);
-    ssize_t n = ss_http_write(h, body, 3);
-    return n < 0 ? (int)n : 0;
+    int n = ss_http_write(h, body, 3);
+    return n < 0 ? n : 0;
 }
 
 static const ss_http_method methods[] = {{"GET", do_get}, {NULL, NULL}};
@@ -322,18 +322,18 @@ static int line_handle(ss_request *req)
     line_state *st = ss_request_state(req);
     for (;;) {
         char c;
-        ssize_t n = ss_read_nowait(req, &c, 1);
+        int n = ss_read_nowait(req, &c, 1);
         if (n == -EAGAIN)
             return ss_park(req, 30.0);
         if (n <= 0)
-            return n < 0 ? (int)n : 0;
+            return n < 0 ? n : 0;
         if (st->len == sizeof st->line)
             return -EMSGSIZE;
         st->line[st->len++] = c;
         if (c == '\n') {
-            ssize_t w = ss_write_all(req, st->line, st->len);
+            int w = ss_write_all(req, st->line, st->len);
             if (w < 0)
-                return (int)w;
+                return w;
             st->len = 0;
         }
     }
@@ -404,8 +404,8 @@ static int callback_handle(ss_request *req)
     int *calls = ss_request_state(req);
     if ((*calls)++ == 0)
         return ss_park_until(req, 0.2);
-    ssize_t n = ss_write_all(req, "late\n", 5);
-    return n < 0 ? (int)n : 0;
+    int n = ss_write_all(req, "late\n", 5);
+    return n < 0 ? n : 0;
 }
 
 static const ss_handler_class callback_handler = {

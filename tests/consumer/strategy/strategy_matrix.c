@@ -53,16 +53,16 @@ static double now(void)
 static int echo_handle(ss_request *req)
 {
     char line[256];
-    ssize_t n = ss_readline(req, line, sizeof line);
+    int n = ss_readline(req, line, sizeof line);
     if (n <= 0)
-        return n < 0 ? (int)n : 0;
+        return n < 0 ? n : 0;
     if (strncmp(line, "slow", 4) == 0) {
         int rc = ss_sleep(req, 0.3);
         if (rc < 0)
             return rc;
     }
-    ssize_t w = ss_write_all(req, line, (size_t)n);
-    return w < 0 ? (int)w : 0;
+    int w = ss_write_all(req, line, (size_t)n);
+    return w < 0 ? w : 0;
 }
 
 static const ss_handler_class echo_stream = {
