@@ -450,10 +450,13 @@ SS_API extern const ss_strategy ss_forking;
  * Finished threads leave no bookkeeping behind. */
 SS_API extern const ss_strategy ss_threading;
 /** Long-lived worker threads fed by a bounded queue, options
- * ss_thread_pool_options. A request is a whole connection: a keep-alive
- * client holds its worker until it leaves or times out (HTTP: its
- * idle_timeout, 15 s), so pool_size bounds the connections served at
- * once, busy or idle. */
+ * ss_thread_pool_options. A request is a whole connection: a worker runs
+ * it until its handler returns. A handler that parks between exchanges
+ * (ss_park(); the HTTP handler does) gives the worker back while its
+ * client is idle — the connection waits in the serve loop without one —
+ * so idle keep-alive clients do not hold workers; one that blocks in
+ * ss_read() between exchanges holds its worker until its client leaves
+ * or times out, and pool_size then bounds the connections open at once. */
 SS_API extern const ss_strategy ss_thread_pool;
 /** A supervisor process forks worker processes that share the listening
  * socket and each run a worker strategy; crashed workers are replaced.
