@@ -246,8 +246,13 @@ void ss__lot_service(ss_server *srv)
         pthread_mutex_unlock(&lot->lock);
         if (!req)
             break;
-        if (req->park_calls_back)
+        if (req->park_calls_back) {
+            /* Still armed in the epoll set (no event took it out): drop
+             * the registration, or input arriving while a worker runs it
+             * would report a request that is no longer the lot's. */
+            ss__request_unregister(req);
             resume(srv, req); /* ss_park_until: handle answers it */
+        }
         else
             ss__request_end(srv, req, req->started ? 0 : first_byte_late);
     }

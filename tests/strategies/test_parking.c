@@ -64,6 +64,12 @@ static void start_http(test_server *t, const ss_strategy *strategy,
                        test_options *opts, double idle_timeout,
                        double header_timeout)
 {
+    if (TEST_UNDER_TSAN && strategy == &ss_prefork &&
+        opts->prefork.worker_strategy) {
+        print_message("skipped under ThreadSanitizer: threads started in a "
+                      "forked worker\n");
+        skip();
+    }
     http_config.idle_timeout = idle_timeout;
     http_config.header_timeout = header_timeout;
     http_handler = ss_http_handler;
