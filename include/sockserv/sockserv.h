@@ -831,7 +831,9 @@ SS_API int ss_read(ss_request *req, void *buf, size_t n);
  * read buffer, or on the connection — without waiting. Returns the count,
  * 0 at end of stream (datagrams: end of the packet), -EAGAIN when nothing
  * has arrived yet (then wait, or return ss_park() from handle), or a
- * negative errno. */
+ * negative errno. After a read that emptied the connection it answers
+ * -EAGAIN without a system call: input that came since is announced by
+ * the wait (or park) that follows, which then returns at once. */
 SS_API int ss_read_nowait(ss_request *req, void *buf, size_t n);
 /** Read exactly n bytes (at most SS_IO_MAX, else -EINVAL). Returns n,
  * SS_EOF if the stream ended first, or a negative errno (-ETIMEDOUT…); on

@@ -208,6 +208,9 @@ static bool unpark(ss__lot *lot, ss_request *req)
 /* Back to the strategy, which runs it (again) when it can. */
 static void resume(ss_server *srv, ss_request *req)
 {
+    /* Readiness (or its deadline) is news a wait would have given: the
+     * next read must receive at once. */
+    req->wait_before_recv = false;
     int rc = srv->strategy->process_request(srv, req);
     if (rc < 0) {
         if (rc != -ESHUTDOWN)

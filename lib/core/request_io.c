@@ -244,6 +244,11 @@ int ss_read_nowait(ss_request *req, void *buf, size_t n)
         return (int)take(req, buf, n);
     if (req->is_datagram || req->eof)
         return 0;
+    /* The last receive drained the source and no wait has reported input
+     * since: nothing can be there that a wait would not announce (the
+     * wait contract), so say so without a system call. */
+    if (req->wait_before_recv)
+        return -EAGAIN;
     short want = 0;
     ssize_t got = req->server->transport->recv(req, buf, n, &want);
     if (got == 0)
