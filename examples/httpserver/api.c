@@ -3,8 +3,10 @@
  * pages".
  *
  *   GET  /api/status
- * {"uptime_seconds":12.5,"requests_served":42,"mode":"thread"} POST /api/echo
- * the request body in, {"length":N,"lines":M} out
+ *        {"uptime_seconds":12.5,"requests_served":42,"mode":"thread",
+ *         "tls":false}
+ *   POST /api/echo
+ *        the request body in, {"length":N,"lines":M} out
  *
  * Adding a route is one function and one line in the routes table below
  * (docs/httpd.md walks through it). Every path under /api belongs to the
@@ -48,8 +50,9 @@ static int api_status(ss_http *h, httpd_context *ctx)
     double uptime = (double)(ss_now_ns() - ctx->started_ns) / 1e9;
     snprintf(json, sizeof json,
              "{\"uptime_seconds\":%.3f,\"requests_served\":%" PRIu64
-             ",\"mode\":\"%s\"}\n",
-             uptime, atomic_load(ctx->requests_served), ctx->mode);
+             ",\"mode\":\"%s\",\"tls\":%s}\n",
+             uptime, atomic_load(ctx->requests_served), ctx->mode,
+             ctx->tls ? "true" : "false");
     return send_json(h, 200, json);
 }
 

@@ -91,12 +91,18 @@ static const strategy_case *find_strategy(const char *name)
 
 typedef struct tls_server {
     test_server t;
+    const strategy_case *strategy;
     ss_tls_context *tls;
     test_options opts;
     ss_config cfg;
     test_log log;
     char address[108];
 } tls_server;
+
+static bool children_at_least(void *arg)
+{
+    return test_child_pids(NULL, 0) >= *(int *)arg;
+}
 
 static ss_tls_options default_options(void)
 {
@@ -136,7 +142,56 @@ static void tls_server_start(tls_server *ts, const strategy_case *s,
                                    ts->address, h, &ts->cfg),
                      0);
     assert_int_equal(ss_server_set_tls(ts->t.srv, ts->tls), 0);
+    ts->strategy = s;
+    int children = test_child_pids(NULL, 0) + s->workers;
     assert_int_equal(test_server_run(&ts->t, 0.05), 0);
+    if (s->workers) /* the prefork workers, before a client allocates */
+        assert_true(test_wait_for(children_at_least, &children, 10.0));
+}
+
+/* Clang 14's AddressSanitizer does not lock its allocator across fork():
+ * a child forked while this thread allocates (OpenSSL does, a lot) can
+ * hang in its first malloc. So around forks the test's clients keep
+ * still: they wait until the server has forked before they go on. */
+static bool has_child_other_than(pid_t *before, int count)
+{
+    pid_t now[256];
+    int n = test_child_pids(now, 256);
+    for (int i = 0; i < n && i < 256; i++) {
+        bool old = false;
+        for (int j = 0; j < count && !old; j++)
+            old = now[i] == before[j];
+        if (!old)
+            return true;
+    }
+    return false;
+}
+
+typedef struct fork_watch {
+    pid_t before[256];
+    int count;
+} fork_watch;
+
+static bool forked_since(void *arg)
+{
+    fork_watch *w = arg;
+    return has_child_other_than(w->before, w->count);
+}
+
+/* test_connect(), and under ss_forking, once the server has forked the
+ * connection's child. */
+static int server_connect(tls_server *ts)
+{
+    if (ts->strategy->strategy != &ss_forking)
+        return test_connect(ts->t.srv);
+    fork_watch w;
+    w.count = test_child_pids(w.before, 256);
+    if (w.count > 256)
+        w.count = 256;
+    int fd = test_connect(ts->t.srv);
+    if (fd >= 0)
+        test_wait_for(forked_since, &w, 5.0);
+    return fd;
 }
 
 static void tls_server_stop(tls_server *ts)
@@ -148,7 +203,7 @@ static void tls_server_stop(tls_server *ts)
 
 static void tls_connect_ok(tls_server *ts, test_tls_client *c, SSL_CTX *ctx)
 {
-    int fd = test_connect(ts->t.srv);
+    int fd = server_connect(ts);
     assert_true(fd >= 0);
     if (test_tls_connect(c, ctx ? ctx : client_ctx, fd, "localhost") != 0)
         fail_msg("TLS handshake failed");
@@ -217,7 +272,7 @@ static void test_echo_over_tls(void **state)
     static char data[CLIENTS][BIG + 32], back[BIG + 64];
     int fds[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
-        fds[i] = test_connect(ts.t.srv);
+        fds[i] = server_connect(&ts);
         assert_true(fds[i] >= 0);
     }
     test_tls_client c[CLIENTS];
@@ -250,7 +305,7 @@ static void test_handshake_timeout_is_reported(void **state)
     o.handshake_timeout = 0.3;
     tls_server_start(&ts, find_strategy("thread"), &kinds[0],
                      &test_echo_handler, &o, NULL, true);
-    int fd = test_connect(ts.t.srv);
+    int fd = server_connect(&ts);
     assert_true(fd >= 0);
     double start = test_now();
     char byte;
@@ -270,7 +325,7 @@ static void test_handshake_timeout_is_reported(void **state)
 static void send_raw_and_expect_close(tls_server *ts, const void *bytes,
                                       size_t n, bool then_half_close)
 {
-    int fd = test_connect(ts->t.srv);
+    int fd = server_connect(ts);
     assert_true(fd >= 0);
     test_send_all(fd, bytes, n);
     if (then_half_close)
@@ -338,7 +393,7 @@ static void test_peer_leaving_without_a_byte_is_no_error(void **state)
     tls_server_start(&ts, find_strategy("thread"), &kinds[0],
                      &test_echo_handler, NULL, NULL, true);
     for (int i = 0; i < 3; i++) {
-        int fd = test_connect(ts.t.srv);
+        int fd = server_connect(&ts);
         assert_true(fd >= 0);
         shutdown(fd, SHUT_WR);
         char buf[16];
@@ -363,7 +418,7 @@ static void test_tls_1_1_client_is_refused(void **state)
     SSL_CTX_set_cipher_list(old, "DEFAULT:@SECLEVEL=0");
     SSL_CTX_set_min_proto_version(old, TLS1_VERSION);
     SSL_CTX_set_max_proto_version(old, TLS1_1_VERSION);
-    int fd = test_connect(ts.t.srv);
+    int fd = server_connect(&ts);
     assert_true(fd >= 0);
     test_tls_client c;
     assert_int_equal(test_tls_connect(&c, old, fd, "localhost"), -1);
@@ -407,7 +462,7 @@ static const ss_handler_class info_handler = {
 static bool ask_info(tls_server *ts, SSL_CTX *ctx, const char *sni, char *out,
                      size_t size)
 {
-    int fd = test_connect(ts->t.srv);
+    int fd = server_connect(ts);
     assert_true(fd >= 0);
     test_tls_client c;
     bool ok = test_tls_connect(&c, ctx, fd, sni) == 0;
@@ -497,7 +552,7 @@ static void test_alpn_sni_and_encrypted_key(void **state)
     const char *names[] = {"localhost", "other.test", "unknown.test"};
     const char *expect_cn[] = {"localhost", "other.test", "localhost"};
     for (int i = 0; i < 3; i++) {
-        int fd = test_connect(ts.t.srv);
+        int fd = server_connect(&ts);
         assert_true(fd >= 0);
         test_tls_client c;
         assert_int_equal(test_tls_connect(&c, ctx, fd, names[i]), 0);
@@ -579,7 +634,7 @@ static void test_session_tickets_resume(void **state)
     int resumed = 0;
     enum { ROUNDS = 8 };
     for (int i = 0; i < ROUNDS; i++) {
-        int fd = test_connect(ts.t.srv);
+        int fd = server_connect(&ts);
         assert_true(fd >= 0);
         test_tls_client c = {.fd = fd, .ssl = SSL_new(client_ctx)};
         SSL_set_fd(c.ssl, fd);
@@ -673,7 +728,7 @@ static void test_proxy_header_then_client_hello_in_one_packet(void **state)
     tls_server ts;
     tls_server_start(&ts, find_strategy("thread"), &kinds[0], &info_handler,
                      NULL, &cfg, true);
-    int fd = test_connect(ts.t.srv);
+    int fd = server_connect(&ts);
     assert_true(fd >= 0);
     /* The header waits in a buffer BIO until OpenSSL flushes its first
      * flight: one write carries both, so the server's header read gets
@@ -846,7 +901,7 @@ static void test_thousand_concurrent_connections_under_coroutines(void **state)
      * side of 1,000 handshakes cheap. */
     SSL_SESSION *session = NULL;
     for (int i = 0; i < count; i++) {
-        int fd = test_connect(ts.t.srv);
+        int fd = server_connect(&ts);
         assert_true(fd >= 0);
         c[i] = (test_tls_client){.fd = fd, .ssl = SSL_new(client_ctx)};
         SSL_set_fd(c[i].ssl, fd);
