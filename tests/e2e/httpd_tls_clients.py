@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end checks of sockserv-httpd over HTTPS with real TLS clients.
 
-    python3 tests/e2e/httpd_tls_clients.py build/examples/httpserver/sockserv-httpd
+    python3 tests/e2e/httpd_tls_clients.py build/examples/httpserver/sockserv-httpd \
+        [build/examples/echo/sockserv-echo]
 
 Makes a test CA and a server certificate with the openssl command (ECDSA
 P-256, SAN localhost and 127.0.0.1), then, for each mode (thread, fork,
@@ -21,7 +22,10 @@ coro, prefork), starts the binary with Python 3.14's flags --tls-cert and
     children), and a reload of broken files keeps the old one;
   - an encrypted key with --tls-password-file (thread mode).
 
-Then SIGTERM and exit status 0. One line per check; the first failure
+Then SIGTERM and exit status 0. Given sockserv-echo too, it runs that
+with --tls-cert under every --mode, over TCP and a Unix socket, and
+checks a TLS echo round trip with Python's ssl: examples/echo's handler,
+unchanged, serving TLS under every strategy. One line per check; the first failure
 stops the script with exit status 1 and the server's stderr. Needs the
 openssl and curl commands; standard library otherwise.
 """
@@ -291,9 +295,58 @@ def check_password(binary, d):
     ok("thread", "encrypted key with --tls-password-file")
 
 
+def check_echo(binary, d):
+    cert, key = f"{d}/cert-echo.pem", f"{d}/key-echo.pem"
+    make_cert(d, "echo.test", cert, key)
+    ctx = client_context(d)
+    for mode in ("sync", "thread", "fork", "pool", "prefork", "coro"):
+        for family in ("tcp", "unix"):
+            where = (["--unix", f"{d}/echo-{mode}.sock"] if family == "unix"
+                     else ["--bind", "127.0.0.1", "0"])
+            out = open(f"{d}/echo-{mode}-{family}.out", "w+b")
+            proc = subprocess.Popen(
+                [binary, "--mode", mode, "--tls-cert", cert, "--tls-key", key,
+                 *where], stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            try:
+                def banner():
+                    out.seek(0)
+                    return out.read().decode(errors="replace")
+                check(wait_until(lambda: "over TLS on" in banner()),
+                      "sockserv-echo banner", banner())
+                if family == "unix":
+                    raw = socket.socket(socket.AF_UNIX)
+                    raw.settimeout(TIMEOUT)
+                    raw.connect(f"{d}/echo-{mode}.sock")
+                else:
+                    port = int(banner().split("127.0.0.1:")[1].split()[0])
+                    raw = socket.create_connection(("127.0.0.1", port),
+                                                   timeout=TIMEOUT)
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    data = os.urandom(100000)
+                    s.sendall(data)
+                    back = b""
+                    while len(back) < len(data):
+                        chunk = s.recv(65536)
+                        check(chunk, "echo: early end")
+                        back += chunk
+                    check(back == data, "echo: the same bytes back")
+                    s.unwrap()  # close_notify both ways
+                proc.send_signal(signal.SIGTERM)
+                status = proc.wait(TIMEOUT)
+                check(status == 0, f"sockserv-echo exit status {status}",
+                      banner())
+            finally:
+                if proc.poll() is None:
+                    proc.kill()  # by PID: Popen holds it
+                    proc.wait()
+        ok(mode, "sockserv-echo --tls-cert: 100 kB echoed over TCP and "
+                 "a Unix socket, close_notify both ways")
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: {sys.argv[0]} PATH/TO/sockserv-httpd")
+    if len(sys.argv) not in (2, 3):
+        sys.exit(f"usage: {sys.argv[0]} PATH/TO/sockserv-httpd "
+                 f"[PATH/TO/sockserv-echo]")
     binary = os.path.abspath(sys.argv[1])
     with tempfile.TemporaryDirectory(prefix="sockserv-tls-e2e-") as d:
         try:
@@ -301,6 +354,8 @@ def main():
             for mode in MODES:
                 check_mode(binary, mode, d)
             check_password(binary, d)
+            if len(sys.argv) == 3:
+                check_echo(os.path.abspath(sys.argv[2]), d)
         except CheckFailed as e:
             print(f"FAIL {e}", flush=True)
             sys.exit(1)
