@@ -129,10 +129,11 @@ SS_API int ss_tls_context_add_certificate(ss_tls_context *ctx,
 /** Read every certificate, key and CA file again (after a renewal), from
  * the same paths. On success new handshakes use them at once in this
  * process, and before their next handshake in every process forked from
- * the one that made the context (forked children, prefork workers — a
- * counter in shared memory tells them); connections already open keep
- * the certificate they were made with. On failure (a log line says why)
- * everything stays as it was. Thread-safe, not async-signal-safe: from a
+ * the one that made the context (forked children, prefork workers): what
+ * this call read is published in memory those processes share, and they
+ * build from the same bytes, whatever the files hold by then. Connections
+ * already open keep the certificate they were made with. On failure (a
+ * log line says why) everything stays as it was, in every process. Thread-safe, not async-signal-safe: from a
  * signal, set a flag and call it from a service_actions hook (see
  * sockserv-httpd's SIGHUP). Returns as ss_tls_context_new(). */
 SS_API int ss_tls_context_reload(ss_tls_context *ctx);

@@ -340,13 +340,13 @@ static int conn_new(ss_request *req, ss_tls_context *ctx, tls_conn **out)
         c->prefix_len = ss_request_take_buffered(req, c->prefix, early);
     }
     c->ssl = SSL_new(c->certs->ctx[0]);
-    BIO *bio = c->ssl ? BIO_new(ss__tls_bio_method(ctx)) : NULL;
+    BIO *bio = c->ssl ? BIO_new(ctx->bio_method) : NULL;
     if (!bio) {
         conn_free(c);
         return -ENOMEM;
     }
     BIO_set_data(bio, c);
-    if (ss__tls_ktls_wanted(ctx)) {
+    if (ctx->ktls) {
         /* Kernel TLS wants a socket BIO to find (see the top). */
         BIO *sock = BIO_new_socket(c->fd, BIO_NOCLOSE);
         if (sock)
@@ -361,7 +361,7 @@ static int conn_new(ss_request *req, ss_tls_context *ctx, tls_conn **out)
 static int tls_open(ss_request *req, int64_t deadline)
 {
     ss_tls_context *ctx = ss_server_transport_data(ss_request_server(req));
-    double timeout = ss__tls_handshake_timeout(ctx);
+    double timeout = ctx->handshake_timeout;
     int64_t own = ss_deadline_after(timeout);
     if (deadline == SS_NO_DEADLINE || own < deadline)
         deadline = own;

@@ -1,82 +1,41 @@
 /*
- * tls_context.c — ss_tls_context: the certificates and settings every TLS
+ * tls_context.c — ss_tls_context: the settings and certificates every TLS
  * connection of a server starts from, and their reload.
  *
- * The context keeps the paths it was given (a reload reads them again)
- * and a current certificate set (tls_internal.h): one SSL_CTX per
- * certificate, all with the same settings, the first one the default and
- * the SNI callback choosing among the rest. A connection takes a
- * reference on the set at its start; a reload builds a whole new set
- * beside the old one and swaps the pointer under a short lock, so a
- * handshake never sees half a reload and open connections keep theirs.
+ * The context keeps the paths it was given and a current certificate set
+ * (tls_certs.c). Loading — when the context is made, when a certificate
+ * is added, on a reload — reads the files once into a snapshot
+ * (tls_snapshot.c), builds a new set from it beside the old one, and only
+ * then swaps the pointer under a short lock: a handshake never sees half
+ * a reload, a reload that fails changes nothing, and open connections
+ * keep the set they hold a reference on.
  *
  * Processes: a context made before fork() works in the children (an
- * SSL_CTX is plain memory). A reload in one process must reach the
- * others — prefork workers above all — without signals or pipes of the
- * library's own, so the context counts reloads in a MAP_SHARED page:
- * before a handshake, a process whose last load is older than the
- * counter loads the files again itself (one thread does, under the lock
- * the others take to start their handshakes: they wait a few ms). The session ticket keys are made once
- * here, so tickets issued by one worker resume in another, and across
- * reloads.
+ * SSL_CTX is plain memory). A load publishes its snapshot in the shared
+ * region with a new generation; before each handshake a process compares
+ * the generation with the one its set was built from (one atomic read)
+ * and, when another process has published since, builds a set from the
+ * published snapshot — the same bytes, whatever the files hold by then.
+ * So a reload in the prefork supervisor reaches its workers, and one in a
+ * forking server's parent its future children (which inherit the set
+ * anyway). The session ticket keys are made once here, so tickets issued
+ * by one process resume in another, and across reloads.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509v3.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "tls_internal.h"
 
 #define DEFAULT_HANDSHAKE_TIMEOUT 10.0
-#define MAX_PASSWORD 1024
-#define MAX_ALPN 256
-#define TICKET_KEYS_SIZE 80 /* name 16, HMAC 32, AES 32: OpenSSL's layout */
-
-typedef struct tls_entry {
-    char *cert_file;
-    char *key_file;      /* NULL: the key is in cert_file */
-    char *password_file; /* NULL: not encrypted */
-} tls_entry;
-
-struct ss_tls_context {
-    /* Settings, fixed once made. */
-    double handshake_timeout;
-    ss_tls_verify verify_client;
-    char *client_ca_file;
-    unsigned char alpn[MAX_ALPN];
-    size_t alpn_len;
-    bool tickets;
-    unsigned char ticket_keys[TICKET_KEYS_SIZE];
-    bool ktls;
-    ss_log_fn log;
-    void *log_user;
-    BIO_METHOD *bio_method;
-
-    pthread_mutex_t lock; /* entries, current, loaded_generation */
-    tls_entry *entries;
-    int entry_count;
-    ss__tls_certs *current;
-    uint64_t loaded_generation; /* the shared count when current was made */
-    /* Reloads done in any process sharing the context (MAP_SHARED). */
-    _Atomic uint64_t *generation;
-};
 
 /* ---- messages -------------------------------------------------------- */
 
-static void tls_log(const ss_tls_context *ctx, const char *fmt, ...)
-    SS_PRINTF(2, 3);
-
-static void tls_log(const ss_tls_context *ctx, const char *fmt, ...)
+void ss__tls_log(const ss_tls_context *ctx, const char *fmt, ...)
 {
     char line[512];
     int n = snprintf(line, sizeof line, "sockserv: TLS: ");
@@ -90,318 +49,89 @@ static void tls_log(const ss_tls_context *ctx, const char *fmt, ...)
     }
     /* One write(), like ss_server_log(): lines never interleave. */
     size_t len = strlen(line);
-    if (len < sizeof line - 1) {
+    if (len < sizeof line - 1)
         line[len++] = '\n';
-    } else {
+    else
         line[len - 1] = '\n';
-    }
     ssize_t rc;
     do
         rc = write(STDERR_FILENO, line, len);
     while (rc < 0 && errno == EINTR);
 }
 
-/* The first error OpenSSL queued, in words ("no start line"), and the
- * queue emptied. */
-static const char *openssl_reason(char *buf, size_t size)
-{
-    unsigned long e = ERR_peek_error();
-    const char *reason = e ? ERR_reason_error_string(e) : NULL;
-    if (reason)
-        snprintf(buf, size, "%s", reason);
-    else if (e)
-        ERR_error_string_n(e, buf, size);
-    else
-        snprintf(buf, size, "unknown error");
-    ERR_clear_error();
-    return buf;
-}
+/* ---- loading ------------------------------------------------------------ */
 
-/* A file OpenSSL is about to read: say clearly when it cannot be opened,
- * which OpenSSL's own messages do not. */
-static int check_readable(const ss_tls_context *ctx, const char *what,
-                          const char *path)
+/* A set from a blob (made here or fetched). */
+static int certs_from_blob(const ss_tls_context *ctx, const unsigned char *blob,
+                           size_t len, ss__tls_certs **out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int rc = -errno;
-        tls_log(ctx, "cannot open the %s %s: %s", what, path, strerror(-rc));
-        return rc;
+    ss__tls_snapshot snap;
+    int rc = ss__tls_snapshot_parse(blob, len, &snap);
+    if (rc == 0) {
+        rc = ss__tls_certs_make(ctx, &snap, out);
+        ss__tls_snapshot_free(&snap);
     }
-    close(fd);
-    return 0;
+    return rc;
 }
 
-/* ---- one SSL_CTX per certificate ------------------------------------- */
-
-/* Python's http.server: the password file's content, stripped. */
-static int read_password(const ss_tls_context *ctx, const char *path,
-                         char *out, size_t size)
+/* Read sources, build a set, publish the snapshot and put the set in
+ * place; on failure nothing changes. Lock held (or the context not yet
+ * shared). */
+static int load(ss_tls_context *ctx, const ss__tls_source *sources, int count)
 {
-    int rc = check_readable(ctx, "password file", path);
+    unsigned char *blob;
+    size_t len;
+    int rc = ss__tls_snapshot_read(ctx, sources, count, &blob, &len);
     if (rc < 0)
         return rc;
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -errno;
-    size_t n = fread(out, 1, size - 1, f);
-    bool too_long = n == size - 1 && fgetc(f) != EOF;
-    fclose(f);
-    if (too_long) {
-        tls_log(ctx, "the password file %s is too long", path);
-        return -EINVAL;
-    }
-    out[n] = '\0';
-    size_t start = strspn(out, " \t\r\n\v\f");
-    while (n > start && strchr(" \t\r\n\v\f", out[n - 1]))
-        n--;
-    memmove(out, out + start, n - start);
-    out[n - start] = '\0';
-    return 0;
-}
-
-/* OpenSSL asks for the key's password through this; NULL userdata (no
- * password file) answers with none, so OpenSSL never prompts on a
- * terminal. */
-static int password_callback(char *buf, int size, int rwflag, void *userdata)
-{
-    (void)rwflag;
-    const char *password = userdata;
-    if (!password || size <= 0)
-        return 0;
-    size_t len = strlen(password);
-    if (len > (size_t)size)
-        len = (size_t)size;
-    memcpy(buf, password, len);
-    return (int)len;
-}
-
-static int alpn_select(SSL *ssl, const unsigned char **out,
-                       unsigned char *outlen, const unsigned char *in,
-                       unsigned int inlen, void *arg)
-{
-    (void)ssl;
-    ss_tls_context *ctx = arg;
-    unsigned char *chosen;
-    /* The server's list first: its order decides. */
-    if (SSL_select_next_proto(&chosen, outlen, ctx->alpn,
-                              (unsigned int)ctx->alpn_len, in,
-                              inlen) != OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK; /* serve without ALPN */
-    *out = chosen;
-    return SSL_TLSEXT_ERR_OK;
-}
-
-/* SNI: the first certificate of the set whose names match the client's
- * server name; none matching keeps the default (ctx[0]). */
-static int sni_select(SSL *ssl, int *alert, void *arg)
-{
-    (void)alert;
-    ss__tls_certs *certs = arg;
-    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (!name || certs->count < 2)
-        return SSL_TLSEXT_ERR_OK;
-    for (int i = 0; i < certs->count; i++) {
-        X509 *cert = SSL_CTX_get0_certificate(certs->ctx[i]);
-        if (cert && X509_check_host(cert, name, 0, 0, NULL) == 1) {
-            if (i > 0)
-                SSL_set_SSL_CTX(ssl, certs->ctx[i]);
-            break;
-        }
-    }
-    return SSL_TLSEXT_ERR_OK;
-}
-
-static int load_client_cas(const ss_tls_context *ctx, SSL_CTX *c)
-{
-    char why[256];
-    if (SSL_CTX_load_verify_locations(c, ctx->client_ca_file, NULL) != 1) {
-        tls_log(ctx, "cannot load the client CA file %s: %s",
-                ctx->client_ca_file, openssl_reason(why, sizeof why));
-        return -EINVAL;
-    }
-    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ctx->client_ca_file);
-    if (names)
-        SSL_CTX_set_client_CA_list(c, names); /* takes them */
-    ERR_clear_error();
-    int mode = SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE;
-    if (ctx->verify_client == SS_TLS_VERIFY_REQUIRED)
-        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-    SSL_CTX_set_verify(c, mode, NULL);
-    return 0;
-}
-
-static int load_key_pair(const ss_tls_context *ctx, SSL_CTX *c,
-                         const tls_entry *e)
-{
-    char why[256];
-    const char *key_file = e->key_file ? e->key_file : e->cert_file;
-    int rc = check_readable(ctx, "certificate file", e->cert_file);
-    if (rc == 0 && e->key_file)
-        rc = check_readable(ctx, "key file", e->key_file);
-    if (rc < 0)
-        return rc;
-    if (SSL_CTX_use_certificate_chain_file(c, e->cert_file) != 1) {
-        tls_log(ctx, "cannot load the certificate chain %s: %s", e->cert_file,
-                openssl_reason(why, sizeof why));
-        return -EINVAL;
-    }
-    char password[MAX_PASSWORD];
-    password[0] = '\0';
-    if (e->password_file) {
-        rc = read_password(ctx, e->password_file, password, sizeof password);
+    ss__tls_certs *certs = NULL;
+    rc = certs_from_blob(ctx, blob, len, &certs);
+    uint64_t generation = 0;
+    if (rc == 0) {
+        rc = ss__tls_shared_publish(ctx->shared, blob, len, &generation);
         if (rc < 0)
-            return rc;
+            ss__tls_log(ctx, "the certificates and keys are larger than 1 MiB "
+                             "in all");
     }
-    SSL_CTX_set_default_passwd_cb(c, password_callback);
-    SSL_CTX_set_default_passwd_cb_userdata(c,
-                                           e->password_file ? password : NULL);
-    int ok = SSL_CTX_use_PrivateKey_file(c, key_file, SSL_FILETYPE_PEM);
-    SSL_CTX_set_default_passwd_cb_userdata(c, NULL);
-    OPENSSL_cleanse(password, sizeof password);
-    if (ok != 1) {
-        unsigned long error = ERR_peek_error();
-        bool mismatch = ERR_GET_LIB(error) == ERR_LIB_X509 &&
-                        ERR_GET_REASON(error) == X509_R_KEY_VALUES_MISMATCH;
-        bool decrypt = ERR_GET_LIB(error) == ERR_LIB_PEM ||
-                       ERR_GET_REASON(error) == EVP_R_BAD_DECRYPT;
-        openssl_reason(why, sizeof why);
-        if (mismatch)
-            tls_log(ctx, "the private key %s does not match the certificate %s",
-                    key_file, e->cert_file);
-        else
-            tls_log(ctx, "cannot load the private key %s: %s%s", key_file, why,
-                    !decrypt               ? ""
-                    : e->password_file ? " (wrong password?)"
-                                       : " (encrypted? give a password file)");
-        return -EINVAL;
-    }
-    if (SSL_CTX_check_private_key(c) != 1) {
-        tls_log(ctx, "the private key %s does not match the certificate %s: %s",
-                key_file, e->cert_file, openssl_reason(why, sizeof why));
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static int make_ssl_ctx(const ss_tls_context *ctx, const tls_entry *e,
-                        SSL_CTX **out)
-{
-    SSL_CTX *c = SSL_CTX_new(TLS_server_method());
-    if (!c)
-        return -ENOMEM;
-    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
-    uint64_t options = SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                       /* a peer that closes without close_notify has
-                        * ended its stream (HTTP frames its own data) */
-                       SSL_OP_IGNORE_UNEXPECTED_EOF;
-    if (!ctx->tickets)
-        options |= SSL_OP_NO_TICKET;
-#ifdef SSL_OP_ENABLE_KTLS
-    if (ctx->ktls)
-        options |= SSL_OP_ENABLE_KTLS;
-#endif
-    SSL_CTX_set_options(c, options);
-    /* Partial writes as send() has them; the core retries a write that
-     * would block with the same bytes, maybe from another address (its
-     * write buffer moves); idle connections give back their buffers. */
-    SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                            SSL_MODE_RELEASE_BUFFERS);
-    static const unsigned char session_context[] = "sockserv";
-    SSL_CTX_set_session_id_context(c, session_context,
-                                   sizeof session_context - 1);
-    if (ctx->tickets)
-        SSL_CTX_set_tlsext_ticket_keys(c, (void *)ctx->ticket_keys,
-                                       TICKET_KEYS_SIZE);
-    else
-        SSL_CTX_set_num_tickets(c, 0);
-    if (ctx->alpn_len > 0)
-        SSL_CTX_set_alpn_select_cb(c, alpn_select, (void *)ctx);
-    int rc = load_key_pair(ctx, c, e);
-    if (rc == 0 && ctx->verify_client != SS_TLS_VERIFY_NONE)
-        rc = load_client_cas(ctx, c);
+    ss__tls_blob_free(blob, len);
     if (rc < 0) {
-        SSL_CTX_free(c);
+        ss__tls_certs_release(certs);
         return rc;
     }
-    *out = c;
-    return 0;
-}
-
-/* ---- certificate sets ------------------------------------------------- */
-
-static void certs_free(ss__tls_certs *certs)
-{
-    for (int i = 0; i < certs->count; i++)
-        SSL_CTX_free(certs->ctx[i]);
-    free(certs->ctx);
-    free(certs);
-}
-
-void ss__tls_certs_release(ss__tls_certs *certs)
-{
-    if (certs && atomic_fetch_sub(&certs->refs, 1) == 1)
-        certs_free(certs);
-}
-
-/* A new set from entries (lock held, or the context not yet shared). */
-static int certs_load(const ss_tls_context *ctx, const tls_entry *entries,
-                      int count, ss__tls_certs **out)
-{
-    ss__tls_certs *certs = calloc(1, sizeof *certs);
-    if (certs)
-        certs->ctx = calloc((size_t)count, sizeof *certs->ctx);
-    if (!certs || !certs->ctx) {
-        free(certs);
-        return -ENOMEM;
-    }
-    atomic_init(&certs->refs, 1);
-    for (int i = 0; i < count; i++) {
-        int rc = make_ssl_ctx(ctx, &entries[i], &certs->ctx[i]);
-        if (rc < 0) {
-            certs_free(certs);
-            return rc;
-        }
-        certs->count = i + 1;
-    }
-    if (count > 1) {
-        SSL_CTX_set_tlsext_servername_callback(certs->ctx[0], sni_select);
-        SSL_CTX_set_tlsext_servername_arg(certs->ctx[0], certs);
-    }
-    *out = certs;
-    return 0;
-}
-
-/* Put certs in place (lock held) and release the set it replaces. */
-static void certs_swap(ss_tls_context *ctx, ss__tls_certs *certs,
-                       uint64_t generation)
-{
     ss__tls_certs *old = ctx->current;
     ctx->current = certs;
     ctx->loaded_generation = generation;
     ss__tls_certs_release(old);
+    return 0;
 }
 
 ss__tls_certs *ss__tls_certs_acquire(ss_tls_context *ctx)
 {
+    uint64_t published = ss__tls_shared_generation(ctx->shared);
     pthread_mutex_lock(&ctx->lock);
-    /* Another process reloaded since this one last loaded: load the files
-     * again here (the threads that start a handshake meanwhile wait for
-     * it). A failure is logged and not retried until the next reload. */
-    uint64_t generation = atomic_load(ctx->generation);
-    if (ctx->loaded_generation != generation) {
+    /* Another process loaded since this one did: build from its snapshot
+     * (the threads that start a handshake meanwhile wait for it; it is
+     * one parse of a few KiB). A failure is logged and not retried until
+     * the next load. */
+    if (ctx->loaded_generation != published) {
+        unsigned char *blob = NULL;
+        size_t len = 0;
+        uint64_t generation = published;
         ss__tls_certs *certs = NULL;
-        int rc = certs_load(ctx, ctx->entries, ctx->entry_count, &certs);
+        int rc = ss__tls_shared_fetch(ctx->shared, &blob, &len, &generation);
         if (rc == 0)
-            certs_swap(ctx, certs, generation);
-        else
-            ctx->loaded_generation = generation;
-        if (rc < 0)
-            tls_log(ctx,
-                    "reload in process %d failed (%s); keeping the "
-                    "certificates loaded before",
-                    (int)getpid(), strerror(-rc));
+            rc = certs_from_blob(ctx, blob, len, &certs);
+        ss__tls_blob_free(blob, len);
+        if (rc == 0) {
+            ss__tls_certs_release(ctx->current);
+            ctx->current = certs;
+        } else {
+            ss__tls_log(ctx,
+                        "process %d cannot take the certificates another "
+                        "process loaded (%s); it keeps its own",
+                        (int)getpid(), strerror(-rc));
+        }
+        ctx->loaded_generation = generation;
     }
     ss__tls_certs *certs = ctx->current;
     atomic_fetch_add(&certs->refs, 1);
@@ -409,22 +139,7 @@ ss__tls_certs *ss__tls_certs_acquire(ss_tls_context *ctx)
     return certs;
 }
 
-double ss__tls_handshake_timeout(const ss_tls_context *ctx)
-{
-    return ctx->handshake_timeout;
-}
-
-BIO_METHOD *ss__tls_bio_method(ss_tls_context *ctx)
-{
-    return ctx->bio_method;
-}
-
-bool ss__tls_ktls_wanted(const ss_tls_context *ctx)
-{
-    return ctx->ktls;
-}
-
-/* ---- the context ------------------------------------------------------ */
+/* ---- the context -------------------------------------------------------- */
 
 /* Kernel TLS needs OpenSSL built with it and the kernel's "tls" upper
  * layer protocol loaded. Asking the kernel for a ULP it has not loaded
@@ -439,33 +154,36 @@ static bool kernel_offers_ktls(void)
         return false;
     char line[256];
     bool found = false;
-    if (fgets(line, sizeof line, f))
-        for (char *word = strtok(line, " \n"); word && !found;
-             word = strtok(NULL, " \n"))
+    if (fgets(line, sizeof line, f)) {
+        char *save = NULL;
+        for (char *word = strtok_r(line, " \n", &save); word && !found;
+             word = strtok_r(NULL, " \n", &save))
             found = strcmp(word, "tls") == 0;
+    }
     fclose(f);
     return found;
 #endif
 }
 
-static void entry_free(tls_entry *e)
+static void source_free(ss__tls_source *s)
 {
-    free(e->cert_file);
-    free(e->key_file);
-    free(e->password_file);
+    free(s->cert_file);
+    free(s->key_file);
+    free(s->password_file);
+    *s = (ss__tls_source){0};
 }
 
 /* Copy the paths; NULL stays NULL. */
-static int entry_init(tls_entry *e, const char *cert_file, const char *key_file,
-                      const char *password_file)
+static int source_init(ss__tls_source *s, const char *cert_file,
+                       const char *key_file, const char *password_file)
 {
-    *e = (tls_entry){0};
-    e->cert_file = strdup(cert_file);
-    e->key_file = key_file ? strdup(key_file) : NULL;
-    e->password_file = password_file ? strdup(password_file) : NULL;
-    if (!e->cert_file || (key_file && !e->key_file) ||
-        (password_file && !e->password_file)) {
-        entry_free(e);
+    *s = (ss__tls_source){0};
+    s->cert_file = strdup(cert_file);
+    s->key_file = key_file ? strdup(key_file) : NULL;
+    s->password_file = password_file ? strdup(password_file) : NULL;
+    if (!s->cert_file || (key_file && !s->key_file) ||
+        (password_file && !s->password_file)) {
+        source_free(s);
         return -ENOMEM;
     }
     return 0;
@@ -474,29 +192,30 @@ static int entry_init(tls_entry *e, const char *cert_file, const char *key_file,
 static int check_options(ss_tls_context *ctx, const ss_tls_options *o)
 {
     if (!o->cert_file || !o->cert_file[0]) {
-        tls_log(ctx, "cert_file is required");
+        ss__tls_log(ctx, "cert_file is required");
         return -EINVAL;
     }
     if (o->verify_client < SS_TLS_VERIFY_NONE ||
         o->verify_client > SS_TLS_VERIFY_REQUIRED) {
-        tls_log(ctx, "verify_client: not an ss_tls_verify value");
+        ss__tls_log(ctx, "verify_client: not an ss_tls_verify value");
         return -EINVAL;
     }
     if (o->verify_client != SS_TLS_VERIFY_NONE && !o->client_ca_file) {
-        tls_log(ctx, "verify_client needs client_ca_file");
+        ss__tls_log(ctx, "verify_client needs client_ca_file");
         return -EINVAL;
     }
     if (!(o->handshake_timeout >= 0) || o->handshake_timeout > 1e6) {
-        tls_log(ctx, "handshake_timeout: from 0 (default: 10) to 1e6 seconds");
+        ss__tls_log(ctx,
+                    "handshake_timeout: from 0 (default: 10) to 1e6 seconds");
         return -EINVAL;
     }
     int n = ss__tls_alpn_wire(o->alpn ? o->alpn : "http/1.1", ctx->alpn,
                               sizeof ctx->alpn);
     if (n < 0) {
-        tls_log(ctx,
-                "alpn: a comma-separated list of protocol names (1 to 255 "
-                "printable characters each) was expected, not \"%s\"",
-                o->alpn);
+        ss__tls_log(ctx,
+                    "alpn: a comma-separated list of protocol names (1 to "
+                    "255 printable characters each) was expected, not \"%s\"",
+                    o->alpn);
         return -EINVAL;
     }
     ctx->alpn_len = (size_t)n;
@@ -530,18 +249,12 @@ int ss_tls_context_new(ss_tls_context **out, const ss_tls_options *options)
     ctx->tickets = !options->no_session_tickets;
     ctx->ktls = !options->no_ktls && kernel_offers_ktls();
     pthread_mutex_init(&ctx->lock, NULL);
-    ctx->generation = mmap(NULL, sizeof *ctx->generation,
-                           PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                           -1, 0);
-    if (ctx->generation == MAP_FAILED) {
-        ctx->generation = NULL;
-        rc = -errno;
+    rc = ss__tls_shared_new(&ctx->shared);
+    if (rc < 0)
         goto fail;
-    }
-    atomic_init(ctx->generation, 0);
     ctx->bio_method = ss__tls_bio_method_new();
-    ctx->entries = calloc(1, sizeof *ctx->entries);
-    if (!ctx->bio_method || !ctx->entries) {
+    ctx->sources = calloc(1, sizeof *ctx->sources);
+    if (!ctx->bio_method || !ctx->sources) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -550,19 +263,17 @@ int ss_tls_context_new(ss_tls_context **out, const ss_tls_options *options)
         rc = -ENOMEM;
         goto fail;
     }
-    if (ctx->client_ca_file &&
-        (rc = check_readable(ctx, "client CA file", ctx->client_ca_file)) < 0)
-        goto fail;
-    if (ctx->tickets && RAND_bytes(ctx->ticket_keys, TICKET_KEYS_SIZE) != 1) {
+    if (ctx->tickets &&
+        RAND_bytes(ctx->ticket_keys, SS__TLS_TICKET_KEYS) != 1) {
         rc = -EIO;
         goto fail;
     }
-    rc = entry_init(&ctx->entries[0], options->cert_file, options->key_file,
-                    options->password_file);
+    rc = source_init(&ctx->sources[0], options->cert_file, options->key_file,
+                     options->password_file);
     if (rc < 0)
         goto fail;
-    ctx->entry_count = 1;
-    rc = certs_load(ctx, ctx->entries, 1, &ctx->current);
+    ctx->source_count = 1;
+    rc = load(ctx, ctx->sources, 1);
     if (rc < 0)
         goto fail;
     *out = ctx;
@@ -580,22 +291,19 @@ int ss_tls_context_add_certificate(ss_tls_context *ctx, const char *cert_file,
         return -EINVAL;
     pthread_mutex_lock(&ctx->lock);
     int rc = -ENOMEM;
-    tls_entry *grown = realloc(ctx->entries, ((size_t)ctx->entry_count + 1) *
-                                                 sizeof *ctx->entries);
+    int count = ctx->source_count;
+    ss__tls_source *grown =
+        realloc(ctx->sources, ((size_t)count + 1) * sizeof *ctx->sources);
     if (grown) {
-        ctx->entries = grown;
-        rc = entry_init(&grown[ctx->entry_count], cert_file, key_file,
-                        password_file);
+        ctx->sources = grown;
+        rc = source_init(&grown[count], cert_file, key_file, password_file);
     }
-    ss__tls_certs *certs = NULL;
     if (rc == 0) {
-        rc = certs_load(ctx, ctx->entries, ctx->entry_count + 1, &certs);
-        if (rc == 0) {
-            ctx->entry_count++;
-            certs_swap(ctx, certs, ctx->loaded_generation);
-        } else {
-            entry_free(&ctx->entries[ctx->entry_count]);
-        }
+        rc = load(ctx, ctx->sources, count + 1);
+        if (rc == 0)
+            ctx->source_count++;
+        else
+            source_free(&ctx->sources[count]);
     }
     pthread_mutex_unlock(&ctx->lock);
     return rc;
@@ -606,15 +314,13 @@ int ss_tls_context_reload(ss_tls_context *ctx)
     if (!ctx)
         return -EINVAL;
     pthread_mutex_lock(&ctx->lock);
-    ss__tls_certs *certs = NULL;
-    int rc = certs_load(ctx, ctx->entries, ctx->entry_count, &certs);
-    if (rc == 0)
-        certs_swap(ctx, certs, atomic_fetch_add(ctx->generation, 1) + 1);
+    int rc = load(ctx, ctx->sources, ctx->source_count);
     pthread_mutex_unlock(&ctx->lock);
     if (rc < 0)
-        tls_log(ctx, "reload failed (%s); keeping the certificates loaded "
-                     "before",
-                strerror(-rc));
+        ss__tls_log(ctx,
+                    "reload failed (%s); keeping the certificates loaded "
+                    "before",
+                    strerror(-rc));
     return rc;
 }
 
@@ -623,14 +329,13 @@ void ss_tls_context_free(ss_tls_context *ctx)
     if (!ctx)
         return;
     ss__tls_certs_release(ctx->current);
-    for (int i = 0; i < ctx->entry_count; i++)
-        entry_free(&ctx->entries[i]);
-    free(ctx->entries);
+    for (int i = 0; i < ctx->source_count; i++)
+        source_free(&ctx->sources[i]);
+    free(ctx->sources);
     free(ctx->client_ca_file);
     if (ctx->bio_method)
         BIO_meth_free(ctx->bio_method);
-    if (ctx->generation)
-        munmap(ctx->generation, sizeof *ctx->generation);
+    ss__tls_shared_free(ctx->shared);
     pthread_mutex_destroy(&ctx->lock);
     OPENSSL_cleanse(ctx->ticket_keys, sizeof ctx->ticket_keys);
     free(ctx);
