@@ -57,6 +57,7 @@ typedef struct tls_conn {
     bool open;      /* the handshake completed */
     bool failed;    /* a fatal TLS error: no close_notify */
     bool ktls_send; /* the kernel encrypts what we send */
+    bool refused_renegotiation; /* we answered a ClientHello with no */
     /* ss_sendfile without kTLS: a piece read and not yet all written. */
     unsigned char *piece;
     size_t piece_len;
@@ -244,7 +245,10 @@ static ssize_t failure(ss_request *req, tls_conn *c, int rc, short *want,
         const char *text;
         first_reason(&text);
         c->failed = true;
-        snprintf(detail, sizeof detail, "TLS %s: %s", during, text);
+        snprintf(detail, sizeof detail, "TLS %s: %s%s", during, text,
+                 c->refused_renegotiation
+                     ? " (after the client's renegotiation was refused)"
+                     : "");
         ss_request_set_error_detail(req, detail);
         return -EPROTO;
     }
@@ -322,6 +326,19 @@ static void conn_free(tls_conn *c)
     free(c);
 }
 
+/* OpenSSL answers a renegotiation attempt (a ClientHello after the
+ * handshake, TLS 1.2) with a no_renegotiation warning; remembered, so the
+ * failure that follows (the client gives up) says why. */
+static void info_callback(const SSL *ssl, int where, int ret)
+{
+    if ((where & SSL_CB_WRITE_ALERT) &&
+        (ret & 0xff) == SSL_AD_NO_RENEGOTIATION) {
+        tls_conn *c = SSL_get_app_data(ssl);
+        if (c)
+            c->refused_renegotiation = true;
+    }
+}
+
 /* SSL object and BIO chain for the request's socket. */
 static int conn_new(ss_request *req, ss_tls_context *ctx, tls_conn **out)
 {
@@ -353,6 +370,8 @@ static int conn_new(ss_request *req, ss_tls_context *ctx, tls_conn **out)
             BIO_push(bio, sock);
     }
     SSL_set_bio(c->ssl, bio, bio);
+    SSL_set_app_data(c->ssl, c);
+    SSL_set_info_callback(c->ssl, info_callback);
     SSL_set_accept_state(c->ssl);
     *out = c;
     return 0;
