@@ -224,12 +224,10 @@ static ssize_t failure(ss_request *req, tls_conn *c, int rc, short *want,
     int err = SSL_get_error(c->ssl, rc);
     char detail[256];
     switch (err) {
-    case SSL_ERROR_WANT_READ:
-        ERR_clear_error();
+    case SSL_ERROR_WANT_READ: /* (the error queue is empty then) */
         *want = POLLIN;
         return -EAGAIN;
     case SSL_ERROR_WANT_WRITE:
-        ERR_clear_error();
         *want = POLLOUT;
         return -EAGAIN;
     case SSL_ERROR_ZERO_RETURN: /* close_notify, or EOF (see the options) */
@@ -397,7 +395,6 @@ static int tls_open(ss_request *req, int64_t deadline)
         int err = SSL_get_error(c->ssl, r);
         if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
             return handshake_failure(req, c, r);
-        ERR_clear_error();
         rc = ss_request_wait(req, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
                              deadline);
         if (rc == -ETIMEDOUT) {
@@ -523,14 +520,20 @@ static ssize_t tls_sendfile(ss_request *req, int fd, off_t *offset, size_t n,
     return piece_sendfile(req, c, fd, offset, n, want);
 }
 
+/* Bytes a wait on the socket would not see: decrypted ones of the
+ * current record, else (OpenSSL reads ahead) at least 1 when it holds
+ * records it has not decrypted yet — maybe only part of one, in which
+ * case the read that follows waits on the socket as it should — and
+ * what the core handed over before the handshake. */
 static size_t tls_pending(const ss_request *req)
 {
     const tls_conn *c = ss_request_transport_data(req);
     if (!c)
         return 0;
     int decrypted = SSL_pending(c->ssl);
-    return (decrypted > 0 ? (size_t)decrypted : 0) +
-           (c->prefix_len - c->prefix_pos);
+    size_t held = decrypted > 0 ? (size_t)decrypted
+                                : (size_t)SSL_has_pending(c->ssl);
+    return held + (c->prefix_len - c->prefix_pos);
 }
 
 /* One close_notify, without waiting: the peer's answer is not awaited

@@ -245,6 +245,10 @@ static int make_ssl_ctx(const ss_tls_context *ctx, const ss__tls_cert_files *f,
     SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                             SSL_MODE_RELEASE_BUFFERS);
+    /* One recv() for as many records as have come, instead of two per
+     * record (header, then body); what it read ahead is counted by the
+     * transport's pending(). */
+    SSL_CTX_set_read_ahead(c, 1);
     static const unsigned char session_context[] = "sockserv";
     SSL_CTX_set_session_id_context(c, session_context,
                                    sizeof session_context - 1);
