@@ -126,6 +126,14 @@ static void tls_server_start(tls_server *ts, const strategy_case *s,
                              const ss_tls_options *topt, const ss_config *cfg_in,
                              bool capture_log)
 {
+    /* ThreadSanitizer stops a process that starts threads after a fork
+     * from a multi-threaded one: a prefork worker running threads (as in
+     * test_strategies.c). */
+    if (TEST_UNDER_TSAN && s->in_child && s->worker_strategy) {
+        print_message("skipped under ThreadSanitizer: threads started in a "
+                      "forked worker\n");
+        skip();
+    }
     memset(ts, 0, sizeof *ts);
     ss_tls_options o = topt ? *topt : default_options();
     assert_int_equal(ss_tls_context_new(&ts->tls, &o), 0);
