@@ -265,13 +265,13 @@ def parse_wrk(text):
     return r
 
 
-def run_wrk(args, workload, port):
-    path, close, _ = WORKLOADS[workload]
+def run_wrk(args, workload, port, scheme="http", workloads=WORKLOADS):
+    path, close, _ = workloads[workload]
     argv = [args.wrk, f"-t{args.wrk_threads}", f"-c{args.connections}",
             f"-d{args.duration:g}s", "--timeout", "5s"]
     if close:
         argv += ["-H", "Connection: close"]
-    argv.append(f"http://127.0.0.1:{port}{path}")
+    argv.append(f"{scheme}://127.0.0.1:{port}{path}")
     out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          timeout=args.duration + 30, check=False)
     if out.returncode != 0:

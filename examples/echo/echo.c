@@ -3,15 +3,19 @@
  * written with libsockserv.
  *
  *   sockserv-echo [--udp] [--unix PATH] [--bind ADDR] [--mode MODE]
- *                 [--workers N] [--threads N] [PORT]
+ *                 [--workers N] [--threads N]
+ *                 [--tls-cert PATH [--tls-key PATH]] [PORT]
  *
  * One handler class serves every kind of server, under every strategy: its
  * handle() copies what it reads back to the client until the client is
  * done. For a stream that is end of connection; for a datagram it is the
  * end of the packet, and the library sends what was written as the reply
- * after finish.
+ * after finish. With --tls-cert the same handler serves TLS: the library
+ * moves the bytes through OpenSSL (sockserv/tls.h), the handler does not
+ * know.
  */
 #include <sockserv/sockserv.h>
+#include <sockserv/tls.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -147,7 +151,8 @@ static const struct {
 static const char usage[] =
     "usage: sockserv-echo [-h] [--udp] [--unix PATH] [--bind ADDR] "
     "[--mode MODE]\n"
-    "                     [--workers N] [--threads N] [PORT]\n";
+    "                     [--workers N] [--threads N] [--tls-cert PATH]\n"
+    "                     [--tls-key PATH] [PORT]\n";
 static const char help[] =
     "\nEcho every byte back to the client that sent it.\n\n"
     "  PORT         port to listen on (default 8000; 0 = any free port)\n"
@@ -158,6 +163,8 @@ static const char help[] =
     "  --workers N  prefork: worker processes (default: CPU count)\n"
     "  --threads N  pool: worker threads; thread: most threads at once;\n"
     "               coro: scheduler threads (default: CPU count)\n"
+    "  --tls-cert PATH  serve TLS with this PEM certificate chain (streams)\n"
+    "  --tls-key PATH   its PEM private key (default: in --tls-cert)\n"
     "  --mode MODE  how requests run (default sync):\n"
     "               ";
 
@@ -303,6 +310,8 @@ enum {
     OPT_MODE,
     OPT_WORKERS,
     OPT_THREADS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
 };
 
 static const struct option longopts[] = {
@@ -313,12 +322,15 @@ static const struct option longopts[] = {
     {"mode", required_argument, NULL, OPT_MODE},
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {NULL, 0, NULL, 0},
 };
 
 /* The command line, checked. */
 typedef struct echo_options {
     const char *unix_path, *host, *port; /* as given, or NULL */
+    const char *tls_cert, *tls_key;      /* NULL: no TLS */
     const char *mode;
     const ss_strategy *strategy;
     bool udp;
@@ -415,9 +427,19 @@ static void parse_options(echo_options *o, int argc, char **argv)
         case OPT_THREADS:
             o->threads = count_argument(&c, "--threads", value);
             break;
+        case OPT_TLS_CERT:
+            o->tls_cert = value;
+            break;
+        case OPT_TLS_KEY:
+            o->tls_key = value;
+            break;
         }
     }
     cli_finish(&c);
+    if (o->tls_key && !o->tls_cert)
+        cli_error(&c, "--tls-key requires --tls-cert to be set");
+    if (o->tls_cert && o->udp)
+        cli_error(&c, "argument --tls-cert: TLS needs a stream (drop --udp)");
     o->strategy = mode_argument(&c, o->mode);
     address_argument(&c, o);
 }
@@ -531,23 +553,41 @@ int main(int argc, char **argv)
     cfg.allow_reuse_address = true; /* restart at once after Ctrl-C */
     cfg.unlink_on_close = true;     /* leave no socket file behind */
 
+    /* --tls-cert: a TLS context the server moves every byte through. */
+    ss_tls_context *tls = NULL;
+    if (o.tls_cert) {
+        ss_tls_options tls_options = {.cert_file = o.tls_cert,
+                                      .key_file = o.tls_key};
+        int rc = ss_tls_context_new(&tls, &tls_options);
+        if (rc < 0) {
+            fprintf(stderr, "sockserv-echo: cannot serve TLS: %s\n",
+                    ss_strerror(rc));
+            return 1;
+        }
+    }
+
     ss_server *srv;
     const char *kind_name;
-    if (server_new(&srv, &kind_name, &o, &cfg) < 0)
+    if (server_new(&srv, &kind_name, &o, &cfg) < 0) {
+        ss_tls_context_free(tls);
         return 1;
+    }
     /* Ctrl-C and SIGTERM make ss_serve_forever() return. */
     int rc = ss_shutdown_on_signals(srv);
+    if (rc == 0 && tls)
+        rc = ss_server_set_tls(srv, tls);
     if (rc == 0) {
         /* The real address: with port 0 it shows the port the system chose. */
         char address[300];
         ss_server_address_string(srv, address, sizeof address);
-        printf("sockserv-echo: serving %s on %s (mode %s)\n", kind_name,
-               address, o.mode);
+        printf("sockserv-echo: serving %s%s on %s (mode %s)\n", kind_name,
+               tls ? " over TLS" : "", address, o.mode);
         fflush(stdout);
         rc = ss_serve_forever(srv, 0.5);
     }
     if (rc < 0)
         fprintf(stderr, "sockserv-echo: %s\n", ss_strerror(rc));
     ss_server_free(srv);
+    ss_tls_context_free(tls); /* after the server that used it */
     return rc < 0 ? 1 : 0;
 }

@@ -3,7 +3,8 @@
  * pages".
  *
  *   GET  /api/status         {"uptime_seconds":12.5,"requests_served":42,
- *                             "mode":"thread","max_connections":330}
+ *                             "mode":"thread","max_connections":330,
+ *                             "tls":false}
  *   POST /api/echo           the request body in, {"length":N,"lines":M} out
  *   GET  /api/greet/{name}   {"greeting":"Hello, NAME!"}; ?greeting=Hi
  *                            changes the first word
@@ -59,9 +60,9 @@ static int api_status(ss_http *h, httpd_context *ctx)
     double uptime = (double)(ss_now_ns() - ctx->started_ns) / 1e9;
     snprintf(json, sizeof json,
              "{\"uptime_seconds\":%.3f,\"requests_served\":%" PRIu64
-             ",\"mode\":\"%s\",\"max_connections\":%d}\n",
+             ",\"mode\":\"%s\",\"max_connections\":%d,\"tls\":%s}\n",
              uptime, atomic_load(ctx->requests_served), ctx->mode,
-             ctx->max_connections);
+             ctx->max_connections, ctx->tls ? "true" : "false");
     return send_json(h, 200, json);
 }
 

@@ -6,13 +6,15 @@
  *   sockserv-httpd [PORT] [-b ADDR] [-d DIR] [--mode MODE] [--workers N]
  *                  [--reuseport] [--threads N] [--max-connections N] [-q]
  *                  [--port-file PATH] [--proxy-protocol[=v1|v2]]
- *                  [--trusted-proxy ADDRS]
+ *                  [--trusted-proxy ADDRS] [--tls-cert PATH [--tls-key PATH]
+ *                  [--tls-password-file PATH]]
  *
  * This file is the program around the handler: the command line (options
  * and PORT in any order, like argparse: getopt_long through
  * ../common/cli.h), the mode table that picks a
  * strategy, the connection limit the descriptor limit leaves room for,
- * the server, and Ctrl-C / SIGTERM. It also holds the method
+ * the server, HTTPS (Python 3.14's --tls-* flags; SIGHUP reloads the
+ * certificates), and Ctrl-C / SIGTERM. It also holds the method
  * callbacks, which only route: paths under /api go to api.c, everything
  * else to static_files.c, after paths.c has made the target safe.
  */
@@ -89,6 +91,8 @@ static const char usage[] =
     "                      [--workers N] [--reuseport] [--threads N]\n"
     "                      [--max-connections N] [-q] [--port-file PATH]\n"
     "                      [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]\n"
+    "                      [--tls-cert PATH] [--tls-key PATH]\n"
+    "                      [--tls-password-file PATH]\n"
     "                      [PORT]\n";
 static const char help[] =
     "\nServe the files of a directory over HTTP, with a small JSON API.\n\n"
@@ -121,7 +125,12 @@ static const char help[] =
     "                        with a PROXY protocol header (v1, v2, or either\n"
     "                        when no version is given) naming the real client\n"
     "  --trusted-proxy ADDRS only these addresses/networks may send it, e.g.\n"
-    "                        '127.0.0.1,10.0.0.0/8' (default: any peer)\n";
+    "                        '127.0.0.1,10.0.0.0/8' (default: any peer)\n"
+    "  --tls-cert PATH       serve HTTPS with this PEM certificate chain\n"
+    "                        (SIGHUP reloads the files)\n"
+    "  --tls-key PATH        its PEM private key (default: in --tls-cert)\n"
+    "  --tls-password-file PATH\n"
+    "                        the password of an encrypted --tls-key\n";
 
 /* Long-only options: vals that no letter can have. */
 enum {
@@ -133,6 +142,9 @@ enum {
     OPT_PORT_FILE,
     OPT_PROXY_PROTOCOL,
     OPT_TRUSTED_PROXY,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_PASSWORD_FILE,
 };
 
 static const struct option longopts[] = {
@@ -148,6 +160,9 @@ static const struct option longopts[] = {
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"proxy-protocol", optional_argument, NULL, OPT_PROXY_PROTOCOL},
     {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-password-file", required_argument, NULL, OPT_TLS_PASSWORD_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -165,6 +180,7 @@ typedef struct httpd_options {
     const char *port_file;
     int proxy_protocol; /* 0: off, else SS_PROXY_V1, _V2 or _ANY */
     const char *trusted_proxy;
+    const char *tls_cert, *tls_key, *tls_password_file; /* NULL: HTTP */
     char address[300]; /* what the library parses: "[::]:8000", ... */
 } httpd_options;
 
@@ -301,6 +317,15 @@ static void parse_options(httpd_options *o, int argc, char **argv)
         case OPT_PROXY_PROTOCOL:
             o->proxy_protocol = proxy_argument(&c, value);
             break;
+        case OPT_TLS_CERT:
+            o->tls_cert = value;
+            break;
+        case OPT_TLS_KEY:
+            o->tls_key = value;
+            break;
+        case OPT_TLS_PASSWORD_FILE:
+            o->tls_password_file = value;
+            break;
         }
     }
     cli_finish(&c);
@@ -321,6 +346,11 @@ static void parse_options(httpd_options *o, int argc, char **argv)
         cli_error(&c, "argument --trusted-proxy: needs --proxy-protocol");
     if (o->max_connections < 0)
         o->max_connections = default_max_connections(o);
+    /* Python 3.14's http.server says the same. */
+    if (o->tls_key && !o->tls_cert)
+        cli_error(&c, "--tls-key requires --tls-cert to be set");
+    if (o->tls_password_file && !o->tls_cert)
+        cli_error(&c, "--tls-password-file requires --tls-cert to be set");
 }
 
 /* Each strategy's own options (ss_config.strategy_options points at the
@@ -360,9 +390,11 @@ static void apply_mode_options(ss_config *cfg, mode_options *m,
         cfg->strategy_options = &m->coro;
 }
 
-/* Python's http.server.test(): "Serving HTTP on HOST port PORT (URL) ..." */
-static void print_serving(ss_server *srv)
+/* Python's http.server.test(): "Serving HTTP on HOST port PORT (URL) ...",
+ * HTTPS and https:// with --tls-cert. */
+static void print_serving(ss_server *srv, bool tls)
 {
+    const char *protocol = tls ? "HTTPS" : "HTTP";
     struct sockaddr_storage address;
     socklen_t len = sizeof address;
     char host[INET6_ADDRSTRLEN] = "?";
@@ -370,7 +402,7 @@ static void print_serving(ss_server *srv)
     if (port < 0) { /* a Unix socket, from socket activation */
         char path[128];
         ss_server_address_string(srv, path, sizeof path);
-        printf("Serving HTTP on %s ...\n", path);
+        printf("Serving %s on %s ...\n", protocol, path);
         fflush(stdout);
         return;
     }
@@ -383,8 +415,9 @@ static void print_serving(ss_server *srv)
                       host, sizeof host);
     }
     bool v6 = strchr(host, ':') != NULL;
-    printf("Serving HTTP on %s port %d (http://%s%s%s:%d/) ...\n", host, port,
-           v6 ? "[" : "", host, v6 ? "]" : "", port);
+    printf("Serving %s on %s port %d (%s://%s%s%s:%d/) ...\n", protocol, host,
+           port, tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "",
+           port);
     fflush(stdout);
 }
 
@@ -430,7 +463,9 @@ static int serve_passed_socket(ss_server **srv, const ss_strategy *strategy,
     int fd = SS_LISTEN_FDS_START + pick, domain = AF_UNSPEC;
     getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &(socklen_t){sizeof(int)});
     int rc =
-        ss_server_new_fd(srv, domain == AF_UNIX ? &ss_unix_stream : &ss_tcp,
+        ss_server_new_fd(srv,
+                         httpd_kind(domain == AF_UNIX ? &ss_unix_stream
+                                                      : &ss_tcp),
                          strategy, fd, handler, cfg);
     if (rc < 0)
         fprintf(stderr,
@@ -462,6 +497,7 @@ static int context_init(httpd_context *ctx, const httpd_options *o)
     ctx->root_len = strlen(ctx->root_path);
     ctx->mode = o->mode;
     ctx->max_connections = o->max_connections;
+    ctx->tls = o->tls_cert != NULL;
     ctx->started_ns = ss_now_ns();
     void *page =
         mmap(NULL, sizeof *ctx->requests_served, PROT_READ | PROT_WRITE,
@@ -505,12 +541,14 @@ static int server_new(ss_server **srv, httpd_options *o,
     if (activated != 0)
         return activated < 0 ? -1 : 0;
     int rc =
-        ss_server_new(srv, &ss_tcp, o->strategy, o->address, handler, &cfg);
+        ss_server_new(srv, httpd_kind(&ss_tcp), o->strategy, o->address,
+                      handler, &cfg);
     if (rc < 0 && o->host == NULL &&
         (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL)) {
         snprintf(o->address, sizeof o->address, ":%d", o->port_number);
         rc =
-            ss_server_new(srv, &ss_tcp, o->strategy, o->address, handler, &cfg);
+            ss_server_new(srv, httpd_kind(&ss_tcp), o->strategy, o->address,
+                      handler, &cfg);
     }
     if (rc < 0)
         fprintf(stderr, "sockserv-httpd: cannot serve on %s: %s%s\n",
@@ -536,7 +574,7 @@ static int serve(ss_server *srv, const httpd_options *o)
         reported = rc < 0;
     }
     if (rc == 0) {
-        print_serving(srv);
+        print_serving(srv, httpd_tls_on());
         rc = ss_serve_forever(srv, 0.5);
     }
     if (rc < 0 && !reported)
@@ -563,12 +601,20 @@ int main(int argc, char **argv)
     ss_handler_class handler = ss_http_handler;
     handler.class_data = &http;
 
+    if (o.tls_cert &&
+        httpd_tls_open(o.tls_cert, o.tls_key, o.tls_password_file) < 0) {
+        context_free(&context);
+        return 1;
+    }
     ss_server *srv;
     int rc = server_new(&srv, &o, &handler);
     if (rc == 0) {
-        rc = serve(srv, &o);
+        rc = httpd_tls_attach(srv);
+        if (rc == 0)
+            rc = serve(srv, &o);
         ss_server_free(srv);
     }
+    httpd_tls_close();
     context_free(&context);
     return rc < 0 ? 1 : 0;
 }

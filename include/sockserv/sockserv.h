@@ -822,6 +822,14 @@ SS_API int ss_request_fileno(const ss_request *req);
 SS_API bool ss_request_truncated(const ss_request *req);
 /** Change the per-call I/O timeout for this request (seconds, 0 = none). */
 SS_API void ss_request_set_timeout(ss_request *req, double seconds);
+/** Say in words why the request is failing (text is copied; NULL clears
+ * it): the default handle_error appends it to its report line after the
+ * error's own text ("Protocol error: TLS handshake failed: http request").
+ * The TLS transport sets it; a handler or transport of yours may too. */
+SS_API void ss_request_set_error_detail(ss_request *req, const char *text);
+/** The text of ss_request_set_error_detail(), or NULL: for handle_error
+ * overrides. Valid until it is set again or the request ends. */
+SS_API const char *ss_request_error_detail(const ss_request *req);
 
 /** Read up to n bytes (at least 1 unless EOF; at most SS_IO_MAX). Returns
  * the count, 0 at end of stream (datagrams: end of the packet), or a

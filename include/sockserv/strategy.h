@@ -117,9 +117,16 @@ struct ss_transport {
     const char *name; /**< "plain", "tls", … — for messages */
     /** Optional: start the connection (a TLS handshake) in the request's
      * own context, before the handler runs, waiting with
-     * ss_request_wait() until deadline (SS_NO_DEADLINE: none). Returns 0,
-     * SS_EOF when the peer left before a byte, or a negative errno (the
-     * request is then reported and closed without running the handler). */
+     * ss_request_wait() until deadline (the request's timeout;
+     * SS_NO_DEADLINE: none — a transport may set a shorter one of its
+     * own). Returns 0, SS_EOF when the peer left before a byte, or a
+     * negative errno (the request is then reported and closed without
+     * running the handler; ss_request_set_error_detail() says why in
+     * the report). Runs after the preamble (config.proxy_protocol's
+     * header), which the core receives from the socket itself: bytes it
+     * received past the header are in the request's read buffer, and a
+     * transport that layers a protocol over the socket takes them first
+     * (ss_request_take_buffered()); otherwise they are the handler's. */
     int (*open)(ss_request *req, int64_t deadline);
     /** Receive up to n (> 0) bytes. Returns the count, 0 at the end of the
      * stream, -EAGAIN with *want set, or a negative errno. On a count
@@ -143,9 +150,9 @@ struct ss_transport {
      * see. NULL: none ever. */
     size_t (*pending)(const ss_request *req);
     /** Optional: end the connection's transport (a TLS close_notify)
-     * before the socket is shut down, and free what open made; errors are
-     * ignored. Called only when open succeeded (or there is none); an
-     * open that fails cleans up after itself. */
+     * before the socket is shut down; errors are ignored. Called for
+     * every stream request that got as far as the preamble, also when
+     * the preamble or open failed (free what open made, if anything). */
     void (*close)(ss_request *req, int64_t deadline);
 };
 
@@ -159,6 +166,23 @@ SS_API extern const ss_transport ss_plain_transport;
  * server (datagrams have no connection to carry a transport). */
 SS_API int ss_server_set_transport(ss_server *srv,
                                    const ss_transport *transport);
+/** The server's transport (ss_plain_transport unless set). */
+SS_API const ss_transport *ss_server_transport(const ss_server *srv);
+/** One pointer of per-server transport state, such as a TLS context
+ * (NULL until set). */
+SS_API void *ss_server_transport_data(const ss_server *srv);
+/** Set what ss_server_transport_data() returns (before serving); never
+ * freed by the library. */
+SS_API void ss_server_set_transport_data(ss_server *srv, void *data);
+/** Bytes the core has received on the request's connection and not yet
+ * handed on: after the preamble, whatever arrived behind the PROXY header
+ * (a TLS ClientHello). 0 for datagram requests. */
+SS_API size_t ss_request_buffered(const ss_request *req);
+/** Move up to size of those bytes into buf, for a transport's open that
+ * must see them before it reads the socket; returns the count. Bytes
+ * taken are no longer the handler's to read. */
+SS_API size_t ss_request_take_buffered(ss_request *req, void *buf,
+                                       size_t size);
 /** One pointer of per-request transport state (NULL until set). */
 SS_API void *ss_request_transport_data(const ss_request *req);
 /** Set what ss_request_transport_data() returns; never freed by the

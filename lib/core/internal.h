@@ -42,6 +42,7 @@ struct ss_server {
     const ss_strategy *strategy;
     ss__handler handler;
     const ss_transport *transport; /* stream requests' bytes */
+    void *transport_data;          /* the transport's, per server */
     ss_config config;
 
     int fd;                    /* listening / datagram socket, -1 closed */
@@ -132,7 +133,7 @@ struct ss_request {
      * handle), its deadline, its place in the lot's heap, and the lot its
      * socket is registered with. */
     bool started;
-    bool transport_open; /* open succeeded: close is due */
+    bool transport_open; /* open_request ran: the transport close is due */
     bool park_calls_back; /* ss_park_until: handle runs at the deadline */
     int64_t park_deadline;
     size_t lot_index;
@@ -147,6 +148,9 @@ struct ss_request {
     int64_t send_wait_began;
     int64_t send_stall_deadline;
     ss__limit_ticket limit;
+    /* ss_request_set_error_detail(): why the request failed, in words,
+     * for handle_error; malloc'ed, freed with the request. */
+    char *error_detail;
     /* With config.proxy_protocol: the connection's own peer (the proxy),
      * once the header has replaced client_address. Length 0 before. */
     struct sockaddr_storage peer_address;
@@ -218,10 +222,15 @@ void ss__request_unregister(ss_request *req);
  * shutdown_request and free. */
 void ss__request_end(ss_server *srv, ss_request *req, int error);
 
-/* request_io.c: receive into buf through the transport, waiting with
- * the shutdown policy (the PROXY header reader uses it too). */
+/* request_io.c: receive into buf through the server's transport, waiting
+ * with the shutdown policy. */
 ssize_t ss__request_receive(ss_request *req, void *buf, size_t n,
                             int64_t deadline);
+/* The same through transport t: the PROXY header reader receives through
+ * ss_plain_transport, since the header comes before any layer the
+ * server's transport opens. */
+ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
+                                void *buf, size_t n, int64_t deadline);
 /* The wait of a request's I/O on its own socket, with the shutdown
  * policy: ss_request_wait() with its result. */
 int ss__request_wait_io(ss_request *req, short events, int64_t deadline);

@@ -67,6 +67,7 @@ void ss__request_free(ss_request *req)
     if (req->base_free)
         req->base_free(req->base_data);
     atomic_fetch_sub(&req->server->requests_alive, 1);
+    free(req->error_detail);
     free(req->wbuf);
     free(req);
 }
@@ -157,20 +158,22 @@ ss_server *ss__running_for_swap(ss_server *srv)
  * open (a TLS handshake), each in the request's own context. */
 static int open_request(ss_server *srv, ss_request *req)
 {
+    /* From here the transport's close is due, whatever the preamble or
+     * open say (it frees what open made, if anything). */
+    req->transport_open = !req->is_datagram;
     if (srv->preamble) {
         int rc = srv->preamble(req);
         if (rc != 0)
             return rc;
     }
-    if (req->is_datagram)
+    if (req->is_datagram || !srv->transport->open)
         return 0;
-    if (srv->transport->open) {
-        int rc = srv->transport->open(req, ss_deadline_after(req->timeout));
-        if (rc != 0)
-            return rc;
-    }
-    req->transport_open = true;
-    return 0;
+    int rc = srv->transport->open(req, ss_deadline_after(req->timeout));
+    /* The preamble's last receive may have said "drained", but the
+     * transport has read the socket since: the handler's first read must
+     * ask the transport, which may hold bytes already. */
+    req->wait_before_recv = false;
+    return rc;
 }
 
 /* A parked request waits where it runs (its own thread, process or
@@ -295,6 +298,25 @@ void ss_request_set_wait_class(ss_request *req, const ss_wait_class *cls)
     req->wait_class = cls ? cls : &ss_blocking_wait;
 }
 
+size_t ss_request_buffered(const ss_request *req)
+{
+    return req->is_datagram ? 0 : req->rlen - req->rpos;
+}
+
+size_t ss_request_take_buffered(ss_request *req, void *buf, size_t size)
+{
+    size_t n = ss_request_buffered(req);
+    if (n > size)
+        n = size;
+    if (n > 0) {
+        memcpy(buf, req->rbuf + req->rpos, n);
+        req->rpos += n;
+    }
+    if (req->rpos == req->rlen)
+        req->rpos = req->rlen = 0;
+    return n;
+}
+
 void *ss_request_transport_data(const ss_request *req)
 {
     return req->transport_data;
@@ -367,6 +389,18 @@ int ss_request_client_address_string(const ss_request *req, char *buf,
 int ss_request_fileno(const ss_request *req)
 {
     return req->fd;
+}
+
+void ss_request_set_error_detail(ss_request *req, const char *text)
+{
+    free(req->error_detail);
+    /* No memory: the report goes out without the detail. */
+    req->error_detail = text ? strdup(text) : NULL;
+}
+
+const char *ss_request_error_detail(const ss_request *req)
+{
+    return req->error_detail;
 }
 
 bool ss_request_truncated(const ss_request *req)

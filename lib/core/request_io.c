@@ -71,6 +71,13 @@ int ss_request_wait(ss_request *req, short events, int64_t deadline)
 ssize_t ss__request_receive(ss_request *req, void *buf, size_t n,
                             int64_t deadline)
 {
+    return ss__request_receive_via(req, req->server->transport, buf, n,
+                                   deadline);
+}
+
+ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
+                                void *buf, size_t n, int64_t deadline)
+{
     /* The transport said the last receive drained its source: wait first
      * and skip a receive that would only say "would block" (see the wait
      * contract in sockserv/strategy.h). */
@@ -83,7 +90,7 @@ ssize_t ss__request_receive(ss_request *req, void *buf, size_t n,
     req->wait_before_recv = false;
     for (;;) {
         short want = 0;
-        ssize_t got = req->server->transport->recv(req, buf, n, &want);
+        ssize_t got = t->recv(req, buf, n, &want);
         if (got >= 0) {
             if (got == 0)
                 req->eof = true;

@@ -111,6 +111,7 @@ static int refuse_without_memory(ss_server *srv, int error)
     srv->kind.handle_error(srv, &req, error);
     srv->kind.shutdown_request(srv, &req);
     free(req.wbuf); /* should handle_error have written to it */
+    free(req.error_detail); /* ...or set a detail */
     return 0;
 }
 

@@ -134,3 +134,18 @@ int ss_server_set_transport(ss_server *srv, const ss_transport *transport)
     srv->transport = transport;
     return 0;
 }
+
+const ss_transport *ss_server_transport(const ss_server *srv)
+{
+    return srv->transport;
+}
+
+void *ss_server_transport_data(const ss_server *srv)
+{
+    return srv->transport_data;
+}
+
+void ss_server_set_transport_data(ss_server *srv, void *data)
+{
+    srv->transport_data = data;
+}

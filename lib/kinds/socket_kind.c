@@ -209,18 +209,20 @@ bool ss__default_verify_request(ss_server *srv, ss_request *req)
 void ss__default_handle_error(ss_server *srv, ss_request *req, int error)
 {
     char client[128];
-    char line[256];
+    char line[512];
     if (ss_request_client_address_string(req, client, sizeof client) < 0)
         snprintf(client, sizeof client, "an unknown client");
+    /* The layer that failed may have said why in words (a TLS alert). */
+    const char *detail = ss_request_error_detail(req);
     if (error < 0)
         snprintf(line, sizeof line,
-                 "sockserv: error processing request from %s: %s", client,
-                 ss_strerror(error));
+                 "sockserv: error processing request from %s: %s%s%s", client,
+                 ss_strerror(error), detail ? ": " : "", detail ? detail : "");
     else
         snprintf(line, sizeof line,
                  "sockserv: error processing request from %s: handler "
-                 "returned %d",
-                 client, error);
+                 "returned %d%s%s",
+                 client, error, detail ? ": " : "", detail ? detail : "");
     ss_server_log(srv, line);
 }
 

@@ -2,8 +2,9 @@
  * proxy_request.c — ss_config.proxy_protocol on a connection: checking the
  * settings when a server is made, and reading one header into the
  * request's read buffer before the transport opens and finish_request
- * runs, in whatever runs the request and through its own transport and
- * wait, under one deadline. Guide: docs/deployment.md ("Behind a load
+ * runs, in whatever runs the request and through its own wait, under one
+ * deadline. The header is received from the socket itself (it precedes
+ * any TLS); bytes past it stay buffered for the transport or the handler. Guide: docs/deployment.md ("Behind a load
  * balancer").
  */
 #include <errno.h>
@@ -55,10 +56,13 @@ static int proxy_accept(ss_request *req)
          * accepts), but never recv() into no space. */
         if (req->rlen == req->rbuf_size)
             return -EPROTO;
-        /* Into the free end of the read buffer, through the transport
-         * (the plain socket: the header comes before any TLS). */
-        ssize_t got = ss__request_receive(req, req->rbuf + req->rlen,
-                                          req->rbuf_size - req->rlen, deadline);
+        /* Into the free end of the read buffer, from the socket itself:
+         * the header comes before any layer the server's transport opens
+         * (TLS). What arrives after the header stays in the buffer; such
+         * a transport takes it in its open (ss_request_take_buffered). */
+        ssize_t got = ss__request_receive_via(
+            req, &ss_plain_transport, req->rbuf + req->rlen,
+            req->rbuf_size - req->rlen, deadline);
         if (got < 0)
             return (int)got;
         if (got == 0) {

@@ -12,12 +12,10 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <time.h>
 
+#include "sigpipe.h"
 #include "sockserv/strategy.h"
 
 static ssize_t plain_recv(ss_request *req, void *buf, size_t n, short *want)
@@ -61,54 +59,20 @@ static ssize_t plain_send(ss_request *req, const void *buf, size_t n,
 }
 
 /* sendfile() takes no MSG_NOSIGNAL: to a peer that has closed it raises
- * SIGPIPE, which by default kills the process. Block SIGPIPE on this
- * thread for the call and swallow the one it raised, so the process's
- * disposition is never touched and no SIGPIPE escapes. */
-typedef struct sigpipe_guard {
-    sigset_t old;
-    bool was_pending;
-} sigpipe_guard;
-
-static void sigpipe_block(sigpipe_guard *g)
-{
-    sigset_t set, pending;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &g->old);
-    sigpending(&pending);
-    g->was_pending = sigismember(&pending, SIGPIPE);
-}
-
-/* Swallow a SIGPIPE the call raised (it may have, even when it returned a
- * count: bytes went out before the peer's reset was seen), unless one was
- * pending before — that one is not ours. */
-static void sigpipe_restore(sigpipe_guard *g)
-{
-    sigset_t pending;
-    if (!g->was_pending && sigpending(&pending) == 0 &&
-        sigismember(&pending, SIGPIPE)) {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
+ * SIGPIPE, which by default kills the process; sigpipe.h keeps it from
+ * escaping without touching the process's disposition. */
 static ssize_t plain_sendfile(ss_request *req, int fd, off_t *offset,
                               size_t n, short *want)
 {
     int saved_errno = errno;
-    sigpipe_guard guard;
-    sigpipe_block(&guard);
+    ss__sigpipe_guard guard;
+    ss__sigpipe_block(&guard);
     ssize_t sent;
     do
         sent = sendfile(ss_request_fileno(req), fd, offset, n);
     while (sent < 0 && errno == EINTR);
     int error = sent < 0 ? errno : 0;
-    sigpipe_restore(&guard);
+    ss__sigpipe_restore(&guard);
     errno = saved_errno;
     if (sent >= 0)
         return sent;
