@@ -92,8 +92,7 @@ static const char usage[] =
     "                      [--max-connections N] [-q] [--port-file PATH]\n"
     "                      [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]\n"
     "                      [--tls-cert PATH] [--tls-key PATH]\n"
-    "                      [--tls-password-file PATH]\n"
-    "                      [PORT]\n";
+    "                      [--tls-password-file PATH] [PORT]\n";
 static const char help[] =
     "\nServe the files of a directory over HTTP, with a small JSON API.\n\n"
     "positional arguments:\n"

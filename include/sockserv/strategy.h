@@ -292,7 +292,9 @@ SS_API bool ss_server_at_capacity(const ss_server *srv);
  * forked child's exit status. */
 SS_API int ss_run_request(ss_server *srv, ss_request *req);
 
-/** Release a request without running it (shutdown_request, then free). */
+/** Release a request without running it: its transport's close if it
+ * ran before (a request a lot handed back, its TLS connection open),
+ * shutdown_request, then free. */
 SS_API void ss_drop_request(ss_server *srv, ss_request *req);
 
 /** The parent's side of a request that a child process now serves: close

@@ -266,6 +266,10 @@ void ss__request_end(ss_server *srv, ss_request *req, int error)
 
 void ss_drop_request(ss_server *srv, ss_request *req)
 {
+    /* A request a lot handed back has its transport open (a TLS
+     * connection): that is released too. */
+    if (req->transport_open && srv->transport->close)
+        srv->transport->close(req, ss_deadline_after(req->timeout));
     srv->kind.shutdown_request(srv, req);
     ss__request_free(req);
 }

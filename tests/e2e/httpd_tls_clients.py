@@ -6,7 +6,8 @@
 
 Makes a test CA and a server certificate with the openssl command (ECDSA
 P-256, SAN localhost and 127.0.0.1), then, for each mode (thread, fork,
-coro, prefork), starts the binary with Python 3.14's flags --tls-cert and
+coro, pool, prefork: the last two park idle keep-alive connections),
+starts the binary with Python 3.14's flags --tls-cert and
 --tls-key on 127.0.0.1 port 0 (--port-file tells the port) and checks:
 
   - the banner says "Serving HTTPS" and https://;
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 
-MODES = ("thread", "fork", "coro", "prefork")
+MODES = ("thread", "fork", "coro", "pool", "prefork")
 TIMEOUT = 10
 
 
@@ -212,6 +213,32 @@ def check_mode(binary, mode, d):
         conn.close()
         ok(mode, f"http.client: {json.dumps(status, sort_keys=True)}, "
                  f"POST echo, ALPN http/1.1, TLSv1.3")
+
+        # Pipelined: two requests in two TLS records sent at once (the
+        # second waits inside OpenSSL, read ahead, while the first is
+        # answered; a parking mode must not park on the socket then),
+        # then idle past a park and a third.
+        ctx = client_context(d)
+        with socket.create_connection(("127.0.0.1", srv.port),
+                                      timeout=TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                req = (b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n"
+                       b"\r\n")
+                s.sendall(req)
+                s.sendall(req)
+                answers = b""
+                while answers.count(b"HTTP/1.1 200") < 2:
+                    chunk = s.recv(65536)
+                    check(chunk, "pipelined: early end", repr(answers))
+                    answers += chunk
+                time.sleep(0.3)
+                s.sendall(req)
+                while answers.count(b"HTTP/1.1 200") < 3:
+                    chunk = s.recv(65536)
+                    check(chunk, "after idle: early end", repr(answers))
+                    answers += chunk
+        ok(mode, "two pipelined requests in two records, then one after "
+                 "an idle pause, on one connection")
 
         # openssl s_client: 1.2 and 1.3 served, 1.1 refused.
         for version, served in (("-tls1_3", True), ("-tls1_2", True),

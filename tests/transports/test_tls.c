@@ -150,7 +150,8 @@ static void tls_server_start(tls_server *ts, const strategy_case *s,
     ts->opts.prefork.workers = s->workers;
     ts->opts.prefork.worker_strategy = s->worker_strategy;
     ts->opts.coro.threads = 2;
-    test_use_options(&ts->cfg, s->strategy, &ts->opts);
+    if (!ts->cfg.strategy_options) /* the test's own, or these */
+        test_use_options(&ts->cfg, s->strategy, &ts->opts);
     if (k->kind->family == AF_UNIX)
         test_unix_address(ts->address, sizeof ts->address, k->name);
     else
@@ -766,6 +767,69 @@ static void test_reload_while_serving(void **state)
     tls_server_stop(&ts);
 }
 
+/* ---- parked TLS connections ------------------------------------------------ */
+
+/* One line per turn: echo it (after a second's nap for "sleep"), then
+ * give the worker back until the next line (ss_park). */
+static int park_echo_handle(ss_request *req)
+{
+    char line[64];
+    int n = ss_readline(req, line, sizeof line);
+    if (n <= 0)
+        return n < 0 ? n : 0;
+    if (strcmp(line, "sleep\n") == 0)
+        ss_sleep(req, 1.0);
+    if (ss_write_all(req, line, (size_t)n) < 0)
+        return -1;
+    return ss_park(req, 10.0);
+}
+
+static const ss_handler_class park_echo_handler = {
+    .base = &ss_stream_handler,
+    .handle = park_echo_handle,
+};
+
+/* A TLS connection parked in the pool's lot that comes back when the
+ * queue is full (refuse_when_full) is dropped — and its TLS connection
+ * closed: a close_notify, no SSL object left behind. */
+static void test_parked_connection_refused_when_full_is_closed(void **state)
+{
+    (void)state;
+    ss_config cfg;
+    ss_config_init(&cfg);
+    tls_server ts;
+    const strategy_case *pool = find_strategy("pool");
+    test_options opts = {0};
+    opts.pool = (ss_thread_pool_options){
+        .pool_size = 1, .queue_size = 1, .refuse_when_full = true};
+    cfg.strategy_options = &opts.pool;
+    tls_server_start(&ts, pool, &kinds[0], &park_echo_handler, NULL, &cfg,
+                     false);
+
+    test_tls_client a, b;
+    tls_connect_ok(&ts, &a, NULL);
+    test_tls_send_all(&a, "a\n", 2);
+    char back[8];
+    test_tls_recv_exact(&a, back, 2); /* a's request is parked now */
+    tls_connect_ok(&ts, &b, NULL);
+    test_tls_send_all(&b, "sleep\n", 6); /* the one worker naps */
+    test_sleep(0.2);
+    int c = server_connect(&ts); /* the queue's one place */
+    assert_true(c >= 0);
+    test_sleep(0.2);
+    test_tls_send_all(&a, "b\n", 2); /* back from the lot: no room */
+    size_t got;
+    assert_true(test_tls_recv_to_close(&a, back, sizeof back, &got));
+    assert_int_equal(got, 0);
+    test_tls_close(&a);
+    test_tls_recv_exact(&b, back, 6);
+    assert_memory_equal(back, "sleep\n", 6);
+    test_tls_shutdown(&b);
+    test_tls_close(&b);
+    close(c);
+    tls_server_stop(&ts);
+}
+
 /* ---- PROXY header, then TLS, in one packet -------------------------------- */
 
 static void test_proxy_header_then_client_hello_in_one_packet(void **state)
@@ -1066,6 +1130,7 @@ int main(int argc, char **argv)
         add("test_reload_while_serving", test_reload_while_serving,
             (void *)find_strategy(reload[i]), reload[i]);
     ADD(test_proxy_header_then_client_hello_in_one_packet);
+    ADD(test_parked_connection_refused_when_full_is_closed);
     const char *io[] = {"thread", "coro", "fork"};
     for (size_t i = 0; i < 3; i++)
         add("test_sendfile_10_mib_byte_exact", test_sendfile_10_mib_byte_exact,
