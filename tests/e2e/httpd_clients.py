@@ -72,14 +72,20 @@ def make_docroot(root):
 
 
 class Server:
-    def __init__(self, binary, root, mode, workdir):
-        self.port_file = os.path.join(workdir, f"port-{mode}")
-        self.log = open(os.path.join(workdir, f"stderr-{mode}"), "w+b")
+    """sockserv-httpd on 127.0.0.1, port 0 (the port from --port-file),
+    serving root in mode, with extra options after the usual ones (the
+    HTTPS script's --tls-cert…). Its stdout and stderr go to files named
+    after name (default: the mode) in workdir."""
+
+    def __init__(self, binary, root, mode, workdir, extra=(), name=None):
+        name = name or mode
+        self.port_file = os.path.join(workdir, f"port-{name}")
+        self.log = open(os.path.join(workdir, f"stderr-{name}"), "w+b")
+        self.out = open(os.path.join(workdir, f"stdout-{name}"), "w+b")
         self.proc = subprocess.Popen(
             [binary, "0", "-b", "127.0.0.1", "-d", root, "--mode", mode,
-             "-q", "--port-file", self.port_file],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self.log)
+             "-q", "--port-file", self.port_file, *extra],
+            stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.log)
         deadline = time.monotonic() + TIMEOUT
         self.port = None
         while time.monotonic() < deadline:
@@ -114,6 +120,10 @@ class Server:
     def stderr(self):
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
+
+    def stdout(self):
+        self.out.seek(0)
+        return self.out.read().decode(errors="replace")
 
 
 def request(srv, method, path, headers=None, body=None, conn=None):

@@ -41,21 +41,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import httpd_clients  # noqa: E402  (the server, check and ok)
+from httpd_clients import TIMEOUT, CheckFailed, check, ok  # noqa: E402
+
 MODES = ("thread", "fork", "coro", "pool", "prefork")
-TIMEOUT = 10
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond, what, detail=""):
-    if not cond:
-        raise CheckFailed(what + (": " + detail if detail else ""))
-
-
-def ok(mode, what):
-    print(f"ok   [{mode}] {what}", flush=True)
 
 
 def run(args, **kw):
@@ -97,49 +87,11 @@ def make_cert(d, cn, cert, key, password=None):
     os.replace(f"{key}.tmp", key)
 
 
-class Server:
-    def __init__(self, binary, mode, d, cert, key, extra=(), name=None):
-        name = name or mode
-        self.port_file = f"{d}/port-{name}"
-        self.out = open(f"{d}/stdout-{name}", "w+b")
-        self.log = open(f"{d}/stderr-{name}", "w+b")
-        self.proc = subprocess.Popen(
-            [binary, "0", "-b", "127.0.0.1", "-d", d, "--mode", mode, "-q",
-             "--port-file", self.port_file, "--tls-cert", cert,
-             "--tls-key", key, *extra],
-            stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.log)
-        deadline = time.monotonic() + TIMEOUT
-        self.port = None
-        while time.monotonic() < deadline and self.port is None:
-            if self.proc.poll() is not None:
-                raise CheckFailed(f"server exited with status "
-                                  f"{self.proc.returncode} before listening")
-            try:
-                with open(self.port_file) as f:
-                    self.port = int(f.read())
-            except (FileNotFoundError, ValueError):
-                time.sleep(0.05)
-        check(self.port is not None, f"no port within {TIMEOUT} s")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()  # by PID: Popen holds it
-            self.proc.wait()
-
-    def stdout(self):
-        self.out.seek(0)
-        return self.out.read().decode(errors="replace")
-
-    def stderr(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+def Server(binary, mode, d, cert, key, extra=(), name=None):
+    """httpd_clients.Server with --tls-cert and --tls-key, serving d."""
+    return httpd_clients.Server(binary, d, mode, d,
+                                ("--tls-cert", cert, "--tls-key", key,
+                                 *extra), name)
 
 
 def client_context(d):
