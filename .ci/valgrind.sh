@@ -91,6 +91,10 @@ test_graceful_shutdown *_shutdown_under_load/*
 # keeps descriptors of its own above the limit and emulates the limit
 # itself, so what runs out is not what the kernel would run out of.
 test_exhaustion test_emfile_*
+# sockserv-httpd started with RLIMIT_NOFILE 64 (and run under Valgrind
+# too, as a traced child): Valgrind cannot start in so few descriptors.
+test_httpd test_out_of_descriptors_*
+test_httpd test_default_connection_limit_leaves_room_for_files
 # 25 rounds of four connections, a fork each, every child counted out
 # within seconds; a late child then fails the baseline of every later case.
 test_limits test_counts_return_to_zero_after_many_connections/fork

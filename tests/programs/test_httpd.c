@@ -159,6 +159,9 @@ static void apply_spec(const server_spec *spec)
         _exit(126);
 }
 
+static int start_server_process(fixture *fx, const server_spec *spec);
+static int stop_server(void **state);
+
 static int start_server(void **state)
 {
     static int counter;
@@ -169,8 +172,20 @@ static int start_server(void **state)
     fx->mode = spec->mode;
     snprintf(fx->port_file, sizeof fx->port_file, "%s/port-%d", run_dir,
              ++counter);
+    /* A setup that fails gets no teardown: stop_server(&fx) then. */
+    int rc = start_server_process(fx, spec);
+    if (rc < 0) {
+        void *failed = fx;
+        stop_server(&failed);
+        *state = NULL;
+        return rc;
+    }
     *state = fx;
+    return 0;
+}
 
+static int start_server_process(fixture *fx, const server_spec *spec)
+{
     const char *argv[24] = {"sockserv-httpd",
                             "--mode",
                             fx->mode,
