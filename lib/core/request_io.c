@@ -256,14 +256,23 @@ int ss_read_nowait(ss_request *req, void *buf, size_t n)
      * wait contract), so say so without a system call. */
     if (req->wait_before_recv)
         return -EAGAIN;
+    /* As ss_read: a small read fills the read buffer (one receive for a
+     * whole request head read a byte at first), a large one skips it. */
+    bool direct = n >= req->rbuf_size;
+    char *into = direct ? buf : req->rbuf;
+    size_t room = direct ? n : req->rbuf_size;
     short want = 0;
-    ssize_t got = req->server->transport->recv(req, buf, n, &want);
+    ssize_t got = req->server->transport->recv(req, into, room, &want);
     if (got == 0)
         req->eof = true;
     /* Drained (or nothing there): a read that waits should wait first. */
-    req->wait_before_recv =
-        (want & POLLIN) && (got == -EAGAIN || (got > 0 && (size_t)got < n));
-    return (int)got;
+    req->wait_before_recv = (want & POLLIN) &&
+                            (got == -EAGAIN || (got > 0 && (size_t)got < room));
+    if (direct || got <= 0)
+        return (int)got;
+    req->rpos = 0;
+    req->rlen = (size_t)got;
+    return (int)take(req, buf, n);
 }
 
 int ss_read_exact(ss_request *req, void *buf, size_t n)
