@@ -30,8 +30,7 @@ void ss_config_init(ss_config *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
-int ss__config_refuse(const ss_server *srv, const char *field,
-                      const char *why)
+int ss__config_refuse(const ss_server *srv, const char *field, const char *why)
 {
     char line[256];
     snprintf(line, sizeof line, "sockserv: %s: %s", field, why);

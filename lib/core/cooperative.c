@@ -104,13 +104,13 @@ int ss_wait_input_or_fd(ss_request *req, int fd, short events, double timeout)
      * there for the next read: no waiting, and no system call on the
      * socket. fd is looked at too, so a client that keeps the buffer full
      * cannot hide fd from a handler that serves both. */
-    const ss_transport *t = req->server->transport;
-    if (req->rpos < req->rlen || req->eof || (t->pending && t->pending(req)))
+    if (ss__request_has_input(req))
         return SS_READY_INPUT | ss__fd_ready_now(fd, events);
     int64_t deadline = ss_deadline_after(timeout);
     const ss_wait_class *w = req->wait_class;
-    int rc = w->wait_input_or_fd ? w->wait_input_or_fd(req, fd, events, deadline)
-                                 : sliced_wait(req, fd, events, deadline);
+    int rc = w->wait_input_or_fd
+                 ? w->wait_input_or_fd(req, fd, events, deadline)
+                 : sliced_wait(req, fd, events, deadline);
     /* The wait has taken the news that input arrived (an edge-triggered
      * class will not report it again): the next read must receive at once
      * rather than wait for more (see ss__request_receive). */

@@ -222,6 +222,9 @@ void ss__request_unregister(ss_request *req);
  * shutdown_request and free. */
 void ss__request_end(ss_server *srv, ss_request *req, int error);
 
+/* request_io.c: input the next read returns without waiting — buffered,
+ * held inside the transport, or the end of the stream already seen. */
+bool ss__request_has_input(const ss_request *req);
 /* request_io.c: receive into buf through the server's transport, waiting
  * with the shutdown policy. */
 ssize_t ss__request_receive(ss_request *req, void *buf, size_t n,

@@ -241,9 +241,8 @@ void ss__lot_service(ss_server *srv)
     int64_t now = ss_now_ns();
     for (;;) {
         pthread_mutex_lock(&lot->lock);
-        ss_request *req = lot->len && key(lot->heap[0]) <= now
-                              ? lot->heap[0]
-                              : NULL;
+        ss_request *req =
+            lot->len && key(lot->heap[0]) <= now ? lot->heap[0] : NULL;
         if (req)
             heap_remove(lot, req);
         pthread_mutex_unlock(&lot->lock);
@@ -255,8 +254,7 @@ void ss__lot_service(ss_server *srv)
              * would report a request that is no longer the lot's. */
             ss__request_unregister(req);
             resume(srv, req); /* ss_park_until: handle answers it */
-        }
-        else
+        } else
             ss__request_end(srv, req, req->started ? 0 : first_byte_late);
     }
 }

@@ -181,15 +181,14 @@ static int open_request(ss_server *srv, ss_request *req)
  * deadline, -ECANCELED at shutdown). */
 static int wait_parked(ss_request *req)
 {
-    const ss_transport *t = req->server->transport;
-    if (req->rpos < req->rlen || req->eof || (t->pending && t->pending(req)))
+    if (ss__request_has_input(req))
         return 0;
     /* An edge-triggered wait announces only input that arrives after the
      * socket was drained; unless the last receive drained it, look. */
     if (!req->wait_before_recv && ss__fd_ready_now(req->fd, POLLIN))
         return 0;
-    int rc = req->wait_class->wait(req, req->fd, POLLIN, req->park_deadline,
-                                   true);
+    int rc =
+        req->wait_class->wait(req, req->fd, POLLIN, req->park_deadline, true);
     /* The wait took the news: the next read receives at once. */
     req->wait_before_recv = false;
     return ss__cancelled_wait(req, rc);
@@ -202,8 +201,7 @@ static bool park_in_lot(ss_server *srv, ss_request *req)
 {
     if (!(srv->strategy->parking & SS_PARK_IDLE_REQUESTS) || !srv->lot)
         return false;
-    const ss_transport *t = srv->transport;
-    if (req->rpos < req->rlen || req->eof || (t->pending && t->pending(req)))
+    if (ss__request_has_input(req))
         return false;
     return ss__lot_park(srv, req) == 0;
 }

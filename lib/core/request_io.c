@@ -94,8 +94,8 @@ ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
         if (got >= 0) {
             if (got == 0)
                 req->eof = true;
-            req->wait_before_recv = got > 0 && (size_t)got < n &&
-                                    (want & POLLIN);
+            req->wait_before_recv =
+                got > 0 && (size_t)got < n && (want & POLLIN);
             return got;
         }
         if (got != -EAGAIN)
@@ -106,10 +106,10 @@ ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
     }
 }
 
-static ssize_t stream_recv(ss_request *req, void *buf, size_t n,
-                           int64_t deadline)
+bool ss__request_has_input(const ss_request *req)
 {
-    return ss__request_receive(req, buf, n, deadline);
+    const ss_transport *t = req->server->transport;
+    return req->rpos < req->rlen || req->eof || (t->pending && t->pending(req));
 }
 
 /* Wait until the transport can send, until deadline — or sooner, while a
@@ -206,7 +206,7 @@ static ssize_t fill(ss_request *req, int64_t deadline)
 {
     if (req->is_datagram || req->eof)
         return 0;
-    ssize_t got = stream_recv(req, req->rbuf, req->rbuf_size, deadline);
+    ssize_t got = ss__request_receive(req, req->rbuf, req->rbuf_size, deadline);
     req->rpos = 0;
     req->rlen = got > 0 ? (size_t)got : 0;
     return got;
@@ -222,7 +222,7 @@ static ssize_t read_some(ss_request *req, void *buf, size_t n, int64_t deadline)
         return 0;
     /* A read at least as big as the buffer skips the copy. */
     if (n >= req->rbuf_size)
-        return stream_recv(req, buf, n, deadline);
+        return ss__request_receive(req, buf, n, deadline);
     ssize_t got = fill(req, deadline);
     if (got <= 0)
         return got;
@@ -266,8 +266,8 @@ int ss_read_nowait(ss_request *req, void *buf, size_t n)
     if (got == 0)
         req->eof = true;
     /* Drained (or nothing there): a read that waits should wait first. */
-    req->wait_before_recv = (want & POLLIN) &&
-                            (got == -EAGAIN || (got > 0 && (size_t)got < room));
+    req->wait_before_recv =
+        (want & POLLIN) && (got == -EAGAIN || (got > 0 && (size_t)got < room));
     if (direct || got <= 0)
         return (int)got;
     req->rpos = 0;

@@ -110,7 +110,7 @@ static int refuse_without_memory(ss_server *srv, int error)
         return rc;
     srv->kind.handle_error(srv, &req, error);
     srv->kind.shutdown_request(srv, &req);
-    free(req.wbuf); /* should handle_error have written to it */
+    free(req.wbuf);         /* should handle_error have written to it */
     free(req.error_detail); /* ...or set a detail */
     return 0;
 }
@@ -297,7 +297,8 @@ int ss_serve_core_loop(ss_server *srv, double poll_interval)
         fds[at_wake] = (struct pollfd){.fd = srv->wake_fd, .events = POLLIN};
         int at_stop = srv->stop_fd >= 0 ? (int)n++ : -1;
         if (at_stop >= 0)
-            fds[at_stop] = (struct pollfd){.fd = srv->stop_fd, .events = POLLIN};
+            fds[at_stop] =
+                (struct pollfd){.fd = srv->stop_fd, .events = POLLIN};
         int at_lot = parking ? (int)n++ : -1;
         if (at_lot >= 0)
             fds[at_lot] =
@@ -319,14 +320,14 @@ int ss_serve_core_loop(ss_server *srv, double poll_interval)
         if (atomic_load(&srv->shutdown_requested))
             break;
         if (revents(fds, at_wake) & POLLIN)
-            ss_server_drain_wake_fd(srv); /* a stale wake-up from an earlier run */
+            ss_server_drain_wake_fd(
+                srv); /* a stale wake-up from an earlier run */
         if (revents(fds, at_listen) & POLLNVAL) {
             rc = -EBADF; /* someone closed our socket under us */
             break;
         }
         if (revents(fds, at_listen) & (POLLIN | POLLERR | POLLHUP))
-            ss_accept_pause_update(srv, &pause,
-                                    ss_server_accept_request(srv));
+            ss_accept_pause_update(srv, &pause, ss_server_accept_request(srv));
         if (parking && (revents(fds, at_lot) || lot_ms == 0 || ready <= 0))
             ss__lot_service(srv);
         run_service_actions(srv);

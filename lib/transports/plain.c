@@ -61,8 +61,8 @@ static ssize_t plain_send(ss_request *req, const void *buf, size_t n,
 /* sendfile() takes no MSG_NOSIGNAL: to a peer that has closed it raises
  * SIGPIPE, which by default kills the process; sigpipe.h keeps it from
  * escaping without touching the process's disposition. */
-static ssize_t plain_sendfile(ss_request *req, int fd, off_t *offset,
-                              size_t n, short *want)
+static ssize_t plain_sendfile(ss_request *req, int fd, off_t *offset, size_t n,
+                              short *want)
 {
     int saved_errno = errno;
     ss__sigpipe_guard guard;

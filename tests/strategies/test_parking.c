@@ -76,9 +76,8 @@ static void start_http(test_server *t, const ss_strategy *strategy,
     http_handler.class_data = &http_config;
     ss_config cfg = {0};
     test_use_options(&cfg, strategy, opts);
-    assert_int_equal(test_server_start_with(t, &ss_tcp, strategy,
-                                            "127.0.0.1:0", &http_handler, &cfg,
-                                            0.05),
+    assert_int_equal(test_server_start_with(t, &ss_tcp, strategy, "127.0.0.1:0",
+                                            &http_handler, &cfg, 0.05),
                      0);
 }
 
@@ -462,9 +461,13 @@ static void test_datagrams_cannot_park(void **state)
 
 /* Named after the case, e.g. ".../pool2", for the test filter. */
 #define BOUNDED(test, i, name)                                                 \
-    {#test "/" name, test, NULL, NULL, (void *)&bounded[i]}
+    {                                                                          \
+#test "/" name, test, NULL, NULL, (void *)&bounded[i]                  \
+    }
 #define EVERY(test, i, name)                                                   \
-    {#test "/" name, test, NULL, NULL, (void *)&every[i]}
+    {                                                                          \
+#test "/" name, test, NULL, NULL, (void *)&every[i]                    \
+    }
 
 int main(int argc, char **argv)
 {
@@ -478,16 +481,21 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &lim);
     }
     const struct CMUnitTest tests[] = {
-        BOUNDED(test_idle_and_slow_clients_do_not_delay_a_fresh_one, 0, "pool2"),
-        BOUNDED(test_idle_and_slow_clients_do_not_delay_a_fresh_one, 1, "prefork2"),
-        BOUNDED(test_idle_and_slow_clients_do_not_delay_a_fresh_one, 2, "prefork2+pool1"),
+        BOUNDED(test_idle_and_slow_clients_do_not_delay_a_fresh_one, 0,
+                "pool2"),
+        BOUNDED(test_idle_and_slow_clients_do_not_delay_a_fresh_one, 1,
+                "prefork2"),
+        BOUNDED(test_idle_and_slow_clients_do_not_delay_a_fresh_one, 2,
+                "prefork2+pool1"),
         BOUNDED(test_idle_and_slow_clients_do_not_delay_a_fresh_one, 3, "sync"),
         BOUNDED(test_parked_connections_close_at_their_deadline, 0, "pool2"),
         BOUNDED(test_parked_connections_close_at_their_deadline, 3, "sync"),
         BOUNDED(test_reset_while_parked_leaks_nothing, 0, "pool2"),
         BOUNDED(test_reset_while_parked_leaks_nothing, 1, "prefork2"),
-        BOUNDED(test_shutdown_with_a_thousand_parked_returns_promptly, 0, "pool2"),
-        BOUNDED(test_shutdown_with_a_thousand_parked_returns_promptly, 1, "prefork2"),
+        BOUNDED(test_shutdown_with_a_thousand_parked_returns_promptly, 0,
+                "pool2"),
+        BOUNDED(test_shutdown_with_a_thousand_parked_returns_promptly, 1,
+                "prefork2"),
         cmocka_unit_test(test_parked_connections_count_against_max_connections),
         EVERY(test_parking_handler_interleaves_clients, 0, "sync"),
         EVERY(test_parking_handler_interleaves_clients, 1, "thread"),

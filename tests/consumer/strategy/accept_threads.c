@@ -98,8 +98,8 @@ static int at_serve_forever(ss_server *srv, double poll_interval)
         poll_interval = 0.5;
     int started = 1, rc = 0;
     for (int i = 0; i < n; i++)
-        loops[i] = (loop){.srv = srv, .poll_interval = poll_interval,
-                          .primary = i == 0};
+        loops[i] = (loop){
+            .srv = srv, .poll_interval = poll_interval, .primary = i == 0};
     for (; started < n; started++) {
         rc = ss_thread_start(&loops[started].thread, 0, false, run_loop,
                              &loops[started]);

@@ -130,16 +130,14 @@ static int client_for(const kind_case *k, ss_server *srv)
 {
     struct sockaddr_storage addr;
     socklen_t len = sizeof addr;
-    assert_int_equal(ss_server_address(srv, (struct sockaddr *)&addr, &len),
-                     0);
+    assert_int_equal(ss_server_address(srv, (struct sockaddr *)&addr, &len), 0);
     int fd = socket(addr.ss_family, k->datagram ? SOCK_DGRAM : SOCK_STREAM, 0);
     assert_true(fd >= 0);
     if (k->datagram && addr.ss_family == AF_UNIX) {
         /* A Unix datagram client needs a name to be answered: autobind. */
         struct sockaddr_un self = {.sun_family = AF_UNIX};
-        assert_int_equal(bind(fd, (struct sockaddr *)&self,
-                              sizeof(sa_family_t)),
-                         0);
+        assert_int_equal(
+            bind(fd, (struct sockaddr *)&self, sizeof(sa_family_t)), 0);
     }
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -250,7 +248,9 @@ static void test_bad_option_is_refused_by_name(void **state)
 }
 
 #define FOR_KIND(test, i, name)                                                \
-    {#test "/" name, test, NULL, NULL, (void *)&kinds[i]}
+    {                                                                          \
+#test "/" name, test, NULL, NULL, (void *)&kinds[i]                    \
+    }
 #define ALL_KINDS(test)                                                        \
     FOR_KIND(test, 0, "tcp"), FOR_KIND(test, 1, "udp"),                        \
         FOR_KIND(test, 2, "unix_stream"), FOR_KIND(test, 3, "unix_datagram")
@@ -263,6 +263,6 @@ int main(void)
         ALL_KINDS(test_handle_request_runs_one),
         ALL_KINDS(test_bad_option_is_refused_by_name),
     };
-    return cmocka_run_group_tests_name("accept_threads strategy x kind",
-                                       tests, NULL, NULL);
+    return cmocka_run_group_tests_name("accept_threads strategy x kind", tests,
+                                       NULL, NULL);
 }
