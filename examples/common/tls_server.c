@@ -8,7 +8,7 @@
  * serve loop, or by the prefork supervisor — calls ss_tls_context_reload(),
  * which also reaches forked children and prefork workers.
  */
-#include "httpd.h"
+#include "../httpserver/httpd.h"
 
 #include <sockserv/tls.h>
 
