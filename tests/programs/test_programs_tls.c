@@ -73,6 +73,8 @@ static void expect_usage_error(const char *const argv[], const char *message)
                  message, status, err);
 }
 
+#ifndef PROGRAMS_TLS_DISABLED /* up to the usage errors */
+
 static char *read_whole(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -109,8 +111,6 @@ static void kill_and_reap(pid_t pid)
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
 }
-
-#ifndef PROGRAMS_TLS_DISABLED
 
 /* ---- certificates: made once for the whole file ----------------------------
  */
