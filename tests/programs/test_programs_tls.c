@@ -13,7 +13,8 @@
  *   host, is refused by sockserv-filecli (exit status 1, the reason on
  *   stderr); a plaintext client on the TLS port gets no answer, its
  *   connection is closed, and the server goes on serving;
- * - --tls-password-file opens an encrypted key;
+ * - --tls-password-file opens an encrypted key; SIGHUP reloads a renewed
+ *   certificate (fork and coro);
  * - chat members over TLS (--mode thread and coro) see each other join,
  *   talk and leave through sockserv-chatcli --tls;
  * - usage errors: sockserv-chat --udp --tls-cert, sockserv-chatcli --udp
@@ -568,6 +569,34 @@ static void test_encrypted_key_with_password_file(void **state)
     assert_string_equal(file_text(r->srv_dir, "hello.txt"), "hello over TLS\n");
 }
 
+/* SIGHUP reads the certificate files again (a renewal), without a
+ * restart, and the new certificate serves the next connection — in fork
+ * mode too, where the children are made after the reload. A certificate
+ * for before.test is replaced by one for localhost: a client asking for
+ * localhost is refused before and served after. */
+static void test_sighup_reloads_the_certificate(void **state)
+{
+    run *r = *state;
+    char cert[128], key[128];
+    snprintf(cert, sizeof cert, "%s/server.pem", r->dir);
+    snprintf(key, sizeof key, "%s/server.key", r->dir);
+    assert_int_equal(
+        test_tls_write_server_cert(&files, "before.test", cert, key), 0);
+    fileserver_start(r, cert, key, NULL);
+    const char *list[] = {"list", NULL};
+    assert_int_equal(filecli(r, r->cli_dir, files.ca_cert, "localhost", list),
+                     1);
+    assert_non_null(strstr(file_text(r->cli_dir, "client.err"),
+                           "certificate verify failed"));
+
+    assert_int_equal(test_tls_write_server_cert(&files, "localhost", cert, key),
+                     0);
+    assert_int_equal(kill(r->server, SIGHUP), 0);
+    assert_true(server_log_has(r, "SIGHUP: TLS certificate reloaded", 10.0));
+    if (filecli(r, r->cli_dir, files.ca_cert, "localhost", list) != 0)
+        fail_msg("after the reload: %s", file_text(r->cli_dir, "client.err"));
+}
+
 /* ---- the chat room ---------------------------------------------------------
  */
 
@@ -762,6 +791,8 @@ int main(void)
         TEST(test_plaintext_client_on_the_tls_port_gets_nothing, "fork"),
         TEST(test_plaintext_client_on_the_tls_port_gets_nothing, "coro"),
         TEST(test_encrypted_key_with_password_file, "pool"),
+        TEST(test_sighup_reloads_the_certificate, "fork"),
+        TEST(test_sighup_reloads_the_certificate, "coro"),
         TEST(test_chat_members_over_tls_see_each_other, "thread"),
         TEST(test_chat_members_over_tls_see_each_other, "coro"),
     };
