@@ -686,6 +686,44 @@ static void test_chat_members_over_tls_see_each_other(void **state)
     assert_true(server_log_has(r, "alice left (quit)", 10.0));
 }
 
+/* A burst of long lines reaches the other member whole: the server may
+ * send many lines in one TLS record, more than the client's buffer takes
+ * at once, and the rest waits inside OpenSSL, where poll() on the socket
+ * does not see it; every line must still be printed without more input. */
+static void test_chat_burst_of_long_lines_arrives_whole(void **state)
+{
+    run *r = *state;
+    chat_start(r);
+    member alice = chatcli(r, "alice");
+    member_expect(alice.err, "joined as alice");
+    member bob = chatcli(r, "bob");
+    member_expect(bob.err, "joined as bob");
+    member_expect(alice.out, "* bob joined");
+
+    enum { LINES = 40, LENGTH = 900 };
+    static char burst[LINES * (LENGTH + 1)];
+    char *p = burst;
+    for (int i = 0; i < LINES; i++) {
+        p += sprintf(p, "%03d ", i);
+        memset(p, 'a' + i % 26, LENGTH - 4);
+        p += LENGTH - 4;
+        *p++ = '\n';
+    }
+    assert_int_equal(write(bob.in, burst, (size_t)(p - burst)), p - burst);
+    for (int i = 0; i < LINES; i++) {
+        char line[2048], expected[16];
+        member_line(alice.out, line, sizeof line);
+        snprintf(expected, sizeof expected, "<bob> %03d ", i);
+        if (strncmp(line, expected, strlen(expected)) != 0 ||
+            strlen(line) != 6 + LENGTH)
+            fail_msg("line %d: \"%.40s...\" (%zu bytes)", i, line,
+                     strlen(line));
+    }
+    member_leaves(r, &bob);
+    member_expect(alice.out, "* bob left (quit)");
+    member_leaves(r, &alice);
+}
+
 #endif /* !PROGRAMS_TLS_DISABLED */
 
 /* ---- usage errors ------------------------------------------------------- */
@@ -795,6 +833,8 @@ int main(void)
         TEST(test_sighup_reloads_the_certificate, "coro"),
         TEST(test_chat_members_over_tls_see_each_other, "thread"),
         TEST(test_chat_members_over_tls_see_each_other, "coro"),
+        TEST(test_chat_burst_of_long_lines_arrives_whole, "thread"),
+        TEST(test_chat_burst_of_long_lines_arrives_whole, "coro"),
     };
     failed += cmocka_run_group_tests_name(
         "programs over TLS", tests, make_certificates, remove_certificates);
