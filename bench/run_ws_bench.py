@@ -11,6 +11,9 @@ send masked frames), against three servers started once each:
   tcp-coro    build/examples/echo/sockserv-echo --mode coro: the same
               library echoing plain TCP, so the ratio is the cost of the
               WebSocket framing (target: >= 0.8x)
+  tcp-bench   build/bench/sockserv-bench-echo --mode coro: the echo
+              benchmark's own plain-TCP server, a second plain-TCP
+              yardstick
   node-ws     bench/ws_node/server.js, npm's `ws` on Node (`npm ci` there
               first if node_modules is missing; target: sockserv >= 2x)
 
@@ -199,18 +202,22 @@ def main():
 
     logdir = tempfile.mkdtemp(prefix="sockserv-ws-bench-")
     servers = Servers(logdir)
-    rates = {"ws-coro": [], "tcp-coro": [], "node-ws": []}
+    rates = {"ws-coro": [], "tcp-coro": [], "tcp-bench": [], "node-ws": []}
     try:
         servers.start("ws-coro", [ws_echo, "--mode", "coro", "-q", "0"])
         port = free_port()
         servers.start("tcp-coro", [tcp_echo, "--mode", "coro", str(port)],
                       port=port)
+        servers.start("tcp-bench", [os.path.join(build, "bench",
+                                                  "sockserv-bench-echo"),
+                                     "--mode", "coro", "--port", "0"])
         if use_node:
             servers.start("node-ws", ["node", "server.js", "0"], cwd=NODE_DIR)
         for r in range(args.rounds):
             for name in list(servers.procs):
                 rate, errors = run_load(build, servers.ports[name],
-                                        name != "tcp-coro", args)
+                                        name.startswith(("ws", "node")),
+                                        args)
                 if errors:
                     raise RuntimeError(f"{name}: {errors} errors")
                 rates[name].append(rate)
@@ -243,6 +250,8 @@ def main():
     rows = [("sockserv-ws-echo --mode coro (WebSocket)", ws, "1.00")]
     rows.append(("sockserv-echo --mode coro (plain TCP)", med["tcp-coro"],
                  f"{ws / med['tcp-coro']:.2f} (target >= 0.8)"))
+    rows.append(("sockserv-bench-echo --mode coro (plain TCP)",
+                 med["tcp-bench"], f"{ws / med['tcp-bench']:.2f}"))
     if "node-ws" in med:
         rows.append((f"node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()} + ws 8.18.0",
                      med["node-ws"],
