@@ -263,7 +263,7 @@ static void apply_mode_options(ss_config *cfg, mode_options *m,
 typedef struct admin {
     pthread_t thread;
     int stop_fd; /* eventfd: main asks the thread to end */
-    tcp_room *tcp;
+    chat_room *tcp;
     udp_room *udp;
 } admin;
 
@@ -274,7 +274,7 @@ static void admin_line(admin *a, char *line)
     if (line[0] == '\0')
         return;
     if (a->tcp)
-        tcp_room_admin(a->tcp, line);
+        chat_room_admin(a->tcp, line);
     else
         udp_room_admin(a->udp, line);
     chat_log("admin: %s", line);
@@ -459,10 +459,10 @@ int main(int argc, char **argv)
     chat_options o;
     parse_options(&o, argc, argv);
 
-    tcp_room *tcp = NULL;
+    chat_room *tcp = NULL;
     udp_room *room_udp = NULL;
     int rc = o.udp ? udp_room_new(&room_udp, o.silence)
-                   : tcp_room_new(&tcp, o.outbox, o.flood_limit);
+                   : chat_room_new(&tcp, o.outbox, o.flood_limit);
     if (rc < 0) {
         fprintf(stderr, "sockserv-chat: %s\n", ss_strerror(rc));
         return 1;
@@ -470,7 +470,7 @@ int main(int argc, char **argv)
     ss_server *srv;
     if (server_new(&srv, &o, o.udp ? (void *)room_udp : (void *)tcp) < 0) {
         udp_room_free(room_udp);
-        tcp_room_free(tcp);
+        chat_room_free(tcp);
         return 1;
     }
     if (o.udp)
@@ -484,7 +484,7 @@ int main(int argc, char **argv)
                                      that is still open */
     ss_server_free(srv);          /* waits for the TCP members to say BYE */
     udp_room_free(room_udp);
-    tcp_room_free(tcp);
+    chat_room_free(tcp);
     if (o.port_file)
         unlink(o.port_file);
     if (rc < 0) {

@@ -401,6 +401,8 @@ static void test_names_in_use_and_bad_names_are_refused(void **state)
     client_join(alice, "alice");
     client_send(other, "MSG hello?\n");
     client_expect(other, "ERR join first");
+    client_send(other, "NAMES\n");
+    client_expect(other, "ERR join first");
     client_send(other, "JOIN alice\n");
     client_expect(other, "ERR name taken");
     client_send(other, "JOIN \n");
@@ -413,6 +415,10 @@ static void test_names_in_use_and_bad_names_are_refused(void **state)
     client_expect(alice, "JOINED bob");
     client_send(other, "JOIN carol\n");
     client_expect(other, "ERR already joined");
+    if (!fx->udp) { /* NAMES: every member, in order of joining */
+        client_send(other, "NAMES\n");
+        client_expect(other, "NAMES alice bob");
+    }
     client_send(alice, "QUIT\n");
     client_expect(alice, "BYE");
     client_expect(other, "LEFT alice quit");
@@ -800,6 +806,11 @@ static void test_chatcli_chats_and_leaves_at_end_of_input(void **state)
 
     assert_int_equal(write(alice.in, "hello bob\n", 10), 10);
     client_expect(bob, "MSG alice hello bob");
+    if (!fx->udp) {
+        assert_int_equal(write(alice.in, "/names\n", 7), 7);
+        child_line(alice.out, line, sizeof line);
+        assert_string_equal(line, "* here: bob alice");
+    }
     close(alice.in);
     alice.in = -1;
     client_expect(bob, "LEFT alice quit");
