@@ -116,6 +116,19 @@ double chat_flood_wait(const chat_room *room, chat_member *m);
 /* The handler: config.user must be the chat_room. */
 extern const ss_handler_class chat_tcp_handler;
 
+/* ---- web_room.c: the WebSocket door, an HTTP handler ------------------- */
+
+/* The web server's context (its config.user). */
+typedef struct chat_web {
+    chat_room *room;
+    const char *const *origins; /* --web-origin: also allowed */
+    size_t n_origins;
+} chat_web;
+
+/* Fill *out with the door's handler class: the page at /, a member per
+ * WebSocket at /ws. */
+void chat_web_handler(ss_handler_class *out);
+
 /* ---- udp_room.c: members by address, one request per datagram ----------- */
 
 typedef struct udp_room udp_room;
