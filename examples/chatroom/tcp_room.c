@@ -186,11 +186,13 @@ static const char *converse(ss_request *req, chat_room *room, session *s)
             return "slow";
         if (rc < 0)
             return "gone";
-        double hold = chat_flood_wait(room, &s->m);
-        if (hold > 0 && memchr(s->input, '\n', s->input_len)) {
-            /* Talking too fast: until the allowance has grown back, only
-             * the outbox; the client's input waits (TCP holds it back). */
-            rc = ss_wait_fd(req, s->m.wake_fd, POLLIN, hold);
+        if (memchr(s->input, '\n', s->input_len)) {
+            /* Lines left: flood control held them back. Until the
+             * allowance has grown back, only the outbox; the client's
+             * input waits (TCP holds it back). (A hold of 0 would mean no
+             * limit to ss_wait_fd: the allowance is back already.) */
+            double hold = chat_flood_wait(room, &s->m);
+            rc = hold > 0 ? ss_wait_fd(req, s->m.wake_fd, POLLIN, hold) : 0;
             if (rc == -ECANCELED)
                 return "shutdown";
             continue;

@@ -244,9 +244,11 @@ static const char *converse(ss_http *h, ss_ws *ws, chat_room *room,
             return rc == -ECANCELED ? "shutdown" : "gone";
         if (s->has_pending) {
             /* Talking too fast: until the allowance has grown back, only
-             * the outbox; the browser's messages wait (TCP holds them). */
-            rc = ss_wait_fd(req, s->m.wake_fd, POLLIN,
-                            chat_flood_wait(room, &s->m));
+             * the outbox; the browser's messages wait (TCP holds them).
+             * (A hold of 0 would mean no limit to ss_wait_fd: the
+             * allowance is back already.) */
+            double hold = chat_flood_wait(room, &s->m);
+            rc = hold > 0 ? ss_wait_fd(req, s->m.wake_fd, POLLIN, hold) : 0;
             if (rc == -ECANCELED)
                 return "shutdown";
             continue;
