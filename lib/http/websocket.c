@@ -18,6 +18,8 @@
 
 /* How long ss_ws_close() waits for the peer's close frame. */
 #define LINGER_SECONDS 1.0
+/* After a protocol error: the drain ends after this long without input. */
+#define QUIET_NS INT64_C(100000000)
 
 static bool over(const ss_ws *ws)
 {
@@ -74,9 +76,15 @@ static int receive_part(ss_ws *ws, void *buf, size_t size, uint64_t limit,
         }
         if (type)
             *type = ws->message_type;
-        int got = read_payload(ws, buf, size);
-        if (got < 0)
-            return got;
+        /* What the frame announced is coming: fill buf as far as it goes. */
+        size_t want = size < ws->frame_left ? size : (size_t)ws->frame_left;
+        int got = 0;
+        while ((size_t)got < want) {
+            int n = read_payload(ws, (uint8_t *)buf + got, want - (size_t)got);
+            if (n < 0)
+                return n;
+            got += n;
+        }
         if (ws->frame_left == 0) {
             rc = end_frame(ws, &fin);
             if (rc < 0)
@@ -206,9 +214,17 @@ static void linger(ss_ws *ws)
     ws->linger_deadline = ss_now_ns() + (int64_t)(LINGER_SECONDS * 1e9);
     uint8_t sink[4096];
     if (ws->failed) {
-        /* The input is no longer frames we can trust: read to the end. */
-        ws->in_frame = ws->in_control = false;
-        while (ss__ws_in(ws, sink, sizeof sink, true) > 0) {
+        /* The input is no longer frames we can trust: read what comes
+         * until the end or a short quiet spell — the peer's answer to our
+         * close comes within a round trip, and a peer that waits for us to
+         * close the connection first (as RFC 6455 asks) must not wait for
+         * the whole linger. */
+        int64_t end = ws->linger_deadline;
+        for (;;) {
+            int64_t quiet = ss_now_ns() + QUIET_NS;
+            ws->linger_deadline = quiet < end ? quiet : end;
+            if (ss__ws_in(ws, sink, sizeof sink, true) <= 0)
+                break;
         }
     } else {
         for (;;) {

@@ -202,18 +202,48 @@ static size_t header_need(const ss_ws *ws)
     return need;
 }
 
-/* A whole header is in ws->hdr: check it and set the frame up. */
-static int start_frame(ss_ws *ws)
+/* The first two bytes of a header: everything but the length can be
+ * judged from them, so a bad frame fails at once, before the rest of its
+ * header (an unmasked frame has no mask to wait for). Returns 0 or the
+ * failure. */
+static int check_start(ss_ws *ws)
 {
     uint8_t b0 = ws->hdr[0], b1 = ws->hdr[1];
-    ws->hdr_len = 0;
-    bool fin = b0 & 0x80;
     int op = b0 & 0x0f;
     if (b0 & 0x70)
         return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
                            "reserved bits set (no extension negotiated)");
     if (!(b1 & 0x80))
         return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR, "unmasked client frame");
+    if (op >= 0x8) {
+        if (op > WS_OP_PONG)
+            return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR, "unknown opcode");
+        if (!(b0 & 0x80))
+            return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
+                               "fragmented control frame");
+        if ((b1 & 0x7f) > WS_CONTROL_MAX)
+            return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
+                               "control frame over 125 bytes");
+        return 0;
+    }
+    if (op > WS_OP_BINARY)
+        return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR, "unknown opcode");
+    if (op == WS_OP_CONTINUATION && !ws->in_message)
+        return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
+                           "continuation without a message");
+    if (op != WS_OP_CONTINUATION && ws->in_message)
+        return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
+                           "new message inside a fragmented one");
+    return 0;
+}
+
+/* A whole header is in ws->hdr (check_start passed): set the frame up. */
+static int start_frame(ss_ws *ws)
+{
+    uint8_t b0 = ws->hdr[0], b1 = ws->hdr[1];
+    ws->hdr_len = 0;
+    ws->hdr_checked = false;
+    int op = b0 & 0x0f;
     unsigned len7 = b1 & 0x7f;
     uint64_t len = len7;
     const uint8_t *m = ws->hdr + 2;
@@ -232,28 +262,12 @@ static int start_frame(ss_ws *ws)
     memcpy(ws->mask, m, 4);
     ws->mask_pos = 0;
     if (op >= 0x8) {
-        if (op > WS_OP_PONG)
-            return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR, "unknown opcode");
-        if (!fin)
-            return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
-                               "fragmented control frame");
-        if (len > WS_CONTROL_MAX)
-            return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
-                               "control frame over 125 bytes");
         ws->in_control = true;
         ws->control_op = op;
         ws->control_len = 0;
         ws->control_need = (size_t)len;
         return 0;
     }
-    if (op > WS_OP_BINARY)
-        return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR, "unknown opcode");
-    if (op == WS_OP_CONTINUATION && !ws->in_message)
-        return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
-                           "continuation without a message");
-    if (op != WS_OP_CONTINUATION && ws->in_message)
-        return ss__ws_fail(ws, SS_WS_PROTOCOL_ERROR,
-                           "new message inside a fragmented one");
     if (op != WS_OP_CONTINUATION) {
         ws->in_message = true;
         ws->message_type = op == WS_OP_TEXT ? SS_WS_TEXT : SS_WS_BINARY;
@@ -267,7 +281,7 @@ static int start_frame(ss_ws *ws)
     }
     ws->message_len += len;
     ws->in_frame = true;
-    ws->frame_fin = fin;
+    ws->frame_fin = b0 & 0x80;
     ws->frame_left = len;
     return 1;
 }
@@ -294,15 +308,23 @@ int ss__ws_next_frame(ss_ws *ws, bool wait)
                 return rc;
             continue;
         }
-        size_t need = header_need(ws);
-        while (ws->hdr_len < need) {
+        for (;;) {
+            /* Judge the first two bytes as soon as they are here. */
+            if (ws->hdr_len >= 2 && !ws->hdr_checked) {
+                int rc = check_start(ws);
+                if (rc < 0)
+                    return rc;
+                ws->hdr_checked = true;
+            }
+            size_t need = header_need(ws);
+            if (ws->hdr_len >= need)
+                break;
             /* Byte counts, not more: what follows is payload. */
             int got = ss__ws_in(ws, ws->hdr + ws->hdr_len, need - ws->hdr_len,
                                 wait);
             if (got < 0)
                 return got;
             ws->hdr_len += (size_t)got;
-            need = header_need(ws);
         }
         int rc = start_frame(ws);
         if (rc < 0)

@@ -52,6 +52,7 @@ struct ss_ws {
     /* The frame header being read. */
     uint8_t hdr[14];
     size_t hdr_len;
+    bool hdr_checked; /* its first two bytes passed check_start */
     /* A data frame whose header has been read: in_frame, frame_left bytes
      * of payload still to come, unmasked with mask from mask_pos. */
     bool in_frame, frame_fin;
