@@ -14,10 +14,11 @@
 // build/artifacts/). Bounded in time (TIME_LIMIT_MS); kills what it
 // started, by PID.
 //
-//   npm ci && node chat_room.mjs [--bin-dir DIR]
+//   npm ci && node chat_room.mjs [--bin-dir DIR] [--mode thread|coro]
 //
 // DIR holds sockserv-chat, sockserv-chatcli and sockserv-httpd (default:
-// the build tree's examples, build/examples/...). CHROMIUM names the
+// the build tree's examples, build/examples/...); --mode is
+// sockserv-chat's (default thread). CHROMIUM names the
 // browser (default /usr/bin/chromium). Exit status 0 when every check
 // passed, 1 otherwise.
 import { spawn } from "node:child_process";
@@ -32,9 +33,14 @@ const STEP_MS = 15_000; // one expectation
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../../..");
 
+function option(name, fallback) {
+  const i = process.argv.indexOf(name);
+  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
 function binaries() {
-  const i = process.argv.indexOf("--bin-dir");
-  const dir = i > 0 ? path.resolve(process.argv[i + 1]) : null;
+  const given = option("--bin-dir", null);
+  const dir = given ? path.resolve(given) : null;
   const pick = (name, sub) =>
     dir ? path.join(dir, name) : path.join(root, "build/examples", sub, name);
   return {
@@ -155,11 +161,12 @@ async function say(page, text) {
 
 async function chatRoom(bin, artifacts) {
   const portFile = path.join(tmp, "chat.port");
-  const chat = start(bin.chat, ["--web", "0", "--port-file", portFile, "0"]);
+  const mode = option("--mode", "thread");
+  const chat = start(bin.chat, ["--mode", mode, "--web", "0", "--port-file", portFile, "0"]);
   const [tcpPort, webPort] = await waitForFile(portFile, 2);
   const banner = await lineFrom(chat, (l) => l.includes("open http://"), "the URL banner");
   const url = banner.match(/open (http:\S+)/)[1];
-  ok(`sockserv-chat prints the URL to open: ${url}`);
+  ok(`sockserv-chat --mode ${mode} prints the URL to open: ${url}`);
   if (!url.endsWith(`:${webPort}/`)) throw new Error(`URL ${url} is not port ${webPort}`);
 
   browser = await puppeteer.launch({
