@@ -364,10 +364,12 @@ static void join_all(client **members, int n, const char **names)
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
-static int connect_port(int port)
+static int connect_port(int port, int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -428,13 +430,14 @@ static void ws_request(char *buf, size_t size, int port, const char *origin)
              port, origin_line);
 }
 
-/* A web member's connection, upgraded, from the page's own origin. */
-static client *client_open_web(const fixture *fx)
+/* A web member's connection, upgraded, from the page's own origin; rcvbuf
+ * > 0 sets a small receive buffer first. */
+static client *client_open_web_rcvbuf(const fixture *fx, int rcvbuf)
 {
     client *c = calloc(1, sizeof *c);
     assert_non_null(c);
     c->ws = true;
-    c->fd = connect_port(fx->web_port);
+    c->fd = connect_port(fx->web_port, rcvbuf);
     char origin[64], request[1024], head[4096];
     snprintf(origin, sizeof origin, "http://127.0.0.1:%d", fx->web_port);
     ws_request(request, sizeof request, fx->web_port, origin);
@@ -444,6 +447,11 @@ static client *client_open_web(const fixture *fx)
         fail_msg("no upgrade: %s", head);
     assert_non_null(strstr(head, "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n"));
     return c;
+}
+
+static client *client_open_web(const fixture *fx)
+{
+    return client_open_web_rcvbuf(fx, 0);
 }
 
 /* One client frame: FIN, opcode, masked as a client's must be. */
@@ -1168,7 +1176,7 @@ static void test_web_serves_the_page_and_refuses_other_origins(void **state)
 
     unsigned char rest[sizeof head];
     size_t rest_len;
-    int fd = connect_port(fx->web_port);
+    int fd = connect_port(fx->web_port, 0);
     snprintf(request, sizeof request,
              "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", fx->web_port);
     assert_int_equal(
@@ -1201,7 +1209,7 @@ static void test_web_serves_the_page_and_refuses_other_origins(void **state)
                      404);
     close(fd);
 
-    fd = connect_port(fx->web_port);
+    fd = connect_port(fx->web_port, 0);
     snprintf(request, sizeof request,
              "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", fx->web_port);
     assert_int_equal(http_exchange(fd, request, head, sizeof head, NULL, NULL),
@@ -1211,7 +1219,7 @@ static void test_web_serves_the_page_and_refuses_other_origins(void **state)
     const char *refused[] = {"http://evil.example", "null",
                              "http://127.0.0.1:1", "https://chat.example.evil"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        fd = connect_port(fx->web_port);
+        fd = connect_port(fx->web_port, 0);
         ws_request(request, sizeof request, fx->web_port, refused[i]);
         int status = http_exchange(fd, request, head, sizeof head, NULL, NULL);
         if (status != 403)
@@ -1220,7 +1228,7 @@ static void test_web_serves_the_page_and_refuses_other_origins(void **state)
     }
     const char *accepted[] = {NULL, "https://chat.example"};
     for (size_t i = 0; i < 2; i++) {
-        fd = connect_port(fx->web_port);
+        fd = connect_port(fx->web_port, 0);
         ws_request(request, sizeof request, fx->web_port, accepted[i]);
         int status = http_exchange(fd, request, head, sizeof head, NULL, NULL);
         if (status != 101)
@@ -1267,6 +1275,68 @@ static void test_web_member_that_vanishes_is_dropped(void **state)
     client_expect(alice, "JOINED bob");
     client_close(again);
     client_close(alice);
+}
+
+/* A web member that never reads is dropped like a terminal one: its
+ * socket, then its outbox fill (--outbox 32768, no flood control), the
+ * others hear "LEFT slow slow" while the sender goes on at full speed, and
+ * the browser, once it reads, finds its lines in order, "ERR too slow"
+ * and a close frame (1008, policy). */
+static void
+test_web_slow_reader_is_dropped_without_blocking_senders(void **state)
+{
+    fixture *fx = *state;
+    start_server(fx, "--outbox", "32768", "--flood-limit", "0", NULL);
+    client *slow = client_open_web_rcvbuf(fx, 2048);
+    client *watcher = client_open(fx, 0);
+    client *sender = client_open(fx, 0);
+    const char *names[] = {"slow", "watcher", "sender"};
+    client *all[] = {slow, watcher, sender};
+    join_all(all, 3, names);
+
+    char padding[901];
+    memset(padding, 'x', 900);
+    padding[900] = '\0';
+    bool dropped = false;
+    int sent = 0;
+    while (!dropped && sent < 4000) {
+        char text[8 * 1000] = "";
+        for (int k = 0; k < 8; k++, sent++)
+            snprintf(text + strlen(text), sizeof text - strlen(text),
+                     "MSG %d %s\n", sent, padding);
+        client_send(sender, text);
+        for (int k = sent - 8; k < sent;) {
+            char line[2048], expected[2048];
+            client_line(watcher, line, sizeof line);
+            if (strcmp(line, "LEFT slow slow") == 0) {
+                dropped = true;
+                continue;
+            }
+            snprintf(expected, sizeof expected, "MSG sender %d %s", k++,
+                     padding);
+            assert_string_equal(line, expected);
+        }
+    }
+    assert_true(dropped);
+    client_send(sender, "MSG done\n");
+    client_expect(watcher, "MSG sender done");
+
+    char line[2048];
+    int next = 0;
+    for (;;) {
+        client_line(slow, line, sizeof line);
+        int k;
+        if (sscanf(line, "MSG sender %d", &k) != 1)
+            break;
+        assert_int_equal(k, next++);
+    }
+    assert_string_equal(line, "ERR too slow");
+    assert_true(next > 0 && next < sent);
+    assert_false(client_receive(slow)); /* the close frame */
+    assert_int_equal(slow->close_code, 1008);
+    client_close(slow);
+    client_close(watcher);
+    client_close(sender);
 }
 
 /* --flood-limit 40 for a web member too: 80 messages sent at once reach
@@ -1367,6 +1437,10 @@ int main(int argc, char **argv)
         TEST(test_web_serves_the_page_and_refuses_other_origins, "thread+web"),
         TEST(test_web_member_that_vanishes_is_dropped, "thread+web"),
         TEST(test_web_member_that_vanishes_is_dropped, "coro+web"),
+        TEST(test_web_slow_reader_is_dropped_without_blocking_senders,
+             "thread+web"),
+        TEST(test_web_slow_reader_is_dropped_without_blocking_senders,
+             "coro+web"),
         TEST(test_web_flood_control_slows_only_the_flooder, "thread+web"),
         TEST(test_web_flood_control_slows_only_the_flooder, "coro+web"),
         cmocka_unit_test(test_web_with_udp_is_refused),
