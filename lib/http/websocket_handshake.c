@@ -12,6 +12,7 @@
  * for the 101) are moved into the WebSocket, to be read first.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -160,6 +161,55 @@ static int take_leftover(ss_ws *ws, ss_http *h)
     return 0;
 }
 
+/* The exchange lives as long as the WebSocket, which may be hours, idle
+ * most of them: give back what only reading and answering HTTP needed.
+ * The head buffer shrinks to the head itself (8 KiB to a few hundred
+ * bytes) and the header array to the headers there are, with the parsed
+ * request's pointers moved along, so ss_ws_http() still reads them; the
+ * response buffer goes (the 101 is sent). Nothing is lost if memory is
+ * short: a realloc that fails leaves the larger block in place. */
+static void compact_exchange(ss_http *h)
+{
+    ss_http_request *r = &h->parsed;
+    size_t n = r->header_count;
+    if (n < r->header_capacity) {
+        ss_http_header *fewer = realloc(r->headers, (n ? n : 1) * sizeof *fewer);
+        if (fewer) {
+            r->headers = h->headers = fewer;
+            r->header_capacity = h->header_capacity = n ? n : 1;
+        }
+    }
+    free(h->out);
+    h->out = NULL;
+    h->out_cap = h->out_len = 0;
+    size_t keep = h->head_len;
+    if (!h->buf || keep == 0 || keep >= h->cap || h->len > keep)
+        return;
+    /* Offsets first: the old block may be gone after realloc. */
+    const char *old = h->buf;
+    size_t method = (size_t)(r->method - old);
+    size_t target = (size_t)(r->target - old);
+    size_t line = (size_t)(r->request_line - old);
+    for (size_t i = 0; i < n; i++) {
+        r->headers[i].name = (const char *)(uintptr_t)(r->headers[i].name - old);
+        r->headers[i].value =
+            (const char *)(uintptr_t)(r->headers[i].value - old);
+    }
+    char *smaller = realloc(h->buf, keep);
+    const char *base = smaller ? smaller : h->buf;
+    if (smaller) {
+        h->buf = smaller;
+        h->cap = keep;
+    }
+    r->method = base + method;
+    r->target = base + target;
+    r->request_line = base + line;
+    for (size_t i = 0; i < n; i++) {
+        r->headers[i].name = base + (uintptr_t)r->headers[i].name;
+        r->headers[i].value = base + (uintptr_t)r->headers[i].value;
+    }
+}
+
 int ss_ws_accept(ss_http *h, const ss_ws_config *cfg, ss_ws **out)
 {
     if (!h || !out)
@@ -221,6 +271,7 @@ int ss_ws_accept(ss_http *h, const ss_ws_config *cfg, ss_ws **out)
         ss_http_close_connection(h);
         return -ENOMEM;
     }
+    compact_exchange(h);
     ws->last_rx = ws->last_ping = ss_now_ns();
     *out = ws;
     return 0;

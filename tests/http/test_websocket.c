@@ -49,6 +49,7 @@ static struct {
     int efd;                 /* /wait: the eventfd it waits on */
     atomic_int flood_rc;     /* /flood: how its sending ended */
     atomic_int wait_events;  /* /wait: SS_READY_FD seen */
+    atomic_int request_readable; /* headers read after ss_ws_accept */
 } ctx;
 
 static bool origin_ok(ss_http *h, const char *origin, void *user)
@@ -155,6 +156,16 @@ static int do_GET(ss_http *h)
     if (rc < 0)
         return 0;
     atomic_fetch_add(&ctx.accepted, 1);
+    /* The request stays readable through the WebSocket (its buffers were
+     * shrunk by ss_ws_accept). */
+    ss_http *req = ss_ws_http(ws);
+    const char *host = ss_http_header_value(req, "Host");
+    const char *key = ss_http_header_value(req, "Sec-WebSocket-Key");
+    if (host && strcmp(host, "x") == 0 && key && strlen(key) == 24 &&
+        strcmp(ss_http_method_name(req), "GET") == 0 &&
+        ss_http_parsed(req)->request_line_len > 4 &&
+        memcmp(ss_http_parsed(req)->request_line, "GET ", 4) == 0)
+        atomic_fetch_add(&ctx.request_readable, 1);
     const char *sub = ss_ws_subprotocol(ws);
     if (sub) /* one connection only in the test that offers them */
         snprintf(ctx.subprotocol, sizeof ctx.subprotocol, "%s", sub);
@@ -420,6 +431,7 @@ static void test_handshake_answers_accept_key(void **state)
     wait_finished(1);
     assert_int_equal(atomic_load(&ctx.close_code), 1000);
     assert_int_equal(atomic_load(&ctx.last_rc), SS_WS_CLOSED);
+    assert_int_equal(atomic_load(&ctx.request_readable), 1);
 }
 
 static void test_handshake_refusals(void **state)
