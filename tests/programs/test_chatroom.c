@@ -1155,6 +1155,12 @@ static void test_web_names_are_unique_across_doors(void **state)
     /* Bytes a browser could not take as text arrive as '?'. */
     client_send(tcp, "MSG caf\xc3\xa9 \xff\xfe \xe4\xbd\xa0\xe5\xa5\xbd\n");
     client_expect(web, "MSG alice caf\xc3\xa9 ?? \xe4\xbd\xa0\xe5\xa5\xbd");
+    /* An overlong NUL, a surrogate, a code point past U+10FFFF, then a
+     * 4-byte character that is fine and a 3-byte one cut off at the end:
+     * each bad byte is one '?'. */
+    client_send(tcp, "MSG \xc0\x80 \xed\xa0\x80 \xf4\x90\x80\x80 "
+                     "\xf0\x9f\x98\x80 \xe4\xbd\n");
+    client_expect(web, "MSG alice ?? ??? ???? \xf0\x9f\x98\x80 ??");
     client_send(web, "QUIT");
     client_expect(web, "BYE");
     assert_false(client_receive(web)); /* then the close frame */
