@@ -6,11 +6,11 @@
 #
 #   bash .ci/tsan.sh          (from anywhere inside the checkout)
 #
-# Builds the library, the tests and the examples (test_programs_tls runs
-# them) with clang -fsanitize=thread in build-tsan/ (or
-# $SOCKSERV_TSAN_BUILD), recreated on every run, then runs the selected
-# tests under ctest. Any report fails the run: halt_on_error makes the
-# first data race end its test process with a non-zero status.
+# Builds the library, the tests and the examples with clang
+# -fsanitize=thread in build-tsan/ (or $SOCKSERV_TSAN_BUILD), recreated on
+# every run, then runs the selected tests under ctest. Any report fails
+# the run: halt_on_error makes the first data race end its test process
+# with a non-zero status.
 #
 # Left out on purpose: test_prefork, and the prefork cases whose workers
 # run threads. TSan cannot follow a process that starts threads after a
@@ -19,6 +19,10 @@
 # matrix in test_strategies skips those cases by itself when built with
 # TSan. Forking without threads in the child is fine, so test_forking
 # stays in.
+#
+# test_chatroom is in: it runs sockserv-chat, built with TSan (hence the
+# examples), whose TCP and WebSocket members, admin thread and two servers'
+# loops share the room under one mutex.
 #
 # The coroutine tests are in: test_coro_context (both switches: the
 # assembly one and the ucontext fallback), test_coro_switch,
@@ -61,7 +65,7 @@ tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls|websocket'
 # file server under thread, pool and coro, the chat room under thread and
 # coro. A report ends the server with a non-zero status, which fails the
 # test's teardown.
-tests+='|programs_tls)$'
+tests+='|programs_tls|chatroom)$'
 
 start=$SECONDS
 rm -rf "$build"
