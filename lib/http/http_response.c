@@ -1,7 +1,7 @@
 /*
  * http_response.c — the response side of the HTTP handler (Python's
  * send_response, send_header, end_headers, send_error, wfile) and the
- * access log (log_request).
+ * access log (log_request, access_log).
  *
  * A response head is built in one buffer and leaves in one send. The head
  * of a final response is even held back until the first body write: when
@@ -801,6 +801,31 @@ static size_t escape_for_log(const char *s, size_t n, char *out,
     return o;
 }
 
+/* The log's timestamp, "06/Dec/2026 18:05:26" in local time, made once
+ * a second per thread: localtime_r() takes glibc's time zone lock, which
+ * every thread logging a request would otherwise queue on. */
+static const char *log_time(void)
+{
+    static _Thread_local struct {
+        time_t second;
+        char text[32];
+    } cache = {.second = -1};
+    time_t now = time(NULL);
+    if (now != cache.second) {
+        struct tm tm;
+        localtime_r(&now, &tm);
+        static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
+                                           "May", "Jun", "Jul", "Aug",
+                                           "Sep", "Oct", "Nov", "Dec"};
+        snprintf(cache.text, sizeof cache.text,
+                 "%02d/%s/%04d %02d:%02d:%02d", tm.tm_mday,
+                 months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+        cache.second = now;
+    }
+    return cache.text;
+}
+
 void ss__http_log_exchange(ss_http *h)
 {
     /* Once per exchange, whichever path (refusal, failure, the loop) gets
@@ -828,16 +853,7 @@ void ss__http_log_exchange(ss_http *h)
 
     char host[4 * CLIENT_TEXT + INET6_ADDRSTRLEN];
     client_host(h, host, sizeof host);
-    char when[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
-                                       "May", "Jun", "Jul", "Aug",
-                                       "Sep", "Oct", "Nov", "Dec"};
-    snprintf(when, sizeof when, "%02d/%s/%04d %02d:%02d:%02d", tm.tm_mday,
-             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-             tm.tm_sec);
+    const char *when = log_time();
     char status[16], size[24];
     if (h->status)
         snprintf(status, sizeof status, "%d", h->status);
@@ -858,6 +874,8 @@ void ss__http_log_exchange(ss_http *h)
                           status, size);
     if (h->cfg.log_request) {
         h->cfg.log_request(h->cfg.user, out);
+    } else if (h->cfg.access_log) {
+        ss_access_log_write(h->cfg.access_log, out, o);
     } else {
         out[o++] = '\n'; /* room: cap counted 96 spare bytes */
         ssize_t ignored = write(STDERR_FILENO, out, o);
