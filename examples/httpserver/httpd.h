@@ -106,6 +106,17 @@ int httpd_tls_attach(ss_server *srv);
 const ss_server_class *httpd_kind(const ss_server_class *base);
 void httpd_tls_close(void);
 
+/* access_log.c: --access-log FILE (NULL: stderr), --access-log-buffer
+ * (bytes; 0: each line at once; -1: not given) and --access-log-flush
+ * (seconds; 0: the default), and SIGHUP reopening FILE. Returns 0 with
+ * *log set, or -1 after saying why. */
+#define HTTPD_LOG_MAX_BUFFER (16LL * 1024 * 1024)
+int httpd_log_open(const char *path, long buffer, double flush,
+                   ss_access_log **log);
+void httpd_log_close(void);
+/* "64k", "1m", "4096" → bytes, at most HTTPD_LOG_MAX_BUFFER; -1 if not. */
+int httpd_log_size(const char *text, long *size);
+
 /* ---- mime.c ------------------------------------------------------------ */
 
 /* The Content-Type for a file name, from its extension (case-insensitive);

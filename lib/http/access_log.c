@@ -197,6 +197,13 @@ static void reopen_if_asked(ss_access_log *log)
     pthread_mutex_lock(&log->lock);
     if (asked != log->reopen_seen) {
         __atomic_store_n(&log->reopen_seen, asked, __ATOMIC_RELAXED);
+        /* What was logged before the rotation goes to the file rotated,
+         * as nginx writes its buffers out before it reopens. */
+        for (thread_buffer *b = log->buffers; b; b = b->next) {
+            pthread_mutex_lock(&b->lock);
+            flush_buffer(b);
+            pthread_mutex_unlock(&b->lock);
+        }
         int rc = reopen_file(log);
         if (rc < 0)
             note_error(log, rc);

@@ -371,8 +371,8 @@ static void test_reopen_after_rename_starts_a_new_file(void **state)
     snprintf(rotated, sizeof rotated, "%s.1", path);
     ss_access_log *log;
     assert_int_equal(ss_access_log_open(&log, path, NULL), 0);
+    /* Still buffered at the rename: it belongs to the rotated file. */
     assert_int_equal(ss_access_log_write(log, "before", 6), 0);
-    assert_int_equal(ss_access_log_flush(log), 0);
     assert_int_equal(rename(path, rotated), 0);
     ss_access_log_reopen(log); /* what a SIGHUP handler calls */
     assert_int_equal(ss_access_log_write(log, "after", 5), 0);
