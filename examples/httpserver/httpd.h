@@ -76,6 +76,15 @@ int httpd_open_beneath(const httpd_context *ctx, const char *relative,
  * '/'), Python's urllib.parse.quote. Returns a malloc'ed string or NULL. */
 char *httpd_url_quote(const char *s);
 
+/* ---- listing.c ---------------------------------------------------------- */
+
+/* The listing of the directory dir_fd (path as asked for), or 404 when it
+ * may not be read. Returns 0 when answered, -1 when the connection failed,
+ * or a positive errno when nothing was sent (out of memory or
+ * descriptors): the caller answers that as it answers a failed open. */
+int httpd_list_directory(ss_http *h, int dir_fd, bool readable,
+                         const httpd_path *path);
+
 /* ---- static_files.c ---------------------------------------------------- */
 
 /* Answer GET or HEAD for a path outside /api. Returns 0 when a response was
