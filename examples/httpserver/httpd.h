@@ -84,6 +84,9 @@ char *httpd_url_quote(const char *s);
  * descriptors): the caller answers that as it answers a failed open. */
 int httpd_list_directory(ss_http *h, int dir_fd, bool readable,
                          const httpd_path *path);
+/* What every page's <head> gets besides its charset and title: the
+ * viewport meta and the stylesheet (the error pages too). */
+extern const char httpd_page_head[];
 
 /* ---- static_files.c ---------------------------------------------------- */
 

@@ -638,6 +638,7 @@ int main(int argc, char **argv)
     http.max_body_size = MAX_BODY_SIZE;
     http.quiet = o.quiet;
     http.user = &context;
+    http.error_head = httpd_page_head; /* the listing's stylesheet */
     ss_handler_class handler = ss_http_handler;
     handler.class_data = &http;
 

@@ -115,6 +115,13 @@ typedef struct ss_http_config {
      * instead; quiet turns both off. It must outlive the server. NULL:
      * none. */
     ss_access_log *access_log;
+    /** HTML put as it is (not escaped: the program's own text) into the
+     * <head> of the error pages ss_http_send_error() and the handler's
+     * refusals write — a <meta name="viewport">, a <style> — so that they
+     * look like the program's other pages. Python's error_message_format,
+     * narrowed to what cannot break the escaping of the rest. NULL:
+     * Python's page as it is. */
+    const char *error_head;
 } ss_http_config;
 
 /** Fill *cfg with the defaults above (methods NULL, everything else the

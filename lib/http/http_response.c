@@ -685,7 +685,8 @@ static int send_error_impl(ss_http *h, int status, const char *explain,
         explain = reason;
     size_t reason_len = ss_http_html_escape(reason, NULL, 0);
     size_t explain_len = ss_http_html_escape(explain, NULL, 0);
-    size_t size = reason_len + explain_len + 512;
+    const char *head = h->cfg.error_head ? h->cfg.error_head : "";
+    size_t size = reason_len + explain_len + strlen(head) + 512;
     char *body = ss__http_alloc(h, size);
     char *esc_reason = ss__http_alloc(h, reason_len + 1);
     char *esc_explain = ss__http_alloc(h, explain_len + 1);
@@ -698,6 +699,7 @@ static int send_error_impl(ss_http *h, int status, const char *explain,
                      "<html lang=\"en\">\n"
                      "    <head>\n"
                      "        <meta charset=\"utf-8\">\n"
+                     "%s"
                      "        <title>Error response</title>\n"
                      "    </head>\n"
                      "    <body>\n"
@@ -707,7 +709,7 @@ static int send_error_impl(ss_http *h, int status, const char *explain,
                      "        <p>Error code explanation: %d - %s.</p>\n"
                      "    </body>\n"
                      "</html>\n",
-                     status, esc_reason, status, esc_explain);
+                     head, status, esc_reason, status, esc_explain);
     rc = ss_http_send_header(h, "Content-Type", "text/html;charset=utf-8");
     if (!rc)
         rc = ss_http_send_headerf(h, "Content-Length", "%d", n);
