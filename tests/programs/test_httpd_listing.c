@@ -166,8 +166,8 @@ static void test_listing_shows_size_and_mtime(void **state)
     char *page = get("/", &status);
     assert_int_equal(status, 200);
     const char *rows[] = {
-        "<a href=\"empty.txt\">empty.txt</a></td><td class=\"size\">0</td>"
-        "<td class=\"date\">2021-02-03 04:05</td>",
+        ("<a href=\"empty.txt\">empty.txt</a></td><td class=\"size\">0</td>"
+         "<td class=\"date\">2021-02-03 04:05</td>"),
         "<a href=\"kilo.bin\">kilo.bin</a></td><td class=\"size\">1.5K</td>",
         "<a href=\"Mega.bin\">Mega.bin</a></td><td class=\"size\">3.0M</td>",
         "<a href=\"small.txt\">small.txt</a></td><td class=\"size\">1000</td>",
