@@ -133,7 +133,10 @@ static bool put_row(FILE *page, int dir_fd, const entry *e)
     fprintf(page,
             "%s</a></td><td class=\"size\">%s</td>"
             "<td class=\"date\">%s</td></tr>\n",
-            is_link ? "@" : is_dir ? "/" : "", size, date);
+            is_link  ? "@"
+            : is_dir ? "/"
+                     : "",
+            size, date);
     return ok;
 }
 

@@ -196,9 +196,9 @@ typedef struct httpd_options {
     int proxy_protocol; /* 0: off, else SS_PROXY_V1, _V2 or _ANY */
     const char *trusted_proxy;
     const char *tls_cert, *tls_key, *tls_password_file; /* NULL: HTTP */
-    const char *access_log;  /* NULL: stderr */
-    long access_log_buffer;  /* -1: not given */
-    double access_log_flush; /* 0: not given */
+    const char *access_log;                             /* NULL: stderr */
+    long access_log_buffer;                             /* -1: not given */
+    double access_log_flush;                            /* 0: not given */
     char address[300]; /* what the library parses: "[::]:8000", ... */
 } httpd_options;
 
@@ -286,9 +286,10 @@ static void parse_options(httpd_options *o, int argc, char **argv)
              .usage = usage,
              .shortopts = "-:b:d:hq",
              .longopts = longopts};
-    *o = (httpd_options){
-        .directory = ".", .mode = "thread", .max_connections = -1,
-        .access_log_buffer = -1};
+    *o = (httpd_options){.directory = ".",
+                         .mode = "thread",
+                         .max_connections = -1,
+                         .access_log_buffer = -1};
     const char *value;
     int opt;
     while ((opt = cli_next(&c, argc, argv, &value)) != -1) {

@@ -118,9 +118,9 @@ typedef struct ss_http_config {
     /** HTML put as it is (not escaped: the program's own text) into the
      * `head` element of the error pages ss_http_send_error() and the
      * handler's refusals write — a viewport `meta`, a `style` element — so
-     * that they look like the program's other pages. Python's error_message_format,
-     * narrowed to what cannot break the escaping of the rest. NULL:
-     * Python's page as it is. */
+     * that they look like the program's other pages. Python's
+     * error_message_format, narrowed to what cannot break the escaping of the
+     * rest. NULL: Python's page as it is. */
     const char *error_head;
 } ss_http_config;
 

@@ -76,8 +76,8 @@ typedef struct shared_state {
 
 struct ss_access_log {
     int fd;
-    bool own_fd;     /* opened from path: closed at close, reopened */
-    bool cut_pipe;   /* a pipe or socket: PIPE_BUF pieces, SIGPIPE guard */
+    bool own_fd;   /* opened from path: closed at close, reopened */
+    bool cut_pipe; /* a pipe or socket: PIPE_BUF pieces, SIGPIPE guard */
     bool unbuffered;
     char *path;
     size_t buffer_size;
@@ -265,8 +265,8 @@ static void start_flusher(ss_access_log *log)
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        int rc = ss_thread_start(&log->flusher, 64 * 1024, false,
-                                 flusher_main, log);
+        int rc =
+            ss_thread_start(&log->flusher, 64 * 1024, false, flusher_main, log);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         /* Without it lines still go out when buffers fill, at thread end
          * and at close; a later line tries again. */
@@ -417,8 +417,8 @@ static int check_options(const ss_access_log_options *o, size_t *size,
     return 0;
 }
 
-static int log_new(ss_access_log **out, int fd, bool own_fd,
-                   const char *path, const ss_access_log_options *options)
+static int log_new(ss_access_log **out, int fd, bool own_fd, const char *path,
+                   const ss_access_log_options *options)
 {
     size_t size;
     int flush_ms;

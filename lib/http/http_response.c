@@ -819,10 +819,9 @@ static const char *log_time(void)
         static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
                                            "May", "Jun", "Jul", "Aug",
                                            "Sep", "Oct", "Nov", "Dec"};
-        snprintf(cache.text, sizeof cache.text,
-                 "%02d/%s/%04d %02d:%02d:%02d", tm.tm_mday,
-                 months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec);
+        snprintf(cache.text, sizeof cache.text, "%02d/%s/%04d %02d:%02d:%02d",
+                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
         cache.second = now;
     }
     return cache.text;

@@ -426,9 +426,9 @@ static void test_pipe_reader_sees_whole_lines(void **state)
     pipe_writer writers[PIPE_WRITERS];
     for (int i = 0; i < PIPE_WRITERS; i++) {
         writers[i] = (pipe_writer){logs[i % 2], i};
-        assert_int_equal(pthread_create(&threads[i], NULL, pipe_writer_main,
-                                        &writers[i]),
-                         0);
+        assert_int_equal(
+            pthread_create(&threads[i], NULL, pipe_writer_main, &writers[i]),
+            0);
     }
     /* Read while they write (a pipe holds only 64 KiB). */
     size_t cap = 1 << 20, len = 0;
@@ -515,8 +515,7 @@ int main(void)
         cmocka_unit_test(test_one_line_per_request_under_prefork),
         cmocka_unit_test(test_lines_wait_in_the_buffer_until_flushed),
         cmocka_unit_test(test_flush_interval_bounds_the_wait),
-        cmocka_unit_test(
-            test_a_line_longer_than_the_buffer_is_written_whole),
+        cmocka_unit_test(test_a_line_longer_than_the_buffer_is_written_whole),
         cmocka_unit_test(test_unbuffered_writes_each_line_at_once),
         cmocka_unit_test(test_reopen_after_rename_starts_a_new_file),
         cmocka_unit_test(test_pipe_reader_sees_whole_lines),

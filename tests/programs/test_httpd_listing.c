@@ -96,9 +96,8 @@ static int setup(void **state)
         dup2(null, STDIN_FILENO);
         dup2(null, STDOUT_FILENO);
         dup2(null, STDERR_FILENO);
-        execl(SOCKSERV_HTTPD_PATH, SOCKSERV_HTTPD_PATH, "-q", "-b",
-              "127.0.0.1", "-d", dir, "--port-file", port_file, "0",
-              (char *)NULL);
+        execl(SOCKSERV_HTTPD_PATH, SOCKSERV_HTTPD_PATH, "-q", "-b", "127.0.0.1",
+              "-d", dir, "--port-file", port_file, "0", (char *)NULL);
         _exit(127);
     }
     double deadline = test_now() + 20;
@@ -205,10 +204,10 @@ static void test_listing_is_sorted_case_insensitively(void **state)
     int status;
     char *page = get("/", &status);
     assert_int_equal(status, 200);
-    const char *order[] = {"href=\"%3Cb%3E", "href=\"big/\"",
-                           "href=\"Dir/\"",  "href=\"empty.txt\"",
-                           "href=\"giga.bin\"", "href=\"kilo.bin\"",
-                           "href=\"link\"",  "href=\"Mega.bin\"",
+    const char *order[] = {"href=\"%3Cb%3E",          "href=\"big/\"",
+                           "href=\"Dir/\"",           "href=\"empty.txt\"",
+                           "href=\"giga.bin\"",       "href=\"kilo.bin\"",
+                           "href=\"link\"",           "href=\"Mega.bin\"",
                            "href=\"new%0Aline.txt\"", "href=\"small.txt\""};
     const char *at = page;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {

@@ -98,8 +98,9 @@ static void start_server(const char *mode, const char *const extra[],
     char port_file[128];
     snprintf(port_file, sizeof port_file, "%s/port", dir);
     unlink(port_file);
-    const char *argv[24] = {SOCKSERV_HTTPD_PATH, "--mode", mode, "-d", dir,
-                            "--port-file", port_file, "--workers", "2"};
+    const char *argv[24] = {
+        SOCKSERV_HTTPD_PATH, "--mode",  mode,        "-d", dir,
+        "--port-file",       port_file, "--workers", "2"};
     int argc = 9;
     for (int i = 0; extra && extra[i]; i++)
         argv[argc++] = extra[i];
@@ -163,9 +164,9 @@ static int connect_server(void)
 static void get_on(int fd, int c, int r)
 {
     char request[128];
-    int n = snprintf(request, sizeof request,
-                     "GET /hello.txt?c=%d&r=%d HTTP/1.1\r\nHost: x\r\n\r\n",
-                     c, r);
+    int n =
+        snprintf(request, sizeof request,
+                 "GET /hello.txt?c=%d&r=%d HTTP/1.1\r\nHost: x\r\n\r\n", c, r);
     assert_int_equal(send(fd, request, (size_t)n, MSG_NOSIGNAL), n);
     char buf[1024];
     size_t have = 0;
@@ -194,9 +195,9 @@ static void burst(void)
 {
     pthread_t threads[CLIENTS];
     for (int i = 0; i < CLIENTS; i++)
-        assert_int_equal(pthread_create(&threads[i], NULL, client_main,
-                                        (void *)(intptr_t)i),
-                         0);
+        assert_int_equal(
+            pthread_create(&threads[i], NULL, client_main, (void *)(intptr_t)i),
+            0);
     for (int i = 0; i < CLIENTS; i++)
         pthread_join(threads[i], NULL);
 }
@@ -257,8 +258,8 @@ static void burst_sigterm_file(const char *mode)
     char path[128];
     snprintf(path, sizeof path, "%s/access-%s.log", dir, mode);
     unlink(path);
-    const char *extra[] = {"--access-log", path, "--access-log-flush",
-                           "3600", NULL};
+    const char *extra[] = {"--access-log", path, "--access-log-flush", "3600",
+                           NULL};
     start_server(mode, extra, false);
     burst();
     stop_server();
@@ -302,8 +303,8 @@ static void test_file_has_one_line_per_request_prefork(void **state)
  * although workers write to the one pipe at once. */
 static void burst_sigterm_pipe(const char *mode)
 {
-    const char *extra[] = {"--access-log-flush", "3600",
-                           "--access-log-buffer", "16k", NULL};
+    const char *extra[] = {"--access-log-flush", "3600", "--access-log-buffer",
+                           "16k", NULL};
     start_server(mode, extra, true);
     burst();
     assert_int_equal(kill(srv.pid, SIGTERM), 0);
@@ -424,8 +425,7 @@ static void test_bad_log_options_are_usage_errors(void **state)
                             {"--access-log-flush", "0", NULL},
                             {"--access-log-flush", "nan", NULL}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        const char *argv[] = {SOCKSERV_HTTPD_PATH, bad[i][0], bad[i][1],
-                              NULL};
+        const char *argv[] = {SOCKSERV_HTTPD_PATH, bad[i][0], bad[i][1], NULL};
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
