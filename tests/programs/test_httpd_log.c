@@ -136,12 +136,17 @@ static void start_server(const char *mode, const char *const extra[],
     fclose(f);
 }
 
-/* SIGTERM and a clean exit. */
-static void stop_server(void)
+/* A stop signal (SIGTERM, SIGINT) and a clean exit. */
+static void stop_server_with(int signo)
 {
-    assert_int_equal(kill(srv.pid, SIGTERM), 0);
+    assert_int_equal(kill(srv.pid, signo), 0);
     assert_int_equal(test_wait_exit(srv.pid, 20), 0);
     srv.pid = -1;
+}
+
+static void stop_server(void)
+{
+    stop_server_with(SIGTERM);
 }
 
 /* ---- clients ------------------------------------------------------------ */
@@ -253,7 +258,7 @@ static void expect_one_line_per_request(char *data, size_t len)
     regfree(&clf);
 }
 
-static void burst_sigterm_file(const char *mode)
+static void burst_stop_file(const char *mode, int signo)
 {
     char path[128];
     snprintf(path, sizeof path, "%s/access-%s.log", dir, mode);
@@ -262,7 +267,7 @@ static void burst_sigterm_file(const char *mode)
                            NULL};
     start_server(mode, extra, false);
     burst();
-    stop_server();
+    stop_server_with(signo);
     size_t len;
     char *data = read_file(path, &len);
     expect_one_line_per_request(data, len);
@@ -272,31 +277,38 @@ static void burst_sigterm_file(const char *mode)
 static void test_file_has_one_line_per_request_thread(void **state)
 {
     (void)state;
-    burst_sigterm_file("thread");
+    burst_stop_file("thread", SIGTERM);
 }
 
 static void test_file_has_one_line_per_request_pool(void **state)
 {
     (void)state;
-    burst_sigterm_file("pool");
+    burst_stop_file("pool", SIGTERM);
 }
 
 static void test_file_has_one_line_per_request_coro(void **state)
 {
     (void)state;
-    burst_sigterm_file("coro");
+    burst_stop_file("coro", SIGTERM);
 }
 
 static void test_file_has_one_line_per_request_fork(void **state)
 {
     (void)state;
-    burst_sigterm_file("fork");
+    burst_stop_file("fork", SIGTERM);
 }
 
 static void test_file_has_one_line_per_request_prefork(void **state)
 {
     (void)state;
-    burst_sigterm_file("prefork");
+    burst_stop_file("prefork", SIGTERM);
+}
+
+/* Ctrl-C stops as cleanly. */
+static void test_sigint_writes_every_line_coro(void **state)
+{
+    (void)state;
+    burst_stop_file("coro", SIGINT);
 }
 
 /* stderr a pipe (the default target): the reader gets whole lines only,
@@ -468,6 +480,8 @@ int main(void)
         cmocka_unit_test_teardown(test_file_has_one_line_per_request_fork,
                                   kill_server),
         cmocka_unit_test_teardown(test_file_has_one_line_per_request_prefork,
+                                  kill_server),
+        cmocka_unit_test_teardown(test_sigint_writes_every_line_coro,
                                   kill_server),
         cmocka_unit_test_teardown(test_stderr_pipe_sees_whole_lines_prefork,
                                   kill_server),
