@@ -8,10 +8,11 @@
  * `buffer=64k flush=1s`; on a terminal (stderr, nothing given) each line
  * at once, as Python's http.server prints them. -q opens nothing.
  *
- * SIGHUP may also be https.c's (certificate reload): the handler here
- * calls the one installed before it, so both happen on one signal. The
- * log is made before the server forks, so forked children and prefork
- * workers share it; the reopen reaches them through the log itself.
+ * SIGHUP may also be ../common/tls_server.c's (certificate reload): the
+ * handler here calls the one installed before it, so both happen on one
+ * signal. The log is made before the server forks, so forked children and
+ * prefork workers share it; the reopen reaches them through the log
+ * itself.
  */
 #include "httpd.h"
 
