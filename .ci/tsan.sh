@@ -65,7 +65,7 @@ tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls|websocket'
 # file server under thread, pool and coro, the chat room under thread and
 # coro. A report ends the server with a non-zero status, which fails the
 # test's teardown.
-tests+='|programs_tls|chatroom)$'
+tests+='|programs_tls|chatroom|access_log)$'
 
 start=$SECONDS
 rm -rf "$build"

@@ -7,7 +7,8 @@
  *                  [--reuseport] [--threads N] [--max-connections N] [-q]
  *                  [--port-file PATH] [--proxy-protocol[=v1|v2]]
  *                  [--trusted-proxy ADDRS] [--tls-cert PATH [--tls-key PATH]
- *                  [--tls-password-file PATH]]
+ *                  [--tls-password-file PATH]] [--access-log FILE]
+ *                  [--access-log-buffer SIZE] [--access-log-flush SECONDS]
  *
  * This file is the program around the handler: the command line (options
  * and PORT in any order, like argparse: getopt_long through
@@ -91,6 +92,8 @@ static const char usage[] =
     "usage: sockserv-httpd [-h] [-b ADDRESS] [-d DIRECTORY] [--mode MODE]\n"
     "                      [--workers N] [--reuseport] [--threads N]\n"
     "                      [--max-connections N] [-q] [--port-file PATH]\n"
+    "                      [--access-log FILE] [--access-log-buffer SIZE]\n"
+    "                      [--access-log-flush SECONDS]\n"
     "                      [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]\n"
     "                      [--tls-cert PATH] [--tls-key PATH]\n"
     "                      [--tls-password-file PATH] [PORT]\n";
@@ -118,6 +121,13 @@ static const char help[] =
     "                        limit; default: what the descriptor limit leaves\n"
     "                        room for, three descriptors per connection)\n"
     "  -q, --quiet           no access log\n"
+    "  --access-log FILE     append the access log to FILE, reopened on\n"
+    "                        SIGHUP (default: stderr)\n"
+    "  --access-log-buffer SIZE\n"
+    "                        bytes each thread buffers, e.g. 64k (default;\n"
+    "                        0 or stderr a terminal: each line at once)\n"
+    "  --access-log-flush SECONDS\n"
+    "                        longest a line waits in a buffer (default: 1)\n"
     "  --port-file PATH      write the bound port to PATH once listening\n"
     "                        (for scripts and tests that pass PORT 0)\n"
     "  --proxy-protocol[=v1|v2]\n"
@@ -145,6 +155,9 @@ enum {
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_TLS_PASSWORD_FILE,
+    OPT_ACCESS_LOG,
+    OPT_ACCESS_LOG_BUFFER,
+    OPT_ACCESS_LOG_FLUSH,
 };
 
 static const struct option longopts[] = {
@@ -163,6 +176,9 @@ static const struct option longopts[] = {
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-password-file", required_argument, NULL, OPT_TLS_PASSWORD_FILE},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"access-log-buffer", required_argument, NULL, OPT_ACCESS_LOG_BUFFER},
+    {"access-log-flush", required_argument, NULL, OPT_ACCESS_LOG_FLUSH},
     {NULL, 0, NULL, 0},
 };
 
@@ -180,8 +196,11 @@ typedef struct httpd_options {
     const char *port_file;
     int proxy_protocol; /* 0: off, else SS_PROXY_V1, _V2 or _ANY */
     const char *trusted_proxy;
-    tls_server_args tls; /* all NULL: HTTP */
-    char address[300]; /* what the library parses: "[::]:8000", ... */
+    tls_server_args tls;     /* all NULL: HTTP */
+    const char *access_log;  /* NULL: stderr */
+    long access_log_buffer;  /* -1: not given */
+    double access_log_flush; /* 0: not given */
+    char address[300];       /* what the library parses: "[::]:8000", ... */
 } httpd_options;
 
 /* A decimal count in [min, max], or a usage error naming the option. */
@@ -268,8 +287,10 @@ static void parse_options(httpd_options *o, int argc, char **argv)
              .usage = usage,
              .shortopts = "-:b:d:hq",
              .longopts = longopts};
-    *o = (httpd_options){
-        .directory = ".", .mode = "thread", .max_connections = -1};
+    *o = (httpd_options){.directory = ".",
+                         .mode = "thread",
+                         .max_connections = -1,
+                         .access_log_buffer = -1};
     const char *value;
     int opt;
     while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
@@ -326,6 +347,27 @@ static void parse_options(httpd_options *o, int argc, char **argv)
         case OPT_TLS_PASSWORD_FILE:
             o->tls.password_file = value;
             break;
+        case OPT_ACCESS_LOG:
+            o->access_log = value;
+            break;
+        case OPT_ACCESS_LOG_BUFFER:
+            if (httpd_log_size(value, &o->access_log_buffer) < 0)
+                cli_error(&c,
+                          "argument --access-log-buffer: invalid size: '%s' "
+                          "(bytes, k or m, at most 16m)",
+                          value);
+            break;
+        case OPT_ACCESS_LOG_FLUSH: {
+            char *end;
+            o->access_log_flush = strtod(value, &end);
+            if (end == value || *end != '\0' || !(o->access_log_flush > 0) ||
+                o->access_log_flush > 86400)
+                cli_error(&c,
+                          "argument --access-log-flush: invalid value: '%s' "
+                          "(seconds, more than 0, at most 86400)",
+                          value);
+            break;
+        }
         }
     }
     cli_finish(&c);
@@ -591,10 +633,18 @@ int main(int argc, char **argv)
     http.max_body_size = MAX_BODY_SIZE;
     http.quiet = o.quiet;
     http.user = &context;
+    http.error_head = httpd_page_head; /* the listing's stylesheet */
     ss_handler_class handler = ss_http_handler;
     handler.class_data = &http;
 
     if (o.tls.cert && tls_server_open("sockserv-httpd", &o.tls) < 0) {
+        context_free(&context);
+        return 1;
+    }
+    /* After TLS: its SIGHUP handler is then chained to the log's. */
+    if (!o.quiet && httpd_log_open(o.access_log, o.access_log_buffer,
+                                   o.access_log_flush, &http.access_log) < 0) {
+        tls_server_close();
         context_free(&context);
         return 1;
     }
@@ -607,6 +657,8 @@ int main(int argc, char **argv)
         ss_server_free(srv);
     }
     tls_server_close();
+    if (!o.quiet)
+        httpd_log_close(); /* after the server: its last lines */
     context_free(&context);
     return rc < 0 ? 1 : 0;
 }
