@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "file_cache.h"
+
 /* Everything a request may need, reachable through ss_http_config_user(). Set up
  * once in main() before the server starts and read-only afterwards, except
  * the counter. */
@@ -34,6 +36,7 @@ typedef struct httpd_context {
     /* Requests answered, in a MAP_SHARED page so that forked children and
      * prefork workers add to the same count as threads do. */
     _Atomic uint64_t *requests_served;
+    file_cache *file_cache; /* NULL: --no-file-cache, or --mode fork */
 } httpd_context;
 
 /* The request's first header named name, or NULL: the library's getter,
@@ -81,6 +84,11 @@ char *httpd_url_quote(const char *s);
 /* Answer GET or HEAD for a path outside /api. Returns 0 when a response was
  * sent, -1 when the connection must be closed. */
 int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path);
+
+/* A file's ETag and Last-Modified, as every answer about it spells them
+ * (the file cache keeps them ready). */
+void httpd_file_validators(const struct stat *st, char etag[64],
+                           char modified[64]);
 
 /* ---- api.c ------------------------------------------------------------- */
 
