@@ -6,7 +6,8 @@
 #
 #   bash .ci/tsan.sh          (from anywhere inside the checkout)
 #
-# Builds the library and the tests (no examples) with clang
+# Builds the library, the tests and the examples (test_httpd_cache runs
+# sockserv-httpd, whose file cache threads and coroutines share) with clang
 # -fsanitize=thread in build-tsan/ (or $SOCKSERV_TSAN_BUILD), recreated on
 # every run, then runs the selected tests under ctest. Any report fails
 # the run: halt_on_error makes the first data race end its test process
@@ -56,7 +57,8 @@ build=${SOCKSERV_TSAN_BUILD:-build-tsan}
 tests='^test_(threading|strategies|serve_loop|forking|coroutines'
 tests+='|coro_context|coro_context_ucontext|coro_switch|wait_input_or_fd'
 tests+='|limits|exhaustion|proxy_protocol|hostile_clients'
-tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls)$'
+tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls'
+tests+='|httpd_cache)$'
 
 start=$SECONDS
 rm -rf "$build"
@@ -67,7 +69,7 @@ cmake -S . -B "$build" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
     -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
     -DSOCKSERV_BUILD_TESTS=ON \
-    -DSOCKSERV_BUILD_EXAMPLES=OFF
+    -DSOCKSERV_BUILD_EXAMPLES=ON
 cmake --build "$build" -j"$jobs"
 built=$SECONDS
 

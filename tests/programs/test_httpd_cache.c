@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "process.h"
+#include "sanitizers.h"
 
 #ifndef SOCKSERV_HTTPD_PATH
 #error "SOCKSERV_HTTPD_PATH must name the sockserv-httpd binary"
@@ -577,7 +578,9 @@ int main(void)
         SERVER_TEST(test_changes_on_one_keep_alive_connection, coro_server),
         SERVER_TEST(test_changes_between_two_connections, thread_server),
         SERVER_TEST(test_changes_between_two_connections, coro_server),
+#if !TEST_UNDER_TSAN /* prefork workers run threads: die_after_fork */
         SERVER_TEST(test_changes_between_two_connections, prefork_server),
+#endif
         SERVER_TEST(test_file_swapped_for_outside_symlink_is_refused,
                     coro_server),
         SERVER_TEST(test_symlink_retargeted_outside_is_refused, thread_server),
