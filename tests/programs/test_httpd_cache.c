@@ -129,7 +129,9 @@ typedef struct server_spec {
 
 static server_spec thread_server = {.mode = "thread"};
 static server_spec coro_server = {.mode = "coro"};
+#if !TEST_UNDER_TSAN
 static server_spec prefork_server = {.mode = "prefork"};
+#endif
 static server_spec bounded_server = {
     .mode = "coro",
     .extra = {"--file-cache-entries", "100", "--file-cache-size", "64K"}};
