@@ -93,6 +93,8 @@ struct file_cache {
     pthread_mutex_t watch_lock; /* the watch table, refs, add/rm */
     watch *watches[WATCH_BUCKETS];
     size_t n_watches;
+    watch *root; /* held for the cache's life: requests that turn out
+                  * uncacheable do not add and remove it each time */
     _Atomic uint64_t epoch; /* bumped on IN_Q_OVERFLOW: everything stale */
     _Atomic uint64_t hits, misses, invalidated, evicted, uncacheable;
     shard shards[SHARDS];
@@ -500,6 +502,10 @@ void file_cache_get_stats(file_cache *c, file_cache_stats *out)
  * remove them for the parent), the child makes its own. */
 static void reset(file_cache *c, bool forked)
 {
+    if (forked) { /* a thread of the parent may have held one */
+        pthread_mutex_init(&c->drain_lock, NULL);
+        pthread_mutex_init(&c->watch_lock, NULL);
+    }
     for (size_t i = 0; i < SHARDS; i++) {
         shard *s = &c->shards[i];
         if (forked)
@@ -514,9 +520,12 @@ static void reset(file_cache *c, bool forked)
             entry_put(c, e);
         }
     }
+    if (c->root != NULL) {
+        c->root->dead |= forked;
+        watch_release(c, c->root);
+    }
+    c->root = NULL;
     if (forked) {
-        pthread_mutex_init(&c->drain_lock, NULL);
-        pthread_mutex_init(&c->watch_lock, NULL);
         for (size_t i = 0; i < WATCH_BUCKETS; i++)
             c->watches[i] = NULL; /* held only by entries, now freed */
         c->n_watches = 0;
@@ -524,6 +533,17 @@ static void reset(file_cache *c, bool forked)
     if (c->ifd >= 0)
         close(c->ifd);
     c->ifd = -1;
+}
+
+/* The inotify queue, and the root's watch, or nothing cached at all. */
+static void open_queue(file_cache *c)
+{
+    c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (c->ifd >= 0 && (c->root = watch_acquire(c, c->root_fd, DIR_MASK)) ==
+                           NULL) {
+        close(c->ifd);
+        c->ifd = -1;
+    }
 }
 
 static file_cache *forked_cache; /* the one cache a child starts afresh */
@@ -534,7 +554,7 @@ static void at_fork_child(void)
     if (c == NULL)
         return;
     reset(c, true);
-    c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    open_queue(c);
 }
 
 static void register_at_fork(void)
@@ -573,7 +593,7 @@ file_cache *file_cache_new(int root_fd, size_t max_entries, size_t max_bytes,
             return NULL;
         }
     }
-    c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    open_queue(c);
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, register_at_fork);
     forked_cache = c;

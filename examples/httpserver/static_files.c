@@ -559,9 +559,21 @@ static int serve_cached(ss_http *h, const file_cache_file *cached)
 
 int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
 {
-    if (ctx->file_cache != NULL && !path->trailing_slash) {
+    if (ctx->file_cache != NULL) {
+        /* A directory's index.html is looked up as the file it is: found
+         * (regular, readable, no symlink on the way) it is exactly what
+         * serve_directory() would send; anything else, index.htm
+         * included, takes the ordinary path, which keeps their order. */
+        char index[PATH_MAX];
+        const char *name = path->relative;
+        if (path->trailing_slash) {
+            bool root = strcmp(name, ".") == 0;
+            int n = snprintf(index, sizeof index, "%s%sindex.html",
+                             root ? "" : name, root ? "" : "/");
+            name = n > 0 && (size_t)n < sizeof index ? index : NULL;
+        }
         const file_cache_file *cached =
-            file_cache_get(ctx->file_cache, path->relative);
+            name ? file_cache_get(ctx->file_cache, name) : NULL;
         if (cached != NULL) {
             int rc = serve_cached(h, cached);
             file_cache_release(ctx->file_cache, cached);

@@ -557,6 +557,43 @@ static void test_bounds_hold_under_ten_thousand_files(void **state)
     assert_true(cache_stat(fx, "watches") <= 112 + 2);
 }
 
+/* A directory's index.html is cached as a file: changed, it is served
+ * new; deleted, the listing comes back (and changes with the directory:
+ * never cached); replaced by a symlink to a file outside, never served. */
+static void test_index_html_and_listing(void **state)
+{
+    fixture *fx = *state;
+    make_dir("www/site");
+    write_file("www/site/index.html", "<p>one</p>");
+    conn *c = connect_to(fx);
+    response r;
+    get_on(c, "/site/", &r);
+    long hits = cache_stat(fx, "hits");
+    get_on(c, "/site/", &r);
+    assert_string_equal(r.body, "<p>one</p>");
+    assert_true(cache_stat(fx, "hits") > hits);
+    write_file("www/site/index.html", "<p>two</p>");
+    get_on(c, "/site/", &r);
+    assert_string_equal(r.body, "<p>two</p>");
+    char path[512];
+    path_of(path, sizeof path, "www/site/index.html");
+    assert_int_equal(unlink(path), 0);
+    get_on(c, "/site/", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "Directory listing for /site/"));
+    write_file("www/site/new.txt", "x");
+    get_on(c, "/site/", &r);
+    assert_non_null(strstr(r.body, "new.txt"));
+    char target[512];
+    path_of(target, sizeof target, "secret.txt");
+    assert_int_equal(symlink(target, path), 0);
+    get_on(c, "/site/", &r); /* an index outside is no index: the listing */
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "Directory listing for /site/"));
+    assert_null(strstr(r.body, SECRET));
+    conn_close(c);
+}
+
 /* --no-file-cache: no cache, and files still served fresh. */
 static void test_no_file_cache(void **state)
 {
@@ -587,6 +624,7 @@ int main(void)
                     coro_server),
         SERVER_TEST(test_symlink_retargeted_outside_is_refused, thread_server),
         SERVER_TEST(test_parent_directory_renamed, coro_server),
+        SERVER_TEST(test_index_html_and_listing, thread_server),
         SERVER_TEST(test_bounds_hold_under_ten_thousand_files, bounded_server),
         SERVER_TEST(test_no_file_cache, uncached_server),
     };
