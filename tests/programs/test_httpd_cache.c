@@ -15,6 +15,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -135,6 +137,10 @@ static server_spec prefork_server = {.mode = "prefork"};
 static server_spec bounded_server = {
     .mode = "coro",
     .extra = {"--file-cache-entries", "100", "--file-cache-size", "64K"}};
+static server_spec tiny_server = {.mode = "thread",
+                                  .extra = {"--file-cache-entries", "4"}};
+static server_spec tiny_coro = {.mode = "coro",
+                                .extra = {"--file-cache-entries", "4"}};
 static server_spec uncached_server = {.mode = "thread",
                                       .extra = {"--no-file-cache"}};
 
@@ -254,7 +260,7 @@ static void receive_more(conn *c)
 
 static const char *header_of(const response *r, const char *name)
 {
-    static char value[512];
+    static _Thread_local char value[512]; /* the storm test's threads */
     size_t len = strlen(name);
     for (const char *line = strstr(r->head, "\r\n"); line;
          line = strstr(line + 2, "\r\n")) {
@@ -594,6 +600,94 @@ static void test_index_html_and_listing(void **state)
     conn_close(c);
 }
 
+/* Clients on four threads ask for the same few files while they are
+ * rewritten (replaced by rename: each version whole) and evicted (a cache
+ * of 4 entries): every answer is one whole version, never a mix or an
+ * error. For TSan: shards, references, the queue and eviction, at once. */
+#define STORM_FILES 6
+#define STORM_CLIENTS 4
+#define STORM_REQUESTS 300
+
+typedef struct storm {
+    const fixture *fx;
+    int dir; /* www/storm-N, one per run */
+    atomic_int bad;
+    atomic_bool done;
+    char first_bad[128];
+} storm;
+
+static bool storm_body_ok(const char *body, size_t len)
+{
+    /* "v<digits>:" and then that same letter repeated: whole or nothing */
+    if (len < 3 || body[0] != 'v')
+        return false;
+    const char *colon = memchr(body, ':', len);
+    if (colon == NULL || colon + 1 >= body + len)
+        return false;
+    char fill = colon[1];
+    for (const char *p = colon + 1; p < body + len; p++)
+        if (*p != fill)
+            return false;
+    return true;
+}
+
+static void *storm_client(void *arg)
+{
+    storm *st = arg;
+    conn *c = connect_to(st->fx);
+    response *r = malloc(sizeof *r);
+    for (int i = 0; r && i < STORM_REQUESTS; i++) {
+        char target[32];
+        snprintf(target, sizeof target, "/storm-%d/%d.txt", st->dir,
+                 i % STORM_FILES);
+        get_on(c, target, r);
+        if (r->status != 200 || !storm_body_ok(r->body, r->body_len)) {
+            if (atomic_fetch_add(&st->bad, 1) == 0)
+                snprintf(st->first_bad, sizeof st->first_bad, "%s: %d %.60s",
+                         target, r->status, r->body);
+        }
+    }
+    free(r);
+    conn_close(c);
+    return NULL;
+}
+
+static void storm_write(int dir, int file, int version)
+{
+    char relative[64], content[20001];
+    snprintf(relative, sizeof relative, "www/storm-%d/%d.txt", dir, file);
+    int n = snprintf(content, sizeof content, "v%d:", version);
+    /* Small and large versions in turn: memory and descriptor entries */
+    size_t size = version % 2 ? 100 : 20000;
+    memset(content + n, 'a' + version % 26, size - (size_t)n);
+    content[size] = '\0';
+    replace_file(relative, content);
+}
+
+static void test_concurrent_clients_while_files_change(void **state)
+{
+    fixture *fx = *state;
+    static int runs;
+    storm st = {.fx = fx, .dir = ++runs};
+    char dir[32];
+    snprintf(dir, sizeof dir, "www/storm-%d", st.dir);
+    make_dir(dir);
+    for (int f = 0; f < STORM_FILES; f++)
+        storm_write(st.dir, f, 0);
+    pthread_t threads[STORM_CLIENTS];
+    for (int i = 0; i < STORM_CLIENTS; i++)
+        assert_int_equal(
+            pthread_create(&threads[i], NULL, storm_client, &st), 0);
+    for (int v = 1; v < 200; v++)
+        storm_write(st.dir, v % STORM_FILES, v);
+    for (int i = 0; i < STORM_CLIENTS; i++)
+        pthread_join(threads[i], NULL);
+    if (atomic_load(&st.bad) > 0)
+        fail_msg("%d bad answers; the first: %s", atomic_load(&st.bad),
+                 st.first_bad);
+    assert_true(cache_stat(fx, "hits") > 0);
+}
+
 /* --no-file-cache: no cache, and files still served fresh. */
 static void test_no_file_cache(void **state)
 {
@@ -626,6 +720,8 @@ int main(void)
         SERVER_TEST(test_parent_directory_renamed, coro_server),
         SERVER_TEST(test_index_html_and_listing, thread_server),
         SERVER_TEST(test_bounds_hold_under_ten_thousand_files, bounded_server),
+        SERVER_TEST(test_concurrent_clients_while_files_change, tiny_server),
+        SERVER_TEST(test_concurrent_clients_while_files_change, tiny_coro),
         SERVER_TEST(test_no_file_cache, uncached_server),
     };
     return cmocka_run_group_tests(tests, build_tree, remove_tree);
