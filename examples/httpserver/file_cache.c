@@ -51,10 +51,10 @@
 
 typedef struct watch {
     int wd;
-    unsigned refs;       /* entries (and fills) using it; watch_lock */
+    unsigned refs;        /* entries (and fills) using it; watch_lock */
     _Atomic uint64_t gen; /* bumped by every event that concerns it */
-    bool dead;           /* the kernel dropped it (IN_IGNORED) */
-    struct watch *next;  /* hash chain by wd, while not dead */
+    bool dead;            /* the kernel dropped it (IN_IGNORED) */
+    struct watch *next;   /* hash chain by wd, while not dead */
 } watch;
 
 typedef struct dependency {
@@ -71,14 +71,14 @@ typedef struct entry {
     uint64_t epoch;
     size_t n_deps;
     dependency deps[MAX_DEPTH + 2];
-    struct entry *chain;      /* the shard's hash chain */
+    struct entry *chain;         /* the shard's hash chain */
     struct entry *newer, *older; /* the shard's LRU list */
 } entry;
 
 typedef struct shard {
     pthread_mutex_t lock;
     entry **buckets;
-    size_t mask;               /* buckets - 1 */
+    size_t mask; /* buckets - 1 */
     entry *newest, *oldest;
     size_t entries, bytes, fds;
 } shard;
@@ -93,8 +93,8 @@ struct file_cache {
     pthread_mutex_t watch_lock; /* the watch table, refs, add/rm */
     watch *watches[WATCH_BUCKETS];
     size_t n_watches;
-    watch *root; /* held for the cache's life: requests that turn out
-                  * uncacheable do not add and remove it each time */
+    watch *root;            /* held for the cache's life: requests that turn out
+                             * uncacheable do not add and remove it each time */
     _Atomic uint64_t epoch; /* bumped on IN_Q_OVERFLOW: everything stale */
     _Atomic uint64_t hits, misses, invalidated, evicted, uncacheable;
     shard shards[SHARDS];
@@ -245,10 +245,9 @@ static bool depend(file_cache *c, entry *e, int fd, uint32_t mask)
  * replaced by one is a name event on its directory). */
 static int open_plain(int dirfd, const char *name, uint64_t flags)
 {
-    struct open_how how = {
-        .flags = flags | O_CLOEXEC,
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-                   RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+    struct open_how how = {.flags = flags | O_CLOEXEC,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
     long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
     return fd < 0 ? -1 : (int)fd;
 }
@@ -475,13 +474,12 @@ void file_cache_release(file_cache *c, const file_cache_file *file)
 
 void file_cache_get_stats(file_cache *c, file_cache_stats *out)
 {
-    *out = (file_cache_stats){
-        .hits = atomic_load(&c->hits),
-        .misses = atomic_load(&c->misses),
-        .invalidated = atomic_load(&c->invalidated),
-        .evicted = atomic_load(&c->evicted),
-        .uncacheable = atomic_load(&c->uncacheable),
-        .inotify = c->ifd >= 0};
+    *out = (file_cache_stats){.hits = atomic_load(&c->hits),
+                              .misses = atomic_load(&c->misses),
+                              .invalidated = atomic_load(&c->invalidated),
+                              .evicted = atomic_load(&c->evicted),
+                              .uncacheable = atomic_load(&c->uncacheable),
+                              .inotify = c->ifd >= 0};
     for (size_t i = 0; i < SHARDS; i++) {
         shard *s = &c->shards[i];
         pthread_mutex_lock(&s->lock);
@@ -495,7 +493,8 @@ void file_cache_get_stats(file_cache *c, file_cache_stats *out)
     pthread_mutex_unlock(&c->watch_lock);
 }
 
-/* ---- life ----------------------------------------------------------------- */
+/* ---- life -----------------------------------------------------------------
+ */
 
 /* Drop every entry and watch. forked: in a child after fork(), whose
  * queue is its parent's: the watches are not removed from it (that would
@@ -539,8 +538,8 @@ static void reset(file_cache *c, bool forked)
 static void open_queue(file_cache *c)
 {
     c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (c->ifd >= 0 && (c->root = watch_acquire(c, c->root_fd, DIR_MASK)) ==
-                           NULL) {
+    if (c->ifd >= 0 &&
+        (c->root = watch_acquire(c, c->root_fd, DIR_MASK)) == NULL) {
         close(c->ifd);
         c->ifd = -1;
     }

@@ -115,7 +115,8 @@ static int remove_tree(void **state)
     return test_remove_tree(base_dir);
 }
 
-/* ---- the server ------------------------------------------------------------ */
+/* ---- the server ------------------------------------------------------------
+ */
 
 typedef struct fixture {
     bool prefork;
@@ -172,11 +173,21 @@ static int start_server(void **state)
     fx->prefork = strcmp(spec->mode, "prefork") == 0;
     snprintf(fx->port_file, sizeof fx->port_file, "%s/port-%d", run_dir,
              ++counter);
-    const char *argv[24] = {
-        "sockserv-httpd", "--mode",      spec->mode,   "0",
-        "-b",             "127.0.0.1",   "-d",         www_dir,
-        "-q",             "--workers",   "2",          "--threads",
-        "2",              "--port-file", fx->port_file};
+    const char *argv[24] = {"sockserv-httpd",
+                            "--mode",
+                            spec->mode,
+                            "0",
+                            "-b",
+                            "127.0.0.1",
+                            "-d",
+                            www_dir,
+                            "-q",
+                            "--workers",
+                            "2",
+                            "--threads",
+                            "2",
+                            "--port-file",
+                            fx->port_file};
     size_t argc = 15;
     for (size_t i = 0; i < 5 && spec->extra[i] != NULL; i++)
         argv[argc++] = spec->extra[i];
@@ -213,7 +224,8 @@ static int start_server(void **state)
     return -1;
 }
 
-/* ---- a minimal HTTP client ------------------------------------------------- */
+/* ---- a minimal HTTP client -------------------------------------------------
+ */
 
 typedef struct conn {
     int fd;
@@ -336,15 +348,16 @@ static long cache_stat(const fixture *fx, const char *name)
 typedef struct change {
     const char *name;
     void (*apply)(const char *relative);
-    int status;         /* the answer after it */
-    const char *body;   /* NULL: not checked */
+    int status;       /* the answer after it */
+    const char *body; /* NULL: not checked */
 } change;
 
 static char big_new[20001]; /* larger than the in-memory limit: a descriptor */
 
 static void modify(const char *relative)
 {
-    write_file(relative, strstr(relative, "big") ? big_new : "modified, longer");
+    write_file(relative,
+               strstr(relative, "big") ? big_new : "modified, longer");
 }
 static void modify_same_size(const char *relative)
 {
@@ -354,7 +367,7 @@ static void replace(const char *relative)
 {
     replace_file(relative, strstr(relative, "big") ? big_new : "replaced");
 }
-static void delete(const char *relative)
+static void delete (const char *relative)
 {
     char path[512];
     path_of(path, sizeof path, relative);
@@ -676,8 +689,8 @@ static void test_concurrent_clients_while_files_change(void **state)
         storm_write(st.dir, f, 0);
     pthread_t threads[STORM_CLIENTS];
     for (int i = 0; i < STORM_CLIENTS; i++)
-        assert_int_equal(
-            pthread_create(&threads[i], NULL, storm_client, &st), 0);
+        assert_int_equal(pthread_create(&threads[i], NULL, storm_client, &st),
+                         0);
     for (int v = 1; v < 200; v++)
         storm_write(st.dir, v % STORM_FILES, v);
     for (int i = 0; i < STORM_CLIENTS; i++)
