@@ -13,8 +13,9 @@ Serves one temporary directory (a 1 KiB file and a 64 KiB file) with
              the same directory;
 
 and measures them with wrk (-t1 -c50 by default), round-robin: every
-server once per workload per round, so slow drift of a shared machine
-reaches all alike; the median over the rounds is kept. Workloads:
+server once per workload per round (each round starting with another
+one), so slow drift of a shared machine reaches all alike; the median
+over the rounds is kept. Workloads:
 
   1k-ka      keep-alive GET of the 1 KiB file
   64k-ka     keep-alive GET of the 64 KiB file
@@ -178,8 +179,12 @@ def main():
 
         results = {(s, w): [] for s in procs for w in WORKLOADS}
         for r in range(args.rounds):
+            names = list(procs)
+            # Each round starts with another server: none is always first
+            # after a change of workload.
+            order = names[r % len(names):] + names[:r % len(names)]
             for w, (path, close) in WORKLOADS.items():
-                for s in procs:
+                for s in order:
                     before = cpu_seconds(procs[s].pid)
                     try:
                         n, rps = run_wrk(args, path, close, ports[s])
