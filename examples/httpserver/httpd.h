@@ -5,7 +5,8 @@
  * and the method callbacks that route each request), paths.c (turning a
  * request target into a path that cannot leave the served directory, and
  * opening it), static_files.c (files, directories, listings, conditional
- * and range requests), api.c (the JSON routes) and mime.c (content
+ * and range requests), file_cache.c (files kept between requests, never
+ * stale), api.c (the JSON routes) and mime.c (content
  * types). --tls-cert and SIGHUP are ../common/tls_server.c, shared with
  * the other example servers.
  * This header is the seam between them; nothing in it is library API.
