@@ -6,11 +6,11 @@
 #
 #   bash .ci/tsan.sh          (from anywhere inside the checkout)
 #
-# Builds the library, the tests and the examples with clang
-# -fsanitize=thread in build-tsan/ (or $SOCKSERV_TSAN_BUILD), recreated on
-# every run, then runs the selected tests under ctest. Any report fails
-# the run: halt_on_error makes the first data race end its test process
-# with a non-zero status.
+# Builds the library, the tests and the examples (test_programs_tls and
+# test_httpd_cache run them) with clang -fsanitize=thread in build-tsan/ (or
+# $SOCKSERV_TSAN_BUILD), recreated on every run, then runs the selected
+# tests under ctest. Any report fails the run: halt_on_error makes the
+# first data race end its test process with a non-zero status.
 #
 # Left out on purpose: test_prefork, and the prefork cases whose workers
 # run threads. TSan cannot follow a process that starts threads after a
@@ -65,7 +65,9 @@ tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls|websocket'
 # file server under thread, pool and coro, the chat room under thread and
 # coro. A report ends the server with a non-zero status, which fails the
 # test's teardown.
-tests+='|programs_tls|chatroom|access_log)$'
+tests+='|programs_tls|chatroom|access_log'
+# sockserv-httpd's file cache, shared by threads and coroutines.
+tests+='|httpd_cache)$'
 
 start=$SECONDS
 rm -rf "$build"

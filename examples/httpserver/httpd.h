@@ -5,7 +5,8 @@
  * and the method callbacks that route each request), paths.c (turning a
  * request target into a path that cannot leave the served directory, and
  * opening it), static_files.c (files, directories, listings, conditional
- * and range requests), api.c (the JSON routes) and mime.c (content
+ * and range requests), file_cache.c (files kept between requests, never
+ * stale), api.c (the JSON routes) and mime.c (content
  * types). --tls-cert and SIGHUP are ../common/tls_server.c, shared with
  * the other example servers.
  * This header is the seam between them; nothing in it is library API.
@@ -21,6 +22,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "file_cache.h"
+
 /* Everything a request may need, reachable through ss_http_config_user(). Set up
  * once in main() before the server starts and read-only afterwards, except
  * the counter. */
@@ -35,6 +38,7 @@ typedef struct httpd_context {
     /* Requests answered, in a MAP_SHARED page so that forked children and
      * prefork workers add to the same count as threads do. */
     _Atomic uint64_t *requests_served;
+    file_cache *file_cache; /* NULL: --no-file-cache, or --mode fork */
 } httpd_context;
 
 /* The request's first header named name, or NULL: the library's getter,
@@ -94,6 +98,11 @@ extern const char httpd_page_head[];
 /* Answer GET or HEAD for a path outside /api. Returns 0 when a response was
  * sent, -1 when the connection must be closed. */
 int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path);
+
+/* A file's ETag and Last-Modified, as every answer about it spells them
+ * (the file cache keeps them ready). */
+void httpd_file_validators(const struct stat *st, char etag[64],
+                           char modified[64]);
 
 /* ---- api.c ------------------------------------------------------------- */
 

@@ -282,17 +282,48 @@ static int send_range_not_satisfiable(ss_http *h, uint64_t size)
  * about it is said first: the conditional and range headers, whose
  * answers carry its size, ETag and date, are looked at only after the
  * file is known to be servable. */
+void httpd_file_validators(const struct stat *st, char etag[64],
+                           char modified[64])
+{
+    uint64_t mtime_ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
+                        (uint64_t)st->st_mtim.tv_nsec;
+    snprintf(etag, 64, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_size,
+             mtime_ns);
+    http_date(st->st_mtim.tv_sec, modified, 64);
+}
+
+/* A file to answer with: its descriptor, or (from the file cache) its
+ * bytes, and what is said about it. */
+typedef struct file_source {
+    int fd;            /* for sendfile, when bytes is NULL */
+    const char *bytes; /* the whole file, or NULL */
+    const struct stat *st;
+    const char *etag, *modified, *type;
+} file_source;
+
+static int send_file(ss_http *h, const file_source *file);
+
 static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
                       const char *name)
 {
     if (!readable)
         return not_found(h); /* no read permission: Python says 404 */
-    uint64_t size = (uint64_t)st->st_size;
-    uint64_t mtime_ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
-                        (uint64_t)st->st_mtim.tv_nsec;
     char etag[64], modified[64];
-    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", size, mtime_ns);
-    http_date(st->st_mtim.tv_sec, modified, sizeof modified);
+    httpd_file_validators(st, etag, modified);
+    file_source file = {.fd = fd,
+                        .st = st,
+                        .etag = etag,
+                        .modified = modified,
+                        .type = httpd_guess_type(name)};
+    return send_file(h, &file);
+}
+
+/* The part of serve_file that a cache hit shares. */
+static int send_file(ss_http *h, const file_source *file)
+{
+    const struct stat *st = file->st;
+    const char *etag = file->etag, *modified = file->modified;
+    uint64_t size = (uint64_t)st->st_size;
 
     /* If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2), as in
      * Python, which ignores If-Modified-Since when both are sent. */
@@ -330,7 +361,7 @@ static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
     uint64_t length = size ? last - first + 1 : 0;
     rc = ss_http_send_response(h, ranged ? 206 : 200, NULL);
     if (rc == 0)
-        rc = ss_http_send_header(h, "Content-Type", httpd_guess_type(name));
+        rc = ss_http_send_header(h, "Content-Type", file->type);
     if (rc == 0)
         rc = ss_http_send_headerf(h, "Content-Length", "%" PRIu64, length);
     if (rc == 0 && ranged)
@@ -348,8 +379,11 @@ static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
 
     /* HEAD: the head is the whole answer. */
     off_t offset = (off_t)first;
+    if (rc == 0 && length > 0 && !is_head(h) && file->bytes != NULL)
+        return ss_http_write(h, file->bytes + first, (size_t)length) < 0 ? -1
+                                                                        : 0;
     while (rc == 0 && length > 0 && !is_head(h)) {
-        int n = ss_http_sendfile(h, fd, &offset, (size_t)length);
+        int n = ss_http_sendfile(h, file->fd, &offset, (size_t)length);
         if (n <= 0) /* 0: the file shrank; the promised length is a lie */
             rc = -1;
         else
@@ -397,8 +431,42 @@ static int serve_directory(ss_http *h, httpd_context *ctx, int dir_fd,
     return rc > 0 ? open_failed(h, rc) : rc;
 }
 
+/* A file from the cache (file_cache.h): what it holds is what a miss
+ * would have opened, read and stat'ed. */
+static int serve_cached(ss_http *h, const file_cache_file *cached)
+{
+    file_source file = {.fd = cached->fd,
+                        .bytes = cached->bytes,
+                        .st = &cached->st,
+                        .etag = cached->etag,
+                        .modified = cached->modified,
+                        .type = cached->type};
+    return send_file(h, &file);
+}
+
 int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
 {
+    if (ctx->file_cache != NULL) {
+        /* A directory's index.html is looked up as the file it is: found
+         * (regular, readable, no symlink on the way) it is exactly what
+         * serve_directory() would send; anything else, index.htm
+         * included, takes the ordinary path, which keeps their order. */
+        char index[PATH_MAX];
+        const char *name = path->relative;
+        if (path->trailing_slash) {
+            bool root = strcmp(name, ".") == 0;
+            int n = snprintf(index, sizeof index, "%s%sindex.html",
+                             root ? "" : name, root ? "" : "/");
+            name = n > 0 && (size_t)n < sizeof index ? index : NULL;
+        }
+        const file_cache_file *cached =
+            name ? file_cache_get(ctx->file_cache, name) : NULL;
+        if (cached != NULL) {
+            int rc = serve_cached(h, cached);
+            file_cache_release(ctx->file_cache, cached);
+            return rc;
+        }
+    }
     struct stat st;
     bool readable;
     int fd = httpd_open_beneath(ctx, path->relative, &st, &readable);
