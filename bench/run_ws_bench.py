@@ -20,6 +20,11 @@ send masked frames), against three servers started once each:
 measured round-robin -- every server once per round -- so that drift of a
 shared machine hits all alike; each figure is the median over the rounds.
 
+Besides the rate, the server's CPU time (user + system, from /proc/PID/stat)
+per round trip: on a machine shared with other jobs the rate moves with
+whatever else runs, while the work a server does per message moves much
+less, so the CPU ratio is the steadier comparison.
+
 Memory: resident memory per idle WebSocket connection: a fresh
 sockserv-ws-echo --mode coro --threads 1 (and the Node server, for
 comparison) with N connections upgraded and left idle; (VmRSS after -
@@ -120,6 +125,13 @@ def run_load(build, port, websocket, args):
     return float(fields["rt_per_sec"]), errors
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of process pid (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -203,6 +215,7 @@ def main():
     logdir = tempfile.mkdtemp(prefix="sockserv-ws-bench-")
     servers = Servers(logdir)
     rates = {"ws-coro": [], "tcp-coro": [], "tcp-bench": [], "node-ws": []}
+    cpu = {name: [] for name in rates}  # server CPU microseconds per trip
     try:
         servers.start("ws-coro", [ws_echo, "--mode", "coro", "-q", "0"])
         port = free_port()
@@ -215,12 +228,18 @@ def main():
             servers.start("node-ws", ["node", "server.js", "0"], cwd=NODE_DIR)
         for r in range(args.rounds):
             for name in list(servers.procs):
+                pid = servers.procs[name].pid
+                before = cpu_seconds(pid)
                 rate, errors = run_load(build, servers.ports[name],
                                         name.startswith(("ws", "node")),
                                         args)
+                spent = cpu_seconds(pid) - before
                 if errors:
                     raise RuntimeError(f"{name}: {errors} errors")
                 rates[name].append(rate)
+                # The load ran warm-up + duration (+ drain): per trip of it.
+                trips = rate * (args.duration + 0.3)
+                cpu[name].append(spent / trips * 1e6 if trips else 0)
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{n} {rates[n][-1]:,.0f}" for n in servers.procs),
                 flush=True)
@@ -243,28 +262,38 @@ def main():
         servers.stop_all()
 
     med = {n: statistics.median(v) for n, v in rates.items() if v}
+    us = {n: statistics.median(v) for n, v in cpu.items() if v}
     ws = med["ws-coro"]
     lines = [f"WebSocket echo, {args.size}-byte messages, {args.connections} "
              f"persistent connections, median of {args.rounds} rounds of "
              f"{args.duration:g} s (round trips/s):"]
-    rows = [("sockserv-ws-echo --mode coro (WebSocket)", ws, "1.00")]
+    def cpu_cols(name):
+        return us[name], us[name] / us["ws-coro"]
+    rows = [("sockserv-ws-echo --mode coro (WebSocket)", ws, "1.00",
+             *cpu_cols("ws-coro"))]
     rows.append(("sockserv-echo --mode coro (plain TCP)", med["tcp-coro"],
-                 f"{ws / med['tcp-coro']:.2f} (target >= 0.8)"))
+                 f"{ws / med['tcp-coro']:.2f} (target >= 0.8)",
+                 *cpu_cols("tcp-coro")))
     rows.append(("sockserv-bench-echo --mode coro (plain TCP)",
-                 med["tcp-bench"], f"{ws / med['tcp-bench']:.2f}"))
+                 med["tcp-bench"], f"{ws / med['tcp-bench']:.2f}",
+                 *cpu_cols("tcp-bench")))
     if "node-ws" in med:
         rows.append((f"node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()} + ws 8.18.0",
                      med["node-ws"],
-                     f"{ws / med['node-ws']:.2f} (target >= 2)"))
+                     f"{ws / med['node-ws']:.2f} (target >= 2)",
+                     *cpu_cols("node-ws")))
     if args.markdown:
-        print("| server | round trips/s | sockserv-ws-echo / it |")
-        print("| --- | ---: | ---: |")
-        for name, rate, ratio in rows:
-            print(f"| {name} | {rate:,.0f} | {ratio} |")
+        print("| server | round trips/s | sockserv-ws-echo / it | server CPU "
+              "per round trip | it / sockserv-ws-echo |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for name, rate, ratio, cpu_us, cpu_ratio in rows:
+            print(f"| {name} | {rate:,.0f} | {ratio} | {cpu_us:.1f} µs | "
+                  f"{cpu_ratio:.2f} |")
     else:
         print(lines[0])
-        for name, rate, ratio in rows:
-            print(f"  {name:45} {rate:>10,.0f}  ws/it {ratio}")
+        for name, rate, ratio, cpu_us, cpu_ratio in rows:
+            print(f"  {name:45} {rate:>10,.0f}  ws/it {ratio:26} "
+                  f"CPU {cpu_us:5.1f} us/trip ({cpu_ratio:.2f}x ws)")
     for name, (per, before, after, opened) in memory.items():
         print(f"idle memory, {name}: {args.idle} connections opened in "
               f"{opened:.1f} s, VmRSS {before} KiB -> {after} KiB: "

@@ -355,8 +355,13 @@ int ss_ws_wait(ss_ws *ws, int fd, short events, double timeout)
         }
         if (ready < 0)
             return ready;
-        if (ready & SS_READY_FD)
+        if (ready & SS_READY_FD) {
+            /* Say so if a message has started too; a close or an error
+             * found here is the next call's to report (the state keeps). */
+            if ((ready & SS_READY_INPUT) && ss__ws_next_frame(ws, false) == 1)
+                return SS_READY_FD | SS_READY_INPUT;
             return SS_READY_FD;
+        }
         /* Input: take it at the top. */
     }
 }
