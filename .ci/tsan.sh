@@ -56,7 +56,8 @@ build=${SOCKSERV_TSAN_BUILD:-build-tsan}
 tests='^test_(threading|strategies|serve_loop|forking|coroutines'
 tests+='|coro_context|coro_context_ucontext|coro_switch|wait_input_or_fd'
 tests+='|limits|exhaustion|proxy_protocol|hostile_clients'
-tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls)$'
+tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls'
+tests+='|blocking_receive)$'
 
 start=$SECONDS
 rm -rf "$build"
