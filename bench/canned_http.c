@@ -36,10 +36,10 @@ static size_t response_len, response_close_len;
 
 typedef struct conn {
     int fd;
-    int matched;       /* bytes of "\r\n\r\n" matched at the end so far */
-    bool close_after;  /* a request said Connection: close */
-    unsigned owed;     /* responses not yet sent in full */
-    size_t sent;       /* of the first owed one */
+    int matched;      /* bytes of "\r\n\r\n" matched at the end so far */
+    bool close_after; /* a request said Connection: close */
+    unsigned owed;    /* responses not yet sent in full */
+    size_t sent;      /* of the first owed one */
 } conn;
 
 static void conn_close(conn *c)

@@ -183,8 +183,6 @@ static int wait_parked(ss_request *req)
 {
     if (ss__request_has_input(req))
         return 0;
-    /* An edge-triggered wait announces only input that arrives after the
-     * socket was drained; unless the last receive drained it, look. */
     /* With a thread of its own, the wait is a blocking receive into the
      * empty read buffer: one system call where poll() + recv() were two. */
     if (req->may_block_recv) {
@@ -200,6 +198,8 @@ static int wait_parked(ss_request *req)
             return 0;
         }
     }
+    /* An edge-triggered wait announces only input that arrives after the
+     * socket was drained; unless the last receive drained it, look. */
     if (!req->wait_before_recv && ss__fd_ready_now(req->fd, POLLIN))
         return 0;
     int rc =

@@ -329,7 +329,8 @@ static void run_eintr(const case_ *c)
     sigaction(SIGUSR1, &old, NULL);
 }
 
-/* ---- Cases ---------------------------------------------------------------- */
+/* ---- Cases ----------------------------------------------------------------
+ */
 
 #define CASE(i, name)                                                          \
     static void path_##name(void **state)                                      \
