@@ -6,11 +6,11 @@
 #
 #   bash .ci/tsan.sh          (from anywhere inside the checkout)
 #
-# Builds the library and the tests (no examples) with clang
-# -fsanitize=thread in build-tsan/ (or $SOCKSERV_TSAN_BUILD), recreated on
-# every run, then runs the selected tests under ctest. Any report fails
-# the run: halt_on_error makes the first data race end its test process
-# with a non-zero status.
+# Builds the library, the tests and the examples (test_programs_tls runs
+# them) with clang -fsanitize=thread in build-tsan/ (or
+# $SOCKSERV_TSAN_BUILD), recreated on every run, then runs the selected
+# tests under ctest. Any report fails the run: halt_on_error makes the
+# first data race end its test process with a non-zero status.
 #
 # Left out on purpose: test_prefork, and the prefork cases whose workers
 # run threads. TSan cannot follow a process that starts threads after a
@@ -57,7 +57,13 @@ tests='^test_(threading|strategies|serve_loop|forking|coroutines'
 tests+='|coro_context|coro_context_ucontext|coro_switch|wait_input_or_fd'
 tests+='|limits|exhaustion|proxy_protocol|hostile_clients'
 tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls'
-tests+='|blocking_receive)$'
+# The blocking strategies' receive path (lib/core/blocking_receive.c).
+tests+='|blocking_receive'
+# The example servers over TLS, run as built (so built with TSan too): the
+# file server under thread, pool and coro, the chat room under thread and
+# coro. A report ends the server with a non-zero status, which fails the
+# test's teardown.
+tests+='|programs_tls)$'
 
 start=$SECONDS
 rm -rf "$build"
@@ -68,7 +74,7 @@ cmake -S . -B "$build" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
     -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
     -DSOCKSERV_BUILD_TESTS=ON \
-    -DSOCKSERV_BUILD_EXAMPLES=OFF
+    -DSOCKSERV_BUILD_EXAMPLES=ON
 cmake --build "$build" -j"$jobs"
 built=$SECONDS
 

@@ -1,7 +1,7 @@
 /*
  * sockserv-chatcli — a terminal client for sockserv-chat.
  *
- *   sockserv-chatcli [--udp] HOST PORT NAME
+ *   sockserv-chatcli [--udp | --tls [--cafile PATH]] HOST PORT NAME
  *
  * Joins the room as NAME, sends every line typed as a chat message, and
  * prints what the room says, one line each:
@@ -16,6 +16,10 @@
  * third of the silence the server allows (the server says how long in its
  * OK), and retries its JOIN, since a datagram may be lost.
  *
+ * With --tls (a server started with --tls-cert) the lines go through TLS
+ * (../common/tls_client.c), the server verified against --cafile or the
+ * system's certificates.
+ *
  * One poll() loop over standard input and the socket; no threads. Exit
  * status: 0 after leaving or when the server says goodbye, 1 when the
  * name is refused or the connection is lost, 2 for bad arguments.
@@ -29,15 +33,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../common/cli.h"
+#include "../common/tls_client.h"
 #include "chat.h"
 
 #define JOIN_TRIES 3
 #define JOIN_WAIT_MS 2000
 #define BYE_WAIT_MS 2000
+#define HANDSHAKE_SECONDS 10
 
 static volatile sig_atomic_t stop_requested;
 
@@ -50,6 +57,7 @@ static void on_signal(int sig)
 typedef struct conn {
     int fd;
     bool udp;
+    tls_client *tls;           /* NULL: plain TCP or UDP */
     char in[2 * CHAT_OUT_MAX]; /* received, not yet split into lines */
     size_t in_len;
 } conn;
@@ -121,6 +129,8 @@ static int send_command(conn *c, const char *fmt, ...)
     if ((size_t)n > sizeof buf - 2)
         n = (int)(sizeof buf - 2); /* cut: the server refuses longer */
     buf[n++] = '\n';
+    if (c->tls)
+        return tls_client_send(c->tls, buf, (size_t)n) < 0 ? -1 : 0;
     for (int sent = 0; sent < n;) {
         ssize_t w = send(c->fd, buf + sent, (size_t)(n - sent), MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
@@ -133,15 +143,24 @@ static int send_command(conn *c, const char *fmt, ...)
 }
 
 /* What the socket has: one recv() into c->in. Returns > 0, 0 at the end
- * of the connection, or -1 (errno set). An empty datagram is the server's
+ * of the connection, or -1 (errno set; EAGAIN: a TLS record without
+ * data came, nothing to show). An empty datagram is the server's
  * acknowledgement of a MSG or PING, and adds nothing. */
 static ssize_t receive(conn *c)
 {
     size_t room = sizeof c->in - c->in_len - 1;
     ssize_t n;
-    do
-        n = recv(c->fd, c->in + c->in_len, room, 0);
-    while (n < 0 && errno == EINTR);
+    if (c->tls) {
+        n = tls_client_recv(c->tls, c->in + c->in_len, room);
+        if (n < 0) {
+            errno = (int)-n;
+            n = -1;
+        }
+    } else {
+        do
+            n = recv(c->fd, c->in + c->in_len, room, 0);
+        while (n < 0 && errno == EINTR);
+    }
     if (n <= 0)
         return n == 0 && c->udp ? 1 : n;
     c->in_len += (size_t)n;
@@ -170,6 +189,8 @@ static bool take_line(conn *c, char *line, size_t size)
 /* Wait up to ms for the socket (or a signal). 1 readable, 0 not. */
 static int wait_socket(conn *c, int ms)
 {
+    if (c->tls && tls_client_pending(c->tls))
+        return 1; /* inside the TLS layer, where poll() does not look */
     struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
     int rc = poll(&pfd, 1, ms);
     return rc > 0 ? 1 : 0;
@@ -192,6 +213,8 @@ static double join(conn *c, const char *name)
                 note("the server closed the connection");
                 return -1;
             }
+            if (n < 0 && errno == EAGAIN)
+                continue;
             if (n < 0) {
                 note("the server is not answering: %s", strerror(errno));
                 return -1;
@@ -271,6 +294,8 @@ static verdict pump(conn *c)
         note("the server closed the connection");
         return LOST;
     }
+    if (n < 0 && errno == EAGAIN)
+        return GO_ON;
     if (n < 0) {
         note("connection lost: %s", strerror(errno));
         return LOST;
@@ -320,19 +345,23 @@ static bool read_input(conn *c, char *buf, size_t *len, size_t size)
 }
 
 static const char usage[] =
-    "usage: sockserv-chatcli [-h] [--udp] HOST PORT NAME\n";
+    "usage: sockserv-chatcli [-h] [--udp] [--tls] [--cafile PATH] HOST PORT "
+    "NAME\n";
 
-enum { OPT_UDP = CLI_LONG_ONLY };
+enum { OPT_UDP = CLI_LONG_ONLY, OPT_TLS, OPT_CAFILE };
 
 static const struct option longopts[] = {
     {"help", no_argument, NULL, 'h'},
     {"udp", no_argument, NULL, OPT_UDP},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"cafile", required_argument, NULL, OPT_CAFILE},
     {NULL, 0, NULL, 0},
 };
 
 /* The command line, checked. */
 typedef struct chatcli_options {
-    bool udp;
+    bool udp, tls;
+    const char *cafile; /* NULL: the system's CA certificates */
     const char *host, *port, *name;
 } chatcli_options;
 
@@ -352,12 +381,22 @@ static void parse_options(chatcli_options *o, int argc, char **argv)
     while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
         if (opt == 'h') {
             printf("%s\nJoin a sockserv-chat room as NAME. Lines typed are "
-                   "sent to everyone;\nCtrl-D leaves. --udp for a server "
-                   "started with --udp.\n",
+                   "sent to everyone;\nCtrl-D leaves.\n\noptions:\n"
+                   "  -h, --help     show this help message and exit\n"
+                   "  --udp          for a server started with --udp\n"
+                   "  --tls          for a server started with --tls-cert:\n"
+                   "                 TLS, verifying its certificate\n"
+                   "  --cafile PATH  with --tls: trust the CA certificates "
+                   "in\n"
+                   "                 PATH (PEM) instead of the system's\n",
                    usage);
             exit(0);
         } else if (opt == OPT_UDP) {
             o->udp = true;
+        } else if (opt == OPT_TLS) {
+            o->tls = true;
+        } else if (opt == OPT_CAFILE) {
+            o->cafile = value;
         } else if (npositional < 3) {
             *positional[npositional++] = value;
         } else {
@@ -373,6 +412,36 @@ static void parse_options(chatcli_options *o, int argc, char **argv)
         cli_error(&c, "PORT: 1 to 65535");
     if (!chat_valid_name(o->name))
         cli_error(&c, "NAME: 1 to 32 bytes, no spaces");
+    if (o->tls && o->udp)
+        cli_error(&c, "argument --tls: not allowed with argument --udp");
+    if (o->cafile && !o->tls)
+        cli_error(&c, "argument --cafile: needs --tls");
+    if (o->tls && !tls_client_available())
+        cli_error(&c, "argument --tls: sockserv-chatcli was built without "
+                      "TLS (SOCKSERV_TLS=OFF)");
+}
+
+/* Set both socket timeouts (0: none). */
+static void socket_timeouts(int fd, int seconds)
+{
+    struct timeval tv = {.tv_sec = seconds};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* The TLS handshake, bounded in time. Returns 0, or -1 after saying
+ * why. */
+static int start_tls(conn *c, const chatcli_options *o)
+{
+    char why[300];
+    socket_timeouts(c->fd, HANDSHAKE_SECONDS);
+    c->tls = tls_client_open(c->fd, o->host, o->cafile, true, why, sizeof why);
+    socket_timeouts(c->fd, 0); /* then poll() decides how long to wait */
+    if (c->tls == NULL) {
+        note("TLS with %s port %s: %s", o->host, o->port, why);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -390,8 +459,13 @@ int main(int argc, char **argv)
     c.fd = connect_to(o.host, o.port, udp);
     if (c.fd < 0)
         return 1;
+    if (o.tls && start_tls(&c, &o) < 0) {
+        close(c.fd);
+        return 1;
+    }
     double silence = join(&c, name);
     if (silence < 0) {
+        tls_client_close(c.tls);
         close(c.fd);
         return 1;
     }
@@ -409,6 +483,7 @@ int main(int argc, char **argv)
      * poll() would not tell. */
     verdict first = show_received(&c);
     if (first != GO_ON) {
+        tls_client_close(c.tls);
         close(c.fd);
         return first == LOST ? 1 : 0;
     }
@@ -419,7 +494,9 @@ int main(int argc, char **argv)
             break;
         }
         int timeout = -1;
-        if (ping_every > 0) {
+        if (c.tls && tls_client_pending(c.tls))
+            timeout = 0; /* lines wait inside the TLS layer: see below */
+        else if (ping_every > 0) {
             long long left = next_ping - now_ms();
             timeout = left > 0 ? (int)left : 0;
         }
@@ -437,6 +514,10 @@ int main(int argc, char **argv)
             send_command(&c, "PING");
             next_ping = now_ms() + ping_every;
         }
+        if (c.tls && tls_client_pending(c.tls)) {
+            pfd[0].revents |= POLLIN;
+            rc = 1;
+        }
         if (rc <= 0)
             continue;
         if (pfd[0].revents) {
@@ -452,6 +533,7 @@ int main(int argc, char **argv)
             break;
         }
     }
+    tls_client_close(c.tls); /* close_notify */
     close(c.fd);
     return status;
 }

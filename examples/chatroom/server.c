@@ -3,7 +3,8 @@
  *
  *   sockserv-chat [--udp | --tcp] [--mode MODE] [--bind ADDR] [--threads N]
  *                 [--outbox BYTES] [--flood-limit LINES] [--silence SECONDS]
- *                 [--port-file FILE] [--no-admin] [PORT]
+ *                 [--port-file FILE] [--no-admin] [--tls-cert PATH
+ *                 [--tls-key PATH] [--tls-password-file PATH]] [PORT]
  *
  * Members join with a name, every chat line goes to every other member,
  * joins and leaves are announced, and a line typed on the server's
@@ -11,7 +12,8 @@
  *
  *   --tcp (default)  tcp_room.c: a request per member, under threads or
  *                    coroutines; lines reach other members through their
- *                    outboxes (ss_wait_input_or_fd).
+ *                    outboxes (ss_wait_input_or_fd). --tls-cert: over
+ *                    TLS (../common/tls_server.c), the room unchanged.
  *   --udp            udp_room.c: the lesson's version, a datagram handler
  *                    and a member table keyed by address; silent members
  *                    are dropped by the server's service_actions.
@@ -34,6 +36,7 @@
 
 #include "../common/bind_address.h"
 #include "../common/cli.h"
+#include "../common/tls_server.h"
 #include "chat.h"
 
 #define DEFAULT_OUTBOX (256 * 1024)
@@ -60,7 +63,8 @@ static const char usage[] =
     "                     [--threads N] [--outbox BYTES] [--flood-limit "
     "LINES]\n"
     "                     [--silence SECONDS] [--port-file FILE] [--no-admin]\n"
-    "                     [PORT]\n";
+    "                     [--tls-cert PATH] [--tls-key PATH]\n"
+    "                     [--tls-password-file PATH] [PORT]\n";
 static const char help[] =
     "\nA chat room: members join with a name, every line goes to everyone\n"
     "else, and a line typed here goes to all as an admin message.\n\n"
@@ -81,7 +85,12 @@ static const char help[] =
     "  --silence SECONDS  UDP: a member not heard from for this long is\n"
     "                     dropped (default 30; clients ping every third)\n"
     "  --port-file FILE   write the port, once listening, to FILE\n"
-    "  --no-admin         do not read admin lines from standard input\n";
+    "  --no-admin         do not read admin lines from standard input\n"
+    "  --tls-cert PATH    TCP: serve TLS with this PEM certificate chain\n"
+    "                     (clients: sockserv-chatcli --tls)\n"
+    "  --tls-key PATH     its PEM private key (default: in --tls-cert)\n"
+    "  --tls-password-file PATH\n"
+    "                     the password of an encrypted --tls-key\n";
 
 /* Long-only options: vals that no letter can have. */
 enum {
@@ -95,6 +104,9 @@ enum {
     OPT_SILENCE,
     OPT_PORT_FILE,
     OPT_NO_ADMIN,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_PASSWORD_FILE,
 };
 
 static const struct option longopts[] = {
@@ -109,6 +121,9 @@ static const struct option longopts[] = {
     {"silence", required_argument, NULL, OPT_SILENCE},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"no-admin", no_argument, NULL, OPT_NO_ADMIN},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-password-file", required_argument, NULL, OPT_TLS_PASSWORD_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -121,6 +136,7 @@ typedef struct chat_options {
     size_t outbox;
     double flood_limit, silence;
     const char *port_file;
+    tls_server_args tls; /* all NULL: no TLS */
     char address[300]; /* what the library parses: "127.0.0.1:8000" */
 } chat_options;
 
@@ -214,9 +230,21 @@ static void parse_options(chat_options *o, int argc, char **argv)
         case OPT_SILENCE:
             o->silence = number_argument(&c, "--silence", value, 0.1, 86400);
             break;
+        case OPT_TLS_CERT:
+            o->tls.cert = value;
+            break;
+        case OPT_TLS_KEY:
+            o->tls.key = value;
+            break;
+        case OPT_TLS_PASSWORD_FILE:
+            o->tls.password_file = value;
+            break;
         }
     }
     cli_finish(&c);
+    if (o->udp && o->tls.cert) /* TLS needs a stream */
+        cli_error(&c, "argument --tls-cert: not allowed with argument --udp");
+    tls_server_check_args(&c, &o->tls);
 
     if (o->udp && tcp_given)
         cli_error(&c, "argument --tcp: not allowed with argument --udp");
@@ -414,11 +442,15 @@ static int server_new(ss_server **srv, const chat_options *o, void *room)
     tcp_kind.handle_error = chat_tcp_handle_error;
 
     int rc = ss_server_new(
-        srv, o->udp ? &udp_kind : &tcp_kind, o->strategy, o->address,
-        o->udp ? &chat_udp_handler : &chat_tcp_handler, &cfg);
+        srv, o->udp ? &udp_kind : tls_server_kind(&tcp_kind), o->strategy,
+        o->address, o->udp ? &chat_udp_handler : &chat_tcp_handler, &cfg);
     if (rc < 0)
         fprintf(stderr, "sockserv-chat: cannot serve on %s: %s\n", o->address,
                 ss_strerror(rc));
+    else if (tls_server_attach(*srv) < 0) {
+        ss_server_free(*srv);
+        return -1;
+    }
     return rc < 0 ? -1 : 0;
 }
 
@@ -442,7 +474,10 @@ static int serve(ss_server *srv, const chat_options *o, admin *a,
     if (rc == 0) {
         char address[300];
         ss_server_address_string(srv, address, sizeof address);
-        chat_log("serving %s on %s (mode %s)%s", o->udp ? "UDP" : "TCP",
+        chat_log("serving %s on %s (mode %s)%s",
+                 o->udp            ? "UDP"
+                 : tls_server_on() ? "TLS"
+                                   : "TCP",
                  address, o->mode,
                  a->stop_fd >= 0 ? "; a line typed here goes to everyone" : "");
         /* UDP: the sweep for silent members runs at least this often. */
@@ -459,18 +494,22 @@ int main(int argc, char **argv)
     chat_options o;
     parse_options(&o, argc, argv);
 
+    if (o.tls.cert && tls_server_open("sockserv-chat", &o.tls) < 0)
+        return 1;
     tcp_room *tcp = NULL;
     udp_room *room_udp = NULL;
     int rc = o.udp ? udp_room_new(&room_udp, o.silence)
                    : tcp_room_new(&tcp, o.outbox, o.flood_limit);
     if (rc < 0) {
         fprintf(stderr, "sockserv-chat: %s\n", ss_strerror(rc));
+        tls_server_close();
         return 1;
     }
     ss_server *srv;
     if (server_new(&srv, &o, o.udp ? (void *)room_udp : (void *)tcp) < 0) {
         udp_room_free(room_udp);
         tcp_room_free(tcp);
+        tls_server_close();
         return 1;
     }
     if (o.udp)
@@ -485,6 +524,7 @@ int main(int argc, char **argv)
     ss_server_free(srv);          /* waits for the TCP members to say BYE */
     udp_room_free(room_udp);
     tcp_room_free(tcp);
+    tls_server_close(); /* after the server that used it */
     if (o.port_file)
         unlink(o.port_file);
     if (rc < 0) {

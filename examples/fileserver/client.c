@@ -1,7 +1,7 @@
 /*
  * sockserv-filecli — the client of sockserv-fileserver.
  *
- *   sockserv-filecli [-t SECONDS] HOST PORT COMMAND...
+ *   sockserv-filecli [-t SECONDS] [--tls [--cafile PATH]] HOST PORT COMMAND...
  *   COMMAND: list | get NAME | put FILE
  *
  * The commands run in order on one connection (the protocol allows any
@@ -15,6 +15,8 @@
  *
  * A plain blocking socket client: libsockserv is for servers, and a client
  * written without it shows that the protocol is all the two share.
+ * With --tls the same bytes go through TLS (../common/tls_client.c), the
+ * server verified against --cafile or the system's certificates.
  * Downloads are written to a temporary file next to the target and renamed
  * when complete, so an interrupted `get` never leaves half a file either.
  */
@@ -38,17 +40,29 @@
 #include <unistd.h>
 
 #include "../common/cli.h"
+#include "../common/tls_client.h"
 
 #define CHUNK (64 * 1024)
 
 static const char usage[] =
-    "usage: sockserv-filecli [-h] [-t SECONDS] HOST PORT COMMAND...\n"
+    "usage: sockserv-filecli [-h] [-t SECONDS] [--tls] [--cafile PATH]\n"
+    "                        HOST PORT COMMAND...\n"
     "  COMMAND is one of:  list | get NAME | put FILE\n";
+static const char help[] =
+    "\noptions:\n"
+    "  -h, --help            show this help message and exit\n"
+    "  -t, --timeout SECONDS give up on a send or receive after this long\n"
+    "                        (default: 60)\n"
+    "  --tls                 connect over TLS (a server started with\n"
+    "                        --tls-cert), verifying its certificate\n"
+    "  --cafile PATH         with --tls: trust the CA certificates in PATH\n"
+    "                        (PEM) instead of the system's\n";
 
 /* A connection with a read buffer: answers are lines, data follows them
  * in the same stream, so whatever was read past a line is kept here. */
 typedef struct conn {
     int fd;
+    tls_client *tls; /* NULL: plain TCP */
     size_t pos, len;
     char buf[CHUNK];
 } conn;
@@ -77,7 +91,7 @@ static bool valid_port(const char *text)
 }
 
 static int connect_to(conn *c, const char *host, const char *port,
-                      double timeout)
+                      double timeout, bool tls, const char *cafile)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *list;
     int rc = getaddrinfo(host, port, &hints, &list);
@@ -112,6 +126,16 @@ static int connect_to(conn *c, const char *host, const char *port,
         return fail("cannot connect to %s port %s: %s", host, port,
                     strerror(err));
     c->pos = c->len = 0;
+    c->tls = NULL;
+    if (tls) {
+        /* The handshake is bounded by the same timeouts. */
+        char why[300];
+        c->tls = tls_client_open(c->fd, host, cafile, false, why, sizeof why);
+        if (c->tls == NULL) {
+            close(c->fd);
+            return fail("TLS with %s port %s: %s", host, port, why);
+        }
+    }
     return 0;
 }
 
@@ -122,6 +146,8 @@ static const char *io_error(int err)
 
 static int send_all(conn *c, const void *buf, size_t n)
 {
+    if (c->tls)
+        return tls_client_send(c->tls, buf, n);
     const char *p = buf;
     while (n > 0) {
         ssize_t sent = send(c->fd, p, n, MSG_NOSIGNAL);
@@ -139,7 +165,12 @@ static int send_all(conn *c, const void *buf, size_t n)
 static ssize_t fill(conn *c)
 {
     for (;;) {
-        ssize_t got = recv(c->fd, c->buf, sizeof c->buf, 0);
+        ssize_t got = c->tls ? tls_client_recv(c->tls, c->buf, sizeof c->buf)
+                             : recv(c->fd, c->buf, sizeof c->buf, 0);
+        if (c->tls && got < 0) {
+            errno = (int)-got;
+            got = -1;
+        }
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
@@ -367,15 +398,21 @@ static int do_put(conn *c, const char *path)
     return 0;
 }
 
+enum { OPT_TLS = CLI_LONG_ONLY, OPT_CAFILE };
+
 static const struct option longopts[] = {
     {"help", no_argument, NULL, 'h'},
     {"timeout", required_argument, NULL, 't'},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"cafile", required_argument, NULL, OPT_CAFILE},
     {NULL, 0, NULL, 0},
 };
 
 /* The command line, checked. */
 typedef struct filecli_options {
     double timeout;
+    bool tls;
+    const char *cafile; /* NULL: the system's CA certificates */
     const char *host, *port;
     const char **commands; /* "list", "get", NAME, "put", FILE, ... */
     int ncommands;
@@ -429,10 +466,14 @@ static void parse_options(filecli_options *o, int argc, char **argv)
     int opt;
     while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
         if (opt == 'h') {
-            fputs(usage, stdout);
+            printf("%s%s", usage, help);
             exit(0);
         } else if (opt == 't') {
             o->timeout = seconds_argument(&c, value);
+        } else if (opt == OPT_TLS) {
+            o->tls = true;
+        } else if (opt == OPT_CAFILE) {
+            o->cafile = value;
         } else if (o->host == NULL) {
             o->host = value;
         } else if (o->port == NULL) {
@@ -448,13 +489,18 @@ static void parse_options(filecli_options *o, int argc, char **argv)
         cli_error(&c, "argument PORT: invalid port: '%s' (1 to 65535)",
                   o->port);
     check_commands(&c, o);
+    if (o->cafile && !o->tls)
+        cli_error(&c, "argument --cafile: needs --tls");
+    if (o->tls && !tls_client_available())
+        cli_error(&c, "argument --tls: sockserv-filecli was built without "
+                      "TLS (SOCKSERV_TLS=OFF)");
 }
 
 /* The commands, in order, on one connection. Returns the exit status. */
 static int run(const filecli_options *o)
 {
     static conn c; /* 64 KiB buffer: not on the stack */
-    if (connect_to(&c, o->host, o->port, o->timeout) < 0)
+    if (connect_to(&c, o->host, o->port, o->timeout, o->tls, o->cafile) < 0)
         return 1;
     int rc = 0;
     for (int j = 0; j < o->ncommands && rc == 0; j++) {
@@ -473,6 +519,7 @@ static int run(const filecli_options *o)
             if (c.buf[c.pos++] == '\n')
                 break;
     }
+    tls_client_close(c.tls); /* close_notify */
     close(c.fd);
     return rc == 0 ? 0 : 1;
 }

@@ -5,14 +5,16 @@
  *
  *   sockserv-fileserver [--mode fork|thread|pool|coro|sync] [-d DIR]
  *                       [-b ADDR] [--max-size SIZE] [--timeout SECONDS]
- *                       [-q] [--port-file PATH] [PORT]
+ *                       [-q] [--port-file PATH] [--tls-cert PATH
+ *                       [--tls-key PATH] [--tls-password-file PATH]] [PORT]
  *
  * This file is the program around the handler: the command line (options
  * and PORT in any order, like argparse: getopt_long through
  * ../common/cli.h), the mode table that picks the
  * strategy, the server, and Ctrl-C / SIGTERM. The lesson forked a child per
  * client by hand; here that is one row of the mode table, and the same
- * handler (handler.c) runs in every row.
+ * handler (handler.c) runs in every row. With --tls-cert every mode serves
+ * TLS (../common/tls_server.c); the handler does not change.
  */
 #include "fileserver.h"
 
@@ -27,6 +29,7 @@
 
 #include "../common/bind_address.h"
 #include "../common/cli.h"
+#include "../common/tls_server.h"
 
 #define DEFAULT_MAX_SIZE ((off_t)100 * 1024 * 1024)
 #define DEFAULT_TIMEOUT 60.0
@@ -49,7 +52,9 @@ static const struct {
 static const char usage[] =
     "usage: sockserv-fileserver [-h] [--mode MODE] [-d DIR] [-b ADDRESS]\n"
     "                           [--max-size SIZE] [--timeout SECONDS] [-q]\n"
-    "                           [--port-file PATH] [PORT]\n";
+    "                           [--port-file PATH] [--tls-cert PATH]\n"
+    "                           [--tls-key PATH] [--tls-password-file PATH]\n"
+    "                           [PORT]\n";
 static const char help[] =
     "\nList, download and upload the files of one directory (see\n"
     "docs/fileserver.md for the protocol; the client is sockserv-filecli).\n"
@@ -72,7 +77,12 @@ static const char help[] =
     "                        (default: 60); an idle client is disconnected\n"
     "  -q, --quiet           no log line per connection and command\n"
     "  --port-file PATH      write the bound port to PATH once listening\n"
-    "                        (for scripts and tests that pass PORT 0)\n";
+    "                        (for scripts and tests that pass PORT 0)\n"
+    "  --tls-cert PATH       serve TLS with this PEM certificate chain\n"
+    "                        (clients: sockserv-filecli --tls)\n"
+    "  --tls-key PATH        its PEM private key (default: in --tls-cert)\n"
+    "  --tls-password-file PATH\n"
+    "                        the password of an encrypted --tls-key\n";
 
 /* Long-only options: vals that no letter can have. */
 enum {
@@ -80,6 +90,9 @@ enum {
     OPT_MAX_SIZE,
     OPT_TIMEOUT,
     OPT_PORT_FILE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_PASSWORD_FILE,
 };
 
 static const struct option longopts[] = {
@@ -91,6 +104,9 @@ static const struct option longopts[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"quiet", no_argument, NULL, 'q'},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-password-file", required_argument, NULL, OPT_TLS_PASSWORD_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -102,6 +118,7 @@ typedef struct fs_options {
     off_t max_size;
     double timeout;
     bool quiet;
+    tls_server_args tls; /* all NULL: plain TCP */
     char address[300]; /* what the library parses: "127.0.0.1:8021" */
 } fs_options;
 
@@ -207,9 +224,19 @@ static void parse_options(fs_options *o, int argc, char **argv)
         case OPT_TIMEOUT:
             o->timeout = seconds_argument(&c, value);
             break;
+        case OPT_TLS_CERT:
+            o->tls.cert = value;
+            break;
+        case OPT_TLS_KEY:
+            o->tls.key = value;
+            break;
+        case OPT_TLS_PASSWORD_FILE:
+            o->tls.password_file = value;
+            break;
         }
     }
     cli_finish(&c);
+    tls_server_check_args(&c, &o->tls);
 
     o->strategy = mode_argument(&c, &o->mode);
     long port_number = port ? port_argument(&c, port) : FS_DEFAULT_PORT;
@@ -257,9 +284,10 @@ static int serve(ss_server *srv, const fs_options *o, const char *shown)
     if (rc == 0) {
         char bound[128];
         ss_server_address_string(srv, bound, sizeof bound);
-        printf("Serving %s on %s (mode %s, pid %ld, uploads up to %jd "
+        printf("Serving %s on %s%s (mode %s, pid %ld, uploads up to %jd "
                "bytes) ...\n",
-               shown, bound, o->mode, (long)getpid(), (intmax_t)o->max_size);
+               shown, bound, tls_server_on() ? " over TLS" : "", o->mode,
+               (long)getpid(), (intmax_t)o->max_size);
         fflush(stdout);
         rc = ss_serve_forever(srv, 0.5);
     }
@@ -295,16 +323,23 @@ int main(int argc, char **argv)
     cfg.allow_reuse_address = true; /* restart on the same port at once */
     cfg.user = &ctx;
 
+    if (o.tls.cert && tls_server_open("sockserv-fileserver", &o.tls) < 0) {
+        close(ctx.dir_fd);
+        return 1;
+    }
     ss_server *srv;
-    int rc =
-        ss_server_new(&srv, &ss_tcp, o.strategy, o.address, &handler, &cfg);
+    int rc = ss_server_new(&srv, tls_server_kind(&ss_tcp), o.strategy,
+                           o.address, &handler, &cfg);
     if (rc < 0) {
         fprintf(stderr, "sockserv-fileserver: cannot serve on %s: %s\n",
                 o.address, ss_strerror(rc));
     } else {
-        rc = serve(srv, &o, shown);
+        rc = tls_server_attach(srv);
+        if (rc == 0)
+            rc = serve(srv, &o, shown);
         ss_server_free(srv);
     }
+    tls_server_close(); /* after the server that used it */
     close(ctx.dir_fd);
     return rc < 0 ? 1 : 0;
 }

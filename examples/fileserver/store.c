@@ -185,7 +185,9 @@ int fs_list(const fs_context *ctx, char **text, size_t *length, size_t *count)
     if (rc == 0 && (out = malloc(bytes + 1)) == NULL)
         rc = -ENOMEM;
     if (rc == 0) {
-        qsort(entries, n, sizeof *entries, by_name);
+        if (n > 1) /* an empty directory: entries is NULL, which qsort
+                    * may not be given even for 0 elements */
+            qsort(entries, n, sizeof *entries, by_name);
         for (size_t i = 0; i < n; i++)
             used +=
                 (size_t)snprintf(out + used, bytes + 1 - used, "%jd %s\n",

@@ -5,8 +5,9 @@
  * and the method callbacks that route each request), paths.c (turning a
  * request target into a path that cannot leave the served directory, and
  * opening it), static_files.c (files, directories, listings, conditional
- * and range requests), api.c (the JSON routes), https.c (--tls-cert and
- * SIGHUP) and mime.c (content types).
+ * and range requests), api.c (the JSON routes) and mime.c (content
+ * types). --tls-cert and SIGHUP are ../common/tls_server.c, shared with
+ * the other example servers.
  * This header is the seam between them; nothing in it is library API.
  */
 #ifndef SOCKSERV_HTTPD_H
@@ -90,21 +91,6 @@ bool httpd_api_owns(const char *raw);
 /* Answer a request for an API path. Returns 0 or -1 like
  * httpd_serve_static. */
 int httpd_api_handle(ss_http *h, httpd_context *ctx, const httpd_path *path);
-
-/* ---- https.c ----------------------------------------------------------- */
-
-/* The TLS context from --tls-cert, --tls-key, --tls-password-file, and
- * SIGHUP set to reload it. Returns 0, or -1 after saying why. */
-int httpd_tls_open(const char *cert, const char *key, const char *password_file);
-/* Whether httpd_tls_open() made a context. */
-bool httpd_tls_on(void);
-/* Serve srv's connections over TLS (nothing without a context). Returns 0,
- * or -1 after saying why. */
-int httpd_tls_attach(ss_server *srv);
-/* The server kind to make the server with: base itself, or with HTTPS a
- * copy of it whose service_actions reloads the certificate after SIGHUP. */
-const ss_server_class *httpd_kind(const ss_server_class *base);
-void httpd_tls_close(void);
 
 /* ---- mime.c ------------------------------------------------------------ */
 

@@ -34,6 +34,7 @@
 
 #include "../common/bind_address.h"
 #include "../common/cli.h"
+#include "../common/tls_server.h"
 
 /* The largest request body accepted (POST /api/echo); larger → 413. */
 #define MAX_BODY_SIZE (64 * 1024)
@@ -179,7 +180,7 @@ typedef struct httpd_options {
     const char *port_file;
     int proxy_protocol; /* 0: off, else SS_PROXY_V1, _V2 or _ANY */
     const char *trusted_proxy;
-    const char *tls_cert, *tls_key, *tls_password_file; /* NULL: HTTP */
+    tls_server_args tls; /* all NULL: HTTP */
     char address[300]; /* what the library parses: "[::]:8000", ... */
 } httpd_options;
 
@@ -317,13 +318,13 @@ static void parse_options(httpd_options *o, int argc, char **argv)
             o->proxy_protocol = proxy_argument(&c, value);
             break;
         case OPT_TLS_CERT:
-            o->tls_cert = value;
+            o->tls.cert = value;
             break;
         case OPT_TLS_KEY:
-            o->tls_key = value;
+            o->tls.key = value;
             break;
         case OPT_TLS_PASSWORD_FILE:
-            o->tls_password_file = value;
+            o->tls.password_file = value;
             break;
         }
     }
@@ -346,10 +347,7 @@ static void parse_options(httpd_options *o, int argc, char **argv)
     if (o->max_connections < 0)
         o->max_connections = default_max_connections(o);
     /* Python 3.14's http.server says the same. */
-    if (o->tls_key && !o->tls_cert)
-        cli_error(&c, "--tls-key requires --tls-cert to be set");
-    if (o->tls_password_file && !o->tls_cert)
-        cli_error(&c, "--tls-password-file requires --tls-cert to be set");
+    tls_server_check_args(&c, &o->tls);
 }
 
 /* Each strategy's own options (ss_config.strategy_options points at the
@@ -461,11 +459,9 @@ static int serve_passed_socket(ss_server **srv, const ss_strategy *strategy,
             pick = i;
     int fd = SS_LISTEN_FDS_START + pick, domain = AF_UNSPEC;
     getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &(socklen_t){sizeof(int)});
-    int rc =
-        ss_server_new_fd(srv,
-                         httpd_kind(domain == AF_UNIX ? &ss_unix_stream
-                                                      : &ss_tcp),
-                         strategy, fd, handler, cfg);
+    int rc = ss_server_new_fd(
+        srv, tls_server_kind(domain == AF_UNIX ? &ss_unix_stream : &ss_tcp),
+        strategy, fd, handler, cfg);
     if (rc < 0)
         fprintf(stderr,
                 "sockserv-httpd: cannot serve on passed descriptor %d "
@@ -496,7 +492,7 @@ static int context_init(httpd_context *ctx, const httpd_options *o)
     ctx->root_len = strlen(ctx->root_path);
     ctx->mode = o->mode;
     ctx->max_connections = o->max_connections;
-    ctx->tls = o->tls_cert != NULL;
+    ctx->tls = o->tls.cert != NULL;
     ctx->started_ns = ss_now_ns();
     void *page =
         mmap(NULL, sizeof *ctx->requests_served, PROT_READ | PROT_WRITE,
@@ -539,15 +535,13 @@ static int server_new(ss_server **srv, httpd_options *o,
                                         o->port || o->host);
     if (activated != 0)
         return activated < 0 ? -1 : 0;
-    int rc =
-        ss_server_new(srv, httpd_kind(&ss_tcp), o->strategy, o->address,
-                      handler, &cfg);
+    int rc = ss_server_new(srv, tls_server_kind(&ss_tcp), o->strategy,
+                           o->address, handler, &cfg);
     if (rc < 0 && o->host == NULL &&
         (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL)) {
         snprintf(o->address, sizeof o->address, ":%d", o->port_number);
-        rc =
-            ss_server_new(srv, httpd_kind(&ss_tcp), o->strategy, o->address,
-                      handler, &cfg);
+        rc = ss_server_new(srv, tls_server_kind(&ss_tcp), o->strategy,
+                           o->address, handler, &cfg);
     }
     if (rc < 0)
         fprintf(stderr, "sockserv-httpd: cannot serve on %s: %s%s\n",
@@ -573,7 +567,7 @@ static int serve(ss_server *srv, const httpd_options *o)
         reported = rc < 0;
     }
     if (rc == 0) {
-        print_serving(srv, httpd_tls_on());
+        print_serving(srv, tls_server_on());
         rc = ss_serve_forever(srv, 0.5);
     }
     if (rc < 0 && !reported)
@@ -600,20 +594,19 @@ int main(int argc, char **argv)
     ss_handler_class handler = ss_http_handler;
     handler.class_data = &http;
 
-    if (o.tls_cert &&
-        httpd_tls_open(o.tls_cert, o.tls_key, o.tls_password_file) < 0) {
+    if (o.tls.cert && tls_server_open("sockserv-httpd", &o.tls) < 0) {
         context_free(&context);
         return 1;
     }
     ss_server *srv;
     int rc = server_new(&srv, &o, &handler);
     if (rc == 0) {
-        rc = httpd_tls_attach(srv);
+        rc = tls_server_attach(srv);
         if (rc == 0)
             rc = serve(srv, &o);
         ss_server_free(srv);
     }
-    httpd_tls_close();
+    tls_server_close();
     context_free(&context);
     return rc < 0 ? 1 : 0;
 }
