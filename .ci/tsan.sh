@@ -6,8 +6,8 @@
 #
 #   bash .ci/tsan.sh          (from anywhere inside the checkout)
 #
-# Builds the library, the tests and the examples (test_programs_tls runs
-# them) with clang -fsanitize=thread in build-tsan/ (or
+# Builds the library, the tests and the examples (test_programs_tls and
+# test_httpd_cache run them) with clang -fsanitize=thread in build-tsan/ (or
 # $SOCKSERV_TSAN_BUILD), recreated on every run, then runs the selected
 # tests under ctest. Any report fails the run: halt_on_error makes the
 # first data race end its test process with a non-zero status.
@@ -19,6 +19,10 @@
 # matrix in test_strategies skips those cases by itself when built with
 # TSan. Forking without threads in the child is fine, so test_forking
 # stays in.
+#
+# test_chatroom is in: it runs sockserv-chat, built with TSan (hence the
+# examples), whose TCP and WebSocket members, admin thread and two servers'
+# loops share the room under one mutex.
 #
 # The coroutine tests are in: test_coro_context (both switches: the
 # assembly one and the ucontext fallback), test_coro_switch,
@@ -56,14 +60,16 @@ build=${SOCKSERV_TSAN_BUILD:-build-tsan}
 tests='^test_(threading|strategies|serve_loop|forking|coroutines'
 tests+='|coro_context|coro_context_ucontext|coro_switch|wait_input_or_fd'
 tests+='|limits|exhaustion|proxy_protocol|hostile_clients'
-tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls'
+tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls|websocket'
 # The blocking strategies' receive path (lib/core/blocking_receive.c).
 tests+='|blocking_receive'
 # The example servers over TLS, run as built (so built with TSan too): the
 # file server under thread, pool and coro, the chat room under thread and
 # coro. A report ends the server with a non-zero status, which fails the
 # test's teardown.
-tests+='|programs_tls)$'
+tests+='|programs_tls|chatroom|access_log'
+# sockserv-httpd's file cache, shared by threads and coroutines.
+tests+='|httpd_cache)$'
 
 start=$SECONDS
 rm -rf "$build"

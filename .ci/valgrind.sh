@@ -85,6 +85,10 @@ test_strategies test_ten_slow_clients_are_served_concurrently/*
 # opened, echoed and closed within 60 s.
 test_coroutines test_shutdown_grace_lets_a_large_write_finish
 test_coroutines test_holds_ten_thousand_concurrent_echo_connections
+# 10,000 WebSocket connections upgraded, echoed and closed within 90 s; a
+# client that must answer 0.2 s pings before a 0.7 s idle timeout.
+test_websocket test_ten_thousand_connections_under_coroutines
+test_websocket test_keepalive_pings_and_idle_timeout
 # Storms of clients that each expect an answer within seconds, through a
 # fork per connection (every child a copy of the Valgrind process).
 test_hostile_clients echo_storm/fork

@@ -6,7 +6,7 @@
  *   echo_load --host 127.0.0.1 --port P [--udp] --connections N --size M
  *             --duration S [--warmup S] [--connect-per-request] [--threads T]
  *             [--udp-timeout-ms MS] [--udp-retries R] [--drain S]
- *             [--source-addresses N]
+ *             [--source-addresses N] [--websocket]
  *
  * Closed loop: each of N "connections" sends an M-byte message, waits for
  * all M bytes to come back, checks them, and only then sends the next. The
@@ -29,6 +29,12 @@
  * server's core on context switches. One epoll thread handles each ready
  * socket with one recv and one send. --threads splits the connections over
  * more epoll threads for bigger machines.
+ *
+ * --websocket: each persistent connection first upgrades to a WebSocket
+ * (GET / with Upgrade: websocket, answered 101), then every message is a
+ * masked binary frame, as a client must send it, and the reply must be the
+ * server's unmasked frame of the same payload: sockserv-ws-echo measured
+ * with the same client and the same loop as a plain echo server.
  *
  * Every message carries its sequence number in its first 8 bytes and a
  * pattern derived from (connection, sequence) in the rest, so a reply that
@@ -82,6 +88,7 @@ typedef struct options {
     int udp_timeout_ms;
     int udp_retries;
     int source_addresses;
+    bool websocket;
 } options;
 
 enum slot_state {
@@ -102,8 +109,9 @@ typedef struct slot {
     bool served;        /* a reply ever arrived on this connection */
     int attempts;       /* UDP: sends of the current message */
     int64_t sent_at;    /* UDP: when the current attempt went out */
-    unsigned char *out; /* the message in flight */
+    unsigned char *out; /* the message in flight (--websocket: its frame) */
     unsigned char *in;  /* its reply (UDP: one byte more, to see overruns) */
+    unsigned char *expect; /* the reply it must be (out, or a frame) */
 } slot;
 
 typedef struct counters {
@@ -130,6 +138,9 @@ static struct sockaddr_storage server_addr;
 static socklen_t server_addr_len;
 static int64_t measure_start_ns; /* end of warm-up */
 static int64_t measure_end_ns;   /* end of the run */
+/* Bytes of a message and of its reply on the wire: opt.size, or with
+ * --websocket the frame headers too (client frames carry a mask). */
+static size_t wire_out, wire_in, head_out, head_in;
 
 static int64_t now_ns(void)
 {
@@ -151,11 +162,46 @@ static void make_message(slot *s)
 {
     size_t n = opt.size;
     size_t head = n < SEQ_BYTES ? n : SEQ_BYTES;
+    unsigned char *p = s->out + head_out;
     for (size_t i = 0; i < head; i++)
-        s->out[i] = (unsigned char)(s->seq >> (8 * i));
+        p[i] = (unsigned char)(s->seq >> (8 * i));
     uint32_t x = (uint32_t)s->id * 2654435761u + (uint32_t)s->seq * 40503u;
     for (size_t i = head; i < n; i++)
-        s->out[i] = (unsigned char)((x >> 11) + i * 7);
+        p[i] = (unsigned char)((x >> 11) + i * 7);
+    if (!opt.websocket)
+        return;
+    /* The reply: the server's frame (FIN, binary, unmasked) of p. */
+    memcpy(s->expect + head_in, p, n);
+    /* The message: our frame, masked with a key that changes with seq. */
+    unsigned char *key = s->out + head_out - 4;
+    for (int i = 0; i < 4; i++)
+        key[i] = (unsigned char)(x >> (8 * i)) | 1;
+    for (size_t i = 0; i < n; i++)
+        p[i] ^= key[i & 3];
+}
+
+/* A frame header for n bytes into h (mask bit and room for the key when
+ * masked); returns its length. */
+static size_t ws_header(unsigned char *h, size_t n, bool masked)
+{
+    unsigned char m = masked ? 0x80 : 0;
+    h[0] = 0x82;
+    size_t len;
+    if (n < 126) {
+        h[1] = m | (unsigned char)n;
+        len = 2;
+    } else if (n < 65536) {
+        h[1] = m | 126;
+        h[2] = (unsigned char)(n >> 8);
+        h[3] = (unsigned char)n;
+        len = 4;
+    } else {
+        h[1] = m | 127;
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (unsigned char)((uint64_t)n >> (8 * (7 - i)));
+        len = 10;
+    }
+    return len + (masked ? 4 : 0);
 }
 
 static uint64_t message_seq(const unsigned char *buf, size_t n)
@@ -187,8 +233,8 @@ static int watch(worker *w, slot *s, int op, uint32_t events)
  * 1 (the socket is full: wait for EPOLLOUT) or -1 (connection failed). */
 static int send_rest(slot *s)
 {
-    while (s->sent < opt.size) {
-        ssize_t n = send(s->fd, s->out + s->sent, opt.size - s->sent,
+    while (s->sent < wire_out) {
+        ssize_t n = send(s->fd, s->out + s->sent, wire_out - s->sent,
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             s->sent += (size_t)n;
@@ -261,6 +307,12 @@ static void bind_rotating_source(worker *w, int fd)
  */
 static void tcp_connect(worker *w, slot *s)
 {
+    if (opt.websocket) {
+        /* No handshake here: a WebSocket connection that failed is lost. */
+        w->count.errors++;
+        s->state = SLOT_DONE;
+        return;
+    }
     s->fd = open_socket(SOCK_STREAM);
     if (s->fd < 0) {
         w->count.errors++;
@@ -310,7 +362,7 @@ static void tcp_fail(worker *w, slot *s, bool stopping)
 
 static void tcp_reply_complete(worker *w, slot *s, int64_t now, bool stopping)
 {
-    if (memcmp(s->in, s->out, opt.size) != 0) {
+    if (memcmp(s->in, s->expect, wire_in) != 0) {
         /* The stream is out of step; only a new connection recovers. */
         w->count.mismatches++;
         close_slot(s);
@@ -364,11 +416,11 @@ static void tcp_event(worker *w, slot *s, uint32_t events, int64_t now,
     if (s->state != SLOT_RECEIVING)
         return;
     for (;;) {
-        ssize_t n = recv(s->fd, s->in + s->received, opt.size - s->received,
+        ssize_t n = recv(s->fd, s->in + s->received, wire_in - s->received,
                          MSG_DONTWAIT);
         if (n > 0) {
             s->received += (size_t)n;
-            if (s->received == opt.size) {
+            if (s->received == wire_in) {
                 tcp_reply_complete(w, s, now, stopping);
                 return;
             }
@@ -536,6 +588,33 @@ static void *worker_main(void *arg)
 
 /* ---- setup ---------------------------------------------------------- */
 
+/* --websocket: the opening handshake on a blocking socket. The server
+ * sends nothing after its 101 head until we send, so reading up to the
+ * blank line takes exactly the head. */
+static int ws_upgrade(int fd)
+{
+    static const char req[] =
+        "GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)sizeof req - 1)
+        return -EIO;
+    char head[1024];
+    size_t n = 0;
+    while (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) {
+        if (n == sizeof head - 1)
+            return -EPROTO;
+        ssize_t r = recv(fd, head + n, sizeof head - 1 - n, 0);
+        if (r <= 0)
+            return r == 0 ? -ECONNRESET : -errno;
+        n += (size_t)r;
+    }
+    head[n] = '\0';
+    return strncmp(head, "HTTP/1.1 101 ", 13) == 0 ? 0 : -EPROTO;
+}
+
 /* Persistent TCP and UDP sockets are opened before the clock starts, with
  * a blocking connect bounded by a 5 s send timeout. */
 static int open_persistent(slot *s, counters *count)
@@ -554,6 +633,13 @@ static int open_persistent(slot *s, counters *count)
         int error = -errno;
         close(fd);
         return error;
+    }
+    if (opt.websocket) {
+        int rc = ws_upgrade(fd);
+        if (rc < 0) {
+            close(fd);
+            return rc;
+        }
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     s->fd = fd;
@@ -586,7 +672,7 @@ static void usage(FILE *to)
           "[--connect-per-request]\n"
           "                 [--threads T] [--udp-timeout-ms MS] "
           "[--udp-retries R]\n"
-          "                 [--source-addresses N]\n",
+          "                 [--source-addresses N] [--websocket]\n",
           to);
 }
 
@@ -627,6 +713,7 @@ static int parse_args(int argc, char **argv)
         OPT_UDP_TIMEOUT,
         OPT_UDP_RETRIES,
         OPT_SOURCE_ADDRESSES,
+        OPT_WEBSOCKET,
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, OPT_HOST},
@@ -642,6 +729,7 @@ static int parse_args(int argc, char **argv)
         {"udp-timeout-ms", required_argument, NULL, OPT_UDP_TIMEOUT},
         {"udp-retries", required_argument, NULL, OPT_UDP_RETRIES},
         {"source-addresses", required_argument, NULL, OPT_SOURCE_ADDRESSES},
+        {"websocket", no_argument, NULL, OPT_WEBSOCKET},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -673,6 +761,9 @@ static int parse_args(int argc, char **argv)
             break;
         case OPT_CPR:
             opt.connect_per_request = true;
+            break;
+        case OPT_WEBSOCKET:
+            opt.websocket = true;
             break;
         case OPT_CONNECTIONS:
             ok = parse_int(optarg, 1, 100000, &v);
@@ -728,6 +819,10 @@ static int parse_args(int argc, char **argv)
         fprintf(stderr, "echo_load: --connect-per-request is for TCP\n");
         return -1;
     }
+    if (opt.websocket && (opt.udp || opt.connect_per_request)) {
+        fprintf(stderr, "echo_load: --websocket is for persistent TCP\n");
+        return -1;
+    }
     if (opt.udp && opt.size > MAX_UDP_SIZE) {
         fprintf(stderr, "echo_load: --size: UDP allows at most %zu bytes\n",
                 MAX_UDP_SIZE);
@@ -750,9 +845,15 @@ int main(int argc, char **argv)
         return 1;
 
     int n = opt.connections;
+    unsigned char frame[14];
+    head_out = opt.websocket ? ws_header(frame, opt.size, true) : 0;
+    head_in = opt.websocket ? ws_header(frame, opt.size, false) : 0;
+    wire_out = head_out + opt.size;
+    wire_in = head_in + opt.size;
+    size_t per_slot = wire_out + 2 * wire_in + 1;
     slot *slots = calloc((size_t)n, sizeof *slots);
     worker *workers = calloc((size_t)opt.threads, sizeof *workers);
-    unsigned char *buffers = malloc((size_t)n * (2 * opt.size + 1));
+    unsigned char *buffers = malloc((size_t)n * per_slot);
     if (!slots || !workers || !buffers) {
         fprintf(stderr, "echo_load: out of memory\n");
         return 1;
@@ -760,8 +861,14 @@ int main(int argc, char **argv)
     counters setup = {0};
     for (int i = 0; i < n; i++) {
         slots[i] = (slot){.id = i, .fd = -1, .state = SLOT_IDLE};
-        slots[i].out = buffers + (size_t)i * (2 * opt.size + 1);
-        slots[i].in = slots[i].out + opt.size;
+        slots[i].out = buffers + (size_t)i * per_slot;
+        slots[i].in = slots[i].out + wire_out;
+        slots[i].expect = slots[i].out;
+        if (opt.websocket) {
+            slots[i].expect = slots[i].in + wire_in + 1;
+            ws_header(slots[i].out, opt.size, true);
+            ws_header(slots[i].expect, opt.size, false);
+        }
         if (opt.connect_per_request)
             continue;
         int rc = open_persistent(&slots[i], &setup);
@@ -808,7 +915,7 @@ int main(int argc, char **argv)
            "duration=%.3f round_trips=%" PRIu64 " rt_per_sec=%.1f "
            "errors=%" PRIu64 " mismatches=%" PRIu64 " timeouts=%" PRIu64
            " stale=%" PRIu64 " connects=%" PRIu64 "\n",
-           opt.udp ? "udp" : "tcp",
+           opt.udp ? "udp" : opt.websocket ? "websocket" : "tcp",
            opt.udp                   ? "datagram"
            : opt.connect_per_request ? "connect-per-request"
                                      : "persistent",

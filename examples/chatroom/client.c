@@ -9,6 +9,7 @@
  *     <bob> hello          a member's message
  *     * bob joined         * bob left (quit)
  *     [admin] text         the server's operator
+ *     * here: alice bob    the members, after typing /names
  *
  * Notes from this program and the server's errors go to stderr. End of
  * input (Ctrl-D), Ctrl-C or SIGTERM leaves the room politely (QUIT, then
@@ -258,6 +259,8 @@ static verdict show(const char *line)
         printf("* %.*s left (%s)\n", name_len, arg, why ? why + 1 : "?");
     } else if (chat_is(line, len, "ADMIN")) {
         printf("[admin] %s\n", arg);
+    } else if (chat_is(line, len, "NAMES")) {
+        printf("* here: %s\n", arg);
     } else if (chat_is(line, len, "BYE")) {
         if (*arg)
             note("the server said goodbye (%s)", arg);
@@ -330,7 +333,9 @@ static bool read_input(conn *c, char *buf, size_t *len, size_t size)
     while ((newline = memchr(start, '\n', *len - (size_t)(start - buf)))) {
         *newline = '\0';
         chat_chomp(start, (size_t)(newline - start));
-        if (*start)
+        if (!strcmp(start, "/names"))
+            send_command(c, "NAMES");
+        else if (*start)
             send_command(c, "MSG %s", start);
         start = newline + 1;
     }

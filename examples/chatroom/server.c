@@ -3,6 +3,7 @@
  *
  *   sockserv-chat [--udp | --tcp] [--mode MODE] [--bind ADDR] [--threads N]
  *                 [--outbox BYTES] [--flood-limit LINES] [--silence SECONDS]
+ *                 [--web PORT [--web-origin ORIGIN]...]
  *                 [--port-file FILE] [--no-admin] [--tls-cert PATH
  *                 [--tls-key PATH] [--tls-password-file PATH]] [PORT]
  *
@@ -17,6 +18,10 @@
  *   --udp            udp_room.c: the lesson's version, a datagram handler
  *                    and a member table keyed by address; silent members
  *                    are dropped by the server's service_actions.
+ *
+ * With --web PORT the TCP room has a second door: a second server, HTTP on
+ * PORT, in a thread of its own (web_room.c), serving the page and a
+ * WebSocket per browser member, in the same room (room.c).
  *
  * This file is the program around them: options, the admin thread that
  * reads standard input, and the server's life. docs/chatroom.md has the
@@ -42,6 +47,7 @@
 #define DEFAULT_OUTBOX (256 * 1024)
 #define DEFAULT_FLOOD_LIMIT 100.0
 #define DEFAULT_SILENCE 30.0
+#define CHAT_WEB_ORIGINS_MAX 16
 
 /* --mode, per room. Fork and prefork cannot share the member table (each
  * process would have its own), and sync would run one member at a time;
@@ -62,7 +68,9 @@ static const char usage[] =
     "usage: sockserv-chat [-h] [--udp | --tcp] [--mode MODE] [--bind ADDR]\n"
     "                     [--threads N] [--outbox BYTES] [--flood-limit "
     "LINES]\n"
-    "                     [--silence SECONDS] [--port-file FILE] [--no-admin]\n"
+    "                     [--silence SECONDS] [--web PORT]\n"
+    "                     [--web-origin ORIGIN] [--port-file FILE] "
+    "[--no-admin]\n"
     "                     [--tls-cert PATH] [--tls-key PATH]\n"
     "                     [--tls-password-file PATH] [PORT]\n";
 static const char help[] =
@@ -84,6 +92,10 @@ static const char help[] =
     "                     (default 100; 0 = no limit)\n"
     "  --silence SECONDS  UDP: a member not heard from for this long is\n"
     "                     dropped (default 30; clients ping every third)\n"
+    "  --web PORT         TCP: also serve the room to browsers, over HTTP\n"
+    "                     and WebSocket on PORT (0 = any free)\n"
+    "  --web-origin ORIGIN  also accept browser members from pages of\n"
+    "                     ORIGIN (\"https://example.org\"); may be repeated\n"
     "  --port-file FILE   write the port, once listening, to FILE\n"
     "  --no-admin         do not read admin lines from standard input\n"
     "  --tls-cert PATH    TCP: serve TLS with this PEM certificate chain\n"
@@ -102,6 +114,8 @@ enum {
     OPT_OUTBOX,
     OPT_FLOOD_LIMIT,
     OPT_SILENCE,
+    OPT_WEB,
+    OPT_WEB_ORIGIN,
     OPT_PORT_FILE,
     OPT_NO_ADMIN,
     OPT_TLS_CERT,
@@ -119,6 +133,8 @@ static const struct option longopts[] = {
     {"outbox", required_argument, NULL, OPT_OUTBOX},
     {"flood-limit", required_argument, NULL, OPT_FLOOD_LIMIT},
     {"silence", required_argument, NULL, OPT_SILENCE},
+    {"web", required_argument, NULL, OPT_WEB},
+    {"web-origin", required_argument, NULL, OPT_WEB_ORIGIN},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"no-admin", no_argument, NULL, OPT_NO_ADMIN},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
@@ -136,8 +152,12 @@ typedef struct chat_options {
     size_t outbox;
     double flood_limit, silence;
     const char *port_file;
-    tls_server_args tls; /* all NULL: no TLS */
-    char address[300]; /* what the library parses: "127.0.0.1:8000" */
+    tls_server_args tls;  /* all NULL: no TLS */
+    char address[300];    /* what the library parses: "127.0.0.1:8000" */
+    const char *web_port; /* --web, or NULL */
+    char web_address[300];
+    const char *web_origins[CHAT_WEB_ORIGINS_MAX];
+    size_t n_web_origins;
 } chat_options;
 
 static long count_argument(const cli *c, const char *name, const char *text,
@@ -170,6 +190,34 @@ static const ss_strategy *mode_argument(const cli *c, const char *mode,
     cli_error(
         c, "argument --mode: invalid choice for %s: '%s' (choose from %s)",
         udp ? "UDP" : "TCP", mode, udp ? "sync, thread, coro" : "thread, coro");
+}
+
+/* --web PORT: on the --bind host, as a stream. */
+static void web_port_argument(const cli *c, chat_options *o, const char *host)
+{
+    const char *port = o->web_port;
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || digits > 5 || port[digits] != '\0' || atoi(port) > 65535)
+        cli_error(c, "argument --web: invalid port: '%s'", port);
+    const char *bad = bind_address(o->web_address, sizeof o->web_address, host,
+                                   atoi(port), SOCK_STREAM, NULL);
+    if (bad)
+        cli_error(c, "argument --bind: %s", bad);
+}
+
+/* --web-origin: what a browser sends as Origin, "scheme://host[:port]". */
+static void web_origin_argument(const cli *c, chat_options *o,
+                                const char *origin)
+{
+    if (strncmp(origin, "http://", 7) != 0 &&
+        strncmp(origin, "https://", 8) != 0)
+        cli_error(c,
+                  "argument --web-origin: '%s' is not an origin "
+                  "(http://host[:port] or https://host[:port])",
+                  origin);
+    if (o->n_web_origins == CHAT_WEB_ORIGINS_MAX)
+        cli_error(c, "argument --web-origin: at most %d", CHAT_WEB_ORIGINS_MAX);
+    o->web_origins[o->n_web_origins++] = origin;
 }
 
 /* Options and PORT in any order, like argparse; every mistake is a usage
@@ -239,6 +287,12 @@ static void parse_options(chat_options *o, int argc, char **argv)
         case OPT_TLS_PASSWORD_FILE:
             o->tls.password_file = value;
             break;
+        case OPT_WEB:
+            o->web_port = value;
+            break;
+        case OPT_WEB_ORIGIN:
+            web_origin_argument(&c, o, value);
+            break;
         }
     }
     cli_finish(&c);
@@ -248,6 +302,11 @@ static void parse_options(chat_options *o, int argc, char **argv)
 
     if (o->udp && tcp_given)
         cli_error(&c, "argument --tcp: not allowed with argument --udp");
+    if (o->udp && o->web_port)
+        cli_error(&c, "argument --web: not allowed with argument --udp "
+                      "(browser members join the TCP room)");
+    if (o->n_web_origins > 0 && !o->web_port)
+        cli_error(&c, "argument --web-origin: only with argument --web");
     if (!o->mode)
         o->mode = o->udp ? "sync" : "thread";
     o->strategy = mode_argument(&c, o->mode, o->udp);
@@ -261,6 +320,8 @@ static void parse_options(chat_options *o, int argc, char **argv)
                      o->udp ? SOCK_DGRAM : SOCK_STREAM, NULL);
     if (bad)
         cli_error(&c, "argument --bind: %s", bad);
+    if (o->web_port)
+        web_port_argument(&c, o, host);
 }
 
 /* Each strategy's own options (ss_config.strategy_options points at the
@@ -291,7 +352,7 @@ static void apply_mode_options(ss_config *cfg, mode_options *m,
 typedef struct admin {
     pthread_t thread;
     int stop_fd; /* eventfd: main asks the thread to end */
-    tcp_room *tcp;
+    chat_room *tcp;
     udp_room *udp;
 } admin;
 
@@ -302,7 +363,7 @@ static void admin_line(admin *a, char *line)
     if (line[0] == '\0')
         return;
     if (a->tcp)
-        tcp_room_admin(a->tcp, line);
+        chat_room_admin(a->tcp, line);
     else
         udp_room_admin(a->udp, line);
     chat_log("admin: %s", line);
@@ -406,7 +467,7 @@ static void chat_tcp_handle_error(ss_server *srv, ss_request *req, int error)
 }
 
 /* Written whole or not at all, so a reader never sees half a number. */
-static int write_port_file(const char *path, int port)
+static int write_port_file(const char *path, int port, int web_port)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -414,6 +475,8 @@ static int write_port_file(const char *path, int port)
     if (!f)
         return -errno;
     fprintf(f, "%d\n", port);
+    if (web_port > 0)
+        fprintf(f, "%d\n", web_port); /* --web: a second line */
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         int rc = -errno;
         remove(tmp);
@@ -454,15 +517,116 @@ static int server_new(ss_server **srv, const chat_options *o, void *room)
     return rc < 0 ? -1 : 0;
 }
 
+/* ---- the web door: a second server, in a thread of its own --------------- */
+
+/* The HTTP server of --web: same strategy and room as the TCP server,
+ * its own listening socket, its own ss_serve_forever() in web_main(). The
+ * library allows any number of servers in a process; each has its own
+ * loop, so the web door's runs on a thread of this program. When either
+ * loop ends (a signal stops both; an error only one), the other is told
+ * to stop too. */
+typedef struct web_door {
+    ss_server *srv; /* NULL without --web */
+    ss_server *tcp; /* the room's TCP server */
+    chat_web web;   /* its config.user */
+    pthread_t thread;
+    bool started;
+    int rc; /* what its ss_serve_forever() returned */
+} web_door;
+
+static int web_server_new(web_door *d, const chat_options *o, chat_room *room)
+{
+    d->web = (chat_web){
+        .room = room, .origins = o->web_origins, .n_origins = o->n_web_origins};
+    ss_config cfg;
+    ss_config_init(&cfg);
+    cfg.allow_reuse_address = true;
+    cfg.user = &d->web;
+    mode_options strategy_options;
+    apply_mode_options(&cfg, &strategy_options, o);
+    static ss_server_class web_kind;
+    static ss_handler_class web_handler; /* outlives the server */
+    web_kind = ss_tcp;
+    web_kind.handle_error = chat_tcp_handle_error;
+    chat_web_handler(&web_handler);
+    int rc = ss_server_new(&d->srv, &web_kind, o->strategy, o->web_address,
+                           &web_handler, &cfg);
+    if (rc < 0) {
+        d->srv = NULL;
+        fprintf(stderr, "sockserv-chat: cannot serve --web on %s: %s\n",
+                o->web_address, ss_strerror(rc));
+        return -1;
+    }
+    /* --tls-cert: the web door is https:// and wss:// with the same
+     * context (its SIGHUP reload runs from the TCP server's loop). */
+    if (tls_server_attach(d->srv) < 0) {
+        ss_server_free(d->srv);
+        d->srv = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void *web_main(void *arg)
+{
+    web_door *d = arg;
+    d->rc = ss_serve_forever(d->srv, 0.5);
+    ss_shutdown(d->tcp); /* one door closed: close the other */
+    return NULL;
+}
+
+static int web_start(web_door *d)
+{
+    if (!d->srv)
+        return 0;
+    int rc = ss_shutdown_on_signals(d->srv);
+    if (rc == 0)
+        rc = -pthread_create(&d->thread, NULL, web_main, d);
+    d->started = rc == 0;
+    return rc;
+}
+
+/* Stop and free the web server (after the TCP server's loop ended):
+ * waits for its members to say BYE. */
+static int web_stop(web_door *d)
+{
+    if (!d->srv)
+        return 0;
+    if (d->started) {
+        ss_shutdown(d->srv);
+        pthread_join(d->thread, NULL);
+    }
+    ss_server_free(d->srv);
+    d->srv = NULL;
+    return d->started ? d->rc : 0;
+}
+
+/* The address to give a browser: the web server's, with a host a browser
+ * can reach when it listens on every interface. */
+static void web_url(const web_door *d, char *url, size_t size)
+{
+    char address[300];
+    ss_server_address_string(d->srv, address, sizeof address);
+    int port = ss_server_port(d->srv);
+    const char *scheme = tls_server_on() ? "https" : "http";
+    if (strncmp(address, "0.0.0.0:", 8) == 0 ||
+        strncmp(address, "[::]:", 5) == 0)
+        snprintf(url, size, "%s://localhost:%d/ (or this machine's address)",
+                 scheme, port);
+    else
+        snprintf(url, size, "%s://%s/", scheme, address);
+}
+
 /* Until SIGINT or SIGTERM (exit status 0). *reported: an error was
  * printed already. */
-static int serve(ss_server *srv, const chat_options *o, admin *a,
+static int serve(ss_server *srv, const chat_options *o, admin *a, web_door *web,
                  bool *reported)
 {
     int rc = ss_shutdown_on_signals(srv);
     *reported = false;
     if (rc == 0 && o->port_file) {
-        rc = write_port_file(o->port_file, ss_server_port(srv));
+        rc = write_port_file(o->port_file, ss_server_port(srv),
+                             web->srv ? ss_server_port(web->srv) : 0);
         if (rc < 0)
             fprintf(stderr,
                     "sockserv-chat: cannot write the port file %s: %s\n",
@@ -471,6 +635,8 @@ static int serve(ss_server *srv, const chat_options *o, admin *a,
     }
     if (rc == 0 && o->read_admin && stdin_usable())
         rc = admin_start(a);
+    if (rc == 0)
+        rc = web_start(web);
     if (rc == 0) {
         char address[300];
         ss_server_address_string(srv, address, sizeof address);
@@ -480,6 +646,11 @@ static int serve(ss_server *srv, const chat_options *o, admin *a,
                                    : "TCP",
                  address, o->mode,
                  a->stop_fd >= 0 ? "; a line typed here goes to everyone" : "");
+        if (web->srv) {
+            char url[400];
+            web_url(web, url, sizeof url);
+            chat_log("the room in a browser: open %s", url);
+        }
         /* UDP: the sweep for silent members runs at least this often. */
         double poll_interval = 0.5;
         if (o->udp && o->silence / 4 < poll_interval)
@@ -496,10 +667,10 @@ int main(int argc, char **argv)
 
     if (o.tls.cert && tls_server_open("sockserv-chat", &o.tls) < 0)
         return 1;
-    tcp_room *tcp = NULL;
+    chat_room *tcp = NULL;
     udp_room *room_udp = NULL;
     int rc = o.udp ? udp_room_new(&room_udp, o.silence)
-                   : tcp_room_new(&tcp, o.outbox, o.flood_limit);
+                   : chat_room_new(&tcp, o.outbox, o.flood_limit);
     if (rc < 0) {
         fprintf(stderr, "sockserv-chat: %s\n", ss_strerror(rc));
         tls_server_close();
@@ -508,22 +679,31 @@ int main(int argc, char **argv)
     ss_server *srv;
     if (server_new(&srv, &o, o.udp ? (void *)room_udp : (void *)tcp) < 0) {
         udp_room_free(room_udp);
-        tcp_room_free(tcp);
+        chat_room_free(tcp);
         tls_server_close();
         return 1;
     }
     if (o.udp)
         udp_room_attach(room_udp, srv);
+    web_door web = {.tcp = srv};
+    if (o.web_port && web_server_new(&web, &o, tcp) < 0) {
+        ss_server_free(srv);
+        chat_room_free(tcp);
+        return 1;
+    }
     admin a = {.stop_fd = -1, .tcp = tcp, .udp = room_udp};
     bool reported;
-    rc = serve(srv, &o, &a, &reported);
+    rc = serve(srv, &o, &a, &web, &reported);
+    int web_rc = web_stop(&web); /* its members say BYE too */
+    if (rc == 0)
+        rc = web_rc;
     admin_stop(&a); /* before the rooms go: it uses them */
     if (o.udp)
         udp_room_close(room_udp); /* BYE to every member, on the socket
                                      that is still open */
     ss_server_free(srv);          /* waits for the TCP members to say BYE */
     udp_room_free(room_udp);
-    tcp_room_free(tcp);
+    chat_room_free(tcp);
     tls_server_close(); /* after the server that used it */
     if (o.port_file)
         unlink(o.port_file);

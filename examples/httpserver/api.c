@@ -4,7 +4,7 @@
  *
  *   GET  /api/status         {"uptime_seconds":12.5,"requests_served":42,
  *                             "mode":"thread","max_connections":330,
- *                             "tls":false}
+ *                             "tls":false,"file_cache":{"hits":…}}
  *   POST /api/echo           the request body in, {"length":N,"lines":M} out
  *   GET  /api/greet/{name}   {"greeting":"Hello, NAME!"}; ?greeting=Hi
  *                            changes the first word
@@ -56,13 +56,27 @@ static int send_json(ss_http *h, int status, const char *json)
 
 static int api_status(ss_http *h, httpd_context *ctx)
 {
-    char json[256];
+    char json[768], cache[448] = "null";
     double uptime = (double)(ss_now_ns() - ctx->started_ns) / 1e9;
+    if (ctx->file_cache != NULL) { /* this process's cache */
+        file_cache_stats st;
+        file_cache_get_stats(ctx->file_cache, &st);
+        snprintf(cache, sizeof cache,
+                 "{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+                 ",\"invalidated\":%" PRIu64 ",\"evicted\":%" PRIu64
+                 ",\"uncacheable\":%" PRIu64
+                 ",\"entries\":%zu,\"bytes\":%zu,\"descriptors\":%zu"
+                 ",\"watches\":%zu,\"inotify\":%s}",
+                 st.hits, st.misses, st.invalidated, st.evicted,
+                 st.uncacheable, st.entries, st.bytes, st.descriptors,
+                 st.watches, st.inotify ? "true" : "false");
+    }
     snprintf(json, sizeof json,
              "{\"uptime_seconds\":%.3f,\"requests_served\":%" PRIu64
-             ",\"mode\":\"%s\",\"max_connections\":%d,\"tls\":%s}\n",
+             ",\"mode\":\"%s\",\"max_connections\":%d,\"tls\":%s"
+             ",\"file_cache\":%s}\n",
              uptime, atomic_load(ctx->requests_served), ctx->mode,
-             ctx->max_connections, ctx->tls ? "true" : "false");
+             ctx->max_connections, ctx->tls ? "true" : "false", cache);
     return send_json(h, 200, json);
 }
 

@@ -5,7 +5,8 @@
  * and the method callbacks that route each request), paths.c (turning a
  * request target into a path that cannot leave the served directory, and
  * opening it), static_files.c (files, directories, listings, conditional
- * and range requests), api.c (the JSON routes) and mime.c (content
+ * and range requests), file_cache.c (files kept between requests, never
+ * stale), api.c (the JSON routes) and mime.c (content
  * types). --tls-cert and SIGHUP are ../common/tls_server.c, shared with
  * the other example servers.
  * This header is the seam between them; nothing in it is library API.
@@ -21,6 +22,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "file_cache.h"
+
 /* Everything a request may need, reachable through ss_http_config_user(). Set up
  * once in main() before the server starts and read-only afterwards, except
  * the counter. */
@@ -35,6 +38,7 @@ typedef struct httpd_context {
     /* Requests answered, in a MAP_SHARED page so that forked children and
      * prefork workers add to the same count as threads do. */
     _Atomic uint64_t *requests_served;
+    file_cache *file_cache; /* NULL: --no-file-cache, or --mode fork */
 } httpd_context;
 
 /* The request's first header named name, or NULL: the library's getter,
@@ -77,11 +81,28 @@ int httpd_open_beneath(const httpd_context *ctx, const char *relative,
  * '/'), Python's urllib.parse.quote. Returns a malloc'ed string or NULL. */
 char *httpd_url_quote(const char *s);
 
+/* ---- listing.c ---------------------------------------------------------- */
+
+/* The listing of the directory dir_fd (path as asked for), or 404 when it
+ * may not be read. Returns 0 when answered, -1 when the connection failed,
+ * or a positive errno when nothing was sent (out of memory or
+ * descriptors): the caller answers that as it answers a failed open. */
+int httpd_list_directory(ss_http *h, int dir_fd, bool readable,
+                         const httpd_path *path);
+/* What every page's <head> gets besides its charset and title: the
+ * viewport meta and the stylesheet (the error pages too). */
+extern const char httpd_page_head[];
+
 /* ---- static_files.c ---------------------------------------------------- */
 
 /* Answer GET or HEAD for a path outside /api. Returns 0 when a response was
  * sent, -1 when the connection must be closed. */
 int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path);
+
+/* A file's ETag and Last-Modified, as every answer about it spells them
+ * (the file cache keeps them ready). */
+void httpd_file_validators(const struct stat *st, char etag[64],
+                           char modified[64]);
 
 /* ---- api.c ------------------------------------------------------------- */
 
@@ -91,6 +112,17 @@ bool httpd_api_owns(const char *raw);
 /* Answer a request for an API path. Returns 0 or -1 like
  * httpd_serve_static. */
 int httpd_api_handle(ss_http *h, httpd_context *ctx, const httpd_path *path);
+
+/* access_log.c: --access-log FILE (NULL: stderr), --access-log-buffer
+ * (bytes; 0: each line at once; -1: not given) and --access-log-flush
+ * (seconds; 0: the default), and SIGHUP reopening FILE. Returns 0 with
+ * *log set, or -1 after saying why. */
+#define HTTPD_LOG_MAX_BUFFER (16LL * 1024 * 1024)
+int httpd_log_open(const char *path, long buffer, double flush,
+                   ss_access_log **log);
+void httpd_log_close(void);
+/* "64k", "1m", "4096" → bytes, at most HTTPD_LOG_MAX_BUFFER; -1 if not. */
+int httpd_log_size(const char *text, long *size);
 
 /* ---- mime.c ------------------------------------------------------------ */
 

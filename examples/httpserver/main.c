@@ -5,9 +5,12 @@
  *
  *   sockserv-httpd [PORT] [-b ADDR] [-d DIR] [--mode MODE] [--workers N]
  *                  [--reuseport] [--threads N] [--max-connections N] [-q]
+ *                  [--no-file-cache] [--file-cache-entries N]
+ *                  [--file-cache-size BYTES]
  *                  [--port-file PATH] [--proxy-protocol[=v1|v2]]
  *                  [--trusted-proxy ADDRS] [--tls-cert PATH [--tls-key PATH]
- *                  [--tls-password-file PATH]]
+ *                  [--tls-password-file PATH]] [--access-log FILE]
+ *                  [--access-log-buffer SIZE] [--access-log-flush SECONDS]
  *
  * This file is the program around the handler: the command line (options
  * and PORT in any order, like argparse: getopt_long through
@@ -91,6 +94,10 @@ static const char usage[] =
     "usage: sockserv-httpd [-h] [-b ADDRESS] [-d DIRECTORY] [--mode MODE]\n"
     "                      [--workers N] [--reuseport] [--threads N]\n"
     "                      [--max-connections N] [-q] [--port-file PATH]\n"
+    "                      [--access-log FILE] [--access-log-buffer SIZE]\n"
+    "                      [--access-log-flush SECONDS]\n"
+    "                      [--no-file-cache] [--file-cache-entries N]\n"
+    "                      [--file-cache-size BYTES]\n"
     "                      [--proxy-protocol[=v1|v2]] [--trusted-proxy ADDRS]\n"
     "                      [--tls-cert PATH] [--tls-key PATH]\n"
     "                      [--tls-password-file PATH] [PORT]\n";
@@ -117,7 +124,21 @@ static const char help[] =
     "  --max-connections N   connections open at once, per process (0: no\n"
     "                        limit; default: what the descriptor limit leaves\n"
     "                        room for, three descriptors per connection)\n"
+    "  --no-file-cache       open every file on every request (by default\n"
+    "                        files are cached, never stale: inotify)\n"
+    "  --file-cache-entries N\n"
+    "                        files the cache holds (default: 4096)\n"
+    "  --file-cache-size BYTES\n"
+    "                        bytes of small files it holds, K/M/G suffixes\n"
+    "                        allowed (default: 64M)\n"
     "  -q, --quiet           no access log\n"
+    "  --access-log FILE     append the access log to FILE, reopened on\n"
+    "                        SIGHUP (default: stderr)\n"
+    "  --access-log-buffer SIZE\n"
+    "                        bytes each thread buffers, e.g. 64k (default;\n"
+    "                        0 or stderr a terminal: each line at once)\n"
+    "  --access-log-flush SECONDS\n"
+    "                        longest a line waits in a buffer (default: 1)\n"
     "  --port-file PATH      write the bound port to PATH once listening\n"
     "                        (for scripts and tests that pass PORT 0)\n"
     "  --proxy-protocol[=v1|v2]\n"
@@ -139,12 +160,18 @@ enum {
     OPT_REUSEPORT,
     OPT_THREADS,
     OPT_MAX_CONNECTIONS,
+    OPT_NO_FILE_CACHE,
+    OPT_FILE_CACHE_ENTRIES,
+    OPT_FILE_CACHE_SIZE,
     OPT_PORT_FILE,
     OPT_PROXY_PROTOCOL,
     OPT_TRUSTED_PROXY,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_TLS_PASSWORD_FILE,
+    OPT_ACCESS_LOG,
+    OPT_ACCESS_LOG_BUFFER,
+    OPT_ACCESS_LOG_FLUSH,
 };
 
 static const struct option longopts[] = {
@@ -157,12 +184,18 @@ static const struct option longopts[] = {
     {"reuseport", no_argument, NULL, OPT_REUSEPORT},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"no-file-cache", no_argument, NULL, OPT_NO_FILE_CACHE},
+    {"file-cache-entries", required_argument, NULL, OPT_FILE_CACHE_ENTRIES},
+    {"file-cache-size", required_argument, NULL, OPT_FILE_CACHE_SIZE},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"proxy-protocol", optional_argument, NULL, OPT_PROXY_PROTOCOL},
     {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-password-file", required_argument, NULL, OPT_TLS_PASSWORD_FILE},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"access-log-buffer", required_argument, NULL, OPT_ACCESS_LOG_BUFFER},
+    {"access-log-flush", required_argument, NULL, OPT_ACCESS_LOG_FLUSH},
     {NULL, 0, NULL, 0},
 };
 
@@ -176,12 +209,18 @@ typedef struct httpd_options {
     int port_number;
     int workers, threads; /* 0: not given */
     int max_connections;  /* -1 until decided; 0: no limit */
+    bool file_cache;      /* --no-file-cache clears it */
+    long cache_entries;   /* --file-cache-entries */
+    long long cache_size; /* --file-cache-size, in bytes */
     bool reuseport, quiet;
     const char *port_file;
     int proxy_protocol; /* 0: off, else SS_PROXY_V1, _V2 or _ANY */
     const char *trusted_proxy;
-    tls_server_args tls; /* all NULL: HTTP */
-    char address[300]; /* what the library parses: "[::]:8000", ... */
+    tls_server_args tls;     /* all NULL: HTTP */
+    const char *access_log;  /* NULL: stderr */
+    long access_log_buffer;  /* -1: not given */
+    double access_log_flush; /* 0: not given */
+    char address[300];       /* what the library parses: "[::]:8000", ... */
 } httpd_options;
 
 /* A decimal count in [min, max], or a usage error naming the option. */
@@ -194,6 +233,26 @@ static int count_argument(const cli *c, const char *name, const char *text,
     if (errno || end == text || *end != '\0' || value < min || value > max)
         cli_error(c, "argument %s: invalid value: '%s'", name, text);
     return (int)value;
+}
+
+/* A byte count with an optional K, M or G (binary) suffix, or a usage
+ * error: --file-cache-size. */
+static long long size_argument(const cli *c, const char *name,
+                               const char *text)
+{
+    char *end;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    int shift = *end == 'K' || *end == 'k'   ? 10
+                : *end == 'M' || *end == 'm' ? 20
+                : *end == 'G' || *end == 'g' ? 30
+                                             : 0;
+    if (shift)
+        end++;
+    if (errno || end == text || *end != '\0' || value < 0 ||
+        value > (1LL << 40) >> shift)
+        cli_error(c, "argument %s: invalid value: '%s'", name, text);
+    return value << shift;
 }
 
 static const ss_strategy *mode_argument(const cli *c, const char **mode)
@@ -237,6 +296,18 @@ static int proxy_argument(const cli *c, const char *version)
 /* Where the limit is unlimited (or huge), a cap all the same. */
 #define MAX_DEFAULT_CONNECTIONS (1 << 20)
 
+/* The descriptors of large files the file cache may keep open: a quarter
+ * of the descriptor limit, at most one per entry. */
+static size_t file_cache_descriptors(const httpd_options *o)
+{
+    struct rlimit limit;
+    size_t most = (size_t)o->cache_entries;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 &&
+        limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur / 4 < most)
+        most = (size_t)(limit.rlim_cur / 4);
+    return most;
+}
+
 /* The default of --max-connections: as many connections as the process's
  * descriptor limit (RLIMIT_NOFILE, soft) leaves room for, each with the
  * files it is being served. At that many the server stops accepting, and
@@ -256,6 +327,10 @@ static int default_max_connections(const httpd_options *o)
         reserved += (rlim_t)(o->threads ? o->threads : ss_cpu_count());
     if (limit.rlim_cur < reserved + DESCRIPTORS_PER_CONNECTION)
         return 1; /* a tiny limit: serve one at a time, as well as it can */
+    if (o->file_cache && o->strategy != &ss_forking) /* what it may keep */
+        reserved += file_cache_descriptors(o);
+    if (limit.rlim_cur < reserved + DESCRIPTORS_PER_CONNECTION)
+        return 1;
     rlim_t most = (limit.rlim_cur - reserved) / DESCRIPTORS_PER_CONNECTION;
     return most > MAX_DEFAULT_CONNECTIONS ? MAX_DEFAULT_CONNECTIONS : (int)most;
 }
@@ -269,7 +344,13 @@ static void parse_options(httpd_options *o, int argc, char **argv)
              .shortopts = "-:b:d:hq",
              .longopts = longopts};
     *o = (httpd_options){
-        .directory = ".", .mode = "thread", .max_connections = -1};
+        .directory = ".",
+        .mode = "thread",
+        .max_connections = -1,
+        .access_log_buffer = -1,
+        .file_cache = true,
+        .cache_entries = 4096,
+        .cache_size = 64 << 20};
     const char *value;
     int opt;
     while ((opt = cli_next(&c, argc, argv, &value)) != -1) {
@@ -310,6 +391,16 @@ static void parse_options(httpd_options *o, int argc, char **argv)
         case OPT_THREADS:
             o->threads = count_argument(&c, "--threads", value, 1, 65536);
             break;
+        case OPT_NO_FILE_CACHE:
+            o->file_cache = false;
+            break;
+        case OPT_FILE_CACHE_ENTRIES:
+            o->cache_entries =
+                count_argument(&c, "--file-cache-entries", value, 1, 1 << 24);
+            break;
+        case OPT_FILE_CACHE_SIZE:
+            o->cache_size = size_argument(&c, "--file-cache-size", value);
+            break;
         case OPT_MAX_CONNECTIONS:
             o->max_connections =
                 count_argument(&c, "--max-connections", value, 0, 1 << 30);
@@ -326,6 +417,27 @@ static void parse_options(httpd_options *o, int argc, char **argv)
         case OPT_TLS_PASSWORD_FILE:
             o->tls.password_file = value;
             break;
+        case OPT_ACCESS_LOG:
+            o->access_log = value;
+            break;
+        case OPT_ACCESS_LOG_BUFFER:
+            if (httpd_log_size(value, &o->access_log_buffer) < 0)
+                cli_error(&c,
+                          "argument --access-log-buffer: invalid size: '%s' "
+                          "(bytes, k or m, at most 16m)",
+                          value);
+            break;
+        case OPT_ACCESS_LOG_FLUSH: {
+            char *end;
+            o->access_log_flush = strtod(value, &end);
+            if (end == value || *end != '\0' || !(o->access_log_flush > 0) ||
+                o->access_log_flush > 86400)
+                cli_error(&c,
+                          "argument --access-log-flush: invalid value: '%s' "
+                          "(seconds, more than 0, at most 86400)",
+                          value);
+            break;
+        }
         }
     }
     cli_finish(&c);
@@ -503,11 +615,23 @@ static int context_init(httpd_context *ctx, const httpd_options *o)
     }
     ctx->requests_served = page;
     atomic_init(ctx->requests_served, 0);
+    /* Not under --mode fork: a child lives for one connection, and would
+     * fill a cache only to drop it. Each prefork worker gets its own
+     * (file_cache.c starts a forked child afresh). */
+    if (o->file_cache && o->strategy != &ss_forking &&
+        (ctx->file_cache = file_cache_new(
+             ctx->root_fd, (size_t)o->cache_entries, (size_t)o->cache_size,
+             file_cache_descriptors(o), httpd_file_validators,
+             httpd_guess_type)) == NULL) {
+        fprintf(stderr, "sockserv-httpd: file cache: out of memory\n");
+        return -1;
+    }
     return 0;
 }
 
 static void context_free(httpd_context *ctx)
 {
+    file_cache_free(ctx->file_cache);
     close(ctx->root_fd);
     munmap(ctx->requests_served, sizeof *ctx->requests_served);
 }
@@ -591,10 +715,18 @@ int main(int argc, char **argv)
     http.max_body_size = MAX_BODY_SIZE;
     http.quiet = o.quiet;
     http.user = &context;
+    http.error_head = httpd_page_head; /* the listing's stylesheet */
     ss_handler_class handler = ss_http_handler;
     handler.class_data = &http;
 
     if (o.tls.cert && tls_server_open("sockserv-httpd", &o.tls) < 0) {
+        context_free(&context);
+        return 1;
+    }
+    /* After TLS: its SIGHUP handler is then chained to the log's. */
+    if (!o.quiet && httpd_log_open(o.access_log, o.access_log_buffer,
+                                   o.access_log_flush, &http.access_log) < 0) {
+        tls_server_close();
         context_free(&context);
         return 1;
     }
@@ -607,6 +739,8 @@ int main(int argc, char **argv)
         ss_server_free(srv);
     }
     tls_server_close();
+    if (!o.quiet)
+        httpd_log_close(); /* after the server: its last lines */
     context_free(&context);
     return rc < 0 ? 1 : 0;
 }

@@ -2,7 +2,7 @@
  * static_files.c — GET and HEAD for files and directories: Python's
  * SimpleHTTPRequestHandler.send_head() and list_directory(), plus what
  * Python leaves out: ETag / If-None-Match, single byte ranges (206, 416)
- * and sendfile().
+ * and sendfile(). The listing itself is listing.c's.
  *
  * Every file is reached through httpd_open_beneath(), so nothing here has
  * to think about where a path leads. The order of decisions follows
@@ -14,7 +14,6 @@
  */
 #include "httpd.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -25,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- a growing text buffer, for the listing ---------------------------- */
+/* ---- a growing text buffer, for names and locations --------------------- */
 
 typedef struct text {
     char *data;
@@ -56,18 +55,6 @@ static void text_add(text *t, const char *s, size_t n)
 static void text_puts(text *t, const char *s)
 {
     text_add(t, s, strlen(s));
-}
-
-/* s escaped for HTML (&, <, >, ", '). */
-static void text_escaped(text *t, const char *s)
-{
-    size_t size = strlen(s) * 6 + 1; /* the longest escape is 6 bytes */
-    char *buf = malloc(size);
-    if (buf == NULL || ss_http_html_escape(s, buf, size) >= size)
-        t->failed = true;
-    else
-        text_puts(t, buf);
-    free(buf);
 }
 
 /* ---- dates, validators, ranges ------------------------------------------ */
@@ -295,17 +282,48 @@ static int send_range_not_satisfiable(ss_http *h, uint64_t size)
  * about it is said first: the conditional and range headers, whose
  * answers carry its size, ETag and date, are looked at only after the
  * file is known to be servable. */
+void httpd_file_validators(const struct stat *st, char etag[64],
+                           char modified[64])
+{
+    uint64_t mtime_ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
+                        (uint64_t)st->st_mtim.tv_nsec;
+    snprintf(etag, 64, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_size,
+             mtime_ns);
+    http_date(st->st_mtim.tv_sec, modified, 64);
+}
+
+/* A file to answer with: its descriptor, or (from the file cache) its
+ * bytes, and what is said about it. */
+typedef struct file_source {
+    int fd;            /* for sendfile, when bytes is NULL */
+    const char *bytes; /* the whole file, or NULL */
+    const struct stat *st;
+    const char *etag, *modified, *type;
+} file_source;
+
+static int send_file(ss_http *h, const file_source *file);
+
 static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
                       const char *name)
 {
     if (!readable)
         return not_found(h); /* no read permission: Python says 404 */
-    uint64_t size = (uint64_t)st->st_size;
-    uint64_t mtime_ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
-                        (uint64_t)st->st_mtim.tv_nsec;
     char etag[64], modified[64];
-    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", size, mtime_ns);
-    http_date(st->st_mtim.tv_sec, modified, sizeof modified);
+    httpd_file_validators(st, etag, modified);
+    file_source file = {.fd = fd,
+                        .st = st,
+                        .etag = etag,
+                        .modified = modified,
+                        .type = httpd_guess_type(name)};
+    return send_file(h, &file);
+}
+
+/* The part of serve_file that a cache hit shares. */
+static int send_file(ss_http *h, const file_source *file)
+{
+    const struct stat *st = file->st;
+    const char *etag = file->etag, *modified = file->modified;
+    uint64_t size = (uint64_t)st->st_size;
 
     /* If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2), as in
      * Python, which ignores If-Modified-Since when both are sent. */
@@ -343,7 +361,7 @@ static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
     uint64_t length = size ? last - first + 1 : 0;
     rc = ss_http_send_response(h, ranged ? 206 : 200, NULL);
     if (rc == 0)
-        rc = ss_http_send_header(h, "Content-Type", httpd_guess_type(name));
+        rc = ss_http_send_header(h, "Content-Type", file->type);
     if (rc == 0)
         rc = ss_http_send_headerf(h, "Content-Length", "%" PRIu64, length);
     if (rc == 0 && ranged)
@@ -361,114 +379,16 @@ static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
 
     /* HEAD: the head is the whole answer. */
     off_t offset = (off_t)first;
+    if (rc == 0 && length > 0 && !is_head(h) && file->bytes != NULL)
+        return ss_http_write(h, file->bytes + first, (size_t)length) < 0 ? -1
+                                                                        : 0;
     while (rc == 0 && length > 0 && !is_head(h)) {
-        int n = ss_http_sendfile(h, fd, &offset, (size_t)length);
+        int n = ss_http_sendfile(h, file->fd, &offset, (size_t)length);
         if (n <= 0) /* 0: the file shrank; the promised length is a lie */
             rc = -1;
         else
             length -= (uint64_t)n;
     }
-    return rc < 0 ? -1 : 0;
-}
-
-static int compare_names(const void *a, const void *b)
-{
-    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
-    int c = strcasecmp(x, y); /* Python: key=str.lower */
-    return c ? c : strcmp(x, y);
-}
-
-/* Python's list_directory(): sorted names, HTML-escaped, hrefs
- * percent-encoded, "/" after directories and "@" after symlinks. */
-static int list_directory(ss_http *h, int dir_fd, bool readable,
-                          const httpd_path *path)
-{
-    /* closedir() closes what fdopendir() was given: a duplicate, since
-     * the caller closes dir_fd. */
-    if (!readable)
-        return ss_http_send_error(h, 404, "No permission to list directory") < 0
-                   ? -1
-                   : 0;
-    int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
-    if (dir == NULL) {
-        int error = errno;
-        if (fd >= 0)
-            close(fd);
-        return open_failed(h, error);
-    }
-
-    char **names = NULL;
-    size_t count = 0, cap = 0;
-    bool failed = false;
-    struct dirent *entry;
-    while (!failed && (entry = readdir(dir)) != NULL) {
-        if (!strcmp(entry->d_name, ".") || !strcmp(entry->d_name, ".."))
-            continue;
-        if (count == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **grown = realloc(names, cap * sizeof *names);
-            if (grown == NULL) {
-                failed = true;
-                break;
-            }
-            names = grown;
-        }
-        if ((names[count] = strdup(entry->d_name)) == NULL)
-            failed = true;
-        else
-            count++;
-    }
-    if (count > 1)
-        qsort(names, count, sizeof *names, compare_names);
-
-    text page = {0};
-    text_puts(&page, "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n"
-                     "<meta charset=\"utf-8\">\n<title>Directory listing for ");
-    text_escaped(&page, path->display);
-    text_puts(&page, "</title>\n</head>\n<body>\n<h1>Directory listing for ");
-    text_escaped(&page, path->display);
-    text_puts(&page, "</h1>\n<hr>\n<ul>\n");
-    for (size_t i = 0; i < count; i++) {
-        struct stat st, lst;
-        bool is_dir =
-            fstatat(dirfd(dir), names[i], &st, 0) == 0 && S_ISDIR(st.st_mode);
-        bool is_link =
-            fstatat(dirfd(dir), names[i], &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISLNK(lst.st_mode);
-        char *href = httpd_url_quote(names[i]);
-        if (href == NULL) {
-            page.failed = true;
-            break;
-        }
-        text_puts(&page, "<li><a href=\"");
-        text_puts(&page, href);
-        text_puts(&page, is_dir ? "/\">" : "\">");
-        text_escaped(&page, names[i]);
-        text_puts(&page, is_link ? "@" : is_dir ? "/" : "");
-        text_puts(&page, "</a></li>\n");
-        free(href);
-    }
-    text_puts(&page, "</ul>\n<hr>\n</body>\n</html>\n");
-    closedir(dir);
-    for (size_t i = 0; i < count; i++)
-        free(names[i]);
-    free(names);
-
-    if (failed || page.failed) {
-        free(page.data);
-        return open_failed(h, ENOMEM);
-    }
-    int rc = ss_http_send_response(h, 200, NULL);
-    if (rc == 0)
-        rc = ss_http_send_header(h, "Content-Type", "text/html; charset=utf-8");
-    if (rc == 0)
-        rc = ss_http_send_headerf(h, "Content-Length", "%zu", page.len);
-    if (rc == 0)
-        rc = ss_http_end_headers(h);
-    if (rc == 0 && ss_http_write(h, page.data, page.len) < 0)
-        rc = -1;
-    free(page.data);
     return rc < 0 ? -1 : 0;
 }
 
@@ -507,11 +427,46 @@ static int serve_directory(ss_http *h, httpd_context *ctx, int dir_fd,
         if (served)
             return rc;
     }
-    return list_directory(h, dir_fd, dir_readable, path);
+    int rc = httpd_list_directory(h, dir_fd, dir_readable, path);
+    return rc > 0 ? open_failed(h, rc) : rc;
+}
+
+/* A file from the cache (file_cache.h): what it holds is what a miss
+ * would have opened, read and stat'ed. */
+static int serve_cached(ss_http *h, const file_cache_file *cached)
+{
+    file_source file = {.fd = cached->fd,
+                        .bytes = cached->bytes,
+                        .st = &cached->st,
+                        .etag = cached->etag,
+                        .modified = cached->modified,
+                        .type = cached->type};
+    return send_file(h, &file);
 }
 
 int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
 {
+    if (ctx->file_cache != NULL) {
+        /* A directory's index.html is looked up as the file it is: found
+         * (regular, readable, no symlink on the way) it is exactly what
+         * serve_directory() would send; anything else, index.htm
+         * included, takes the ordinary path, which keeps their order. */
+        char index[PATH_MAX];
+        const char *name = path->relative;
+        if (path->trailing_slash) {
+            bool root = strcmp(name, ".") == 0;
+            int n = snprintf(index, sizeof index, "%s%sindex.html",
+                             root ? "" : name, root ? "" : "/");
+            name = n > 0 && (size_t)n < sizeof index ? index : NULL;
+        }
+        const file_cache_file *cached =
+            name ? file_cache_get(ctx->file_cache, name) : NULL;
+        if (cached != NULL) {
+            int rc = serve_cached(h, cached);
+            file_cache_release(ctx->file_cache, cached);
+            return rc;
+        }
+    }
     struct stat st;
     bool readable;
     int fd = httpd_open_beneath(ctx, path->relative, &st, &readable);

@@ -42,6 +42,7 @@
 
 #include <stdint.h>
 
+#include "sockserv/access_log.h"
 #include "sockserv/http_parser.h"
 #include "sockserv/sockserv.h"
 
@@ -98,7 +99,8 @@ typedef struct ss_http_config {
     double io_timeout;
     /** Where access-log lines go (Common Log Format; control characters,
      * non-ASCII bytes and '"' escaped as `\xHH`, so a request cannot end
-     * the quoted field early). NULL: stderr. */
+     * the quoted field early). NULL: access_log, or else stderr, a
+     * write(2) per line. */
     ss_http_log_fn log_request;
     /** Turn access logging off entirely. */
     bool quiet;
@@ -107,6 +109,19 @@ typedef struct ss_http_config {
      * a callback reaches with ss_http_server_user(h) (and a plain handler
      * with ss_request_user()). */
     void *user;
+    /** A buffered access log (sockserv/access_log.h) for the lines,
+     * instead of one write(2) to stderr per request: a request then costs
+     * a copy into its thread's buffer. log_request, when set, is used
+     * instead; quiet turns both off. It must outlive the server. NULL:
+     * none. */
+    ss_access_log *access_log;
+    /** HTML put as it is (not escaped: the program's own text) into the
+     * `head` element of the error pages ss_http_send_error() and the
+     * handler's refusals write — a viewport `meta`, a `style` element — so
+     * that they look like the program's other pages. Python's
+     * error_message_format, narrowed to what cannot break the escaping of the
+     * rest. NULL: Python's page as it is. */
+    const char *error_head;
 } ss_http_config;
 
 /** Fill *cfg with the defaults above (methods NULL, everything else the

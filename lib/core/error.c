@@ -19,6 +19,8 @@ const char *ss_strerror(int error)
         return "Parked until input arrives (not an error)";
     if (error == SS_SHUTDOWN)
         return "The server is shutting down";
+    if (error == -4092) /* SS_WS_CLOSED, sockserv/websocket.h */
+        return "The WebSocket connection is closed";
     if (error == 0)
         return "Success";
     if (error == INT_MIN)

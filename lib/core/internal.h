@@ -322,6 +322,13 @@ void ss__signals_forget(ss_server *srv);
  * back, so a child dies of them as a Python ForkingMixIn child does. */
 void ss__signals_reset_in_child(void);
 
+/* http/access_log.c: the open access logs of the process around fork()
+ * (ss_server_fork), as stdio is fflush(NULL)ed: before, every buffered
+ * line is written; after_fork, in the child, drops the parent's lines and
+ * locks (see the file). A forked child calls ss_access_log_flush_all()
+ * before _exit(). */
+void ss__access_logs_after_fork(void);
+
 
 /* cooperative.c: SS_READY_FD when fd is ready for events right now (a
  * poll() that does not wait; an error or hangup counts), else 0. */

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sockserv/access_log.h"
+
 #include "fault.h"
 #include "internal.h"
 
@@ -70,12 +72,15 @@ static void server_after_fork(ss_server *srv, int flags)
 pid_t ss_server_fork(ss_server *srv, int flags)
 {
     fflush(NULL);
+    ss_access_log_flush_all();
     pid_t pid =
         ss__fault_should_fail(SS_FAULT_FORK) ? (errno = EAGAIN, -1) : fork();
     if (pid < 0)
         return -errno;
-    if (pid == 0)
+    if (pid == 0) {
+        ss__access_logs_after_fork();
         server_after_fork(srv, flags);
+    }
     return pid;
 }
 

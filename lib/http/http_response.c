@@ -1,7 +1,7 @@
 /*
  * http_response.c — the response side of the HTTP handler (Python's
  * send_response, send_header, end_headers, send_error, wfile) and the
- * access log (log_request).
+ * access log (log_request, access_log).
  *
  * A response head is built in one buffer and leaves in one send. The head
  * of a final response is even held back until the first body write: when
@@ -685,7 +685,8 @@ static int send_error_impl(ss_http *h, int status, const char *explain,
         explain = reason;
     size_t reason_len = ss_http_html_escape(reason, NULL, 0);
     size_t explain_len = ss_http_html_escape(explain, NULL, 0);
-    size_t size = reason_len + explain_len + 512;
+    const char *head = h->cfg.error_head ? h->cfg.error_head : "";
+    size_t size = reason_len + explain_len + strlen(head) + 512;
     char *body = ss__http_alloc(h, size);
     char *esc_reason = ss__http_alloc(h, reason_len + 1);
     char *esc_explain = ss__http_alloc(h, explain_len + 1);
@@ -698,6 +699,7 @@ static int send_error_impl(ss_http *h, int status, const char *explain,
                      "<html lang=\"en\">\n"
                      "    <head>\n"
                      "        <meta charset=\"utf-8\">\n"
+                     "%s"
                      "        <title>Error response</title>\n"
                      "    </head>\n"
                      "    <body>\n"
@@ -707,7 +709,7 @@ static int send_error_impl(ss_http *h, int status, const char *explain,
                      "        <p>Error code explanation: %d - %s.</p>\n"
                      "    </body>\n"
                      "</html>\n",
-                     status, esc_reason, status, esc_explain);
+                     head, status, esc_reason, status, esc_explain);
     rc = ss_http_send_header(h, "Content-Type", "text/html;charset=utf-8");
     if (!rc)
         rc = ss_http_send_headerf(h, "Content-Length", "%d", n);
@@ -801,6 +803,30 @@ static size_t escape_for_log(const char *s, size_t n, char *out,
     return o;
 }
 
+/* The log's timestamp, "06/Dec/2026 18:05:26" in local time, made once
+ * a second per thread: localtime_r() takes glibc's time zone lock, which
+ * every thread logging a request would otherwise queue on. */
+static const char *log_time(void)
+{
+    static _Thread_local struct {
+        time_t second;
+        char text[32];
+    } cache = {.second = -1};
+    time_t now = time(NULL);
+    if (now != cache.second) {
+        struct tm tm;
+        localtime_r(&now, &tm);
+        static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
+                                           "May", "Jun", "Jul", "Aug",
+                                           "Sep", "Oct", "Nov", "Dec"};
+        snprintf(cache.text, sizeof cache.text, "%02d/%s/%04d %02d:%02d:%02d",
+                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cache.second = now;
+    }
+    return cache.text;
+}
+
 void ss__http_log_exchange(ss_http *h)
 {
     /* Once per exchange, whichever path (refusal, failure, the loop) gets
@@ -828,16 +854,7 @@ void ss__http_log_exchange(ss_http *h)
 
     char host[4 * CLIENT_TEXT + INET6_ADDRSTRLEN];
     client_host(h, host, sizeof host);
-    char when[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
-                                       "May", "Jun", "Jul", "Aug",
-                                       "Sep", "Oct", "Nov", "Dec"};
-    snprintf(when, sizeof when, "%02d/%s/%04d %02d:%02d:%02d", tm.tm_mday,
-             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-             tm.tm_sec);
+    const char *when = log_time();
     char status[16], size[24];
     if (h->status)
         snprintf(status, sizeof status, "%d", h->status);
@@ -858,6 +875,8 @@ void ss__http_log_exchange(ss_http *h)
                           status, size);
     if (h->cfg.log_request) {
         h->cfg.log_request(h->cfg.user, out);
+    } else if (h->cfg.access_log) {
+        ss_access_log_write(h->cfg.access_log, out, o);
     } else {
         out[o++] = '\n'; /* room: cap counted 96 spare bytes */
         ssize_t ignored = write(STDERR_FILENO, out, o);

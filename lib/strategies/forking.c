@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "sockserv/access_log.h"
 #include "sockserv/strategy.h"
 
 /* Python's ForkingMixIn.max_children and .timeout (ss_handle_request). */
@@ -116,6 +117,7 @@ static int forking_process_request(ss_server *srv, ss_request *req)
         }
         int rc = ss_run_request(srv, req);
         fflush(NULL);
+        ss_access_log_flush_all();
         _exit(rc == 0 ? 0 : 1);
     }
     /* If tracking fails the child still runs; it is reaped by nobody

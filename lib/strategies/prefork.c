@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sockserv/access_log.h"
 #include "sockserv/strategy.h"
 
 #define RESPAWN_DELAY_NS INT64_C(1000000000)
@@ -198,6 +199,7 @@ static void run_worker(ss_server *srv, prefork *pf, int slot,
     if (inner->destroy)
         inner->destroy(srv);
     fflush(NULL);
+    ss_access_log_flush_all();
     _exit(rc == 0 ? 0 : 1);
 }
 

@@ -60,10 +60,12 @@ static void kill_and_reap(pid_t pid)
 /* ---- the server process -------------------------------------------------- */
 
 typedef struct fixture {
-    const char *mode; /* "thread", "coro", or "udp" */
+    char mode[16]; /* "thread", "coro", or "udp" */
     bool udp;
+    bool web;  /* "thread+web", "coro+web": with --web 0 */
     pid_t pid; /* 0 once reaped */
     int port;
+    int web_port; /* the port file's second line, with --web */
     int admin_fd; /* the server's standard input; -1 once closed */
     char port_file[128];
     pid_t client_pid; /* a sockserv-chatcli the test runs, if any */
@@ -84,6 +86,10 @@ static void start_server(fixture *fx, ...)
     } else {
         argv[argc++] = "--mode";
         argv[argc++] = fx->mode;
+    }
+    if (fx->web) {
+        argv[argc++] = "--web";
+        argv[argc++] = "0";
     }
     argv[argc++] = "--port-file";
     argv[argc++] = fx->port_file;
@@ -114,6 +120,8 @@ static void start_server(fixture *fx, ...)
         FILE *f = fopen(fx->port_file, "r");
         if (f) {
             int ok = fscanf(f, "%d", &fx->port) == 1;
+            if (ok && fx->web) /* --web: the web port on a second line */
+                ok = fscanf(f, "%d", &fx->web_port) == 1 && fx->web_port > 0;
             fclose(f);
             if (ok && fx->port > 0)
                 return;
@@ -132,7 +140,12 @@ static int setup(void **state)
     fixture *fx = calloc(1, sizeof *fx);
     if (!fx)
         return -1;
-    fx->mode = *state;
+    snprintf(fx->mode, sizeof fx->mode, "%s", (const char *)*state);
+    char *plus = strchr(fx->mode, '+');
+    if (plus) { /* "coro+web" */
+        fx->web = strcmp(plus, "+web") == 0;
+        *plus = '\0';
+    }
     fx->udp = strcmp(fx->mode, "udp") == 0;
     fx->admin_fd = -1;
     *state = fx;
@@ -177,8 +190,13 @@ static void admin_says(fixture *fx, const char *line)
 typedef struct client {
     int fd;
     bool udp;
+    bool ws; /* a web member: a WebSocket, one line per text message */
     char buf[1 << 16];
     size_t len;
+    /* ws: bytes received, not yet whole frames; the peer's close code */
+    unsigned char raw[1 << 16];
+    size_t raw_len;
+    int close_code;
 } client;
 
 static client *client_open(const fixture *fx, int rcvbuf)
@@ -207,11 +225,23 @@ static void client_close(client *c)
     free(c);
 }
 
-/* TCP: bytes as given. UDP: one datagram per call. */
+static void ws_send_frame(client *c, int opcode, const void *payload, size_t n);
+
+/* TCP: bytes as given. UDP: one datagram per call. WebSocket: a text
+ * message per line, without its '\n' (a last part without one, too). */
 static void client_send(client *c, const char *text)
 {
     size_t len = strlen(text);
-    assert_int_equal(send(c->fd, text, len, MSG_NOSIGNAL), (ssize_t)len);
+    if (!c->ws) {
+        assert_int_equal(send(c->fd, text, len, MSG_NOSIGNAL), (ssize_t)len);
+        return;
+    }
+    while (*text) {
+        const char *newline = strchr(text, '\n');
+        size_t n = newline ? (size_t)(newline - text) : strlen(text);
+        ws_send_frame(c, 0x1, text, n);
+        text += n + (newline != NULL);
+    }
 }
 
 static void client_sendf(client *c, const char *fmt, ...)
@@ -224,10 +254,15 @@ static void client_sendf(client *c, const char *fmt, ...)
     client_send(c, text);
 }
 
+static bool ws_receive(client *c);
+
 /* More input into c->buf: false at the end of the stream. A UDP datagram
- * becomes a line; empty ones (acknowledgements) are skipped. */
+ * becomes a line; empty ones (acknowledgements) are skipped. A WebSocket
+ * text message becomes a line; a close frame is the end. */
 static bool client_receive(client *c)
 {
+    if (c->ws)
+        return ws_receive(c);
     for (;;) {
         assert_true(c->len + 2 < sizeof c->buf);
         ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len - 1, 0);
@@ -319,6 +354,210 @@ static void join_all(client **members, int n, const char **names)
     }
 }
 
+/* ---- a raw WebSocket client (RFC 6455), for web members ------------------ */
+
+/* What the page at / does in a browser, by hand: the upgrade request, then
+ * masked frames out and unmasked frames in. Small on purpose — it speaks
+ * just enough to be a chat member and to see what the server sends. */
+
+/* RFC 6455's own example key and the Accept it must produce. */
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+static int connect_port(int port, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    return fd;
+}
+
+/* Send request (whole) and read the response head into head; whatever
+ * followed it goes into *rest (rest_size bytes at most). Returns the
+ * status code, or -1 when the server closed first. */
+static int http_exchange(int fd, const char *request, char *head,
+                         size_t head_size, unsigned char *rest,
+                         size_t *rest_len)
+{
+    size_t len = strlen(request);
+    assert_int_equal(send(fd, request, len, MSG_NOSIGNAL), (ssize_t)len);
+    size_t got = 0;
+    char *end = NULL;
+    while (!end) {
+        assert_true(got + 1 < head_size);
+        ssize_t n = recv(fd, head + got, head_size - got - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+        head[got] = '\0';
+        end = strstr(head, "\r\n\r\n");
+    }
+    size_t head_len = (size_t)(end + 4 - head);
+    if (rest) {
+        *rest_len = got - head_len;
+        memcpy(rest, head + head_len, *rest_len);
+    }
+    head[head_len] = '\0';
+    int status = 0;
+    sscanf(head, "HTTP/1.1 %d", &status);
+    return status;
+}
+
+/* The upgrade request for /ws, with an Origin header unless NULL. */
+static void ws_request(char *buf, size_t size, int port, const char *origin)
+{
+    char origin_line[256] = "";
+    if (origin)
+        snprintf(origin_line, sizeof origin_line, "Origin: %s\r\n", origin);
+    snprintf(buf, size,
+             "GET /ws HTTP/1.1\r\n"
+             "Host: 127.0.0.1:%d\r\n"
+             "Upgrade: websocket\r\n"
+             "Connection: Upgrade\r\n"
+             "Sec-WebSocket-Key: " WS_KEY "\r\n"
+             "Sec-WebSocket-Version: 13\r\n"
+             "%s\r\n",
+             port, origin_line);
+}
+
+/* A web member's connection, upgraded, from the page's own origin; rcvbuf
+ * > 0 sets a small receive buffer first. */
+static client *client_open_web_rcvbuf(const fixture *fx, int rcvbuf)
+{
+    client *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->ws = true;
+    c->fd = connect_port(fx->web_port, rcvbuf);
+    char origin[64], request[1024], head[4096];
+    snprintf(origin, sizeof origin, "http://127.0.0.1:%d", fx->web_port);
+    ws_request(request, sizeof request, fx->web_port, origin);
+    int status =
+        http_exchange(c->fd, request, head, sizeof head, c->raw, &c->raw_len);
+    if (status != 101)
+        fail_msg("no upgrade: %s", head);
+    assert_non_null(strstr(head, "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n"));
+    return c;
+}
+
+static client *client_open_web(const fixture *fx)
+{
+    return client_open_web_rcvbuf(fx, 0);
+}
+
+/* One client frame: FIN, opcode, masked as a client's must be. */
+static void ws_send_frame(client *c, int opcode, const void *payload, size_t n)
+{
+    unsigned char frame[16 + 4096];
+    assert_true(n <= 4096);
+    size_t len = 0;
+    frame[len++] = (unsigned char)(0x80 | opcode);
+    if (n < 126) {
+        frame[len++] = (unsigned char)(0x80 | n);
+    } else {
+        frame[len++] = 0x80 | 126;
+        frame[len++] = (unsigned char)(n >> 8);
+        frame[len++] = (unsigned char)n;
+    }
+    const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    memcpy(frame + len, mask, 4);
+    len += 4;
+    for (size_t i = 0; i < n; i++)
+        frame[len + i] = ((const unsigned char *)payload)[i] ^ mask[i % 4];
+    len += n;
+    assert_int_equal(send(c->fd, frame, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* A close frame with a code, as a browser closing its tab sends. */
+static void ws_send_close(client *c, int code)
+{
+    unsigned char body[2] = {(unsigned char)(code >> 8), (unsigned char)code};
+    ws_send_frame(c, 0x8, body, 2);
+}
+
+/* One whole server frame from c->raw into c->buf (a text message becomes a
+ * line); pings answered. Returns 1 for a line, -1 for a close frame, 2
+ * for another frame taken, 0 when no whole frame is there yet. */
+static int ws_take_frame(client *c)
+{
+    if (c->raw_len < 2)
+        return 0;
+    const unsigned char *f = c->raw;
+    assert_false(f[1] & 0x80); /* a server never masks */
+    uint64_t n = f[1] & 0x7f;
+    size_t header = 2;
+    if (n == 126) {
+        if (c->raw_len < 4)
+            return 0;
+        n = (uint64_t)f[2] << 8 | f[3];
+        header = 4;
+    } else if (n == 127) {
+        if (c->raw_len < 10)
+            return 0;
+        n = 0;
+        for (int i = 0; i < 8; i++)
+            n = n << 8 | f[2 + i];
+        header = 10;
+    }
+    assert_true(n < sizeof c->raw - 16);
+    if (c->raw_len < header + n)
+        return 0;
+    int opcode = f[0] & 0x0f, result = 2;
+    const unsigned char *payload = f + header;
+    if (opcode == 0x1 || opcode == 0x0) { /* text, or its continuation */
+        assert_true(c->len + n + 2 < sizeof c->buf);
+        memcpy(c->buf + c->len, payload, n);
+        c->len += n;
+        if (f[0] & 0x80) {
+            c->buf[c->len++] = '\n';
+            result = 1;
+        }
+    } else if (opcode == 0x8) {
+        c->close_code = n >= 2 ? payload[0] << 8 | payload[1] : 1005;
+        result = -1;
+    } else if (opcode == 0x9) {
+        ws_send_frame(c, 0xA, payload, n); /* pong */
+    } else {
+        assert_int_equal(opcode, 0xA); /* nothing else is expected */
+    }
+    c->raw_len -= header + n;
+    memmove(c->raw, c->raw + header + n, c->raw_len);
+    return result;
+}
+
+/* More lines into c->buf: false at a close frame or the end of the
+ * stream. */
+static bool ws_receive(client *c)
+{
+    for (;;) {
+        int r;
+        while ((r = ws_take_frame(c)) == 2)
+            ;
+        if (r == 1)
+            return true;
+        if (r == -1)
+            return false;
+        ssize_t n =
+            recv(c->fd, c->raw + c->raw_len, sizeof c->raw - c->raw_len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            fail_msg("recv: %s", strerror(errno)); /* the 10 s timeout */
+        if (n == 0)
+            return false;
+        c->raw_len += (size_t)n;
+    }
+}
+
 /* ---- both rooms ------------------------------------------------------------
  */
 
@@ -337,8 +576,8 @@ static void test_messages_reach_every_other_member_once_in_order(void **state)
     int messages = fx->udp ? UDP_MESSAGES : TCP_MESSAGES;
     const char *names[MEMBERS] = {"m0", "m1", "m2", "m3"};
     client *c[MEMBERS];
-    for (int i = 0; i < members; i++)
-        c[i] = client_open(fx, 0);
+    for (int i = 0; i < members; i++) /* with --web: every other by web */
+        c[i] = fx->web && i % 2 ? client_open_web(fx) : client_open(fx, 0);
     join_all(c, members, names);
 
     /* TCP: ten lines per write, so one read often holds several. */
@@ -370,7 +609,9 @@ static void test_messages_reach_every_other_member_once_in_order(void **state)
                 next[sender]++;
                 done++;
             } else {
-                assert_int_equal(atoi(text), next[sender]); /* in order */
+                if (atoi(text) != next[sender])
+                    fail_msg("member %d: from %d: %s, expected %d", i, sender,
+                             line, next[sender]);
                 next[sender]++;
             }
         }
@@ -401,6 +642,8 @@ static void test_names_in_use_and_bad_names_are_refused(void **state)
     client_join(alice, "alice");
     client_send(other, "MSG hello?\n");
     client_expect(other, "ERR join first");
+    client_send(other, "NAMES\n");
+    client_expect(other, "ERR join first");
     client_send(other, "JOIN alice\n");
     client_expect(other, "ERR name taken");
     client_send(other, "JOIN \n");
@@ -413,6 +656,10 @@ static void test_names_in_use_and_bad_names_are_refused(void **state)
     client_expect(alice, "JOINED bob");
     client_send(other, "JOIN carol\n");
     client_expect(other, "ERR already joined");
+    if (!fx->udp) { /* NAMES: every member, in order of joining */
+        client_send(other, "NAMES\n");
+        client_expect(other, "NAMES alice bob");
+    }
     client_send(alice, "QUIT\n");
     client_expect(alice, "BYE");
     client_expect(other, "LEFT alice quit");
@@ -464,13 +711,13 @@ test_admin_lines_reach_everyone_and_stdin_eof_keeps_serving(void **state)
 }
 
 /* SIGINT (TCP) or SIGTERM (UDP): every member hears "BYE shutdown" and
- * the server exits with status 0. */
+ * the server exits with status 0 (with --web, bob is a web member). */
 static void test_signal_says_bye_to_members_and_exits_0(void **state)
 {
     fixture *fx = *state;
     start_server(fx, NULL);
     client *alice = client_open(fx, 0);
-    client *bob = client_open(fx, 0);
+    client *bob = fx->web ? client_open_web(fx) : client_open(fx, 0);
     const char *names[] = {"alice", "bob"};
     client *both[] = {alice, bob};
     join_all(both, 2, names);
@@ -800,6 +1047,11 @@ static void test_chatcli_chats_and_leaves_at_end_of_input(void **state)
 
     assert_int_equal(write(alice.in, "hello bob\n", 10), 10);
     client_expect(bob, "MSG alice hello bob");
+    if (!fx->udp) {
+        assert_int_equal(write(alice.in, "/names\n", 7), 7);
+        child_line(alice.out, line, sizeof line);
+        assert_string_equal(line, "* here: bob alice");
+    }
     close(alice.in);
     alice.in = -1;
     client_expect(bob, "LEFT alice quit");
@@ -875,6 +1127,278 @@ static void test_chatcli_with_a_bad_port_is_a_usage_error(void **state)
     expect_usage_error(big, "PORT: 1 to 65535");
 }
 
+/* ---- the web door (--web) ---------------------------------------------- */
+
+/* One name for the whole room: a name a TCP member has is taken for a web
+ * member and the other way round, a refused web member may try another on
+ * the same WebSocket, and NAMES lists both doors' members in order. */
+static void test_web_names_are_unique_across_doors(void **state)
+{
+    fixture *fx = *state;
+    start_server(fx, NULL);
+    client *tcp = client_open(fx, 0);
+    client *web = client_open_web(fx);
+    client_send(web, "MSG too early");
+    client_expect(web, "ERR join first");
+    client_join(tcp, "alice");
+    client_send(web, "JOIN alice");
+    client_expect(web, "ERR name taken");
+    client_join(web, "bob");
+    client_expect(tcp, "JOINED bob");
+    client *tcp2 = client_open(fx, 0);
+    client_send(tcp2, "JOIN bob\n");
+    client_expect(tcp2, "ERR name taken");
+    client_send(web, "NAMES");
+    client_expect(web, "NAMES alice bob");
+    client_send(tcp, "NAMES\n");
+    client_expect(tcp, "NAMES alice bob");
+    /* Bytes a browser could not take as text arrive as '?'. */
+    client_send(tcp, "MSG caf\xc3\xa9 \xff\xfe \xe4\xbd\xa0\xe5\xa5\xbd\n");
+    client_expect(web, "MSG alice caf\xc3\xa9 ?? \xe4\xbd\xa0\xe5\xa5\xbd");
+    /* An overlong NUL, a surrogate, a code point past U+10FFFF, then a
+     * 4-byte character that is fine and a 3-byte one cut off at the end:
+     * each bad byte is one '?'. */
+    client_send(tcp, "MSG \xc0\x80 \xed\xa0\x80 \xf4\x90\x80\x80 "
+                     "\xf0\x9f\x98\x80 \xe4\xbd\n");
+    client_expect(web, "MSG alice ?? ??? ???? \xf0\x9f\x98\x80 ??");
+    client_send(web, "QUIT");
+    client_expect(web, "BYE");
+    assert_false(client_receive(web)); /* then the close frame */
+    assert_int_equal(web->close_code, 1000);
+    client_expect(tcp, "LEFT bob quit");
+    client_close(web);
+    client_close(tcp2);
+    client_close(tcp);
+}
+
+/* The page at /, the WebSocket only at /ws and only for the page's own
+ * origin (or none, or --web-origin's): anything else is 403, and a
+ * request without an upgrade at /ws is 400. */
+static void test_web_serves_the_page_and_refuses_other_origins(void **state)
+{
+    fixture *fx = *state;
+    start_server(fx, "--web-origin", "https://chat.example", NULL);
+    char request[1024], head[4096];
+
+    unsigned char rest[sizeof head];
+    size_t rest_len;
+    int fd = connect_port(fx->web_port, 0);
+    snprintf(request, sizeof request,
+             "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", fx->web_port);
+    assert_int_equal(
+        http_exchange(fd, request, head, sizeof head, rest, &rest_len), 200);
+    assert_non_null(strstr(head, "Content-Type: text/html; charset=utf-8"));
+    long length = 0;
+    const char *cl = strstr(head, "Content-Length: ");
+    assert_non_null(cl);
+    length = atol(cl + 16);
+    assert_true(length > 1000);
+    /* The page is the one built in: read it and look at it. */
+    char *page = calloc(1, (size_t)length + 1);
+    assert_non_null(page);
+    long got = (long)rest_len;
+    assert_true(got <= length);
+    memcpy(page, rest, rest_len);
+    while (got < length) {
+        ssize_t n = recv(fd, page + got, (size_t)(length - got), 0);
+        assert_true(n > 0);
+        got += n;
+    }
+    assert_non_null(strstr(page, "<title>"));
+    assert_non_null(strstr(page, "new WebSocket("));
+    assert_null(strstr(page, "innerHTML")); /* text only, never markup */
+    free(page);
+    snprintf(request, sizeof request,
+             "GET /nothing HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
+             fx->web_port);
+    assert_int_equal(http_exchange(fd, request, head, sizeof head, NULL, NULL),
+                     404);
+    close(fd);
+
+    fd = connect_port(fx->web_port, 0);
+    snprintf(request, sizeof request,
+             "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", fx->web_port);
+    assert_int_equal(http_exchange(fd, request, head, sizeof head, NULL, NULL),
+                     400);
+    close(fd);
+
+    const char *refused[] = {"http://evil.example", "null",
+                             "http://127.0.0.1:1", "https://chat.example.evil"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        fd = connect_port(fx->web_port, 0);
+        ws_request(request, sizeof request, fx->web_port, refused[i]);
+        int status = http_exchange(fd, request, head, sizeof head, NULL, NULL);
+        if (status != 403)
+            fail_msg("Origin %s: %d, not 403", refused[i], status);
+        close(fd);
+    }
+    const char *accepted[] = {NULL, "https://chat.example"};
+    for (size_t i = 0; i < 2; i++) {
+        fd = connect_port(fx->web_port, 0);
+        ws_request(request, sizeof request, fx->web_port, accepted[i]);
+        int status = http_exchange(fd, request, head, sizeof head, NULL, NULL);
+        if (status != 101)
+            fail_msg("Origin %s: %d, not 101",
+                     accepted[i] ? accepted[i] : "(none)", status);
+        close(fd);
+    }
+    /* The room was not touched by any of it. */
+    client *alice = client_open(fx, 0);
+    client_join(alice, "alice");
+    client_send(alice, "NAMES\n");
+    client_expect(alice, "NAMES alice");
+    client_close(alice);
+}
+
+/* A web member whose connection ends without a close frame (a browser
+ * killed, a network gone) is dropped at once as "gone"; one that sends a
+ * close frame (a tab closed: 1001) leaves as "quit"; both names are free
+ * again. */
+static void test_web_member_that_vanishes_is_dropped(void **state)
+{
+    fixture *fx = *state;
+    start_server(fx, NULL);
+    client *alice = client_open(fx, 0);
+    client *bob = client_open_web(fx);
+    client *carol = client_open_web(fx);
+    const char *names[] = {"alice", "bob", "carol"};
+    client *all[] = {alice, bob, carol};
+    join_all(all, 3, names);
+
+    double start = test_now();
+    client_close(bob); /* a FIN, no close frame */
+    client_expect(alice, "LEFT bob gone");
+    client_expect(carol, "LEFT bob gone");
+    assert_true(test_now() - start < 5.0);
+
+    ws_send_close(carol, 1001);
+    client_expect(alice, "LEFT carol quit");
+    assert_false(client_receive(carol)); /* the server's close answers */
+    client_close(carol);
+
+    client *again = client_open_web(fx);
+    client_join(again, "bob");
+    client_expect(alice, "JOINED bob");
+    client_close(again);
+    client_close(alice);
+}
+
+/* A web member that never reads is dropped like a terminal one: its
+ * socket, then its outbox fill (--outbox 32768, no flood control), the
+ * others hear "LEFT slow slow" while the sender goes on at full speed, and
+ * the browser, once it reads, finds its lines in order, "ERR too slow"
+ * and a close frame (1008, policy). */
+static void
+test_web_slow_reader_is_dropped_without_blocking_senders(void **state)
+{
+    fixture *fx = *state;
+    start_server(fx, "--outbox", "32768", "--flood-limit", "0", NULL);
+    client *slow = client_open_web_rcvbuf(fx, 2048);
+    client *watcher = client_open(fx, 0);
+    client *sender = client_open(fx, 0);
+    const char *names[] = {"slow", "watcher", "sender"};
+    client *all[] = {slow, watcher, sender};
+    join_all(all, 3, names);
+
+    char padding[901];
+    memset(padding, 'x', 900);
+    padding[900] = '\0';
+    bool dropped = false;
+    int sent = 0;
+    while (!dropped && sent < 4000) {
+        char text[8 * 1000] = "";
+        for (int k = 0; k < 8; k++, sent++)
+            snprintf(text + strlen(text), sizeof text - strlen(text),
+                     "MSG %d %s\n", sent, padding);
+        client_send(sender, text);
+        for (int k = sent - 8; k < sent;) {
+            char line[2048], expected[2048];
+            client_line(watcher, line, sizeof line);
+            if (strcmp(line, "LEFT slow slow") == 0) {
+                dropped = true;
+                continue;
+            }
+            snprintf(expected, sizeof expected, "MSG sender %d %s", k++,
+                     padding);
+            assert_string_equal(line, expected);
+        }
+    }
+    assert_true(dropped);
+    client_send(sender, "MSG done\n");
+    client_expect(watcher, "MSG sender done");
+
+    char line[2048];
+    int next = 0;
+    for (;;) {
+        client_line(slow, line, sizeof line);
+        int k;
+        if (sscanf(line, "MSG sender %d", &k) != 1)
+            break;
+        assert_int_equal(k, next++);
+    }
+    assert_string_equal(line, "ERR too slow");
+    assert_true(next > 0 && next < sent);
+    assert_false(client_receive(slow)); /* the close frame */
+    assert_int_equal(slow->close_code, 1008);
+    client_close(slow);
+    client_close(watcher);
+    client_close(sender);
+}
+
+/* --flood-limit 40 for a web member too: 80 messages sent at once reach
+ * the others complete and in order, the second 40 only as the allowance
+ * grows back, while the flooding browser still hears the others. */
+static void test_web_flood_control_slows_only_the_flooder(void **state)
+{
+    fixture *fx = *state;
+    start_server(fx, "--flood-limit", "40", NULL);
+    client *flooder = client_open_web(fx);
+    client *watcher = client_open(fx, 0);
+    const char *names[] = {"flooder", "watcher"};
+    client *both[] = {flooder, watcher};
+    join_all(both, 2, names);
+
+    char text[80 * 8] = "";
+    for (int k = 0; k < 80; k++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "MSG %d\n",
+                 k);
+    double start = test_now();
+    client_send(flooder, text); /* 80 messages */
+    char line[128], expected[128];
+    for (int k = 0; k < 40; k++) { /* the burst */
+        snprintf(expected, sizeof expected, "MSG flooder %d", k);
+        client_expect(watcher, expected);
+    }
+    client_send(watcher, "MSG slow down\n");
+    client_expect(flooder, "MSG watcher slow down");
+    double answered = test_now() - start;
+    for (int k = 40; k < 80; k++) {
+        client_line(watcher, line, sizeof line);
+        snprintf(expected, sizeof expected, "MSG flooder %d", k);
+        assert_string_equal(line, expected);
+    }
+    double all = test_now() - start;
+    assert_true(all >= 0.5);     /* 40 lines at 40 per second: about 1 s */
+    assert_true(answered < all); /* heard the watcher while held back */
+    client_close(flooder);
+    client_close(watcher);
+}
+
+static void test_web_with_udp_is_refused(void **state)
+{
+    (void)state;
+    const char *argv[] = {
+        SOCKSERV_CHAT_PATH, "--no-admin", "--udp", "--web", "0", "0", NULL};
+    expect_usage_error(argv, "argument --web: not allowed with argument --udp");
+    const char *origin[] = {SOCKSERV_CHAT_PATH,  "--no-admin", "--web-origin",
+                            "https://a.example", "0",          NULL};
+    expect_usage_error(origin,
+                       "argument --web-origin: only with argument --web");
+    const char *bad[] = {
+        SOCKSERV_CHAT_PATH, "--no-admin", "--web", "99999", "0", NULL};
+    expect_usage_error(bad, "argument --web: invalid port: '99999'");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -909,6 +1433,23 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bind_address_mistakes_are_usage_errors),
         cmocka_unit_test(test_udp_and_tcp_together_are_refused),
         cmocka_unit_test(test_chatcli_with_a_bad_port_is_a_usage_error),
+        TEST(test_messages_reach_every_other_member_once_in_order,
+             "thread+web"),
+        TEST(test_messages_reach_every_other_member_once_in_order, "coro+web"),
+        TEST(test_signal_says_bye_to_members_and_exits_0, "thread+web"),
+        TEST(test_signal_says_bye_to_members_and_exits_0, "coro+web"),
+        TEST(test_web_names_are_unique_across_doors, "thread+web"),
+        TEST(test_web_names_are_unique_across_doors, "coro+web"),
+        TEST(test_web_serves_the_page_and_refuses_other_origins, "thread+web"),
+        TEST(test_web_member_that_vanishes_is_dropped, "thread+web"),
+        TEST(test_web_member_that_vanishes_is_dropped, "coro+web"),
+        TEST(test_web_slow_reader_is_dropped_without_blocking_senders,
+             "thread+web"),
+        TEST(test_web_slow_reader_is_dropped_without_blocking_senders,
+             "coro+web"),
+        TEST(test_web_flood_control_slows_only_the_flooder, "thread+web"),
+        TEST(test_web_flood_control_slows_only_the_flooder, "coro+web"),
+        cmocka_unit_test(test_web_with_udp_is_refused),
     };
     /* A server killed mid-test must not kill the test with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
