@@ -61,6 +61,8 @@ tests='^test_(threading|strategies|serve_loop|forking|coroutines'
 tests+='|coro_context|coro_context_ucontext|coro_switch|wait_input_or_fd'
 tests+='|limits|exhaustion|proxy_protocol|hostile_clients'
 tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls|websocket'
+# The blocking strategies' receive path (lib/core/blocking_receive.c).
+tests+='|blocking_receive'
 # The example servers over TLS, run as built (so built with TSan too): the
 # file server under thread, pool and coro, the chat room under thread and
 # coro. A report ends the server with a non-zero status, which fails the

@@ -93,6 +93,9 @@ test_websocket test_keepalive_pings_and_idle_timeout
 # fork per connection (every child a copy of the Valgrind process).
 test_hostile_clients echo_storm/fork
 test_hostile_clients http_storm/fork
+# A read timing out mid-way must end within 0.45 s of its call's deadline
+# (what tells it from a second, whole timeout).
+test_blocking_receive midway_timeout_*
 # 16 MiB answers that must finish within the shutdown grace period.
 test_graceful_shutdown *_shutdown_under_load/*
 # Running out of descriptors (RLIMIT_NOFILE lowered, then EMFILE): Valgrind

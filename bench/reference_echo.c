@@ -2,7 +2,8 @@
  * reference_echo.c — two hand-written TCP echo servers without libsockserv,
  * to tell what the machine allows from what the library costs.
  *
- *   reference-echo --model epoll|thread [--port P] [--host H]
+ *   reference-echo --model epoll|thread|fork|prefork [--port P] [--host H]
+ *                  [--workers N]
  *
  *  - epoll: one thread, non-blocking sockets, one epoll set. This is the
  *    ceiling of the load generator and kernel on this machine: nothing
@@ -11,6 +12,11 @@
  *    the leanest possible version of the thread-per-request model that
  *    ss_threading (and Python's ThreadingMixIn) implement. Whatever this
  *    server cannot beat, no thread-per-request library can.
+ *  - fork: a child process per connection doing the same (ss_forking,
+ *    Python's ForkingMixIn); children are reaped by SIG_IGN on SIGCHLD.
+ *  - prefork: --workers processes (default 2) forked at start, each
+ *    accepting on the shared socket and running a thread per connection
+ *    (ss_prefork with thread workers, as run_echo_bench.py runs it).
  *
  * Prints "listening on PORT" like the other bench servers and runs until
  * killed. No error reports: it is a yardstick, not a program.
@@ -26,12 +32,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-static void *connection_thread(void *arg)
+static void serve_connection(int fd)
 {
-    int fd = (int)(intptr_t)arg;
     char buf[8192];
     for (;;) {
         ssize_t n = recv(fd, buf, sizeof buf, 0);
@@ -52,7 +59,29 @@ static void *connection_thread(void *arg)
 out:
     shutdown(fd, SHUT_WR);
     close(fd);
+}
+
+static void *connection_thread(void *arg)
+{
+    serve_connection((int)(intptr_t)arg);
     return NULL;
+}
+
+static _Noreturn void serve_forks(int listener)
+{
+    signal(SIGCHLD, SIG_IGN); /* children reap themselves */
+    for (;;) {
+        int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(listener);
+            serve_connection(fd);
+            _exit(0);
+        }
+        close(fd);
+    }
 }
 
 static _Noreturn void serve_threads(int listener)
@@ -104,10 +133,23 @@ static _Noreturn void serve_epoll(int listener)
     }
 }
 
+/* Workers forked once, each a thread-per-connection server on the shared
+ * listening socket; the parent only waits (and ends with its workers:
+ * killing the parent's process group is the caller's business). */
+static _Noreturn void serve_prefork(int listener, int workers)
+{
+    for (int i = 0; i < workers; i++)
+        if (fork() == 0)
+            serve_threads(listener);
+    for (;;)
+        if (wait(NULL) < 0 && errno == ECHILD)
+            _exit(0);
+}
+
 int main(int argc, char **argv)
 {
     const char *model = NULL, *host = "127.0.0.1";
-    int port = 0;
+    int port = 0, workers = 2;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model"))
             model = argv[i + 1];
@@ -115,10 +157,14 @@ int main(int argc, char **argv)
             port = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--host"))
             host = argv[i + 1];
+        else if (!strcmp(argv[i], "--workers"))
+            workers = atoi(argv[i + 1]);
     }
-    if (!model || (strcmp(model, "epoll") && strcmp(model, "thread"))) {
-        fputs("usage: reference-echo --model epoll|thread [--port P] "
-              "[--host IPV4]\n",
+    if (!model || workers < 1 ||
+        (strcmp(model, "epoll") && strcmp(model, "thread") &&
+         strcmp(model, "fork") && strcmp(model, "prefork"))) {
+        fputs("usage: reference-echo --model epoll|thread|fork|prefork "
+              "[--port P] [--host IPV4] [--workers N]\n",
               stderr);
         return 2;
     }
@@ -141,5 +187,9 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (epoll)
         serve_epoll(fd);
+    if (!strcmp(model, "fork"))
+        serve_forks(fd);
+    if (!strcmp(model, "prefork"))
+        serve_prefork(fd, workers);
     serve_threads(fd);
 }

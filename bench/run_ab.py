@@ -11,8 +11,10 @@ Workloads (loopback only, each bounded in time):
   echo-coro    sockserv-bench-echo --mode coro, echo_load 50 persistent
                connections, 64-byte round trips
   echo-thread  the same with --mode thread
+  echo-pool    the same with --mode pool --threads 64
   http-coro    sockserv-httpd --mode coro -q, wrk -t1 -c50 keep-alive GET
                of a 100-byte file (needs wrk; skipped without it)
+  http-thread  the same with --mode thread
   http-pool    the same with --mode pool (default threads)
   http-prefork the same with --mode prefork (default workers)
 
@@ -57,9 +59,9 @@ def stop(proc):
             proc.wait()
 
 
-def echo_round(build, mode, duration):
+def echo_round(build, mode, duration, extra=()):
     server, port = start([os.path.join(build, "bench", "sockserv-bench-echo"),
-                          "--mode", mode, "--port", "0"],
+                          "--mode", mode, "--port", "0", *extra],
                          r"listening on (\d+)")
     try:
         out = subprocess.run(
@@ -110,9 +112,12 @@ def main():
     workloads = [
         ("echo-coro", lambda b: echo_round(b, "coro", args.duration)),
         ("echo-thread", lambda b: echo_round(b, "thread", args.duration)),
+        # A worker for each of the 50 connections, as run_echo_bench.py.
+        ("echo-pool", lambda b: echo_round(b, "pool", args.duration,
+                                           ("--threads", "64"))),
     ]
     if shutil.which("wrk"):
-        for mode in ("coro", "pool", "prefork"):
+        for mode in ("coro", "thread", "pool", "prefork"):
             workloads.append(
                 (f"http-{mode}",
                  lambda b, m=mode: http_round(b, root, args.duration, m)))

@@ -28,6 +28,12 @@ It prints one table per workload (round trips per second, libsockserv /
 Python ratio) and can write the same as Markdown (--markdown), the raw
 numbers as JSON (--json, for bench/plot_echo_bench.py) and a chart (--svg).
 
+--vs-models measures the blocking modes alone, each against the plain C
+server of its model in reference_echo.c (thread and pool against a thread
+per connection, fork against a child per connection, prefork x thread
+against processes x thread per connection), persistent connections,
+--runs complete runs (default 2), one ratio per run.
+
 --prefork-compare measures something else: ss_prefork with one shared
 listening socket against prefork_reuseport (a socket per worker), at 2
 and 4 workers, in the same three workloads plus "cpr-held" (connect per
@@ -128,7 +134,21 @@ REF_SERVERS = {
     "ref-epoll": (["--model", "epoll"], "epoll loop, no library"),
     "ref-thread": (["--model", "thread"],
                    "blocking thread per connection, no library"),
+    "ref-fork": (["--model", "fork"],
+                 "blocking child per connection, no library"),
+    "ref-prefork": (["--model", "prefork", "--workers", str(PREFORK_WORKERS)],
+                    f"{PREFORK_WORKERS} processes x blocking thread per "
+                    "connection, no library"),
 }
+
+# --vs-models: each blocking mode against the plain C server of its model
+# (reference_echo.c), persistent connections: (libsockserv, model).
+MODEL_ROWS = [
+    ("tcp-thread", "ref-thread"),
+    ("tcp-pool", "ref-thread"),
+    ("tcp-fork", "ref-fork"),
+    ("tcp-prefork-thread", "ref-prefork"),
+]
 # TCP only: reference_echo.c has no UDP server.
 SUITE_REFS = {"persistent": ["ref-epoll", "ref-thread"],
               "cpr": ["ref-epoll", "ref-thread"], "udp": []}
@@ -623,6 +643,13 @@ def parse_args():
     p.add_argument("--markdown", help="write the tables as Markdown here")
     p.add_argument("--svg", help="write a bar chart here "
                    "(bench/plot_echo_bench.py)")
+    p.add_argument("--vs-models", action="store_true",
+                   help="only the blocking modes (thread, pool, fork, "
+                   "prefork) against the plain C server of each model "
+                   "(reference_echo.c), persistent connections; --runs "
+                   "complete runs of --rounds rounds each")
+    p.add_argument("--runs", type=int, default=2,
+                   help="with --vs-models: how many runs (default 2)")
     p.add_argument("--prefork-compare", action="store_true",
                    help="instead: ss_prefork with a shared listening socket "
                    "vs prefork_reuseport, and how each spreads the load")
@@ -676,6 +703,8 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     if args.prefork_compare:
         return main_compare(args, servers, logdir)
+    if args.vs_models:
+        return main_models(args, servers, logdir)
     try:
         # Which servers, in which order: each suite's rows, libsockserv
         # then its Python peer, each server measured once per round.
@@ -756,6 +785,67 @@ def main():
             f.write(plot_echo_bench.svg({
                 "titles": {s: suite_title(s, args) for s in tables},
                 "tables": tables, "references": refs}))
+    return 0
+
+
+def main_models(args, servers, logdir):
+    """--vs-models: ratio of each blocking mode to its plain C model."""
+    names = []
+    for lib, ref in MODEL_ROWS:
+        names += [n for n in (lib, ref) if n not in names]
+    runs = []
+    try:
+        for name in names:
+            prog = args.lib_server if name in LIB_SERVERS else args.ref_server
+            table = LIB_SERVERS if name in LIB_SERVERS else REF_SERVERS
+            servers.start(name, [prog] + table[name][0])
+        for run_no in range(args.runs):
+            results = {}
+            for round_no in range(args.rounds):
+                for name in names:
+                    if not servers.alive(name):
+                        raise RuntimeError(f"server {name} died; see {logdir}")
+                    r = run_load(args, "persistent", servers.port(name))
+                    results.setdefault(name, []).append(r["rt_per_sec"])
+                    print(f"  run {run_no + 1} round {round_no + 1} "
+                          f"{name:<20} {fmt_rate(r['rt_per_sec']):>10} rt/s",
+                          file=sys.stderr)
+            runs.append({n: statistics.median(v) for n, v in results.items()})
+    except KeyboardInterrupt:
+        servers.stop()
+        return 130
+    except Exception as e:  # report, then stop what we started
+        print(f"run_echo_bench: {e}", file=sys.stderr)
+        servers.stop()
+        return 1
+    servers.stop()
+    shutil.rmtree(logdir, ignore_errors=True)
+    print(f"\necho, {args.size} B over {args.connections} persistent "
+          f"connections; round trips/s, median of {args.rounds} rounds of "
+          f"{args.duration:g} s per run; ratio = libsockserv / plain C model")
+    head = f"  {'libsockserv mode':<34} {'model':<14}"
+    for i in range(len(runs)):
+        head += f" {'run ' + str(i + 1) + ' lib':>12} {'model':>10} {'ratio':>6}"
+    print(head)
+    md = ["| libsockserv mode | plain C model | "
+          + " | ".join(f"run {i + 1}: lib / model = ratio"
+                       for i in range(len(runs))) + " |",
+          "|---|---|" + "---:|" * len(runs)]
+    for lib, ref in MODEL_ROWS:
+        line = f"  {LIB_SERVERS[lib][1]:<34} {ref:<14}"
+        cells = []
+        for r in runs:
+            ratio = r[lib] / r[ref] if r[ref] > 0 else float("inf")
+            line += (f" {fmt_rate(r[lib]):>12} {fmt_rate(r[ref]):>10} "
+                     f"{ratio:>5.2f}x")
+            cells.append(f"{fmt_rate(r[lib])} / {fmt_rate(r[ref])} = "
+                         f"**{ratio:.2f}×**")
+        print(line)
+        md.append(f"| {LIB_SERVERS[lib][1]} | {ref} | "
+                  + " | ".join(cells) + " |")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(md) + "\n")
     return 0
 
 

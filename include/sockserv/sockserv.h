@@ -815,7 +815,10 @@ SS_API int ss_request_client_address_string(const ss_request *req, char *buf,
 SS_API const struct sockaddr *ss_request_peer_address(const ss_request *req,
                                                       socklen_t *len);
 /** The request's socket, for socket options and getsockopt only: read and
- * write through ss_read/ss_write, which the strategy can intercept. */
+ * write through ss_read/ss_write, which the strategy can intercept. Under
+ * ss_threading and ss_thread_pool it may be in blocking mode while the
+ * handler runs (reads wait in recv()): pass MSG_DONTWAIT for a call that
+ * must not wait. */
 SS_API int ss_request_fileno(const ss_request *req);
 /** Datagram requests: the datagram was longer than max_packet_size and was
  * cut. Always false for streams. */

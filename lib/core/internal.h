@@ -76,6 +76,11 @@ struct ss_server {
     pthread_cond_t serving_done;
     bool serving;
     pthread_t serving_thread;
+    /* blocking_receive.c, under serving_lock: the requests that may block
+     * in recv(), and whether the serve loop's end has shut their reading
+     * down (none may start blocking after that). */
+    ss_request *inflight;
+    bool inflight_cancelled;
 
     void *strategy_data;
     struct ss__limits *limits;   /* limits.c; NULL when there are none */
@@ -129,6 +134,13 @@ struct ss_request {
     /* request_io.c's own: the transport said its source was drained by
      * the last receive, so the next one waits first. */
     bool wait_before_recv;
+    /* blocking_receive.c's: listed in server->inflight (so its recv() may
+     * block), the socket's O_NONBLOCK cleared, its SO_RCVTIMEO (ns, 0:
+     * none), and its place in the list. */
+    bool may_block_recv;
+    bool sock_blocking;
+    int64_t rcvtimeo_ns;
+    ss_request *inflight_prev, *inflight_next;
     /* Parking (parking.c): setup has run (a parked request resumes at
      * handle), its deadline, its place in the lot's heap, and the lot its
      * socket is registered with. */
@@ -252,6 +264,24 @@ int ss__server_new_adopted(ss_server **out, const ss_server_class *kind,
                            socklen_t address_len,
                            const ss_handler_class *handler,
                            const ss_config *cfg);
+
+/* blocking_receive.c: a recv() that blocks, for requests with a thread
+ * of their own (see there). enter when the request starts running on a
+ * thread (lists it if it may block); leave before its socket is closed or
+ * handed on (handing_on: to the lot, which wants it non-blocking). */
+void ss__inflight_enter(ss_server *srv, ss_request *req);
+void ss__inflight_leave(ss_server *srv, ss_request *req, bool handing_on);
+/* The serve loop ends on a shutdown: shutdown(SHUT_RD) every listed
+ * request; none is listed after. With serving_lock held. */
+void ss__inflight_cancel_locked(ss_server *srv);
+/* Receive into buf, blocking until deadline: the count, 0 at the end of
+ * the stream, -ETIMEDOUT, -ECANCELED (the server stops), -EAGAIN (not
+ * here: wait with poll() and use the transport), or a negative errno. */
+ssize_t ss__blocking_receive(ss_request *req, void *buf, size_t n,
+                             int64_t deadline);
+/* ss_sendfile: sendfile() has no MSG_DONTWAIT; the socket must be
+ * non-blocking again. */
+void ss__request_before_sendfile(ss_request *req);
 
 /* serve_loop.c */
 /* The server is stopping (ss_shutdown(), or the parent's noticed in a

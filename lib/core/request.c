@@ -183,6 +183,21 @@ static int wait_parked(ss_request *req)
 {
     if (ss__request_has_input(req))
         return 0;
+    /* With a thread of its own, the wait is a blocking receive into the
+     * empty read buffer: one system call where poll() + recv() were two. */
+    if (req->may_block_recv) {
+        ssize_t got = ss__blocking_receive(req, req->rbuf, req->rbuf_size,
+                                           req->park_deadline);
+        if (got != -EAGAIN) {
+            req->wait_before_recv = got > 0 && (size_t)got < req->rbuf_size;
+            if (got < 0)
+                return ss__cancelled_wait(req, (int)got);
+            req->rpos = 0;
+            req->rlen = (size_t)got;
+            req->eof = got == 0;
+            return 0;
+        }
+    }
     /* An edge-triggered wait announces only input that arrives after the
      * socket was drained; unless the last receive drained it, look. */
     if (!req->wait_before_recv && ss__fd_ready_now(req->fd, POLLIN))
@@ -203,7 +218,11 @@ static bool park_in_lot(ss_server *srv, ss_request *req)
         return false;
     if (ss__request_has_input(req))
         return false;
-    return ss__lot_park(srv, req) == 0;
+    ss__inflight_leave(srv, req, true);
+    if (ss__lot_park(srv, req) == 0)
+        return true;
+    ss__inflight_enter(srv, req);
+    return false;
 }
 
 /* Report, shut down and free: the end of every request. Returns rc if it
@@ -220,6 +239,7 @@ static int end_request(ss_server *srv, ss_request *req, int rc, bool refused)
     bool reported = rc != 0 && !cancelled && !left;
     if (reported)
         srv->kind.handle_error(srv, req, rc);
+    ss__inflight_leave(srv, req, false);
     srv->kind.shutdown_request(srv, req);
     ss__request_free(req);
     return reported ? rc : 0;
@@ -229,6 +249,7 @@ int ss_run_request(ss_server *srv, ss_request *req)
 {
     ss_server *outer = running_for;
     running_for = srv;
+    ss__inflight_enter(srv, req);
     /* A request back from the lot resumes at handle. */
     int rc = req->started ? 0 : open_request(srv, req);
     bool refused = rc != 0;

@@ -75,14 +75,31 @@ ssize_t ss__request_receive(ss_request *req, void *buf, size_t n,
                                    deadline);
 }
 
+/* What a blocking receive (blocking_receive.c) returned, recorded as
+ * the transport's would be. */
+static ssize_t received_blocking(ss_request *req, ssize_t got, size_t n)
+{
+    if (got == 0)
+        req->eof = true;
+    req->wait_before_recv = got > 0 && (size_t)got < n;
+    return got;
+}
+
 ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
                                 void *buf, size_t n, int64_t deadline)
 {
+    /* A request with a thread of its own may block in recv() instead of
+     * poll() + recv(). */
+    bool can_block = req->may_block_recv && t == &ss_plain_transport;
     /* The transport said the last receive drained its source: wait first
      * and skip a receive that would only say "would block" (see the wait
      * contract in sockserv/strategy.h). */
     if (req->wait_before_recv && !atomic_load(&req->server->stopping)) {
         req->wait_before_recv = false;
+        ssize_t got =
+            can_block ? ss__blocking_receive(req, buf, n, deadline) : -EAGAIN;
+        if (got != -EAGAIN)
+            return received_blocking(req, got, n);
         int rc = ss__request_wait_io(req, POLLIN, deadline);
         if (rc < 0 && rc != -ECANCELED)
             return rc;
@@ -91,6 +108,10 @@ ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
     for (;;) {
         short want = 0;
         ssize_t got = t->recv(req, buf, n, &want);
+        /* The serve loop's shutdown(SHUT_RD) ended the input, not the
+         * peer (blocking_receive.c). */
+        if (got == 0 && can_block && atomic_load(&req->server->stopping))
+            return -ECANCELED;
         if (got >= 0) {
             if (got == 0)
                 req->eof = true;
@@ -100,6 +121,11 @@ ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
         }
         if (got != -EAGAIN)
             return got;
+        if (can_block) {
+            got = ss__blocking_receive(req, buf, n, deadline);
+            if (got != -EAGAIN)
+                return received_blocking(req, got, n);
+        }
         int rc = ss__request_wait_io(req, want ? want : POLLIN, deadline);
         if (rc < 0)
             return rc;
@@ -521,6 +547,7 @@ static ssize_t sendfile_loop(ss_request *req, int fd, off_t *offset,
                              size_t count, int64_t deadline)
 {
     const ss_transport *t = req->server->transport;
+    ss__request_before_sendfile(req);
     size_t done = 0;
     while (done < count) {
         size_t want_bytes = count - done;

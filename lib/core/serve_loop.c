@@ -235,6 +235,7 @@ static int begin_serving(ss_server *srv)
     } else {
         srv->serving = true;
         srv->serving_thread = pthread_self();
+        srv->inflight_cancelled = false;
         /* A new run: requests may wait for input again — unless a
          * shutdown is already pending, which ends this run at once. */
         if (!atomic_load(&srv->shutdown_requested)) {
@@ -253,6 +254,11 @@ static void end_serving(ss_server *srv)
     atomic_store(&srv->shutdown_requested, false);
     ss_server_drain_wake_fd(srv);
     pthread_mutex_lock(&srv->serving_lock);
+    /* Requests blocked in recv() see no cancel descriptor: a shutdown
+     * reaches them by shutdown(SHUT_RD) (blocking_receive.c). A loop that
+     * ended otherwise leaves them be, and lists none from now on. */
+    if (atomic_load(&srv->stopping))
+        ss__inflight_cancel_locked(srv);
     srv->serving = false;
     pthread_cond_broadcast(&srv->serving_done);
     pthread_mutex_unlock(&srv->serving_lock);

@@ -60,6 +60,8 @@ static void server_after_fork(ss_server *srv, int flags)
     pthread_mutex_init(&srv->serving_lock, NULL);
     pthread_cond_init(&srv->serving_done, NULL);
     srv->serving = false;
+    srv->inflight = NULL; /* the parent's threads' requests */
+    srv->inflight_cancelled = false;
     srv->unlink_path = false; /* the socket file is the parent's */
     ss__lot_forget_in_child(srv);
     ss__limits_after_fork(srv);

@@ -1,0 +1,423 @@
+/*
+ * test_blocking_receive.c — the blocking strategies' receive path
+ * (lib/core/blocking_receive.c): where a request has a thread of its own,
+ * ss_read blocks in recv() instead of poll() + recv(), and a shutdown
+ * reaches it through shutdown(SHUT_RD) instead of the cancel descriptor.
+ *
+ * What must still hold, over real sockets:
+ *  - the path is taken (thread, pool, a prefork worker's threads: the
+ *    socket is in blocking mode in the handler) and not where nobody
+ *    could cancel it (sync, fork, prefork with sync workers);
+ *  - a shutdown with clients idle in a read ends promptly under every
+ *    blocking strategy, each read ending with -ECANCELED, not EOF;
+ *  - the per-call timeout fires, on the first read and after a round
+ *    trip, neither early nor late;
+ *  - a read that receives part of what it wants and then waits keeps its
+ *    call's deadline (a second recv() must not get a whole new timeout);
+ *  - signals (handlers without SA_RESTART) neither end a read early nor
+ *    lose bytes.
+ * Results are kept in shared memory, so forked children's count too.
+ */
+#include "hardening.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct shared {
+    atomic_int cancelled, eofs, timeouts, others;
+    _Atomic int64_t last_elapsed_ns; /* of the read that ended a request */
+} shared;
+static shared *results;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void record_end(int rc, int64_t began)
+{
+    atomic_store(&results->last_elapsed_ns, now_ns() - began);
+    if (rc == 0)
+        atomic_fetch_add(&results->eofs, 1);
+    else if (rc == -ECANCELED)
+        atomic_fetch_add(&results->cancelled, 1);
+    else if (rc == -ETIMEDOUT)
+        atomic_fetch_add(&results->timeouts, 1);
+    else
+        atomic_fetch_add(&results->others, 1);
+}
+
+/* Echo; "?" is answered with 'B' when the socket is in blocking mode
+ * (the blocking receive path took it), 'N' when not. Returns 0 always:
+ * how the last read ended is in results. */
+static int echo_handle(ss_request *req)
+{
+    char buf[256];
+    for (;;) {
+        int64_t began = now_ns();
+        int n = ss_read(req, buf, sizeof buf);
+        if (n <= 0) {
+            record_end(n, began);
+            return 0;
+        }
+        if (n == 1 && buf[0] == '?') {
+            int fl = fcntl(ss_request_fileno(req), F_GETFL);
+            buf[0] = fl >= 0 && !(fl & O_NONBLOCK) ? 'B' : 'N';
+        }
+        if (ss_write_all(req, buf, (size_t)n) < 0)
+            return 0;
+    }
+}
+
+static const ss_handler_class echo_no_timeout = {
+    .base = &ss_stream_handler,
+    .handle = echo_handle,
+};
+
+#define SHORT_TIMEOUT 0.4
+static const ss_handler_class echo_short_timeout = {
+    .base = &ss_stream_handler,
+    .handle = echo_handle,
+    .timeout = SHORT_TIMEOUT,
+};
+
+/* ss_read_exact of 8 bytes, whose bytes come in two parts. */
+#define EXACT_TIMEOUT 1.0
+static int exact_handle(ss_request *req)
+{
+    char buf[8];
+    int64_t began = now_ns();
+    int n = ss_read_exact(req, buf, sizeof buf);
+    record_end(n == SS_EOF ? 0 : n < 0 ? n : 1, began);
+    return 0;
+}
+
+static const ss_handler_class exact_handler = {
+    .base = &ss_stream_handler,
+    .handle = exact_handle,
+    .timeout = EXACT_TIMEOUT,
+};
+
+/* ---- Strategies ---------------------------------------------------------- */
+
+typedef struct case_ {
+    hz_strategy s;
+    bool blocks; /* the blocking receive path is expected */
+    int clients; /* connections that can be in a read at once */
+} case_;
+
+static const case_ cases[] = {
+    {{"sync", &ss_sync, false, 0, 0, NULL, 1}, false, 1},
+    {{"fork", &ss_forking, true, 0, 0, NULL, 0}, false, 6},
+    {{"thread", &ss_threading, false, 0, 0, NULL, 0}, true, 6},
+    {{"pool4", &ss_thread_pool, false, 4, 0, NULL, 4}, true, 4},
+    {{"prefork2", &ss_prefork, true, 0, 2, NULL, 2}, false, 2},
+    {{"prefork2+thread", &ss_prefork, true, 0, 2, &ss_threading, 0}, true, 6},
+};
+
+static void reset_results(void)
+{
+    atomic_store(&results->cancelled, 0);
+    atomic_store(&results->eofs, 0);
+    atomic_store(&results->timeouts, 0);
+    atomic_store(&results->others, 0);
+    atomic_store(&results->last_elapsed_ns, 0);
+}
+
+static void start(test_server *t, const case_ *c, const ss_handler_class *h)
+{
+    hz_skip_if_unsupported(&c->s);
+    reset_results();
+    ss_config cfg;
+    test_options opts;
+    hz_config_for(&c->s, &cfg, &opts);
+    assert_int_equal(test_server_start_with(t, &ss_tcp, c->s.strategy,
+                                            "127.0.0.1:0", h, &cfg, 0.05),
+                     0);
+}
+
+/* Send text, expect it back. */
+static void echo(int fd, const char *text, char *reply)
+{
+    size_t n = strlen(text);
+    double deadline = test_now() + TEST_IO_TIMEOUT_SECONDS;
+    assert_int_equal(hz_send_all(fd, text, n, deadline), 0);
+    int end = 0;
+    assert_int_equal(hz_recv_exact(fd, reply, n, deadline, &end), n);
+}
+
+/* Wait until got() reaches want (the handlers' records arrive a moment
+ * after the client sees the connection end). */
+static bool reaches(atomic_int *counter, int want)
+{
+    double deadline = test_now() + TEST_IO_TIMEOUT_SECONDS;
+    while (atomic_load(counter) < want && test_now() < deadline)
+        test_sleep(0.005);
+    if (atomic_load(counter) >= want)
+        return true;
+    print_message("cancelled %d eofs %d timeouts %d others %d\n",
+                  atomic_load(&results->cancelled), atomic_load(&results->eofs),
+                  atomic_load(&results->timeouts),
+                  atomic_load(&results->others));
+    return false;
+}
+
+/* ---- The path is taken where it should be -------------------------------- */
+
+static void run_path(const case_ *c)
+{
+    test_server t;
+    start(&t, c, &echo_no_timeout);
+    int fd = hz_connect(t.srv, 0);
+    assert_true(fd >= 0);
+    char reply[8];
+    /* The first read receives at once; the second waits, after a short
+     * receive: that wait is the blocking recv(). */
+    echo(fd, "a", reply);
+    echo(fd, "?", reply);
+    assert_int_equal(reply[0], c->blocks ? 'B' : 'N');
+    /* A forked child holds a copy of this socket too: close() alone
+     * would not end the connection. */
+    shutdown(fd, SHUT_RDWR);
+    close(fd);
+    assert_true(reaches(&results->eofs, 1));
+    assert_true(test_server_stop_within(&t, TEST_IO_TIMEOUT_SECONDS));
+}
+
+/* ---- A shutdown with every client in a read ------------------------------ */
+
+static void run_shutdown(const case_ *c)
+{
+    test_server t;
+    start(&t, c, &echo_no_timeout);
+    int fds[8];
+    char reply[8];
+    for (int i = 0; i < c->clients; i++) {
+        fds[i] = hz_connect(t.srv, 0);
+        assert_true(fds[i] >= 0);
+        /* After this the handler is in (or on its way to) its next read,
+         * which has no deadline at all. */
+        echo(fds[i], "a", reply);
+        echo(fds[i], "bc", reply);
+    }
+    double began = test_now();
+    assert_true(test_server_join_within(&t, 5.0));
+    /* Every connection ends, without an answer, promptly. */
+    for (int i = 0; i < c->clients; i++) {
+        char byte;
+        ssize_t got = hz_recv(fds[i], &byte, 1, began + 5.0);
+        assert_true(got == 0 || got == -ECONNRESET);
+        close(fds[i]);
+    }
+    double took = test_now() - began;
+    ss_server_free(t.srv);
+    assert_true(reaches(&results->cancelled, c->clients));
+    assert_int_equal(atomic_load(&results->eofs), 0);
+    assert_int_equal(atomic_load(&results->others), 0);
+    assert_true(took < 3.0);
+}
+
+/* ---- Timeouts ------------------------------------------------------------ */
+
+static void expect_timeout_near(double seconds)
+{
+    assert_true(reaches(&results->timeouts, 1));
+    double took = (double)atomic_load(&results->last_elapsed_ns) / 1e9;
+    if (took < seconds || took > seconds + 1.5)
+        fail_msg("the read timed out after %.3f s, not %.3f s", took, seconds);
+}
+
+static void run_timeout(const case_ *c, bool after_round_trip)
+{
+    test_server t;
+    start(&t, c, &echo_short_timeout);
+    int fd = hz_connect(t.srv, 0);
+    assert_true(fd >= 0);
+    char reply[8];
+    if (after_round_trip)
+        echo(fd, "a", reply);
+    char byte;
+    /* The handler times out and ends the connection. */
+    ssize_t got = hz_recv(fd, &byte, 1, test_now() + TEST_IO_TIMEOUT_SECONDS);
+    assert_true(got == 0 || got == -ECONNRESET);
+    expect_timeout_near(SHORT_TIMEOUT);
+    close(fd);
+    assert_true(test_server_stop_within(&t, TEST_IO_TIMEOUT_SECONDS));
+}
+
+/* Part of what ss_read_exact wants at once, more 0.6 s later, the rest
+ * never: the call's deadline (1 s after it began) ends it, not a new
+ * timeout of the second recv() (which would end it at 1.6 s). */
+static void run_midway(const case_ *c)
+{
+    test_server t;
+    start(&t, c, &exact_handler);
+    int fd = hz_connect(t.srv, 0);
+    assert_true(fd >= 0);
+    double deadline = test_now() + TEST_IO_TIMEOUT_SECONDS;
+    assert_int_equal(hz_send_all(fd, "abc", 3, deadline), 0);
+    test_sleep(0.6);
+    assert_int_equal(hz_send_all(fd, "de", 2, deadline), 0);
+    char byte;
+    ssize_t got = hz_recv(fd, &byte, 1, deadline);
+    assert_true(got == 0 || got == -ECONNRESET);
+    assert_true(reaches(&results->timeouts, 1));
+    double took = (double)atomic_load(&results->last_elapsed_ns) / 1e9;
+    if (took < EXACT_TIMEOUT || took > EXACT_TIMEOUT + 0.45)
+        fail_msg("ss_read_exact timed out after %.3f s, not %.3f s", took,
+                 EXACT_TIMEOUT);
+    close(fd);
+    assert_true(test_server_stop_within(&t, TEST_IO_TIMEOUT_SECONDS));
+}
+
+/* ---- Signals ------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+}
+
+static atomic_bool storming;
+
+static void *storm(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&storming)) {
+        kill(getpid(), SIGUSR1);
+        test_sleep(0.002);
+    }
+    return NULL;
+}
+
+/* A signal storm (no SA_RESTART: every blocked call sees EINTR) while a
+ * handler waits in reads: bytes still arrive whole, and the timeout
+ * still ends the last read at its time, not before. */
+static void run_eintr(const case_ *c)
+{
+    struct sigaction sa = {.sa_handler = on_signal}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, &old);
+    test_server t;
+    start(&t, c, &echo_short_timeout);
+    int fd = hz_connect(t.srv, 0);
+    assert_true(fd >= 0);
+    atomic_store(&storming, true);
+    pthread_t stormer;
+    assert_int_equal(pthread_create(&stormer, NULL, storm, NULL), 0);
+    char reply[8];
+    echo(fd, "a", reply);
+    test_sleep(0.2); /* the handler waits in a read meanwhile */
+    echo(fd, "bcd", reply);
+    assert_memory_equal(reply, "bcd", 3);
+    char byte;
+    ssize_t got = hz_recv(fd, &byte, 1, test_now() + TEST_IO_TIMEOUT_SECONDS);
+    atomic_store(&storming, false);
+    pthread_join(stormer, NULL);
+    assert_true(got == 0 || got == -ECONNRESET);
+    expect_timeout_near(SHORT_TIMEOUT);
+    close(fd);
+    assert_true(test_server_stop_within(&t, TEST_IO_TIMEOUT_SECONDS));
+    sigaction(SIGUSR1, &old, NULL);
+}
+
+/* ---- Cases ----------------------------------------------------------------
+ */
+
+#define CASE(i, name)                                                          \
+    static void path_##name(void **state)                                      \
+    {                                                                          \
+        (void)state;                                                           \
+        run_path(&cases[i]);                                                   \
+    }                                                                          \
+    static void shutdown_##name(void **state)                                  \
+    {                                                                          \
+        (void)state;                                                           \
+        run_shutdown(&cases[i]);                                               \
+    }
+CASE(0, sync)
+CASE(1, fork)
+CASE(2, thread)
+CASE(3, pool)
+CASE(4, prefork)
+CASE(5, prefork_thread)
+
+static void timeout_first_read_thread(void **state)
+{
+    (void)state;
+    run_timeout(&cases[2], false);
+}
+
+static void timeout_after_round_trip_thread(void **state)
+{
+    (void)state;
+    run_timeout(&cases[2], true);
+}
+
+static void timeout_after_round_trip_pool(void **state)
+{
+    (void)state;
+    run_timeout(&cases[3], true);
+}
+
+static void timeout_after_round_trip_fork(void **state)
+{
+    (void)state;
+    run_timeout(&cases[1], true);
+}
+
+static void midway_timeout_thread(void **state)
+{
+    (void)state;
+    run_midway(&cases[2]);
+}
+
+static void midway_timeout_pool(void **state)
+{
+    (void)state;
+    run_midway(&cases[3]);
+}
+
+static void eintr_thread(void **state)
+{
+    (void)state;
+    run_eintr(&cases[2]);
+}
+
+int main(void)
+{
+    results = mmap(NULL, sizeof *results, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (results == MAP_FAILED)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(path_sync),
+        cmocka_unit_test(path_fork),
+        cmocka_unit_test(path_thread),
+        cmocka_unit_test(path_pool),
+        cmocka_unit_test(path_prefork),
+        cmocka_unit_test(path_prefork_thread),
+        cmocka_unit_test(shutdown_sync),
+        cmocka_unit_test(shutdown_fork),
+        cmocka_unit_test(shutdown_thread),
+        cmocka_unit_test(shutdown_pool),
+        cmocka_unit_test(shutdown_prefork),
+        cmocka_unit_test(shutdown_prefork_thread),
+        cmocka_unit_test(timeout_first_read_thread),
+        cmocka_unit_test(timeout_after_round_trip_thread),
+        cmocka_unit_test(timeout_after_round_trip_pool),
+        cmocka_unit_test(timeout_after_round_trip_fork),
+        cmocka_unit_test(midway_timeout_thread),
+        cmocka_unit_test(midway_timeout_pool),
+        cmocka_unit_test(eintr_thread),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
