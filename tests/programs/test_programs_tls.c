@@ -50,6 +50,7 @@
 #include <cmocka.h>
 
 #include "program_run.h"
+#include "support.h"
 #ifndef PROGRAMS_TLS_DISABLED
 #include "tls_support.h"
 #include "ws_frame.h"
@@ -351,6 +352,50 @@ static const char *file_text(const char *dir, const char *name)
     return text;
 }
 
+/* A TCP connection to 127.0.0.1:port (support.h: blocking, with I/O
+ * timeouts). */
+static int connect_loopback(int port)
+{
+    char address[32];
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    int fd = test_connect_address(address, SOCK_STREAM);
+    if (fd < 0)
+        fail_msg("connect to %s: %s", address, strerror(-fd));
+    return fd;
+}
+
+/* A plaintext client sends request to the TLS port: it gets nothing, or
+ * a TLS alert record (0x15), never a plaintext answer holding never; its
+ * connection is closed within the handshake timeout, the server logs it
+ * and goes on running. */
+static void plaintext_request_gets_nothing(run *r, int port,
+                                           const char *request,
+                                           const char *never)
+{
+    int fd = connect_loopback(port);
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t len = strlen(request);
+    assert_int_equal(send(fd, request, len, MSG_NOSIGNAL), (ssize_t)len);
+    char got[4096];
+    size_t n = 0;
+    for (;;) { /* until the server closes (or resets) the connection */
+        ssize_t k = recv(fd, got + n, sizeof got - 1 - n, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            fail_msg("the connection stayed open");
+        if (k <= 0 || (n += (size_t)k) == sizeof got - 1)
+            break;
+    }
+    got[n] = '\0';
+    close(fd);
+    assert_true(n == 0 || (unsigned char)got[0] == 0x15);
+    assert_null(strstr(got, never));
+    assert_true(server_log_has(r, "TLS handshake failed", 10.0));
+    assert_true(server_running(r));
+}
+
 /* ---- the file server -------------------------------------------------------
  */
 
@@ -517,35 +562,7 @@ static void test_plaintext_client_on_the_tls_port_gets_nothing(void **state)
 {
     run *r = *state;
     fileserver_start(r, files.cert, files.key, NULL);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {.tv_sec = 30};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)r->port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    const char list[] = "LIST\n";
-    assert_int_equal(send(fd, list, sizeof list - 1, MSG_NOSIGNAL),
-                     (ssize_t)sizeof list - 1);
-    char got[4096];
-    size_t n = 0;
-    for (;;) { /* until the server closes (or resets) the connection */
-        ssize_t k = recv(fd, got + n, sizeof got - 1 - n, 0);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            fail_msg("the connection stayed open");
-        if (k <= 0 || (n += (size_t)k) == sizeof got - 1)
-            break;
-    }
-    got[n] = '\0';
-    close(fd);
-    /* Nothing, or a TLS alert record (0x15): never a plaintext answer. */
-    assert_true(n == 0 || (unsigned char)got[0] == 0x15);
-    assert_null(strstr(got, "200"));
-    assert_true(server_log_has(r, "TLS handshake failed", 10.0));
-    assert_true(server_running(r));
+    plaintext_request_gets_nothing(r, r->port, "LIST\n", "200");
 
     const char *cmd[] = {"list", NULL};
     assert_int_equal(filecli(r, r->cli_dir, NULL, "127.0.0.1", cmd), 1);
@@ -752,21 +769,6 @@ static int chat_web_start(run *r)
     return -1; /* not reached */
 }
 
-/* A TCP connection to port with 20 s timeouts on every call. */
-static int connect_loopback(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {.tv_sec = 20};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    return fd;
-}
-
 /* A TLS connection to the web door that verifies the server against the
  * test CA, for localhost. */
 static void tls_open(test_tls_client *c, SSL_CTX *ctx, int port)
@@ -952,29 +954,10 @@ static void test_chat_plaintext_websocket_on_the_tls_web_port(void **state)
 {
     run *r = *state;
     int port = chat_web_start(r);
-    int fd = connect_loopback(port);
     char request[1024], host[32];
     snprintf(host, sizeof host, "127.0.0.1:%d", port);
     test_ws_request(request, sizeof request, host, NULL);
-    size_t len = strlen(request);
-    assert_int_equal(send(fd, request, len, MSG_NOSIGNAL), (ssize_t)len);
-    char got[4096];
-    size_t n = 0;
-    for (;;) { /* until the server closes (or resets) the connection */
-        ssize_t k = recv(fd, got + n, sizeof got - 1 - n, 0);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            fail_msg("the connection stayed open");
-        if (k <= 0 || (n += (size_t)k) == sizeof got - 1)
-            break;
-    }
-    got[n] = '\0';
-    close(fd);
-    assert_true(n == 0 || (unsigned char)got[0] == 0x15);
-    assert_null(strstr(got, "101"));
-    assert_true(server_log_has(r, "TLS handshake failed", 10.0));
-    assert_true(server_running(r));
+    plaintext_request_gets_nothing(r, port, request, "101");
 
     SSL_CTX *ctx = test_tls_client_ctx(files.ca_cert, NULL, NULL);
     static wss_member web;
