@@ -841,8 +841,12 @@ SS_API int ss_read(ss_request *req, void *buf, size_t n);
 /** Read up to n bytes (at most SS_IO_MAX) that are there now — in the
  * read buffer, or on the connection — without waiting. Returns the count,
  * 0 at end of stream (datagrams: end of the packet), -EAGAIN when nothing
- * has arrived yet (then wait, or return ss_park() from handle), or a
- * negative errno. After a read that emptied the connection it answers
+ * has arrived yet (then wait, or return ss_park() from handle),
+ * -ECANCELED once the server is shutting down where the request has a
+ * thread of its own (thread, pool, a prefork worker's threads: the
+ * shutdown cuts their input; bytes already in the read buffer are still
+ * returned first), or a negative
+ * errno. After a read that emptied the connection it answers
  * -EAGAIN without a system call: input that came since is announced by
  * the wait (or park) that follows, which then returns at once. */
 SS_API int ss_read_nowait(ss_request *req, void *buf, size_t n);

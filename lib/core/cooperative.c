@@ -116,6 +116,10 @@ int ss_wait_input_or_fd(ss_request *req, int fd, short events, double timeout)
      * rather than wait for more (see ss__request_receive). */
     if (rc > 0 && (rc & SS_READY_INPUT))
         req->wait_before_recv = false;
+    /* The "input" may be the end of input that the serve loop's
+     * shutdown(SHUT_RD) made (blocking_receive.c): that is the shutdown. */
+    if (rc > 0 && ss__input_cut_by_shutdown(req))
+        rc = -ECANCELED;
     return ss__cancelled_wait(req, rc);
 }
 

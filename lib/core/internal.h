@@ -237,6 +237,10 @@ void ss__request_end(ss_server *srv, ss_request *req, int error);
 /* request_io.c: input the next read returns without waiting — buffered,
  * held inside the transport, or the end of the stream already seen. */
 bool ss__request_has_input(const ss_request *req);
+/* The request's input ended because the serve loop's shutdown(SHUT_RD)
+ * cut it (a request that may block in recv(), on a stopping server), not
+ * because the peer ended it: reads and waits report -ECANCELED. */
+bool ss__input_cut_by_shutdown(const ss_request *req);
 /* request_io.c: receive into buf through the server's transport, waiting
  * with the shutdown policy. */
 ssize_t ss__request_receive(ss_request *req, void *buf, size_t n,

@@ -85,6 +85,19 @@ static ssize_t received_blocking(ss_request *req, ssize_t got, size_t n)
     return got;
 }
 
+/* An end of input that the serve loop's shutdown(SHUT_RD) made, not the
+ * peer (blocking_receive.c): a receive reports it as -ECANCELED, like a
+ * cancelled wait, and leaves the request's eof unset — whichever read
+ * sees it (ss_read, ss_read_nowait; ss_wait_input_or_fd likewise), so a
+ * handler that says goodbye at shutdown is never told that its client
+ * left. */
+bool ss__input_cut_by_shutdown(const ss_request *req)
+{
+    return req->may_block_recv &&
+           req->server->transport == &ss_plain_transport &&
+           atomic_load(&req->server->stopping);
+}
+
 ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
                                 void *buf, size_t n, int64_t deadline)
 {
@@ -108,9 +121,7 @@ ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,
     for (;;) {
         short want = 0;
         ssize_t got = t->recv(req, buf, n, &want);
-        /* The serve loop's shutdown(SHUT_RD) ended the input, not the
-         * peer (blocking_receive.c). */
-        if (got == 0 && can_block && atomic_load(&req->server->stopping))
+        if (got == 0 && ss__input_cut_by_shutdown(req))
             return -ECANCELED;
         if (got >= 0) {
             if (got == 0)
@@ -277,6 +288,11 @@ int ss_read_nowait(ss_request *req, void *buf, size_t n)
         return (int)take(req, buf, n);
     if (req->is_datagram || req->eof)
         return 0;
+    /* On a stopping server, what a request that may block in recv() would
+     * receive is the shutdown(SHUT_RD)'s end of input, or nothing yet:
+     * either way the shutdown, as every read and wait reports it. */
+    if (ss__input_cut_by_shutdown(req))
+        return -ECANCELED;
     /* The last receive drained the source and no wait has reported input
      * since: nothing can be there that a wait would not announce (the
      * wait contract), so say so without a system call. */
@@ -289,6 +305,8 @@ int ss_read_nowait(ss_request *req, void *buf, size_t n)
     size_t room = direct ? n : req->rbuf_size;
     short want = 0;
     ssize_t got = req->server->transport->recv(req, into, room, &want);
+    if (got == 0 && ss__input_cut_by_shutdown(req))
+        return -ECANCELED; /* the shutdown began during the receive */
     if (got == 0)
         req->eof = true;
     /* Drained (or nothing there): a read that waits should wait first. */

@@ -9,7 +9,9 @@
  *    socket is in blocking mode in the handler) and not where nobody
  *    could cancel it (sync, fork, prefork with sync workers);
  *  - a shutdown with clients idle in a read ends promptly under every
- *    blocking strategy, each read ending with -ECANCELED, not EOF;
+ *    blocking strategy, each read ending with -ECANCELED, not EOF — and
+ *    so does every later read of the request, ss_read_nowait too, so a
+ *    handler can still say goodbye;
  *  - the per-call timeout fires, on the first read and after a round
  *    trip, neither early nor late;
  *  - a read that receives part of what it wants and then waits keeps its
@@ -105,6 +107,33 @@ static const ss_handler_class exact_handler = {
     .base = &ss_stream_handler,
     .handle = exact_handle,
     .timeout = EXACT_TIMEOUT,
+};
+
+/* Echo until a read is cancelled by the shutdown; then, as a handler
+ * that says goodbye does, look once more without waiting (the ending of
+ * that look is what is recorded: it must be -ECANCELED, not the end of
+ * the stream that the serve loop's shutdown(SHUT_RD) made) and send
+ * "BYE\n". */
+static int goodbye_handle(ss_request *req)
+{
+    char buf[64];
+    for (;;) {
+        int n = ss_read(req, buf, sizeof buf);
+        if (n == -ECANCELED) {
+            record_end(ss_read_nowait(req, buf, sizeof buf), now_ns());
+            ss_write_all(req, "BYE\n", 4);
+            return 0;
+        }
+        if (n <= 0 || ss_write_all(req, buf, (size_t)n) < 0) {
+            atomic_fetch_add(&results->others, 1);
+            return 0;
+        }
+    }
+}
+
+static const ss_handler_class goodbye_handler = {
+    .base = &ss_stream_handler,
+    .handle = goodbye_handle,
 };
 
 /* ---- Strategies ---------------------------------------------------------- */
@@ -224,6 +253,32 @@ static void run_shutdown(const case_ *c)
     assert_int_equal(atomic_load(&results->eofs), 0);
     assert_int_equal(atomic_load(&results->others), 0);
     assert_true(took < 3.0);
+}
+
+/* A handler that answers a shutdown with a last message: every read
+ * after the cancelled one reports the cancellation too (before the fix,
+ * ss_read_nowait saw the SHUT_RD as the client's end of stream — the
+ * chat room's web members then left as "gone" instead of hearing BYE),
+ * and the message reaches the client whole. */
+static void run_goodbye(const case_ *c)
+{
+    test_server t;
+    start(&t, c, &goodbye_handler);
+    int fd = hz_connect(t.srv, 0);
+    assert_true(fd >= 0);
+    char reply[8];
+    echo(fd, "a", reply);
+    echo(fd, "bc", reply); /* the handler is back in its read */
+    double began = test_now();
+    assert_true(test_server_join_within(&t, 5.0));
+    int end = 0;
+    assert_int_equal(hz_recv_exact(fd, reply, 4, began + 5.0, &end), 4);
+    assert_memory_equal(reply, "BYE\n", 4);
+    close(fd);
+    ss_server_free(t.srv);
+    assert_true(reaches(&results->cancelled, 1));
+    assert_int_equal(atomic_load(&results->eofs), 0);
+    assert_int_equal(atomic_load(&results->others), 0);
 }
 
 /* ---- Timeouts ------------------------------------------------------------ */
@@ -386,6 +441,18 @@ static void midway_timeout_pool(void **state)
     run_midway(&cases[3]);
 }
 
+static void goodbye_thread(void **state)
+{
+    (void)state;
+    run_goodbye(&cases[2]);
+}
+
+static void goodbye_pool(void **state)
+{
+    (void)state;
+    run_goodbye(&cases[3]);
+}
+
 static void eintr_thread(void **state)
 {
     (void)state;
@@ -417,6 +484,8 @@ int main(void)
         cmocka_unit_test(timeout_after_round_trip_fork),
         cmocka_unit_test(midway_timeout_thread),
         cmocka_unit_test(midway_timeout_pool),
+        cmocka_unit_test(goodbye_thread),
+        cmocka_unit_test(goodbye_pool),
         cmocka_unit_test(eintr_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
