@@ -35,7 +35,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -412,8 +411,13 @@ static int check_options(const ss_access_log_options *o, size_t *size,
     *size = o->buffer_size ? o->buffer_size : DEFAULT_BUFFER_SIZE;
     if (interval == 0)
         interval = DEFAULT_FLUSH_INTERVAL;
-    double ms = ceil(interval * 1000.0);
-    *flush_ms = ms < 1 ? 1 : (int)ms;
+    /* Rounded up to a millisecond, without libm (the library links only
+     * libc and pthreads): interval is at most MAX_FLUSH_INTERVAL here. */
+    double exact = interval * 1000.0;
+    int ms = (int)exact;
+    if (ms < exact)
+        ms++;
+    *flush_ms = ms < 1 ? 1 : ms;
     return 0;
 }
 

@@ -39,6 +39,7 @@
 #include <cmocka.h>
 
 #include "program_run.h"
+#include "ws_frame.h"
 
 #ifndef SOCKSERV_CHAT_PATH
 #error "SOCKSERV_CHAT_PATH must name the sockserv-chat binary"
@@ -360,10 +361,6 @@ static void join_all(client **members, int n, const char **names)
  * masked frames out and unmasked frames in. Small on purpose — it speaks
  * just enough to be a chat member and to see what the server sends. */
 
-/* RFC 6455's own example key and the Accept it must produce. */
-#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
-#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
 static int connect_port(int port, int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -416,18 +413,9 @@ static int http_exchange(int fd, const char *request, char *head,
 /* The upgrade request for /ws, with an Origin header unless NULL. */
 static void ws_request(char *buf, size_t size, int port, const char *origin)
 {
-    char origin_line[256] = "";
-    if (origin)
-        snprintf(origin_line, sizeof origin_line, "Origin: %s\r\n", origin);
-    snprintf(buf, size,
-             "GET /ws HTTP/1.1\r\n"
-             "Host: 127.0.0.1:%d\r\n"
-             "Upgrade: websocket\r\n"
-             "Connection: Upgrade\r\n"
-             "Sec-WebSocket-Key: " WS_KEY "\r\n"
-             "Sec-WebSocket-Version: 13\r\n"
-             "%s\r\n",
-             port, origin_line);
+    char host[32];
+    snprintf(host, sizeof host, "127.0.0.1:%d", port);
+    test_ws_request(buf, size, host, origin);
 }
 
 /* A web member's connection, upgraded, from the page's own origin; rcvbuf
@@ -445,7 +433,8 @@ static client *client_open_web_rcvbuf(const fixture *fx, int rcvbuf)
         http_exchange(c->fd, request, head, sizeof head, c->raw, &c->raw_len);
     if (status != 101)
         fail_msg("no upgrade: %s", head);
-    assert_non_null(strstr(head, "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n"));
+    assert_non_null(
+        strstr(head, "Sec-WebSocket-Accept: " TEST_WS_ACCEPT "\r\n"));
     return c;
 }
 
@@ -459,21 +448,7 @@ static void ws_send_frame(client *c, int opcode, const void *payload, size_t n)
 {
     unsigned char frame[16 + 4096];
     assert_true(n <= 4096);
-    size_t len = 0;
-    frame[len++] = (unsigned char)(0x80 | opcode);
-    if (n < 126) {
-        frame[len++] = (unsigned char)(0x80 | n);
-    } else {
-        frame[len++] = 0x80 | 126;
-        frame[len++] = (unsigned char)(n >> 8);
-        frame[len++] = (unsigned char)n;
-    }
-    const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
-    memcpy(frame + len, mask, 4);
-    len += 4;
-    for (size_t i = 0; i < n; i++)
-        frame[len + i] = ((const unsigned char *)payload)[i] ^ mask[i % 4];
-    len += n;
+    size_t len = test_ws_client_frame(frame, sizeof frame, opcode, payload, n);
     assert_int_equal(send(c->fd, frame, len, MSG_NOSIGNAL), (ssize_t)len);
 }
 
@@ -489,35 +464,22 @@ static void ws_send_close(client *c, int code)
  * for another frame taken, 0 when no whole frame is there yet. */
 static int ws_take_frame(client *c)
 {
-    if (c->raw_len < 2)
+    int opcode;
+    bool fin;
+    uint64_t n;
+    size_t header = test_ws_frame_header(c->raw, c->raw_len, &opcode, &fin, &n);
+    if (header == 0)
         return 0;
-    const unsigned char *f = c->raw;
-    assert_false(f[1] & 0x80); /* a server never masks */
-    uint64_t n = f[1] & 0x7f;
-    size_t header = 2;
-    if (n == 126) {
-        if (c->raw_len < 4)
-            return 0;
-        n = (uint64_t)f[2] << 8 | f[3];
-        header = 4;
-    } else if (n == 127) {
-        if (c->raw_len < 10)
-            return 0;
-        n = 0;
-        for (int i = 0; i < 8; i++)
-            n = n << 8 | f[2 + i];
-        header = 10;
-    }
     assert_true(n < sizeof c->raw - 16);
     if (c->raw_len < header + n)
         return 0;
-    int opcode = f[0] & 0x0f, result = 2;
-    const unsigned char *payload = f + header;
+    int result = 2;
+    const unsigned char *payload = c->raw + header;
     if (opcode == 0x1 || opcode == 0x0) { /* text, or its continuation */
         assert_true(c->len + n + 2 < sizeof c->buf);
         memcpy(c->buf + c->len, payload, n);
         c->len += n;
-        if (f[0] & 0x80) {
+        if (fin) {
             c->buf[c->len++] = '\n';
             result = 1;
         }

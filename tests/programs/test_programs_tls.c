@@ -50,8 +50,10 @@
 #include <cmocka.h>
 
 #include "program_run.h"
+#include "support.h"
 #ifndef PROGRAMS_TLS_DISABLED
 #include "tls_support.h"
+#include "ws_frame.h"
 #endif
 
 #if !defined(SOCKSERV_FILESERVER_PATH) || !defined(SOCKSERV_FILECLI_PATH) ||   \
@@ -350,6 +352,50 @@ static const char *file_text(const char *dir, const char *name)
     return text;
 }
 
+/* A TCP connection to 127.0.0.1:port (support.h: blocking, with I/O
+ * timeouts). */
+static int connect_loopback(int port)
+{
+    char address[32];
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    int fd = test_connect_address(address, SOCK_STREAM);
+    if (fd < 0)
+        fail_msg("connect to %s: %s", address, strerror(-fd));
+    return fd;
+}
+
+/* A plaintext client sends request to the TLS port: it gets nothing, or
+ * a TLS alert record (0x15), never a plaintext answer holding never; its
+ * connection is closed within the handshake timeout, the server logs it
+ * and goes on running. */
+static void plaintext_request_gets_nothing(run *r, int port,
+                                           const char *request,
+                                           const char *never)
+{
+    int fd = connect_loopback(port);
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t len = strlen(request);
+    assert_int_equal(send(fd, request, len, MSG_NOSIGNAL), (ssize_t)len);
+    char got[4096];
+    size_t n = 0;
+    for (;;) { /* until the server closes (or resets) the connection */
+        ssize_t k = recv(fd, got + n, sizeof got - 1 - n, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            fail_msg("the connection stayed open");
+        if (k <= 0 || (n += (size_t)k) == sizeof got - 1)
+            break;
+    }
+    got[n] = '\0';
+    close(fd);
+    assert_true(n == 0 || (unsigned char)got[0] == 0x15);
+    assert_null(strstr(got, never));
+    assert_true(server_log_has(r, "TLS handshake failed", 10.0));
+    assert_true(server_running(r));
+}
+
 /* ---- the file server -------------------------------------------------------
  */
 
@@ -516,35 +562,7 @@ static void test_plaintext_client_on_the_tls_port_gets_nothing(void **state)
 {
     run *r = *state;
     fileserver_start(r, files.cert, files.key, NULL);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {.tv_sec = 30};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)r->port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    const char list[] = "LIST\n";
-    assert_int_equal(send(fd, list, sizeof list - 1, MSG_NOSIGNAL),
-                     (ssize_t)sizeof list - 1);
-    char got[4096];
-    size_t n = 0;
-    for (;;) { /* until the server closes (or resets) the connection */
-        ssize_t k = recv(fd, got + n, sizeof got - 1 - n, 0);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            fail_msg("the connection stayed open");
-        if (k <= 0 || (n += (size_t)k) == sizeof got - 1)
-            break;
-    }
-    got[n] = '\0';
-    close(fd);
-    /* Nothing, or a TLS alert record (0x15): never a plaintext answer. */
-    assert_true(n == 0 || (unsigned char)got[0] == 0x15);
-    assert_null(strstr(got, "200"));
-    assert_true(server_log_has(r, "TLS handshake failed", 10.0));
-    assert_true(server_running(r));
+    plaintext_request_gets_nothing(r, r->port, "LIST\n", "200");
 
     const char *cmd[] = {"list", NULL};
     assert_int_equal(filecli(r, r->cli_dir, NULL, "127.0.0.1", cmd), 1);
@@ -747,6 +765,234 @@ static void test_chat_burst_of_long_lines_arrives_whole(void **state)
     member_leaves(r, &alice);
 }
 
+/* ---- the chat room's web door over TLS (--web with --tls-cert) -------------
+ */
+
+/* sockserv-chat --web 0 --tls-cert: both doors over TLS; the web door's
+ * port is the port file's second line. */
+static int chat_web_start(run *r)
+{
+    const char *argv[] = {
+        "sockserv-chat", "--mode",   r->mode,     "--no-admin", "--web", "0",
+        "--tls-cert",    files.cert, "--tls-key", files.key,    NULL};
+    server_start(r, SOCKSERV_CHAT_PATH, argv);
+    int tcp = 0, web = 0;
+    double deadline = test_now() + 15.0;
+    do { /* the second line may come a moment after the first */
+        FILE *f = fopen(r->port_file, "r");
+        if (f != NULL) {
+            int ok = fscanf(f, "%d %d", &tcp, &web) == 2;
+            fclose(f);
+            if (ok && web > 0)
+                return web;
+        }
+        test_sleep_ms(5);
+    } while (test_now() < deadline);
+    fail_msg("no web port in %s", r->port_file);
+    return -1; /* not reached */
+}
+
+/* A TLS connection to the web door that verifies the server against the
+ * test CA, for localhost. */
+static void tls_open(test_tls_client *c, SSL_CTX *ctx, int port)
+{
+    if (test_tls_connect(c, ctx, connect_loopback(port), "localhost") != 0)
+        fail_msg("TLS handshake with the web door failed");
+}
+
+/* Read into buf until the head's blank line; returns the head's length
+ * (what follows it stays in buf after it), 0 if the stream ended first. */
+static size_t tls_read_head(test_tls_client *c, char *buf, size_t size,
+                            size_t *got)
+{
+    *got = 0;
+    for (;;) {
+        buf[*got] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end != NULL)
+            return (size_t)(end + 4 - buf);
+        assert_true(*got + 1 < size);
+        int n = SSL_read(c->ssl, buf + *got, (int)(size - *got - 1));
+        if (n <= 0)
+            return 0;
+        *got += (size_t)n;
+    }
+}
+
+/* A web member over wss://: TLS, the upgrade, and the frames' bytes not
+ * yet taken. */
+typedef struct wss_member {
+    test_tls_client tls;
+    unsigned char raw[1 << 16];
+    size_t raw_len;
+} wss_member;
+
+static void wss_open(wss_member *m, SSL_CTX *ctx, int port)
+{
+    m->raw_len = 0;
+    tls_open(&m->tls, ctx, port);
+    char host[32], origin[64], request[1024], head[4096];
+    snprintf(host, sizeof host, "localhost:%d", port);
+    snprintf(origin, sizeof origin, "https://%s", host); /* the page's own */
+    test_ws_request(request, sizeof request, host, origin);
+    test_tls_send_all(&m->tls, request, strlen(request));
+    size_t got, head_len = tls_read_head(&m->tls, head, sizeof head, &got);
+    if (head_len == 0 || strncmp(head, "HTTP/1.1 101", 12) != 0)
+        fail_msg("no upgrade over TLS: %s", head);
+    assert_non_null(strstr(head, "Sec-WebSocket-Accept: " TEST_WS_ACCEPT));
+    m->raw_len = got - head_len;
+    memcpy(m->raw, head + head_len, m->raw_len);
+}
+
+/* A line as one text message. */
+static void wss_send(wss_member *m, const char *text)
+{
+    unsigned char frame[1024];
+    size_t n =
+        test_ws_client_frame(frame, sizeof frame, 0x1, text, strlen(text));
+    test_tls_send_all(&m->tls, frame, n);
+}
+
+/* The next text message as a line; fails at a close frame, the end of
+ * the stream or after 20 s. */
+static void wss_line(wss_member *m, char *line, size_t size)
+{
+    for (;;) {
+        int opcode;
+        bool fin;
+        uint64_t n;
+        size_t header =
+            test_ws_frame_header(m->raw, m->raw_len, &opcode, &fin, &n);
+        if (header != 0 && m->raw_len >= header + n) {
+            assert_true(opcode == 0x1 && fin); /* the room sends no other */
+            assert_true(n < size);
+            memcpy(line, m->raw + header, n);
+            line[n] = '\0';
+            m->raw_len -= header + n;
+            memmove(m->raw, m->raw + header + n, m->raw_len);
+            return;
+        }
+        assert_true(m->raw_len < sizeof m->raw);
+        int k = SSL_read(m->tls.ssl, m->raw + m->raw_len,
+                         (int)(sizeof m->raw - m->raw_len));
+        if (k <= 0)
+            fail_msg("the wss member's stream ended");
+        m->raw_len += (size_t)k;
+    }
+}
+
+static void wss_expect(wss_member *m, const char *expected)
+{
+    char line[1024];
+    wss_line(m, line, sizeof line);
+    assert_string_equal(line, expected);
+}
+
+/* https://localhost:PORT/ is the page: 200, text/html, over a
+ * connection the client verified against the test CA. */
+static void test_chat_web_page_over_https(void **state)
+{
+    run *r = *state;
+    int port = chat_web_start(r);
+    SSL_CTX *ctx = test_tls_client_ctx(files.ca_cert, NULL, NULL);
+    test_tls_client c;
+    tls_open(&c, ctx, port);
+    assert_int_equal(SSL_get_verify_result(c.ssl), X509_V_OK);
+    char request[128];
+    snprintf(request, sizeof request,
+             "GET / HTTP/1.1\r\nHost: localhost:%d\r\n"
+             "Connection: close\r\n\r\n",
+             port);
+    test_tls_send_all(&c, request, strlen(request));
+    static char reply[1 << 17];
+    size_t got;
+    test_tls_recv_to_close(&c, reply, sizeof reply - 1, &got);
+    reply[got] = '\0';
+    test_tls_close(&c);
+    SSL_CTX_free(ctx);
+    if (strncmp(reply, "HTTP/1.1 200", 12) != 0)
+        fail_msg("not 200: %.300s", reply);
+    assert_non_null(strstr(reply, "Content-Type: text/html"));
+    assert_non_null(strstr(reply, "<html"));
+}
+
+/* A wss:// member and a sockserv-chatcli --tls member talk both ways:
+ * each one's lines reach the other exactly once and in order. */
+static void test_chat_wss_and_tls_members_talk_both_ways(void **state)
+{
+    run *r = *state;
+    int port = chat_web_start(r);
+    SSL_CTX *ctx = test_tls_client_ctx(files.ca_cert, NULL, NULL);
+    static wss_member web;
+    wss_open(&web, ctx, port);
+    wss_send(&web, "JOIN webby");
+    wss_expect(&web, "OK webby");
+    member alice = chatcli(r, "alice");
+    member_expect(alice.err, "joined as alice");
+    wss_expect(&web, "JOINED alice");
+
+    enum { LINES = 50 };
+    char text[64], expected[128], line[1024];
+    for (int i = 0; i < LINES; i++) { /* interleaved */
+        snprintf(text, sizeof text, "MSG web %d", i);
+        wss_send(&web, text);
+        int n = snprintf(text, sizeof text, "cli %d\n", i);
+        assert_int_equal(write(alice.in, text, (size_t)n), n);
+    }
+    wss_send(&web, "MSG web done");
+    assert_int_equal(write(alice.in, "cli done\n", 9), 9);
+
+    /* Each side: the other's lines, in order, then its "done"; nothing
+     * lost, repeated or of its own (a repeat or an own line breaks the
+     * sequence). */
+    for (int i = 0; i <= LINES; i++) {
+        wss_line(&web, line, sizeof line);
+        if (i < LINES)
+            snprintf(expected, sizeof expected, "MSG alice cli %d", i);
+        else
+            snprintf(expected, sizeof expected, "MSG alice cli done");
+        assert_string_equal(line, expected);
+    }
+    for (int i = 0; i <= LINES; i++) {
+        member_line(alice.out, line, sizeof line);
+        if (i < LINES)
+            snprintf(expected, sizeof expected, "<webby> web %d", i);
+        else
+            snprintf(expected, sizeof expected, "<webby> web done");
+        if (strstr(line, expected) == NULL)
+            fail_msg("expected \"%s\", got \"%s\"", expected, line);
+    }
+    member_leaves(r, &alice);
+    wss_expect(&web, "LEFT alice quit");
+    wss_send(&web, "QUIT");
+    wss_expect(&web, "BYE");
+    test_tls_close(&web.tls);
+    SSL_CTX_free(ctx);
+}
+
+/* A plaintext WebSocket upgrade on the TLS web door gets no 101 (nothing,
+ * or a TLS alert), its connection is closed, and the door goes on
+ * serving wss:// members. */
+static void test_chat_plaintext_websocket_on_the_tls_web_port(void **state)
+{
+    run *r = *state;
+    int port = chat_web_start(r);
+    char request[1024], host[32];
+    snprintf(host, sizeof host, "127.0.0.1:%d", port);
+    test_ws_request(request, sizeof request, host, NULL);
+    plaintext_request_gets_nothing(r, port, request, "101");
+
+    SSL_CTX *ctx = test_tls_client_ctx(files.ca_cert, NULL, NULL);
+    static wss_member web;
+    wss_open(&web, ctx, port);
+    wss_send(&web, "JOIN webby");
+    wss_expect(&web, "OK webby");
+    wss_send(&web, "QUIT");
+    wss_expect(&web, "BYE");
+    test_tls_close(&web.tls);
+    SSL_CTX_free(ctx);
+}
+
 #endif /* !PROGRAMS_TLS_DISABLED */
 
 /* ---- usage errors ------------------------------------------------------- */
@@ -858,6 +1104,12 @@ int main(void)
         TEST(test_chat_members_over_tls_see_each_other, "coro"),
         TEST(test_chat_burst_of_long_lines_arrives_whole, "thread"),
         TEST(test_chat_burst_of_long_lines_arrives_whole, "coro"),
+        TEST(test_chat_web_page_over_https, "thread"),
+        TEST(test_chat_web_page_over_https, "coro"),
+        TEST(test_chat_wss_and_tls_members_talk_both_ways, "thread"),
+        TEST(test_chat_wss_and_tls_members_talk_both_ways, "coro"),
+        TEST(test_chat_plaintext_websocket_on_the_tls_web_port, "thread"),
+        TEST(test_chat_plaintext_websocket_on_the_tls_web_port, "coro"),
         TEST(test_chatcli_without_tls_on_the_tls_port_says_add_tls, "thread"),
     };
     failed += cmocka_run_group_tests_name(
