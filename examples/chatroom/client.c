@@ -210,6 +210,11 @@ static double join(conn *c, const char *name)
             if (!wait_socket(c, (int)(deadline - now_ms())))
                 continue;
             ssize_t n = receive(c);
+            if (n == 0 && !c->tls && !c->udp) { /* a TLS server, surely */
+                note("the server closed the connection without an answer "
+                     "(if it serves TLS, add --tls)");
+                return -1;
+            }
             if (n == 0) {
                 note("the server closed the connection");
                 return -1;

@@ -63,6 +63,7 @@ static const char help[] =
 typedef struct conn {
     int fd;
     tls_client *tls; /* NULL: plain TCP */
+    bool heard;      /* a byte came from the server */
     size_t pos, len;
     char buf[CHUNK];
 } conn;
@@ -177,6 +178,7 @@ static ssize_t fill(conn *c)
             return -errno;
         c->pos = 0;
         c->len = (size_t)got;
+        c->heard |= got > 0;
         return got;
     }
 }
@@ -192,6 +194,9 @@ static int read_answer(conn *c, char *line, size_t size, int *code)
             if (got < 0)
                 return fail("no answer from the server: %s",
                             io_error((int)-got));
+            if (got == 0 && !c->tls && !c->heard) /* a TLS server, surely */
+                return fail("the server closed the connection without an "
+                            "answer (if it serves TLS, add --tls)");
             if (got == 0)
                 return fail("the server closed the connection");
         }

@@ -190,8 +190,16 @@ int main(int argc, char **argv)
                   "argument --mode: invalid choice: '%s' (choose from thread, "
                   "sync, fork, pool, prefork, coro)",
                   mode);
-    int port_number =
-        port ? (int)number(&c, CLI_POSITIONAL, port, 0, 65535) : 8765;
+    int port_number = 8765;
+    if (port) { /* named PORT, as the other examples do, not "-?" */
+        char *end;
+        errno = 0;
+        long n = strtol(port, &end, 10);
+        if (errno || end == port || *end || n < 0 || n > 65535)
+            cli_error(&c, "argument PORT: invalid port: '%s' (0 to 65535)",
+                      port);
+        port_number = (int)n;
+    }
     char address[300];
     const char *why = bind_address(address, sizeof address, host, port_number,
                                    SOCK_STREAM, NULL);

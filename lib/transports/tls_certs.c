@@ -153,14 +153,20 @@ static int load_key(const ss_tls_context *ctx, SSL_CTX *c,
         unsigned long e = ERR_peek_error();
         bool decrypt = ERR_GET_LIB(e) == ERR_LIB_PEM ||
                        ERR_GET_REASON(e) == EVP_R_BAD_DECRYPT;
-        bool none = ERR_GET_LIB(e) == ERR_LIB_PEM &&
-                    ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+        /* OpenSSL 3's decoders say "unsupported" for a file without a
+         * key (a certificate alone, as key_file == NULL reads): look. */
+        bool none = (ERR_GET_LIB(e) == ERR_LIB_PEM &&
+                     ERR_GET_REASON(e) == PEM_R_NO_START_LINE) ||
+                    !memmem(pem->data, pem->len, "PRIVATE KEY-----", 16);
         openssl_reason(why, sizeof why);
         ss__tls_log(ctx, "cannot load the private key %s: %s%s", pem->path,
                     none ? "no private key in it" : why,
-                    none || !decrypt ? ""
-                    : f->password    ? " (wrong password?)"
-                                     : " (encrypted? give a password file)");
+                    none && !f->key.data
+                        ? " (no key file given: the certificate file must "
+                          "hold the key too)"
+                    : none || !decrypt ? ""
+                    : f->password      ? " (wrong password?)"
+                                       : " (encrypted? give a password file)");
         return -EINVAL;
     }
     int ok = SSL_CTX_use_PrivateKey(c, key);

@@ -566,6 +566,10 @@ static void test_plaintext_client_on_the_tls_port_gets_nothing(void **state)
 
     const char *cmd[] = {"list", NULL};
     assert_int_equal(filecli(r, r->cli_dir, NULL, "127.0.0.1", cmd), 1);
+    /* and says what to do about it */
+    const char *err = file_text(r->cli_dir, "client.err");
+    if (strstr(err, "if it serves TLS, add --tls") == NULL)
+        fail_msg("no hint in: %s", err);
     assert_int_equal(filecli(r, r->cli_dir, files.ca_cert, "127.0.0.1", cmd),
                      0);
 }
@@ -702,6 +706,25 @@ static void test_chat_members_over_tls_see_each_other(void **state)
     member_leaves(r, &alice);
     assert_true(server_log_has(r, "serving TLS on", 1.0));
     assert_true(server_log_has(r, "alice left (quit)", 10.0));
+}
+
+/* sockserv-chatcli without --tls on the TLS port: refused at JOIN, exit
+ * status 1, and a hint that names --tls. */
+static void test_chatcli_without_tls_on_the_tls_port_says_add_tls(void **state)
+{
+    run *r = *state;
+    chat_start(r);
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    const char *argv[] = {"sockserv-chatcli", "127.0.0.1", port, "mallory",
+                          NULL};
+    pid_t pid = client_start(r, SOCKSERV_CHATCLI_PATH, argv, r->cli_dir, NULL,
+                             NULL, NULL);
+    assert_int_equal(client_status(r, pid), 1);
+    const char *err = file_text(r->cli_dir, "client.err");
+    if (strstr(err, "if it serves TLS, add --tls") == NULL)
+        fail_msg("no hint in: %s", err);
+    assert_true(server_running(r));
 }
 
 /* A burst of long lines reaches the other member whole: the server may
@@ -1087,6 +1110,7 @@ int main(void)
         TEST(test_chat_wss_and_tls_members_talk_both_ways, "coro"),
         TEST(test_chat_plaintext_websocket_on_the_tls_web_port, "thread"),
         TEST(test_chat_plaintext_websocket_on_the_tls_web_port, "coro"),
+        TEST(test_chatcli_without_tls_on_the_tls_port_says_add_tls, "thread"),
     };
     failed += cmocka_run_group_tests_name(
         "programs over TLS", tests, make_certificates, remove_certificates);
