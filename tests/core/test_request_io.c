@@ -1033,6 +1033,13 @@ static void write_all_completes_despite_signals(const ss_server_class *kind)
     struct storm_target target = {.thread = t.thread};
     pthread_t storm;
     assert_int_equal(pthread_create(&storm, NULL, signal_storm, &target), 0);
+    /* Read nothing until the storm has hit the writer, now waiting for
+     * room in the full socket: the test proves nothing unless signals
+     * really interrupt it, and a reader that drained the data at once
+     * could finish first (seen once over Unix in CI's ASan suite). */
+    double storm_hits = test_now() + 10.0;
+    while (atomic_load(&signals_caught) <= 10 && test_now() < storm_hits)
+        test_sleep_ms(1);
 
     unsigned char *chunk = malloc(65536);
     assert_non_null(chunk);
