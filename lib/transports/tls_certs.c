@@ -151,8 +151,12 @@ static int load_key(const ss_tls_context *ctx, SSL_CTX *c,
     BIO_free(bio);
     if (!key) {
         unsigned long e = ERR_peek_error();
+        /* Which error OpenSSL queues first for an encrypted key without
+         * its password varies ("unsupported" in one build): the file's
+         * own "ENCRYPTED" marker says it too. */
         bool decrypt = ERR_GET_LIB(e) == ERR_LIB_PEM ||
-                       ERR_GET_REASON(e) == EVP_R_BAD_DECRYPT;
+                       ERR_GET_REASON(e) == EVP_R_BAD_DECRYPT ||
+                       memmem(pem->data, pem->len, "ENCRYPTED", 9) != NULL;
         /* OpenSSL 3's decoders say "unsupported" for a file without a
          * key (a certificate alone, as key_file == NULL reads): look. */
         bool none = (ERR_GET_LIB(e) == ERR_LIB_PEM &&
