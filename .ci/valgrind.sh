@@ -288,6 +288,14 @@ with concurrent.futures.ThreadPoolExecutor(int(jobs)) as pool:
             failed.append(name)
             with open(out_path, errors="replace") as fh:
                 output = fh.read()
+            # The failed cases and their messages first: the tail below
+            # may be cut short by whatever shows this log.
+            first = [line for line in output.splitlines()
+                     if line.startswith(("[  FAILED  ] test", "ERROR:",
+                                         "[  ERROR   ]"))
+                     or ": error: Failure!" in line]
+            if first:
+                print("  " + "\n  ".join(first[:40]))
             print(output[-4000:])
             print(f"---- {log} (errors and leaks)")
             blocks = [b for b in re.split(r"==\d+== \n", text)

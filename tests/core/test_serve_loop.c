@@ -1068,6 +1068,16 @@ static void test_service_actions_runs_between_requests(void **state)
 
 int main(void)
 {
+    /* The signal cases need these four deliverable, in this process and
+     * in the children it forks; whatever started the suite may have left
+     * some blocked, and a blocked mask is inherited across exec. */
+    sigset_t used;
+    sigemptyset(&used);
+    sigaddset(&used, SIGINT);
+    sigaddset(&used, SIGTERM);
+    sigaddset(&used, SIGUSR1);
+    sigaddset(&used, SIGUSR2);
+    sigprocmask(SIG_UNBLOCK, &used, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(
             test_shutdown_wakes_loop_immediately_despite_long_poll_interval),
