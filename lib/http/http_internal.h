@@ -13,6 +13,7 @@
 #ifndef SOCKSERV_HTTP_INTERNAL_H
 #define SOCKSERV_HTTP_INTERNAL_H
 
+#include <netinet/in.h> /* INET6_ADDRSTRLEN */
 #include <time.h>
 
 #include "sockserv/http.h"
@@ -99,6 +100,11 @@ struct ss_http {
     int peer_error;      /* an I/O error talking to the client */
     uint64_t bytes_sent; /* body bytes, for the access log */
     bool logged;         /* the access-log line was written */
+    /* The client as the access log writes it, made on the connection's
+     * first line (inet_ntop is a tenth of a log line's cost); 0: not yet,
+     * or too long to keep, then made per line. */
+    unsigned char log_host_len;
+    char log_host[INET6_ADDRSTRLEN + 2];
 
     /* Date header cache: formatting once a second is plenty. */
     time_t date_second;

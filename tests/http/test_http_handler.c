@@ -971,6 +971,80 @@ static void access_log_escapes_quotes_in_the_request_line(const variant *v)
 }
 FOR_BOTH(access_log_escapes_quotes_in_the_request_line)
 
+/* Three requests on one keep-alive connection (the client part of the
+ * line is made once per connection): a HEAD, whose size is "-"; a request
+ * line longer than the log keeps (8 KiB), cut with "..."; a plain GET. */
+static size_t longest_line_len;
+static char longest_line_tail[32];
+
+/* The capture keeps the first 512 bytes of a line: this one also keeps
+ * the length and the end of the longest. */
+static void log_hook_measuring(void *user, const char *line)
+{
+    size_t n = strlen(line);
+    if (n > longest_line_len) {
+        longest_line_len = n;
+        snprintf(longest_line_tail, sizeof longest_line_tail, "%s",
+                 line + n - 20);
+    }
+    test_log_hook(user, line);
+}
+
+static void access_log_fields_on_one_connection(const variant *v)
+{
+    prepare();
+    ctx.http.log_request = log_hook_measuring;
+    longest_line_len = 0;
+    ctx.http.limits.max_request_line = 16384;
+    start(v);
+    client *c = client_open();
+    response r;
+    client_send(c, "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_response(c, &r, true);
+    assert_int_equal(r.status, 200);
+    static char long_get[10000];
+    int n = snprintf(long_get, sizeof long_get, "GET /");
+    memset(long_get + n, 'a', 9000);
+    strcpy(long_get + n + 9000, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    client_send(c, long_get);
+    read_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    client_send(c, "GET /z HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_response(c, 200, "hello /z\n");
+    client_close(c);
+    int want = 3;
+    assert_true(test_wait_for(log_has, &want, 5.0));
+
+    char line[TEST_LOG_LINE_SIZE], first[TEST_LOG_LINE_SIZE];
+    test_log_line(&ctx.log, 0, first, sizeof first);
+    assert_non_null(strstr(first, "] \"HEAD /h HTTP/1.1\" 200 -"));
+    const char *end = strstr(first, " - - [");
+    assert_non_null(end);
+    size_t host_len = (size_t)(end - first);
+    if (v->kind == &ss_tcp)
+        assert_memory_equal(first, "127.0.0.1 - - [", 15);
+    for (int i = 1; i < 3; i++) {
+        test_log_line(&ctx.log, i, line, sizeof line);
+        assert_memory_equal(line, first, host_len + 6); /* same client */
+    }
+    test_log_line(&ctx.log, 1, line, sizeof line);
+    /* 8192 bytes of the request line kept ("GET /" and 8187 'a's), then
+     * "...", the status and the size. */
+    const char *quote = strstr(line, "] \"GET /aaa");
+    assert_non_null(quote);
+    size_t kept_from = (size_t)(quote + 3 - line);
+    assert_non_null(strstr(longest_line_tail, "aaa...\" 200 "));
+    const char *status = strstr(longest_line_tail, "...\" 200 ");
+    size_t tail_from = longest_line_len - strlen(longest_line_tail);
+    assert_int_equal(tail_from + (size_t)(status - longest_line_tail) -
+                         kept_from,
+                     8192);
+    test_log_line(&ctx.log, 2, line, sizeof line);
+    assert_non_null(strstr(line, "] \"GET /z HTTP/1.1\" 200 9"));
+    stop();
+}
+FOR_BOTH(access_log_fields_on_one_connection)
+
 static bool one_error(void *arg)
 {
     (void)arg;
@@ -1469,6 +1543,7 @@ int main(void)
         BOTH(header_injection_is_refused),
         BOTH(access_log_uses_common_log_format),
         BOTH(access_log_escapes_quotes_in_the_request_line),
+        BOTH(access_log_fields_on_one_connection),
         BOTH(failing_callback_is_reported_once_and_closes),
         BOTH(response_without_length_closes_connection),
         BOTH(large_unread_body_closes_instead_of_draining),
