@@ -27,7 +27,11 @@ static int stream_setup(ss_request *req)
 {
     const ss__handler *h = &req->server->handler;
     req->timeout = h->timeout;
-    if (h->disable_nagle_algorithm && !req->is_datagram) {
+    /* Linux copies TCP_NODELAY from the listener to the accepted socket:
+     * when the library's own accept() took it from a listener it set the
+     * option on, the call here would change nothing. */
+    if (h->disable_nagle_algorithm && !req->is_datagram &&
+        !req->nodelay_inherited) {
         int family = req->server->address.ss_family;
         if (family == AF_INET || family == AF_INET6) {
             int one = 1;

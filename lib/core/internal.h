@@ -49,6 +49,8 @@ struct ss_server {
     int wake_fd;               /* eventfd written by ss_shutdown() */
     atomic_int spare_fd;       /* reserved for EMFILE, see socket_kind.c;
                                   atomic: coroutine schedulers share it */
+    bool listener_nodelay;     /* TCP_NODELAY set on fd, which Linux
+                                  passes on to what accept() returns */
     int deferred_fd;           /* datagram socket still used by requests
                                   after close; closed by ss_server_free */
     atomic_int requests_alive; /* ss_request objects not yet freed */
@@ -109,6 +111,7 @@ struct ss_request {
                server socket (not ours to close) */
     bool is_datagram;
     bool truncated;
+    bool nodelay_inherited; /* accepted from a TCP_NODELAY listener */
     bool eof; /* peer closed (stream) */
     struct sockaddr_storage client_address;
     socklen_t client_address_len;
@@ -201,6 +204,10 @@ int ss__server_bind_socket(ss_server *srv);
 int ss__stream_server_activate(ss_server *srv);
 /* The descriptor kept free for shedding connections at EMFILE. */
 void ss__reserve_spare_fd(ss_server *srv);
+/* A TCP listener whose handler disables Nagle's algorithm gets TCP_NODELAY
+ * itself (srv->listener_nodelay), so the connections it accepts need no
+ * setsockopt() each. */
+void ss__listener_nodelay(ss_server *srv);
 int ss__datagram_server_activate(ss_server *srv);
 int ss__stream_get_request(ss_server *srv, ss_request *req);
 int ss__datagram_get_request(ss_server *srv, ss_request *req);

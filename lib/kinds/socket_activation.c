@@ -107,6 +107,7 @@ int ss_server_new_fd(ss_server **out, const ss_server_class *kind,
          * (calling listen() again would replace it with ours), and only
          * reserve the spare descriptor that server_activate would. */
         srv->activated = true;
+        ss__listener_nodelay(srv);
         ss__reserve_spare_fd(srv);
     } else {
         /* listen() for a stream socket that was only bound; nothing by

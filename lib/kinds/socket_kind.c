@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,10 +63,20 @@ int ss__server_bind_socket(ss_server *srv)
     return 0;
 }
 
+void ss__listener_nodelay(ss_server *srv)
+{
+    int family = srv->address.ss_family;
+    srv->listener_nodelay =
+        srv->handler.disable_nagle_algorithm &&
+        (family == AF_INET || family == AF_INET6) &&
+        set_option(srv->fd, IPPROTO_TCP, TCP_NODELAY, 1) == 0;
+}
+
 int ss__stream_server_activate(ss_server *srv)
 {
     if (listen(srv->fd, srv->config.request_queue_size) < 0)
         return -errno;
+    ss__listener_nodelay(srv);
     ss__reserve_spare_fd(srv);
     return 0;
 }
@@ -129,6 +140,7 @@ int ss__stream_get_request(ss_server *srv, ss_request *req)
                     &req->client_address_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
             req->fd = fd;
+            req->nodelay_inherited = srv->listener_nodelay;
             if (atomic_load_explicit(&srv->spare_fd, memory_order_relaxed) < 0)
                 ss__reserve_spare_fd(srv); /* spent in an EMFILE episode */
             return 0;

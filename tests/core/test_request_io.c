@@ -119,7 +119,7 @@ static void start_server(test_server *t, const ss_server_class *kind,
     cfg.user = &ctx;
     cfg.log = capture_log;
     cfg.unlink_on_close = true;
-    if (kind == &ss_tcp)
+    if (kind->family != AF_UNIX)
         snprintf(ctx.address, sizeof ctx.address, "127.0.0.1:0");
     else
         test_unix_address(ctx.address, sizeof ctx.address, "rio");
@@ -1106,11 +1106,12 @@ static const ss_handler_class nagle_handler = {
     .handle = read_nodelay,
 };
 
-static int nodelay_seen_by(const ss_handler_class *handler)
+static int nodelay_seen_with(const ss_server_class *kind,
+                             const ss_handler_class *handler)
 {
     ctx_reset();
     test_server t;
-    start_server(&t, &ss_tcp, handler);
+    start_server(&t, kind, handler);
     int fd = connect_client(&t);
     expect_eof(fd);
     close(fd);
@@ -1121,6 +1122,18 @@ static int nodelay_seen_by(const ss_handler_class *handler)
     return ctx.value;
 }
 
+static int nodelay_seen_by(const ss_handler_class *handler)
+{
+    return nodelay_seen_with(&ss_tcp, handler);
+}
+
+/* A server_activate of the user's own: the listener is not the library's
+ * to set TCP_NODELAY on, so each connection gets it. */
+static int listen_only(ss_server *srv)
+{
+    return listen(ss_server_fileno(srv), 16) < 0 ? -errno : 0;
+}
+
 static void test_disable_nagle_algorithm_sets_tcp_nodelay(void **state)
 {
     (void)state;
@@ -1128,6 +1141,10 @@ static void test_disable_nagle_algorithm_sets_tcp_nodelay(void **state)
     /* The control: without the option the connection keeps Nagle, so the
      * check above is not passing by accident. */
     assert_int_equal(nodelay_seen_by(&nagle_handler), 0);
+    ss_server_class own_listen = ss_tcp;
+    own_listen.server_activate = listen_only;
+    assert_int_equal(nodelay_seen_with(&own_listen, &nodelay_handler), 1);
+    assert_int_equal(nodelay_seen_with(&own_listen, &nagle_handler), 0);
 }
 
 static void test_disable_nagle_algorithm_is_harmless_on_unix(void **state)
