@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "files.h"
 #include "program_run.h"
 
 #ifndef SOCKSERV_FILESERVER_PATH
@@ -59,77 +60,6 @@ static void write_text(const char *path, const char *text)
     assert_non_null(f);
     fputs(text, f);
     assert_int_equal(fclose(f), 0);
-}
-
-/* Deterministic bytes that differ per seed, so a swapped or shifted block
- * cannot compare equal by accident. */
-static void fill_pattern(unsigned char *buf, size_t n, uint64_t *state)
-{
-    for (size_t i = 0; i < n; i++) {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        buf[i] = (unsigned char)*state;
-    }
-}
-
-static void write_pattern_file(const char *path, size_t size, uint64_t seed)
-{
-    static unsigned char block[64 * 1024];
-    uint64_t state = seed * 2654435761u + 1;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    for (size_t done = 0; done < size;) {
-        size_t n = size - done < sizeof block ? size - done : sizeof block;
-        fill_pattern(block, n, &state);
-        assert_int_equal(write(fd, block, n), (ssize_t)n);
-        done += n;
-    }
-    assert_int_equal(close(fd), 0);
-}
-
-static bool files_equal(const char *a, const char *b)
-{
-    static char x[64 * 1024], y[64 * 1024];
-    int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
-    bool same = fa >= 0 && fb >= 0;
-    while (same) {
-        ssize_t na = read(fa, x, sizeof x), nb = read(fb, y, sizeof y);
-        /* regular local files: full reads until the end */
-        same = na == nb && na >= 0 && memcmp(x, y, (size_t)na) == 0;
-        if (na <= 0)
-            break;
-    }
-    if (fa >= 0)
-        close(fa);
-    if (fb >= 0)
-        close(fb);
-    return same;
-}
-
-static char *read_whole(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = (n + 4096 + 1) * 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        size_t got = fread(buf + n, 1, 4096, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
 }
 
 /* The names in dir, sorted, each followed by '\n' — dotfiles and the
@@ -280,14 +210,6 @@ static int start_server(void **state)
     return -1;
 }
 
-/* A sanitizer's report in text (the binaries may be built with ASan and
- * UBSan; a report in a forked worker shows only in the log). */
-static bool sanitizer_report(const char *text)
-{
-    return strstr(text, "Sanitizer") != NULL ||
-           strstr(text, "runtime error:") != NULL;
-}
-
 /* Stop the server; the test fails (teardown error) unless it exits with
  * status 0 and its log holds no sanitizer report. */
 static int stop_server(void **state)
@@ -308,8 +230,8 @@ static int stop_server(void **state)
             rc = -1;
         }
     }
-    char *log = read_whole(fx->log, NULL);
-    if (log != NULL && sanitizer_report(log)) {
+    char *log = test_read_whole(fx->log, NULL);
+    if (log != NULL && test_sanitizer_report(log)) {
         fprintf(stderr, "server log:\n%s\n", log);
         rc = -1;
     }
@@ -328,7 +250,7 @@ static bool log_has(const fixture *fx, const char *text, double seconds)
 {
     double deadline = test_now() + seconds;
     do {
-        char *log = read_whole(fx->log, NULL);
+        char *log = test_read_whole(fx->log, NULL);
         bool found = log != NULL && strstr(log, text) != NULL;
         free(log);
         if (found)
@@ -373,7 +295,7 @@ static const char *client_errors(const char *cwd)
     static char text[4096];
     char path[256];
     snprintf(path, sizeof path, "%s/client.err", cwd);
-    char *all = read_whole(path, NULL);
+    char *all = test_read_whole(path, NULL);
     snprintf(text, sizeof text, "%s", all ? all : "");
     free(all);
     return text;
@@ -390,7 +312,7 @@ static int client_status(pid_t pid, const char *cwd)
         fail_msg("sockserv-filecli did not finish");
     }
     assert_true(WIFEXITED(status));
-    if (sanitizer_report(client_errors(cwd)))
+    if (test_sanitizer_report(client_errors(cwd)))
         fail_msg("sockserv-filecli: %s", client_errors(cwd));
     return WEXITSTATUS(status);
 }
@@ -573,20 +495,20 @@ static void test_ten_mib_file_round_trips_byte_exact(void **state)
     snprintf(stored, sizeof stored, "%s/big.bin", fx->dir);
     snprintf(fetched_dir, sizeof fetched_dir, "%s/down", fx->client_dir);
     snprintf(fetched, sizeof fetched, "%s/big.bin", fetched_dir);
-    write_pattern_file(source, 10 * MIB, 10);
+    test_write_pattern_file(source, 10 * MIB, 10);
     assert_int_equal(mkdir(fetched_dir, 0755), 0);
 
     const char *put[] = {"put", "big.bin", NULL};
     int status = run_client(fx, fx->client_dir, put);
     if (status != 0)
         fail_msg("put failed: %s", client_errors(fx->client_dir));
-    assert_true(files_equal(source, stored));
+    assert_true(test_files_equal(source, stored));
 
     const char *get[] = {"get", "big.bin", NULL};
     status = run_client(fx, fetched_dir, get);
     if (status != 0)
         fail_msg("get failed: %s", client_errors(fetched_dir));
-    assert_true(files_equal(source, fetched));
+    assert_true(test_files_equal(source, fetched));
 }
 
 #define CLIENTS 6
@@ -615,7 +537,7 @@ static void test_several_clients_are_served_at_once(void **state)
     snprintf(src, sizeof src, "%s/src", fx->client_dir);
     assert_int_equal(mkdir(src, 0755), 0);
     for (int i = 0; i < CLIENTS; i++)
-        write_pattern_file(paths[i], 512 * 1024 + (size_t)i, 100 + i);
+        test_write_pattern_file(paths[i], 512 * 1024 + (size_t)i, 100 + i);
     /* Each client uploads its file from src/ and downloads it back into
      * its own directory, on one connection, all at the same time. */
     for (int i = 0; i < CLIENTS; i++) {
@@ -630,7 +552,7 @@ static void test_several_clients_are_served_at_once(void **state)
         char fetched[320];
         int n = snprintf(fetched, sizeof fetched, "%s/%s", dirs[i], names[i]);
         assert_true(n > 0 && (size_t)n < sizeof fetched);
-        assert_true(files_equal(paths[i], fetched));
+        assert_true(test_files_equal(paths[i], fetched));
     }
     /* The patient first client is still served, and sees every upload. */
     send_line(idle, "LIST");
@@ -699,7 +621,7 @@ static void test_concurrent_uploads_of_one_name_never_interleave(void **state)
     char path[256];
     snprintf(path, sizeof path, "%s/same.bin", fx->dir);
     size_t len;
-    char *content = read_whole(path, &len);
+    char *content = test_read_whole(path, &len);
     assert_non_null(content);
     assert_int_equal(len, SIZE);
     for (size_t i = 1; i < len; i++)
@@ -793,7 +715,7 @@ static void test_traversal_attempts_are_refused(void **state)
     put_bytes(c, "escape", "owned\n", 6);
     char path[256];
     snprintf(path, sizeof path, "%s/secret.txt", base_dir);
-    char *secret = read_whole(path, NULL);
+    char *secret = test_read_whole(path, NULL);
     assert_string_equal(secret, SECRET "\n");
     free(secret);
     snprintf(path, sizeof path, "%s/escape", fx->dir);
@@ -897,7 +819,7 @@ test_client_vanishing_mid_download_leaves_server_serving(void **state)
     fixture *fx = *state;
     char stored[256];
     snprintf(stored, sizeof stored, "%s/eight.bin", fx->dir);
-    write_pattern_file(stored, 8 * MIB, 8);
+    test_write_pattern_file(stored, 8 * MIB, 8);
     static char head[64 * 1024];
 
     for (int round = 0; round < 3; round++) {
@@ -917,7 +839,7 @@ test_client_vanishing_mid_download_leaves_server_serving(void **state)
     snprintf(fetched, sizeof fetched, "%s/eight.bin", fetched_dir);
     const char *get[] = {"get", "eight.bin", NULL};
     assert_int_equal(run_client(fx, fetched_dir, get), 0);
-    assert_true(files_equal(stored, fetched));
+    assert_true(test_files_equal(stored, fetched));
 }
 
 static void test_stalled_upload_times_out_and_leaves_nothing(void **state)

@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "http_client.h"
 #include "program_run.h"
 
 #ifndef SOCKSERV_HTTPD_PATH
@@ -253,124 +254,23 @@ static int stop_server(void **state)
     return 0;
 }
 
-/* ---- a minimal HTTP client ----------------------------------------------- */
+/* ---- a minimal HTTP client (tests/support/http_client.h) ---------------- */
 
-typedef struct conn {
-    int fd;
-    char buf[1 << 16];
-    size_t len; /* bytes received and not yet consumed */
-} conn;
-
-typedef struct response {
-    int status;
-    char head[8192]; /* status line and headers, NUL-terminated */
-    char body[1 << 16];
-    size_t body_len;
-} response;
+typedef test_http_conn conn;
+typedef test_http_response response;
 
 static conn *connect_to(const fixture *fx)
 {
-    conn *c = calloc(1, sizeof *c);
-    assert_non_null(c);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(c->fd >= 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in addr = {.sin_family = AF_INET,
-                               .sin_port = htons((uint16_t)fx->port),
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    return c;
-}
-
-static void conn_close(conn *c)
-{
-    close(c->fd);
-    free(c);
-}
-
-static void send_text(conn *c, const char *text)
-{
-    size_t len = strlen(text);
-    assert_int_equal(send(c->fd, text, len, MSG_NOSIGNAL), (ssize_t)len);
-}
-
-/* More bytes into c->buf; false at end of stream. Fails on timeout. */
-static bool receive_more(conn *c)
-{
-    assert_true(c->len < sizeof c->buf);
-    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-    assert_true(n >= 0); /* -1: the 10 s timeout, or an error */
-    c->len += (size_t)n;
-    return n > 0;
-}
-
-/* The value of header name in r (case-insensitive), copied to a static
- * buffer, or NULL. */
-static const char *header_of(const response *r, const char *name)
-{
-    static char value[1024];
-    size_t len = strlen(name);
-    for (const char *line = strstr(r->head, "\r\n"); line;
-         line = strstr(line + 2, "\r\n")) {
-        const char *s = line + 2;
-        if (strncasecmp(s, name, len) == 0 && s[len] == ':') {
-            s += len + 1;
-            s += strspn(s, " ");
-            size_t n = strcspn(s, "\r");
-            snprintf(value, sizeof value, "%.*s", (int)n, s);
-            return value;
-        }
-    }
-    return NULL;
-}
-
-/* Read one response. A body is read per Content-Length, or to the end of
- * the stream without one; HEAD and 304 responses have none. */
-static void read_response(conn *c, response *r, bool head_request)
-{
-    memset(r, 0, sizeof *r);
-    char *end;
-    while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
-        assert_true(receive_more(c));
-    size_t head_len = (size_t)(end - c->buf) + 4;
-    assert_true(head_len < sizeof r->head);
-    memcpy(r->head, c->buf, head_len);
-    assert_int_equal(sscanf(r->head, "HTTP/1.%*d %d", &r->status), 1);
-    memmove(c->buf, c->buf + head_len, c->len - head_len);
-    c->len -= head_len;
-
-    const char *length = header_of(r, "Content-Length");
-    if (head_request || r->status == 304 || r->status == 204) {
-        r->body_len = 0;
-    } else if (length != NULL) {
-        size_t n = strtoul(length, NULL, 10);
-        assert_true(n < sizeof r->body);
-        while (c->len < n)
-            assert_true(receive_more(c));
-        memcpy(r->body, c->buf, n);
-        r->body_len = n;
-        memmove(c->buf, c->buf + n, c->len - n);
-        c->len -= n;
-    } else {
-        while (receive_more(c))
-            ;
-        assert_true(c->len < sizeof r->body);
-        memcpy(r->body, c->buf, c->len);
-        r->body_len = c->len;
-        c->len = 0;
-    }
-    r->body[r->body_len] = '\0';
+    return test_http_connect(fx->port, 10.0);
 }
 
 /* One request on its own connection. */
 static void fetch(const fixture *fx, const char *request, response *r)
 {
     conn *c = connect_to(fx);
-    send_text(c, request);
-    read_response(c, r, strncmp(request, "HEAD ", 5) == 0);
-    conn_close(c);
+    test_http_send(c, request);
+    test_http_read_response(c, r, strncmp(request, "HEAD ", 5) == 0);
+    test_http_close(c);
 }
 
 /* GET target with extra header lines (each ending in \r\n, or ""). */
@@ -393,11 +293,11 @@ static void test_file_is_served_with_its_type_and_body(void **state)
     response r;
     get(*state, "/hello.txt", "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header_of(&r, "Content-Type"),
+    assert_string_equal(test_http_header(&r, "Content-Type"),
                         "text/plain; charset=utf-8");
-    assert_string_equal(header_of(&r, "Content-Length"), "14");
-    assert_non_null(header_of(&r, "Last-Modified"));
-    assert_non_null(header_of(&r, "ETag"));
+    assert_string_equal(test_http_header(&r, "Content-Length"), "14");
+    assert_non_null(test_http_header(&r, "Last-Modified"));
+    assert_non_null(test_http_header(&r, "ETag"));
     assert_string_equal(r.body, HELLO);
 }
 
@@ -406,7 +306,7 @@ static void test_directory_serves_its_index_html(void **state)
     response r;
     get(*state, "/dir/", "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header_of(&r, "Content-Type"),
+    assert_string_equal(test_http_header(&r, "Content-Type"),
                         "text/html; charset=utf-8");
     assert_string_equal(r.body, "<h1>index</h1>\n");
 }
@@ -428,7 +328,7 @@ static void test_directory_without_slash_redirects_keeping_query(void **state)
     response r;
     get(*state, "/dir?q=1", "", &r);
     assert_int_equal(r.status, 301);
-    assert_string_equal(header_of(&r, "Location"), "/dir/?q=1");
+    assert_string_equal(test_http_header(&r, "Location"), "/dir/?q=1");
 }
 
 static void test_redirect_location_never_starts_with_two_slashes(void **state)
@@ -439,7 +339,7 @@ static void test_redirect_location_never_starts_with_two_slashes(void **state)
         response r;
         get(*state, targets[i], "", &r);
         assert_int_equal(r.status, 301);
-        const char *location = header_of(&r, "Location");
+        const char *location = test_http_header(&r, "Location");
         assert_non_null(location);
         assert_true(strncmp(location, "//", 2) != 0);
         assert_true(strncmp(location, "/evil.example/", 14) == 0);
@@ -455,7 +355,7 @@ static void test_redirect_location_encodes_backslash(void **state)
         response r;
         get(*state, targets[i], "", &r);
         assert_int_equal(r.status, 301);
-        const char *location = header_of(&r, "Location");
+        const char *location = test_http_header(&r, "Location");
         assert_non_null(location);
         assert_string_equal(location, "/%5Cevil.example/");
     }
@@ -524,7 +424,7 @@ static void test_if_modified_since_gives_304(void **state)
     char header[256];
     get(*state, "/hello.txt", "", &r);
     snprintf(header, sizeof header, "If-Modified-Since: %s\r\n",
-             header_of(&r, "Last-Modified"));
+             test_http_header(&r, "Last-Modified"));
     get(*state, "/hello.txt", header, &r);
     assert_int_equal(r.status, 304);
     assert_int_equal(r.body_len, 0);
@@ -539,7 +439,7 @@ static void test_if_none_match_gives_304(void **state)
     char header[256];
     get(*state, "/hello.txt", "", &r);
     snprintf(header, sizeof header, "If-None-Match: \"nope\", %s\r\n",
-             header_of(&r, "ETag"));
+             test_http_header(&r, "ETag"));
     get(*state, "/hello.txt", header, &r);
     assert_int_equal(r.status, 304);
     get(*state, "/hello.txt", "If-None-Match: \"other\"\r\n", &r);
@@ -551,7 +451,7 @@ static void test_range_returns_exact_bytes(void **state)
     response r;
     get(*state, "/hello.txt", "Range: bytes=2-5\r\n", &r);
     assert_int_equal(r.status, 206);
-    assert_string_equal(header_of(&r, "Content-Range"), "bytes 2-5/14");
+    assert_string_equal(test_http_header(&r, "Content-Range"), "bytes 2-5/14");
     assert_string_equal(r.body, "llo,");
     get(*state, "/hello.txt", "Range: bytes=-3\r\n", &r);
     assert_int_equal(r.status, 206);
@@ -566,7 +466,7 @@ static void test_unsatisfiable_range_is_416(void **state)
     response r;
     get(*state, "/hello.txt", "Range: bytes=14-\r\n", &r);
     assert_int_equal(r.status, 416);
-    assert_string_equal(header_of(&r, "Content-Range"), "bytes */14");
+    assert_string_equal(test_http_header(&r, "Content-Range"), "bytes */14");
 }
 
 /* A file the server may not read is not found, whatever the request asks:
@@ -588,9 +488,9 @@ static void test_unreadable_file_reveals_nothing(void **state)
         if (r.status != 404)
             fail_msg("\"%.*s\" answered %d", (int)strcspn(headers[i], "\r"),
                      headers[i], r.status);
-        assert_null(header_of(&r, "ETag"));
-        assert_null(header_of(&r, "Last-Modified"));
-        assert_null(header_of(&r, "Content-Range"));
+        assert_null(test_http_header(&r, "ETag"));
+        assert_null(test_http_header(&r, "Last-Modified"));
+        assert_null(test_http_header(&r, "Content-Range"));
     }
     response r;
     fetch(*state,
@@ -598,7 +498,7 @@ static void test_unreadable_file_reveals_nothing(void **state)
           "Connection: close\r\n\r\n",
           &r);
     assert_int_equal(r.status, 404);
-    assert_null(header_of(&r, "ETag"));
+    assert_null(test_http_header(&r, "ETag"));
 }
 
 /* ---- out of descriptors ------------------------------------------------- */
@@ -637,10 +537,10 @@ static void hold_until_refused(const fixture *fx, const char *target,
         if (n == MOST)
             fail_msg("%d connections held, and %s still served", n, target);
         conn *c = connect_to(fx);
-        send_text(c, request);
-        read_response(c, r, false);
+        test_http_send(c, request);
+        test_http_read_response(c, r, false);
         if (r->status != 200) {
-            conn_close(c);
+            test_http_close(c);
             break;
         }
         if (body != NULL && strcmp(r->body, body) != 0)
@@ -651,7 +551,7 @@ static void hold_until_refused(const fixture *fx, const char *target,
         assert_true(test_wait_for(fds_at_most, &w, 5.0));
     }
     for (int i = 0; i < n; i++)
-        conn_close(held[i]);
+        test_http_close(held[i]);
     assert_true(n > 0); /* it did serve, until it ran out */
 }
 
@@ -661,7 +561,7 @@ static void test_out_of_descriptors_a_file_is_503_not_404(void **state)
     response r;
     hold_until_refused(*state, "/hello.txt", HELLO, &r);
     assert_int_equal(r.status, 503);
-    assert_non_null(header_of(&r, "Retry-After"));
+    assert_non_null(test_http_header(&r, "Retry-After"));
 }
 
 /* When index.html cannot be opened for want of a descriptor, the
@@ -673,7 +573,7 @@ test_out_of_descriptors_an_index_never_gives_way_to_a_listing(void **state)
     hold_until_refused(*state, "/dir/", "<h1>index</h1>\n", &r);
     assert_int_equal(r.status, 503);
     assert_null(strstr(r.body, "Directory listing"));
-    assert_non_null(header_of(&r, "Retry-After"));
+    assert_non_null(test_http_header(&r, "Retry-After"));
 }
 
 static bool readable_now(int fd)
@@ -702,29 +602,29 @@ static void test_default_connection_limit_leaves_room_for_files(void **state)
     conn *held[20];
     for (long i = 0; i < most; i++) {
         held[i] = connect_to(fx);
-        send_text(held[i], "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
-        read_response(held[i], &r, false);
+        test_http_send(held[i], "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        test_http_read_response(held[i], &r, false);
         assert_int_equal(r.status, 200);
         assert_string_equal(r.body, "<h1>index</h1>\n");
     }
     /* Every one of them can still be served a directory's index. */
     for (long i = 0; i < most; i++) {
-        send_text(held[i], "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
-        read_response(held[i], &r, false);
+        test_http_send(held[i], "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        test_http_read_response(held[i], &r, false);
         assert_int_equal(r.status, 200);
         assert_string_equal(r.body, "<h1>index</h1>\n");
     }
     conn *next = connect_to(fx);
-    send_text(next, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_http_send(next, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
     test_sleep(0.3); /* time it would take to be (wrongly) answered */
     assert_false(readable_now(next->fd)); /* waiting in the backlog */
-    conn_close(held[0]);
-    read_response(next, &r, false); /* served once a place is free */
+    test_http_close(held[0]);
+    test_http_read_response(next, &r, false); /* served once a place is free */
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, HELLO);
-    conn_close(next);
+    test_http_close(next);
     for (long i = 1; i < most; i++)
-        conn_close(held[i]);
+        test_http_close(held[i]);
 }
 
 /* ---- methods, keep-alive, API ---------------------------------------------
@@ -736,30 +636,30 @@ static void test_head_sends_headers_without_body(void **state)
     response r;
     /* HEAD then GET on one connection: had HEAD sent a body, the second
      * response would not start where we look for it. */
-    send_text(c, "HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    test_http_send(c, "HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
                  "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
-    read_response(c, &r, true);
+    test_http_read_response(c, &r, true);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header_of(&r, "Content-Length"), "14");
-    read_response(c, &r, false);
+    assert_string_equal(test_http_header(&r, "Content-Length"), "14");
+    test_http_read_response(c, &r, false);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "<h1>index</h1>\n");
-    conn_close(c);
+    test_http_close(c);
 }
 
 static void test_keep_alive_serves_two_requests_on_one_connection(void **state)
 {
     conn *c = connect_to(*state);
     response r;
-    send_text(c, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
-    read_response(c, &r, false);
+    test_http_send(c, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_http_read_response(c, &r, false);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, HELLO);
-    send_text(c, "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
-    read_response(c, &r, false);
+    test_http_send(c, "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_http_read_response(c, &r, false);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "<h1>index</h1>\n");
-    conn_close(c);
+    test_http_close(c);
 }
 
 static unsigned long requests_served(const fixture *fx)
@@ -767,7 +667,7 @@ static unsigned long requests_served(const fixture *fx)
     response r;
     get(fx, "/api/status", "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header_of(&r, "Content-Type"), "application/json");
+    assert_string_equal(test_http_header(&r, "Content-Type"), "application/json");
     const char *count = strstr(r.body, "\"requests_served\":");
     assert_non_null(count);
     assert_non_null(strstr(r.body, "\"uptime_seconds\":"));
@@ -812,7 +712,7 @@ static void test_api_greet_by_path_query_and_form(void **state)
     response r;
     get(*state, "/api/greet/J%C3%BCrgen", "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header_of(&r, "Content-Type"), "application/json");
+    assert_string_equal(test_http_header(&r, "Content-Type"), "application/json");
     assert_string_equal(r.body, "{\"greeting\":\"Hello, J\xc3\xbcrgen!\"}\n");
     get(*state, "/api/greet/Ann?greeting=Good+morning", "", &r);
     assert_string_equal(r.body, "{\"greeting\":\"Good morning, Ann!\"}\n");
@@ -838,7 +738,7 @@ static void test_api_greet_by_path_query_and_form(void **state)
     assert_int_equal(r.status, 415);
     get(*state, "/api/greet", "", &r);
     assert_int_equal(r.status, 405);
-    assert_string_equal(header_of(&r, "Allow"), "POST");
+    assert_string_equal(test_http_header(&r, "Allow"), "POST");
 }
 
 static void test_api_unknown_route_and_wrong_method(void **state)
@@ -848,7 +748,7 @@ static void test_api_unknown_route_and_wrong_method(void **state)
     assert_int_equal(r.status, 404);
     get(*state, "/api/echo", "", &r);
     assert_int_equal(r.status, 405);
-    assert_non_null(header_of(&r, "Allow"));
+    assert_non_null(test_http_header(&r, "Allow"));
 }
 
 static void test_api_prefix_is_decided_on_the_decoded_path(void **state)
@@ -865,7 +765,7 @@ static void test_api_prefix_is_decided_on_the_decoded_path(void **state)
         if (strstr(r.body, API_DIR_FILE) != NULL)
             fail_msg("%s served the file (%d)", targets[i], r.status);
         assert_int_equal(r.status, 404);
-        assert_string_equal(header_of(&r, "Content-Type"), "application/json");
+        assert_string_equal(test_http_header(&r, "Content-Type"), "application/json");
     }
     /* Routes match the decoded path too. */
     response r;
@@ -959,14 +859,14 @@ static void test_idle_and_half_sent_clients_do_not_delay_a_new_one(void **state)
     conn *idle[EACH], *partial[EACH];
     for (int i = 0; i < EACH; i++) {
         idle[i] = connect_to(fx);
-        send_text(idle[i], "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        test_http_send(idle[i], "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
         response r;
-        read_response(idle[i], &r, false);
+        test_http_read_response(idle[i], &r, false);
         assert_int_equal(r.status, 200);
     }
     for (int i = 0; i < EACH; i++) {
         partial[i] = connect_to(fx);
-        send_text(partial[i], "GET /hello.txt HTTP/1.1\r\nHo");
+        test_http_send(partial[i], "GET /hello.txt HTTP/1.1\r\nHo");
     }
     response r;
     get(fx, "/hello.txt", "", &r);
@@ -978,8 +878,8 @@ static void test_idle_and_half_sent_clients_do_not_delay_a_new_one(void **state)
                     errno == EAGAIN);
         assert_true(recv(partial[i]->fd, &c, 1, MSG_DONTWAIT) < 0 &&
                     errno == EAGAIN);
-        conn_close(idle[i]);
-        conn_close(partial[i]);
+        test_http_close(idle[i]);
+        test_http_close(partial[i]);
     }
 }
 

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "http_client.h"
 #include "process.h"
 #include "sanitizers.h"
 
@@ -224,66 +225,14 @@ static int start_server(void **state)
     return -1;
 }
 
-/* ---- a minimal HTTP client -------------------------------------------------
- */
+/* ---- a minimal HTTP client (tests/support/http_client.h) ---------------- */
 
-typedef struct conn {
-    int fd;
-    char buf[1 << 16];
-    size_t len;
-} conn;
-
-typedef struct response {
-    int status;
-    char head[4096];
-    char body[1 << 16];
-    size_t body_len;
-} response;
+typedef test_http_conn conn;
+typedef test_http_response response;
 
 static conn *connect_to(const fixture *fx)
 {
-    conn *c = calloc(1, sizeof *c);
-    assert_non_null(c);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(c->fd >= 0);
-    struct timeval tv = {.tv_sec = 20};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in addr = {.sin_family = AF_INET,
-                               .sin_port = htons((uint16_t)fx->port),
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    return c;
-}
-
-static void conn_close(conn *c)
-{
-    close(c->fd);
-    free(c);
-}
-
-static void receive_more(conn *c)
-{
-    assert_true(c->len < sizeof c->buf);
-    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-    assert_true(n > 0); /* the server closed, or the timeout */
-    c->len += (size_t)n;
-}
-
-static const char *header_of(const response *r, const char *name)
-{
-    static _Thread_local char value[512]; /* the storm test's threads */
-    size_t len = strlen(name);
-    for (const char *line = strstr(r->head, "\r\n"); line;
-         line = strstr(line + 2, "\r\n")) {
-        const char *s = line + 2;
-        if (strncasecmp(s, name, len) == 0 && s[len] == ':') {
-            s += len + 1 + strspn(s + len + 1, " ");
-            snprintf(value, sizeof value, "%.*s", (int)strcspn(s, "\r"), s);
-            return value;
-        }
-    }
-    return NULL;
+    return test_http_connect(fx->port, 20.0);
 }
 
 /* GET target on c (keep-alive) and read the answer: every answer of this
@@ -291,31 +240,11 @@ static const char *header_of(const response *r, const char *name)
 static void get_on(conn *c, const char *target, response *r)
 {
     char request[1024];
-    int n = snprintf(request, sizeof request,
-                     "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", target);
-    assert_int_equal(send(c->fd, request, (size_t)n, MSG_NOSIGNAL), n);
-    memset(r, 0, sizeof r->head);
-    char *end;
-    while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
-        receive_more(c);
-    size_t head_len = (size_t)(end - c->buf) + 4;
-    assert_true(head_len < sizeof r->head);
-    memcpy(r->head, c->buf, head_len);
-    r->head[head_len] = '\0';
-    assert_int_equal(sscanf(r->head, "HTTP/1.1 %d", &r->status), 1);
-    memmove(c->buf, c->buf + head_len, c->len - head_len);
-    c->len -= head_len;
-    const char *length = header_of(r, "Content-Length");
-    assert_non_null(length);
-    size_t body = strtoul(length, NULL, 10);
-    assert_true(body < sizeof r->body);
-    while (c->len < body)
-        receive_more(c);
-    memcpy(r->body, c->buf, body);
-    r->body[body] = '\0';
-    r->body_len = body;
-    memmove(c->buf, c->buf + body, c->len - body);
-    c->len -= body;
+    snprintf(request, sizeof request,
+             "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", target);
+    test_http_send(c, request);
+    test_http_read_response(c, r, false);
+    assert_non_null(test_http_header(r, "Content-Length"));
 }
 
 /* GET on a connection of its own. */
@@ -323,7 +252,7 @@ static void get(const fixture *fx, const char *target, response *r)
 {
     conn *c = connect_to(fx);
     get_on(c, target, r);
-    conn_close(c);
+    test_http_close(c);
 }
 
 /* A number from the "file_cache" object of /api/status. */
@@ -429,7 +358,7 @@ static void check_changes(const fixture *fx, bool keep_alive)
                 fail_msg("the second request was not a cache hit");
             ch->apply(relative);
             if (!keep_alive) {
-                conn_close(c);
+                test_http_close(c);
                 c = connect_to(fx);
             }
             get_on(c, target, &r);
@@ -440,7 +369,7 @@ static void check_changes(const fixture *fx, bool keep_alive)
             if (body != NULL && strcmp(r.body, body) != 0)
                 fail_msg("%s (%s): stale body \"%.40s\"", ch->name,
                          big ? "large" : "small", r.body);
-            conn_close(c);
+            test_http_close(c);
         }
     }
 }
@@ -475,7 +404,7 @@ static void test_file_swapped_for_outside_symlink_is_refused(void **state)
     get_on(c, "/swap.txt", &r);
     assert_int_equal(r.status, 404);
     assert_null(strstr(r.body, SECRET));
-    conn_close(c);
+    test_http_close(c);
 }
 
 /* A symlink inside the root, to a file inside, then swapped to point
@@ -498,7 +427,7 @@ static void test_symlink_retargeted_outside_is_refused(void **state)
     get_on(c, "/link.txt", &r);
     assert_int_equal(r.status, 404);
     assert_null(strstr(r.body, SECRET));
-    conn_close(c);
+    test_http_close(c);
 }
 
 /* The directory of a cached file renamed: the old path is gone (404);
@@ -541,7 +470,7 @@ static void test_parent_directory_renamed(void **state)
     assert_int_equal(chmod(from, 0755), 0);
     get_on(c, "/p/q/f.txt", &r);
     assert_string_equal(r.body, "second");
-    conn_close(c);
+    test_http_close(c);
 }
 
 /* 10,000 distinct files through a cache of 100 entries and 64 KiB: every
@@ -566,7 +495,7 @@ static void test_bounds_hold_under_ten_thousand_files(void **state)
         if (strcmp(r.body, content) != 0)
             fail_msg("%s: \"%s\"", target, r.body);
     }
-    conn_close(c);
+    test_http_close(c);
     long entries = cache_stat(fx, "entries");
     long bytes = cache_stat(fx, "bytes");
     assert_true(entries > 0 && entries <= 112);
@@ -610,7 +539,7 @@ static void test_index_html_and_listing(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "Directory listing for /site/"));
     assert_null(strstr(r.body, SECRET));
-    conn_close(c);
+    test_http_close(c);
 }
 
 /* Clients on four threads ask for the same few files while they are
@@ -661,7 +590,7 @@ static void *storm_client(void *arg)
         }
     }
     free(r);
-    conn_close(c);
+    test_http_close(c);
     return NULL;
 }
 

@@ -49,6 +49,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "files.h"
 #include "program_run.h"
 #include "support.h"
 #ifndef PROGRAMS_TLS_DISABLED
@@ -77,35 +78,6 @@ static void expect_usage_error(const char *const argv[], const char *message)
 }
 
 #ifndef PROGRAMS_TLS_DISABLED /* up to the usage errors */
-
-static char *read_whole(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (cap - n - 1 == 0) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-/* A sanitizer's report (the binaries may be built with ASan and UBSan). */
-static bool sanitizer_report(const char *text)
-{
-    return strstr(text, "Sanitizer") != NULL ||
-           strstr(text, "runtime error:") != NULL;
-}
 
 static void kill_and_reap(pid_t pid)
 {
@@ -213,7 +185,7 @@ static void server_start(run *r, const char *path, const char *const *argv)
         }
         if (waitpid(r->server, NULL, WNOHANG) == r->server) {
             r->server = 0;
-            char *log = read_whole(r->log);
+            char *log = test_read_whole(r->log, NULL);
             fail_msg("%s exited before listening:\n%s", argv[0],
                      log ? log : "");
         }
@@ -227,7 +199,7 @@ static bool server_log_has(const run *r, const char *text, double seconds)
 {
     double deadline = test_now() + seconds;
     do {
-        char *log = read_whole(r->log);
+        char *log = test_read_whole(r->log, NULL);
         bool found = log != NULL && strstr(log, text) != NULL;
         free(log);
         if (found)
@@ -261,8 +233,8 @@ static int teardown(void **state)
         if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
             rc = -1;
     }
-    char *log = read_whole(r->log);
-    if (log != NULL && (rc < 0 || sanitizer_report(log))) {
+    char *log = test_read_whole(r->log, NULL);
+    if (log != NULL && (rc < 0 || test_sanitizer_report(log))) {
         fprintf(stderr, "the server did not exit cleanly; its log:\n%s\n", log);
         rc = -1;
     }
@@ -346,7 +318,7 @@ static const char *file_text(const char *dir, const char *name)
     static char text[8192];
     char path[192];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *all = read_whole(path);
+    char *all = test_read_whole(path, NULL);
     snprintf(text, sizeof text, "%s", all ? all : "");
     free(all);
     return text;
@@ -446,48 +418,9 @@ static int filecli(run *r, const char *cwd, const char *cafile,
     pid_t pid =
         client_start(r, SOCKSERV_FILECLI_PATH, argv, cwd, NULL, NULL, NULL);
     int status = client_status(r, pid);
-    if (sanitizer_report(file_text(cwd, "client.err")))
+    if (test_sanitizer_report(file_text(cwd, "client.err")))
         fail_msg("sockserv-filecli: %s", file_text(cwd, "client.err"));
     return status;
-}
-
-/* Deterministic bytes, different per seed. */
-static void write_pattern_file(const char *path, size_t size, uint64_t seed)
-{
-    static unsigned char block[64 * 1024];
-    uint64_t x = seed * 2654435761u + 1;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    for (size_t done = 0; done < size;) {
-        size_t n = size - done < sizeof block ? size - done : sizeof block;
-        for (size_t i = 0; i < n; i++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            block[i] = (unsigned char)x;
-        }
-        assert_int_equal(write(fd, block, n), (ssize_t)n);
-        done += n;
-    }
-    assert_int_equal(close(fd), 0);
-}
-
-static bool files_equal(const char *a, const char *b)
-{
-    static char x[64 * 1024], y[64 * 1024];
-    int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
-    bool same = fa >= 0 && fb >= 0;
-    while (same) {
-        ssize_t na = read(fa, x, sizeof x), nb = read(fb, y, sizeof y);
-        same = na == nb && na >= 0 && memcmp(x, y, (size_t)na) == 0;
-        if (na <= 0)
-            break;
-    }
-    if (fa >= 0)
-        close(fa);
-    if (fb >= 0)
-        close(fb);
-    return same;
 }
 
 /* 10 MiB up (PUT) and back down (GET) over TLS, byte for byte, then the
@@ -502,18 +435,18 @@ static void test_fileserver_ten_mib_round_trip_over_tls(void **state)
     snprintf(back_dir, sizeof back_dir, "%s/back", r->cli_dir);
     snprintf(back, sizeof back, "%s/big.bin", back_dir);
     assert_int_equal(mkdir(back_dir, 0755), 0);
-    write_pattern_file(original, 10 * MIB, 13);
+    test_write_pattern_file(original, 10 * MIB, 13);
 
     const char *put[] = {"put", "big.bin", NULL};
     if (filecli(r, r->cli_dir, files.ca_cert, "127.0.0.1", put) != 0)
         fail_msg("put: %s", file_text(r->cli_dir, "client.err"));
-    assert_true(files_equal(original, stored));
+    assert_true(test_files_equal(original, stored));
 
     /* By name this time: "localhost" is checked against the SAN too. */
     const char *get[] = {"get", "big.bin", "list", NULL};
     if (filecli(r, back_dir, files.ca_cert, "localhost", get) != 0)
         fail_msg("get: %s", file_text(back_dir, "client.err"));
-    assert_true(files_equal(original, back));
+    assert_true(test_files_equal(original, back));
     assert_non_null(
         strstr(file_text(back_dir, "client.out"), "    10485760  big.bin"));
 }
