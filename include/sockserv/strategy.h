@@ -394,6 +394,26 @@ SS_API int ss_thread_start(pthread_t *thread, size_t stack_size,
  * errno. */
 SS_API pid_t ss_server_fork(ss_server *srv, int flags);
 
+/** ss_server_fork() for a child that serves one request, req, of the
+ * serving loop (ss_forking's way). In the child it returns 0, and req is
+ * the child's to run. In the parent it returns the child's pid, and req
+ * is no longer the caller's, as after ss_close_request_copy(): where it
+ * can (a stream request over the plain transport, the loop serving), the
+ * library keeps the parent's copy of the connection until
+ * ss_server_child_reaped() names the child, and the loop's end on a
+ * shutdown cuts the child's input with it (shutdown(SHUT_RD)). The
+ * child's reads may then block in recv() — one system call each where
+ * poll() + recv() were two — and still end at once at a shutdown, with
+ * -ECANCELED. A negative errno if fork() failed (req is still the
+ * caller's then). */
+SS_API pid_t ss_server_fork_request(ss_server *srv, ss_request *req,
+                                    int flags);
+/** The child pid that ss_server_fork_request() returned has been reaped:
+ * the parent's copy of its connection, if it kept one, is closed. The
+ * ss_children functions that reap call it for you; nothing happens for a
+ * pid that holds nothing. */
+SS_API void ss_server_child_reaped(ss_server *srv, pid_t pid);
+
 /** The child processes of a strategy, watched through pidfds where the
  * kernel has them, so waits wake at once and only our own children are
  * reaped (a program's other children keep their exit status). Zero-

@@ -34,9 +34,11 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -55,6 +57,12 @@ void ss__inflight_enter(ss_server *srv, ss_request *req)
         srv->transport != &ss_plain_transport ||
         req->wait_class != &ss_blocking_wait)
         return;
+    if (srv->cut_by_parent) {
+        /* A child of ss_server_fork_request(): the parent holds a copy of
+         * the connection, and its shutdown cuts the input with it. */
+        req->may_block_recv = !atomic_load(&srv->stopping);
+        return;
+    }
     pthread_mutex_lock(&srv->serving_lock);
     if (srv->serving && !srv->inflight_cancelled &&
         !pthread_equal(srv->serving_thread, pthread_self()) &&
@@ -64,9 +72,22 @@ void ss__inflight_enter(ss_server *srv, ss_request *req)
         if (srv->inflight)
             srv->inflight->inflight_prev = req;
         srv->inflight = req;
+        req->inflight_listed = true;
         req->may_block_recv = true;
     }
     pthread_mutex_unlock(&srv->serving_lock);
+}
+
+static void unlink_locked(ss_server *srv, ss_request *req)
+{
+    if (req->inflight_prev)
+        req->inflight_prev->inflight_next = req->inflight_next;
+    else
+        srv->inflight = req->inflight_next;
+    if (req->inflight_next)
+        req->inflight_next->inflight_prev = req->inflight_prev;
+    req->inflight_prev = req->inflight_next = NULL;
+    req->inflight_listed = false;
 }
 
 /* O_NONBLOCK on or off in one system call (FIONBIO; fcntl would need
@@ -88,15 +109,11 @@ void ss__inflight_leave(ss_server *srv, ss_request *req, bool handing_on)
 {
     if (!req->may_block_recv)
         return;
-    pthread_mutex_lock(&srv->serving_lock);
-    if (req->inflight_prev)
-        req->inflight_prev->inflight_next = req->inflight_next;
-    else
-        srv->inflight = req->inflight_next;
-    if (req->inflight_next)
-        req->inflight_next->inflight_prev = req->inflight_prev;
-    req->inflight_prev = req->inflight_next = NULL;
-    pthread_mutex_unlock(&srv->serving_lock);
+    if (req->inflight_listed) {
+        pthread_mutex_lock(&srv->serving_lock);
+        unlink_locked(srv, req);
+        pthread_mutex_unlock(&srv->serving_lock);
+    }
     req->may_block_recv = false;
     if (handing_on)
         make_nonblocking(req);
@@ -107,6 +124,105 @@ void ss__inflight_cancel_locked(ss_server *srv)
     srv->inflight_cancelled = true;
     for (ss_request *req = srv->inflight; req; req = req->inflight_next)
         shutdown(req->fd, SHUT_RD);
+}
+
+/* ---- a forked child's connection, held by the parent -------------------- */
+
+bool ss__stopping_or_cut(ss_server *srv)
+{
+    if (atomic_load(&srv->stopping))
+        return true;
+    if (!srv->cut_by_parent || srv->parent_cancel_fd < 0)
+        return false;
+    /* The parent's ss_shutdown() writes the cancel descriptor this child
+     * inherited before its loop's end cuts the connection: readable, the
+     * end of input was that cut (not the client), and this process's
+     * server is stopping too, as when a wait sees it (ss__cancelled_wait). */
+    struct pollfd p = {.fd = srv->parent_cancel_fd, .events = POLLIN};
+    if (poll(&p, 1, 0) != 1)
+        return false;
+    ss__mark_stopping(srv);
+    return true;
+}
+
+bool ss__can_hold_for_child(ss_server *srv, const ss_request *req)
+{
+    if (req->is_datagram || req->fd < 0 ||
+        srv->transport != &ss_plain_transport ||
+        req->wait_class != &ss_blocking_wait)
+        return false;
+    /* Only a serving loop's end cuts held connections (end_serving). */
+    pthread_mutex_lock(&srv->serving_lock);
+    bool ok = srv->serving && !srv->inflight_cancelled &&
+              !atomic_load(&srv->stopping);
+    pthread_mutex_unlock(&srv->serving_lock);
+    return ok;
+}
+
+void ss__hold_for_child(ss_server *srv, ss_request *req, pid_t pid)
+{
+    req->held_for_child = pid;
+    pthread_mutex_lock(&srv->serving_lock);
+    req->inflight_prev = NULL;
+    req->inflight_next = srv->inflight;
+    if (srv->inflight)
+        srv->inflight->inflight_prev = req;
+    srv->inflight = req;
+    req->inflight_listed = true;
+    /* The loop ended for a shutdown since the child was forked (another
+     * thread's strategy): the cut it made is due here too. */
+    if (srv->inflight_cancelled)
+        shutdown(req->fd, SHUT_RD);
+    pthread_mutex_unlock(&srv->serving_lock);
+}
+
+/* Unlink the held request of child pid (any, when pid is 0); NULL: none. */
+static ss_request *take_held(ss_server *srv, pid_t pid)
+{
+    pthread_mutex_lock(&srv->serving_lock);
+    ss_request *req = srv->inflight;
+    while (req && !(req->held_for_child > 0 &&
+                    (pid == 0 || req->held_for_child == pid)))
+        req = req->inflight_next;
+    if (req)
+        unlink_locked(srv, req);
+    pthread_mutex_unlock(&srv->serving_lock);
+    return req;
+}
+
+void ss_server_child_reaped(ss_server *srv, pid_t pid)
+{
+    if (srv == NULL || pid <= 0)
+        return;
+    ss_request *req = take_held(srv, pid);
+    if (req)
+        ss_close_request_copy(srv, req);
+}
+
+void ss__release_held_copies(ss_server *srv)
+{
+    ss_request *req;
+    while ((req = take_held(srv, 0)) != NULL)
+        ss_close_request_copy(srv, req);
+}
+
+void ss__held_copies_after_fork(ss_server *srv)
+{
+    /* The parent's copies of its other children's connections: this
+     * process must not keep them open (a connection ends only when every
+     * copy is closed), and their memory is this process's copy. Nothing
+     * else here is the child's: no counters, no limits. */
+    ss_request *req = srv->inflight;
+    while (req) {
+        ss_request *next = req->inflight_next;
+        if (req->held_for_child > 0) {
+            close(req->fd);
+            free(req->error_detail);
+            free(req->wbuf);
+            free(req);
+        }
+        req = next;
+    }
 }
 
 void ss__request_before_sendfile(ss_request *req)
@@ -168,7 +284,7 @@ ssize_t ss__blocking_receive(ss_request *req, void *buf, size_t n,
             return got;
         if (got == 0) {
             /* The serve loop's shutdown(SHUT_RD), or the peer's end. */
-            if (atomic_load(&srv->stopping))
+            if (ss__stopping_or_cut(srv))
                 return -ECANCELED;
             return 0;
         }

@@ -83,6 +83,10 @@ struct ss_server {
      * down (none may start blocking after that). */
     ss_request *inflight;
     bool inflight_cancelled;
+    /* In a child of ss_server_fork_request(): the parent holds a copy of
+     * the connection and its shutdown cuts the input with it, so the
+     * request may block in recv() (blocking_receive.c). */
+    bool cut_by_parent;
 
     void *strategy_data;
     struct ss__limits *limits;   /* limits.c; NULL when there are none */
@@ -143,7 +147,12 @@ struct ss_request {
     bool may_block_recv;
     bool sock_blocking;
     int64_t rcvtimeo_ns;
+    bool inflight_listed; /* in server->inflight (a child's is not) */
     ss_request *inflight_prev, *inflight_next;
+    /* In the parent: listed only so that the serve loop's end can cut the
+     * input of the child (this pid) that serves the connection; released
+     * by ss_server_child_reaped(). */
+    pid_t held_for_child;
     /* Parking (parking.c): setup has run (a parked request resumes at
      * handle), its deadline, its place in the lot's heap, and the lot its
      * socket is registered with. */
@@ -285,6 +294,17 @@ void ss__inflight_leave(ss_server *srv, ss_request *req, bool handing_on);
 /* The serve loop ends on a shutdown: shutdown(SHUT_RD) every listed
  * request; none is listed after. With serving_lock held. */
 void ss__inflight_cancel_locked(ss_server *srv);
+/* ss_server_fork_request(): whether the child may block in recv() with
+ * the parent holding req to cut its input; then, in the parent, hold it.
+ * In a child just forked: close and free the parent's held copies. */
+bool ss__can_hold_for_child(ss_server *srv, const ss_request *req);
+void ss__hold_for_child(ss_server *srv, ss_request *req, pid_t pid);
+void ss__held_copies_after_fork(ss_server *srv);
+/* Release every held copy (the server closes). */
+void ss__release_held_copies(ss_server *srv);
+/* The server stops, here or (a child of ss_server_fork_request) in the
+ * parent, whose cut then ended the input. */
+bool ss__stopping_or_cut(ss_server *srv);
 /* Receive into buf, blocking until deadline: the count, 0 at the end of
  * the stream, -ETIMEDOUT, -ECANCELED (the server stops), -EAGAIN (not
  * here: wait with poll() and use the transport), or a negative errno. */

@@ -95,7 +95,7 @@ bool ss__input_cut_by_shutdown(const ss_request *req)
 {
     return req->may_block_recv &&
            req->server->transport == &ss_plain_transport &&
-           atomic_load(&req->server->stopping);
+           ss__stopping_or_cut(req->server);
 }
 
 ssize_t ss__request_receive_via(ss_request *req, const ss_transport *t,

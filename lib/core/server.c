@@ -269,6 +269,7 @@ void ss_server_free(ss_server *srv)
     ss_server_close(srv);
     if (srv->strategy->destroy)
         srv->strategy->destroy(srv);
+    ss__release_held_copies(srv); /* children nobody reaped */
     ss__lot_free(srv);
     ss__limits_destroy(srv); /* nothing runs any more to give places back */
     if (srv->deferred_fd >= 0)

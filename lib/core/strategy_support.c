@@ -60,8 +60,10 @@ static void server_after_fork(ss_server *srv, int flags)
     pthread_mutex_init(&srv->serving_lock, NULL);
     pthread_cond_init(&srv->serving_done, NULL);
     srv->serving = false;
+    ss__held_copies_after_fork(srv);
     srv->inflight = NULL; /* the parent's threads' requests */
     srv->inflight_cancelled = false;
+    srv->cut_by_parent = false; /* ss_server_fork_request() sets it */
     srv->unlink_path = false; /* the socket file is the parent's */
     ss__lot_forget_in_child(srv);
     ss__limits_after_fork(srv);
@@ -81,6 +83,23 @@ pid_t ss_server_fork(ss_server *srv, int flags)
         ss__access_logs_after_fork();
         server_after_fork(srv, flags);
     }
+    return pid;
+}
+
+pid_t ss_server_fork_request(ss_server *srv, ss_request *req, int flags)
+{
+    bool hold = ss__can_hold_for_child(srv, req);
+    pid_t pid = ss_server_fork(srv, flags);
+    if (pid < 0)
+        return pid; /* req is still the caller's */
+    if (pid == 0) {
+        srv->cut_by_parent = hold;
+        return 0;
+    }
+    if (hold)
+        ss__hold_for_child(srv, req, pid);
+    else
+        ss_close_request_copy(srv, req);
     return pid;
 }
 

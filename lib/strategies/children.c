@@ -57,6 +57,9 @@ int ss_children_add(ss_children *c, pid_t pid, ss_places *places)
 static void remove_at(ss_children *c, int i)
 {
     ss_places_release(c->server, c->items[i].places);
+    /* A child of ss_server_fork_request(): the parent's copy of its
+     * connection goes now. */
+    ss_server_child_reaped(c->server, c->items[i].pid);
     if (c->items[i].pidfd >= 0)
         close(c->items[i].pidfd);
     c->items[i] = c->items[--c->count];

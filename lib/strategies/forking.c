@@ -2,9 +2,10 @@
  * forking.c — ss_forking, a child process per request (Python's
  * ForkingMixIn).
  *
- * Parent: fork, close its copy of the connection (close_request, not
- * shutdown_request — a shutdown() would end the child's connection too),
- * remember the child. Child: close the listening socket, run the request,
+ * Parent: fork (ss_server_fork_request), which keeps the parent's copy
+ * of the connection until the child is reaped — so a shutdown can cut
+ * the child's input, and the child's reads block in recv() — or closes
+ * it; remember the child. Child: close the listening socket, run the request,
  * _exit(0), or _exit(1) after a failure that handle_error reported.
  *
  * stdio: ss_server_fork() flushes before fork() so the child does not
@@ -100,7 +101,11 @@ static int forking_process_request(ss_server *srv, ss_request *req)
      * the parent gives them back when it reaps the child: take them off
      * the request before fork() so that the child's copy holds none. */
     ss_places *places = ss_request_take_places(req);
-    pid_t pid = ss_server_fork(srv, 0);
+    /* In the parent, req goes with the fork: held so that a shutdown can
+     * cut the child's reads short (then they block in recv()), or closed
+     * (close_request, not shutdown_request — a shutdown() would end the
+     * child's connection too). */
+    pid_t pid = ss_server_fork_request(srv, req, 0);
     if (pid < 0) {
         ss_places_release(srv, places); /* the loop drops the request */
         return (int)pid;
@@ -123,9 +128,10 @@ static int forking_process_request(ss_server *srv, ss_request *req)
     /* If tracking fails the child still runs; it is reaped by nobody
      * until the process ends, which beats refusing a running request. Its
      * places are given back at once then, or they would never be. */
-    if (ss_children_add(children, pid, places) < 0)
+    if (ss_children_add(children, pid, places) < 0) {
         ss_places_release(srv, places);
-    ss_close_request_copy(srv, req);
+        ss_server_child_reaped(srv, pid); /* nobody would release it */
+    }
     wait_for_room(srv, children);
     return 0;
 }

@@ -5,9 +5,10 @@
  * reaches it through shutdown(SHUT_RD) instead of the cancel descriptor.
  *
  * What must still hold, over real sockets:
- *  - the path is taken (thread, pool, a prefork worker's threads: the
- *    socket is in blocking mode in the handler) and not where nobody
- *    could cancel it (sync, fork, prefork with sync workers);
+ *  - the path is taken (thread, pool, a prefork worker's threads, a
+ *    forked child whose parent holds its connection: the socket is in
+ *    blocking mode in the handler) and not where nobody could cancel it
+ *    (sync, prefork with sync workers);
  *  - a shutdown with clients idle in a read ends promptly under every
  *    blocking strategy, each read ending with -ECANCELED, not EOF — and
  *    so does every later read of the request, ss_read_nowait too, so a
@@ -25,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -146,7 +148,7 @@ typedef struct case_ {
 
 static const case_ cases[] = {
     {{"sync", &ss_sync, false, 0, 0, NULL, 1}, false, 1},
-    {{"fork", &ss_forking, true, 0, 0, NULL, 0}, false, 6},
+    {{"fork", &ss_forking, true, 0, 0, NULL, 0}, true, 6},
     {{"thread", &ss_threading, false, 0, 0, NULL, 0}, true, 6},
     {{"pool4", &ss_thread_pool, false, 4, 0, NULL, 4}, true, 4},
     {{"prefork2", &ss_prefork, true, 0, 2, NULL, 2}, false, 2},
@@ -384,6 +386,88 @@ static void run_eintr(const case_ *c)
     sigaction(SIGUSR1, &old, NULL);
 }
 
+/* ---- A forked child's connection, held by the parent --------------------- */
+
+/* Sockets among pid's descriptors (/proc/pid/fd). */
+static int sockets_of(pid_t pid)
+{
+    char dir[32], link[64], target[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    int count = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(link, sizeof link, "%s/%d", dir, fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0 && strncmp(target, "socket:", 7) == 0)
+            count++;
+    }
+    return count;
+}
+
+static bool back_to(int want_fds)
+{
+    double deadline = test_now() + TEST_IO_TIMEOUT_SECONDS;
+    while (test_now() < deadline) {
+        pid_t kids[8];
+        if (hz_children_of(getpid(), kids, 8) == 0 &&
+            test_count_open_fds() == want_fds)
+            return true;
+        test_sleep(0.01);
+    }
+    return false;
+}
+
+/* The parent keeps each child's connection (so its shutdown can cut the
+ * child's reads) until it reaps the child, and no child keeps another's:
+ * with six children in a read, none holds a copy of an older sibling's
+ * connection, and once the clients leave and the children are reaped,
+ * the parent has the descriptors it had before. */
+static void fork_held_copies_are_released(void **state)
+{
+    (void)state;
+    const case_ *c = &cases[1];
+    test_server t;
+    start(&t, c, &echo_no_timeout);
+    int before = test_count_open_fds();
+    int sockets_before = sockets_of(getpid());
+    int fds[6];
+    char reply[8];
+    for (int i = 0; i < 6; i++) {
+        fds[i] = hz_connect(t.srv, 0);
+        assert_true(fds[i] >= 0);
+        echo(fds[i], "a", reply);
+        echo(fds[i], "?", reply);
+        assert_int_equal(reply[0], 'B');
+    }
+    pid_t kids[8];
+    int n = hz_children_of(getpid(), kids, 8);
+    assert_int_equal(n, 6);
+    /* In the order they were forked. Child i also inherited the clients
+     * this process had connected by then (i + 1 of them, its own
+     * included): one socket more per child, where the parent's held
+     * copies would add two. */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && kids[j] < kids[j - 1]; j--) {
+            pid_t swap = kids[j];
+            kids[j] = kids[j - 1];
+            kids[j - 1] = swap;
+        }
+    int first = sockets_of(kids[0]);
+    assert_true(first > 0);
+    for (int i = 1; i < n; i++)
+        if (sockets_of(kids[i]) != first + i)
+            fail_msg("child %d has %d sockets, child 0 has %d", i,
+                     sockets_of(kids[i]), first);
+    /* The parent: its six copies, besides the clients' sockets here. */
+    assert_int_equal(sockets_of(getpid()), sockets_before + 6 + 6);
+    for (int i = 0; i < 6; i++) {
+        shutdown(fds[i], SHUT_RDWR);
+        close(fds[i]);
+    }
+    assert_true(reaches(&results->eofs, 6));
+    assert_true(back_to(before));
+    assert_true(test_server_stop_within(&t, TEST_IO_TIMEOUT_SECONDS));
+}
+
 /* ---- Cases ----------------------------------------------------------------
  */
 
@@ -441,6 +525,24 @@ static void midway_timeout_pool(void **state)
     run_midway(&cases[3]);
 }
 
+static void timeout_first_read_fork(void **state)
+{
+    (void)state;
+    run_timeout(&cases[1], false);
+}
+
+static void midway_timeout_fork(void **state)
+{
+    (void)state;
+    run_midway(&cases[1]);
+}
+
+static void goodbye_fork(void **state)
+{
+    (void)state;
+    run_goodbye(&cases[1]);
+}
+
 static void goodbye_thread(void **state)
 {
     (void)state;
@@ -484,6 +586,10 @@ int main(void)
         cmocka_unit_test(timeout_after_round_trip_fork),
         cmocka_unit_test(midway_timeout_thread),
         cmocka_unit_test(midway_timeout_pool),
+        cmocka_unit_test(timeout_first_read_fork),
+        cmocka_unit_test(midway_timeout_fork),
+        cmocka_unit_test(goodbye_fork),
+        cmocka_unit_test(fork_held_copies_are_released),
         cmocka_unit_test(goodbye_thread),
         cmocka_unit_test(goodbye_pool),
         cmocka_unit_test(eintr_thread),
