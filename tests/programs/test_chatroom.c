@@ -729,17 +729,16 @@ static void test_tcp_vanished_client_is_dropped_at_once(void **state)
     client_close(alice);
 }
 
-/* A member that never reads fills its socket, then its outbox (--outbox
- * 32768, about 34 of these lines; no flood control): it is dropped ("LEFT slow
- * slow") while the sender goes on sending at full speed, and every other member
- * still gets every line in order. The slow client, once it reads, finds its
- * lines and then "ERR too slow", and the connection closes. */
-static void
-test_tcp_slow_reader_is_dropped_without_blocking_senders(void **state)
+/* The slow-reader run both doors share: slow has joined the room with a
+ * small receive window; a watcher and a sender join, and the sender sends
+ * 900-byte lines in steps of 8, each step read back by the watcher before
+ * the next, so the watcher's own outbox never holds more than 8. The room
+ * must drop slow ("LEFT slow slow") while the sender goes on. Then slow,
+ * once it reads, finds its lines in order and "ERR too slow"; what ends
+ * the connection after that is the caller's to check. Closes the
+ * watcher and the sender. */
+static void slow_reader_run(fixture *fx, client *slow)
 {
-    fixture *fx = *state;
-    start_server(fx, "--outbox", "32768", "--flood-limit", "0", NULL);
-    client *slow = client_open(fx, 2048); /* small window: fills early */
     client *watcher = client_open(fx, 0);
     client *sender = client_open(fx, 0);
     const char *names[] = {"slow", "watcher", "sender"};
@@ -787,10 +786,24 @@ test_tcp_slow_reader_is_dropped_without_blocking_senders(void **state)
     }
     assert_string_equal(line, "ERR too slow");
     assert_true(next > 0 && next < sent);
-    assert_true(client_reaches_eof(slow));
-    client_close(slow);
     client_close(watcher);
     client_close(sender);
+}
+
+/* A member that never reads fills its socket, then its outbox (--outbox
+ * 32768, about 34 of these lines; no flood control): it is dropped ("LEFT slow
+ * slow") while the sender goes on sending at full speed, and every other member
+ * still gets every line in order. The slow client, once it reads, finds its
+ * lines and then "ERR too slow", and the connection closes. */
+static void
+test_tcp_slow_reader_is_dropped_without_blocking_senders(void **state)
+{
+    fixture *fx = *state;
+    start_server(fx, "--outbox", "32768", "--flood-limit", "0", NULL);
+    client *slow = client_open(fx, 2048); /* small window: fills early */
+    slow_reader_run(fx, slow);
+    assert_true(client_reaches_eof(slow));
+    client_close(slow);
 }
 
 /* --flood-limit 40: 80 lines sent at once reach the others complete and
@@ -1256,55 +1269,10 @@ test_web_slow_reader_is_dropped_without_blocking_senders(void **state)
     fixture *fx = *state;
     start_server(fx, "--outbox", "32768", "--flood-limit", "0", NULL);
     client *slow = client_open_web_rcvbuf(fx, 2048);
-    client *watcher = client_open(fx, 0);
-    client *sender = client_open(fx, 0);
-    const char *names[] = {"slow", "watcher", "sender"};
-    client *all[] = {slow, watcher, sender};
-    join_all(all, 3, names);
-
-    char padding[901];
-    memset(padding, 'x', 900);
-    padding[900] = '\0';
-    bool dropped = false;
-    int sent = 0;
-    while (!dropped && sent < 4000) {
-        char text[8 * 1000] = "";
-        for (int k = 0; k < 8; k++, sent++)
-            snprintf(text + strlen(text), sizeof text - strlen(text),
-                     "MSG %d %s\n", sent, padding);
-        client_send(sender, text);
-        for (int k = sent - 8; k < sent;) {
-            char line[2048], expected[2048];
-            client_line(watcher, line, sizeof line);
-            if (strcmp(line, "LEFT slow slow") == 0) {
-                dropped = true;
-                continue;
-            }
-            snprintf(expected, sizeof expected, "MSG sender %d %s", k++,
-                     padding);
-            assert_string_equal(line, expected);
-        }
-    }
-    assert_true(dropped);
-    client_send(sender, "MSG done\n");
-    client_expect(watcher, "MSG sender done");
-
-    char line[2048];
-    int next = 0;
-    for (;;) {
-        client_line(slow, line, sizeof line);
-        int k;
-        if (sscanf(line, "MSG sender %d", &k) != 1)
-            break;
-        assert_int_equal(k, next++);
-    }
-    assert_string_equal(line, "ERR too slow");
-    assert_true(next > 0 && next < sent);
+    slow_reader_run(fx, slow);
     assert_false(client_receive(slow)); /* the close frame */
     assert_int_equal(slow->close_code, 1008);
     client_close(slow);
-    client_close(watcher);
-    client_close(sender);
 }
 
 /* --flood-limit 40 for a web member too: 80 messages sent at once reach
