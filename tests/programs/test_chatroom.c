@@ -116,22 +116,16 @@ static void start_server(fixture *fx, ...)
     }
     close(admin[0]);
     fx->admin_fd = admin[1];
-    double deadline = test_now() + 10.0;
-    while (test_now() < deadline) {
-        FILE *f = fopen(fx->port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "%d", &fx->port) == 1;
-            if (ok && fx->web) /* --web: the web port on a second line */
-                ok = fscanf(f, "%d", &fx->web_port) == 1 && fx->web_port > 0;
-            fclose(f);
-            if (ok && fx->port > 0)
-                return;
-        }
-        if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
-            fx->pid = 0;
-            fail_msg("sockserv-chat exited before listening");
-        }
-        test_sleep_ms(5);
+    /* --web: the web port on a second line. */
+    int ports[2];
+    int rc = test_wait_port_file(fx->port_file, &fx->pid, 10.0, ports,
+                                 fx->web ? 2 : 1);
+    if (rc == -ECHILD)
+        fail_msg("sockserv-chat exited before listening");
+    if (rc == 0) {
+        fx->port = ports[0];
+        fx->web_port = fx->web ? ports[1] : 0;
+        return;
     }
     fail_msg("sockserv-chat did not write its port file");
 }

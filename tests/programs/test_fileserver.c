@@ -192,22 +192,8 @@ static int start_server(void **state)
         execv(SOCKSERV_FILESERVER_PATH, (char *const *)argv);
         _exit(127);
     }
-    double deadline = test_now() + 10.0;
-    while (test_now() < deadline) {
-        FILE *f = fopen(fx->port_file, "r");
-        if (f != NULL) {
-            int ok = fscanf(f, "%d", &fx->port) == 1;
-            fclose(f);
-            if (ok && fx->port > 0)
-                return 0;
-        }
-        if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
-            fx->pid = 0; /* died before listening */
-            return -1;
-        }
-        usleep(2000);
-    }
-    return -1;
+    /* pid 0 after: it died before listening. */
+    return test_wait_port_file(fx->port_file, &fx->pid, 10.0, &fx->port, 1);
 }
 
 /* Stop the server; the test fails (teardown error) unless it exits with

@@ -174,24 +174,13 @@ static void server_start(run *r, const char *path, const char *const *argv)
     }
     close(in[0]);
     r->admin_fd = in[1];
-    double deadline = test_now() + 15.0;
-    while (test_now() < deadline) {
-        FILE *f = fopen(r->port_file, "r");
-        if (f != NULL) {
-            int ok = fscanf(f, "%d", &r->port) == 1;
-            fclose(f);
-            if (ok && r->port > 0)
-                return;
-        }
-        if (waitpid(r->server, NULL, WNOHANG) == r->server) {
-            r->server = 0;
-            char *log = test_read_whole(r->log, NULL);
-            fail_msg("%s exited before listening:\n%s", argv[0],
-                     log ? log : "");
-        }
-        test_sleep_ms(5);
+    int rc = test_wait_port_file(r->port_file, &r->server, 15.0, &r->port, 1);
+    if (rc == -ECHILD) {
+        char *log = test_read_whole(r->log, NULL);
+        fail_msg("%s exited before listening:\n%s", argv[0], log ? log : "");
     }
-    fail_msg("%s did not write its port file", argv[0]);
+    if (rc < 0)
+        fail_msg("%s did not write its port file", argv[0]);
 }
 
 /* Wait (bounded) until the server's log holds text. */

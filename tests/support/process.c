@@ -64,6 +64,30 @@ int test_wait_exit(pid_t pid, double seconds)
     }
 }
 
+int test_wait_port_file(const char *path, pid_t *pid, double seconds,
+                        int *ports, int count)
+{
+    double deadline = test_now() + seconds;
+    while (test_now() < deadline) {
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            int got = 0;
+            while (got < count && fscanf(f, "%d", &ports[got]) == 1 &&
+                   ports[got] > 0)
+                got++;
+            fclose(f);
+            if (got == count)
+                return 0; /* else written only in part so far */
+        }
+        if (pid != NULL && *pid > 0 && waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            return -ECHILD;
+        }
+        test_sleep(0.005);
+    }
+    return -ETIMEDOUT;
+}
+
 int test_count_process_fds(pid_t pid)
 {
     char path[64];

@@ -31,6 +31,13 @@ void test_sleep_ms(long ms);
  * fails (not a child of this process). */
 int test_wait_exit(pid_t pid, double seconds);
 
+/* A program started with --port-file PATH writes the port(s) it bound
+ * there once it listens: wait (at most seconds) until PATH holds count
+ * positive numbers, into ports. 0; -ECHILD if *pid (when pid and *pid
+ * are not 0) exited first — it is reaped and *pid set to 0; -ETIMEDOUT. */
+int test_wait_port_file(const char *path, pid_t *pid, double seconds,
+                        int *ports, int count);
+
 /* How many descriptors process pid has open now (/proc/PID/fd), or a
  * negative errno. */
 int test_count_process_fds(pid_t pid);
