@@ -406,8 +406,7 @@ SS_API pid_t ss_server_fork(ss_server *srv, int flags);
  * poll() + recv() were two — and still end at once at a shutdown, with
  * -ECANCELED. A negative errno if fork() failed (req is still the
  * caller's then). */
-SS_API pid_t ss_server_fork_request(ss_server *srv, ss_request *req,
-                                    int flags);
+SS_API pid_t ss_server_fork_request(ss_server *srv, ss_request *req, int flags);
 /** The child pid that ss_server_fork_request() returned has been reaped:
  * the parent's copy of its connection, if it kept one, is closed. The
  * ss_children functions that reap call it for you; nothing happens for a

@@ -1036,9 +1036,8 @@ static void access_log_fields_on_one_connection(const variant *v)
     assert_non_null(strstr(longest_line_tail, "aaa...\" 200 "));
     const char *status = strstr(longest_line_tail, "...\" 200 ");
     size_t tail_from = longest_line_len - strlen(longest_line_tail);
-    assert_int_equal(tail_from + (size_t)(status - longest_line_tail) -
-                         kept_from,
-                     8192);
+    assert_int_equal(
+        tail_from + (size_t)(status - longest_line_tail) - kept_from, 8192);
     test_log_line(&ctx.log, 2, line, sizeof line);
     assert_non_null(strstr(line, "] \"GET /z HTTP/1.1\" 200 9"));
     stop();

@@ -622,7 +622,7 @@ static void test_head_sends_headers_without_body(void **state)
     /* HEAD then GET on one connection: had HEAD sent a body, the second
      * response would not start where we look for it. */
     test_http_send(c, "HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
-                 "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
+                      "GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n");
     test_http_read_response(c, &r, true);
     assert_int_equal(r.status, 200);
     assert_string_equal(test_http_header(&r, "Content-Length"), "14");
@@ -652,7 +652,8 @@ static unsigned long requests_served(const fixture *fx)
     response r;
     get(fx, "/api/status", "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(test_http_header(&r, "Content-Type"), "application/json");
+    assert_string_equal(test_http_header(&r, "Content-Type"),
+                        "application/json");
     const char *count = strstr(r.body, "\"requests_served\":");
     assert_non_null(count);
     assert_non_null(strstr(r.body, "\"uptime_seconds\":"));
@@ -697,7 +698,8 @@ static void test_api_greet_by_path_query_and_form(void **state)
     response r;
     get(*state, "/api/greet/J%C3%BCrgen", "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(test_http_header(&r, "Content-Type"), "application/json");
+    assert_string_equal(test_http_header(&r, "Content-Type"),
+                        "application/json");
     assert_string_equal(r.body, "{\"greeting\":\"Hello, J\xc3\xbcrgen!\"}\n");
     get(*state, "/api/greet/Ann?greeting=Good+morning", "", &r);
     assert_string_equal(r.body, "{\"greeting\":\"Good morning, Ann!\"}\n");
@@ -750,7 +752,8 @@ static void test_api_prefix_is_decided_on_the_decoded_path(void **state)
         if (strstr(r.body, API_DIR_FILE) != NULL)
             fail_msg("%s served the file (%d)", targets[i], r.status);
         assert_int_equal(r.status, 404);
-        assert_string_equal(test_http_header(&r, "Content-Type"), "application/json");
+        assert_string_equal(test_http_header(&r, "Content-Type"),
+                            "application/json");
     }
     /* Routes match the decoded path too. */
     response r;

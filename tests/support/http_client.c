@@ -24,10 +24,9 @@ test_http_conn *test_http_connect(int port, double timeout)
     assert_non_null(c);
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(c->fd >= 0);
-    struct timeval tv = {.tv_sec = (time_t)timeout,
-                         .tv_usec = (suseconds_t)((timeout - (double)(time_t)
-                                                                 timeout) *
-                                                  1e6)};
+    struct timeval tv = {
+        .tv_sec = (time_t)timeout,
+        .tv_usec = (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     struct sockaddr_in addr = {.sin_family = AF_INET,
