@@ -50,12 +50,30 @@
  * receives); the kernel rounds the value up to a clock tick anyway. */
 #define SLACK_NS INT64_C(1000000)
 
+/* A stream request of the plain transport that waits the blocking way:
+ * the kind whose input a shutdown(SHUT_RD) can cut. */
+static bool cuttable(const ss_server *srv, const ss_request *req)
+{
+    return !req->is_datagram && req->fd >= 0 &&
+           srv->transport == &ss_plain_transport &&
+           req->wait_class == &ss_blocking_wait;
+}
+
+/* Put req at the head of srv->inflight; serving_lock held. */
+static void link_locked(ss_server *srv, ss_request *req)
+{
+    req->inflight_prev = NULL;
+    req->inflight_next = srv->inflight;
+    if (srv->inflight)
+        srv->inflight->inflight_prev = req;
+    srv->inflight = req;
+    req->inflight_listed = true;
+}
+
 void ss__inflight_enter(ss_server *srv, ss_request *req)
 {
     req->may_block_recv = false;
-    if (req->is_datagram || req->fd < 0 ||
-        srv->transport != &ss_plain_transport ||
-        req->wait_class != &ss_blocking_wait)
+    if (!cuttable(srv, req))
         return;
     if (srv->cut_by_parent) {
         /* A child of ss_server_fork_request(): the parent holds a copy of
@@ -67,12 +85,7 @@ void ss__inflight_enter(ss_server *srv, ss_request *req)
     if (srv->serving && !srv->inflight_cancelled &&
         !pthread_equal(srv->serving_thread, pthread_self()) &&
         !atomic_load(&srv->stopping)) {
-        req->inflight_prev = NULL;
-        req->inflight_next = srv->inflight;
-        if (srv->inflight)
-            srv->inflight->inflight_prev = req;
-        srv->inflight = req;
-        req->inflight_listed = true;
+        link_locked(srv, req);
         req->may_block_recv = true;
     }
     pthread_mutex_unlock(&srv->serving_lock);
@@ -147,9 +160,7 @@ bool ss__stopping_or_cut(ss_server *srv)
 
 bool ss__can_hold_for_child(ss_server *srv, const ss_request *req)
 {
-    if (req->is_datagram || req->fd < 0 ||
-        srv->transport != &ss_plain_transport ||
-        req->wait_class != &ss_blocking_wait)
+    if (!cuttable(srv, req))
         return false;
     /* Only a serving loop's end cuts held connections (end_serving). */
     pthread_mutex_lock(&srv->serving_lock);
@@ -163,12 +174,7 @@ void ss__hold_for_child(ss_server *srv, ss_request *req, pid_t pid)
 {
     req->held_for_child = pid;
     pthread_mutex_lock(&srv->serving_lock);
-    req->inflight_prev = NULL;
-    req->inflight_next = srv->inflight;
-    if (srv->inflight)
-        srv->inflight->inflight_prev = req;
-    srv->inflight = req;
-    req->inflight_listed = true;
+    link_locked(srv, req);
     /* The loop ended for a shutdown since the child was forked (another
      * thread's strategy): the cut it made is due here too. */
     if (srv->inflight_cancelled)
