@@ -56,7 +56,7 @@ static int send_json(ss_http *h, int status, const char *json)
 
 static int api_status(ss_http *h, httpd_context *ctx)
 {
-    char json[768], cache[448] = "null";
+    char json[896], cache[576] = "null";
     double uptime = (double)(ss_now_ns() - ctx->started_ns) / 1e9;
     if (ctx->file_cache != NULL) { /* this process's cache */
         file_cache_stats st;
@@ -64,12 +64,14 @@ static int api_status(ss_http *h, httpd_context *ctx)
         snprintf(cache, sizeof cache,
                  "{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
                  ",\"invalidated\":%" PRIu64 ",\"evicted\":%" PRIu64
-                 ",\"uncacheable\":%" PRIu64
+                 ",\"uncacheable\":%" PRIu64 ",\"queue_reads\":%" PRIu64
+                 ",\"queue_reads_skipped\":%" PRIu64
                  ",\"entries\":%zu,\"bytes\":%zu,\"descriptors\":%zu"
                  ",\"watches\":%zu,\"inotify\":%s}",
                  st.hits, st.misses, st.invalidated, st.evicted,
-                 st.uncacheable, st.entries, st.bytes, st.descriptors,
-                 st.watches, st.inotify ? "true" : "false");
+                 st.uncacheable, st.queue_reads, st.queue_reads_skipped,
+                 st.entries, st.bytes, st.descriptors, st.watches,
+                 st.inotify ? "true" : "false");
     }
     snprintf(json, sizeof json,
              "{\"uptime_seconds\":%.3f,\"requests_served\":%" PRIu64

@@ -17,9 +17,13 @@
  * that postdates the recorded generation; any change before it is what
  * was read. Every lookup reads the queue first (one read() that finds it
  * empty), so an event queued before the request arrived is applied before
- * the request is answered.
+ * the request is answered — unless a read of the queue that began after
+ * the request's bytes arrived has been applied already (drain_mark.h):
+ * then it has nothing to add, and the lookup makes no system call.
  */
 #include "file_cache.h"
+
+#include "drain_mark.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -90,6 +94,7 @@ struct file_cache {
     void (*validators)(const struct stat *, char[64], char[64]);
     const char *(*type)(const char *);
     pthread_mutex_t drain_lock; /* one reader of the queue at a time */
+    drain_mark drained;         /* when the newest complete read began */
     pthread_mutex_t watch_lock; /* the watch table, refs, add/rm */
     watch *watches[WATCH_BUCKETS];
     size_t n_watches;
@@ -97,6 +102,7 @@ struct file_cache {
                              * uncacheable do not add and remove it each time */
     _Atomic uint64_t epoch; /* bumped on IN_Q_OVERFLOW: everything stale */
     _Atomic uint64_t hits, misses, invalidated, evicted, uncacheable;
+    _Atomic uint64_t queue_reads, queue_reads_skipped;
     shard shards[SHARDS];
 };
 
@@ -175,18 +181,25 @@ static void apply_event(file_cache *c, const struct inotify_event *ev)
 }
 
 /* Apply every event queued so far. One read() finds an empty queue; a
- * read that did not fill the buffer returned every event there was. */
+ * read that did not fill the buffer returned every event there was. A
+ * drain that read the queue to its end is published as the newest
+ * (drain_mark.h); one cut short by an error is not. */
 static void drain(file_cache *c)
 {
     enum { SIZE = 4096 };
     _Alignas(struct inotify_event) char buf[SIZE];
     pthread_mutex_lock(&c->drain_lock);
+    atomic_fetch_add_explicit(&c->queue_reads, 1, memory_order_relaxed);
+    drain_start start = drain_mark_begin();
+    bool complete = false;
     for (;;) {
         ssize_t n = read(c->ifd, buf, SIZE);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            complete = true; /* empty */
         if (n <= 0)
-            break; /* EAGAIN: empty */
+            break;
         pthread_mutex_lock(&c->watch_lock);
         for (char *p = buf; p < buf + n;) {
             const struct inotify_event *ev = (const void *)p;
@@ -194,9 +207,13 @@ static void drain(file_cache *c)
             p += sizeof *ev + ev->len;
         }
         pthread_mutex_unlock(&c->watch_lock);
-        if ((size_t)n < SIZE - sizeof(struct inotify_event) - NAME_MAX - 1)
+        if ((size_t)n < SIZE - sizeof(struct inotify_event) - NAME_MAX - 1) {
+            complete = true;
             break;
+        }
     }
+    if (complete)
+        drain_mark_publish(&c->drained, start);
     pthread_mutex_unlock(&c->drain_lock);
 }
 
@@ -420,11 +437,16 @@ static void shard_insert(file_cache *c, shard *s, entry *e, entry **dropped)
     }
 }
 
-const file_cache_file *file_cache_get(file_cache *c, const char *relative)
+const file_cache_file *file_cache_get(file_cache *c, const char *relative,
+                                      int64_t arrived_ns)
 {
     if (c->ifd < 0)
         return NULL;
-    drain(c);
+    if (drain_mark_covers(&c->drained, arrived_ns))
+        atomic_fetch_add_explicit(&c->queue_reads_skipped, 1,
+                                  memory_order_relaxed);
+    else
+        drain(c);
     uint64_t hash = hash_of(relative);
     shard *s = &c->shards[hash % SHARDS];
     entry *stale = NULL;
@@ -479,6 +501,9 @@ void file_cache_get_stats(file_cache *c, file_cache_stats *out)
                               .invalidated = atomic_load(&c->invalidated),
                               .evicted = atomic_load(&c->evicted),
                               .uncacheable = atomic_load(&c->uncacheable),
+                              .queue_reads = atomic_load(&c->queue_reads),
+                              .queue_reads_skipped =
+                                  atomic_load(&c->queue_reads_skipped),
                               .inotify = c->ifd >= 0};
     for (size_t i = 0; i < SHARDS; i++) {
         shard *s = &c->shards[i];
@@ -505,6 +530,7 @@ static void reset(file_cache *c, bool forked)
         pthread_mutex_init(&c->drain_lock, NULL);
         pthread_mutex_init(&c->watch_lock, NULL);
     }
+    drain_mark_init(&c->drained); /* the parent's queue, not this one */
     for (size_t i = 0; i < SHARDS; i++) {
         shard *s = &c->shards[i];
         if (forked)
@@ -583,6 +609,7 @@ file_cache *file_cache_new(int root_fd, size_t max_entries, size_t max_bytes,
         buckets *= 2;
     pthread_mutex_init(&c->drain_lock, NULL);
     pthread_mutex_init(&c->watch_lock, NULL);
+    drain_mark_init(&c->drained);
     for (size_t i = 0; i < SHARDS; i++) {
         shard *s = &c->shards[i];
         pthread_mutex_init(&s->lock, NULL);

@@ -10,7 +10,9 @@
  * inotify watches on the file and on every directory from the served root
  * down to it; the watch queue is read before every lookup, so an event
  * the kernel queued before the request arrived is applied before the
- * request is answered.
+ * request is answered. A lookup that knows when its request arrived
+ * skips that read when one that began later has been applied
+ * (drain_mark.h).
  */
 #ifndef SOCKSERV_HTTPD_FILE_CACHE_H
 #define SOCKSERV_HTTPD_FILE_CACHE_H
@@ -38,6 +40,9 @@ typedef struct file_cache_file {
 
 typedef struct file_cache_stats {
     uint64_t hits, misses, invalidated, evicted, uncacheable;
+    /* Lookups that read the inotify queue, and those that did not need
+     * to (a read that began after their request arrived had been done). */
+    uint64_t queue_reads, queue_reads_skipped;
     size_t entries, bytes, descriptors, watches;
     bool inotify; /* false: watches unavailable, nothing is cached */
 } file_cache_stats;
@@ -61,8 +66,11 @@ void file_cache_free(file_cache *c);
  * cacheable (absent, not a regular file, unreadable, reached through a
  * symlink, no watch possible, bounds full for it): the caller then takes
  * the ordinary path, which answers it. A file returned is held until
- * file_cache_release(). */
-const file_cache_file *file_cache_get(file_cache *c, const char *relative);
+ * file_cache_release(). arrived_ns: when the request's bytes reached this
+ * machine (ss_request_input_time(), CLOCK_REALTIME ns), or 0 when not
+ * known; it only decides whether the inotify queue must be read first. */
+const file_cache_file *file_cache_get(file_cache *c, const char *relative,
+                                      int64_t arrived_ns);
 void file_cache_release(file_cache *c, const file_cache_file *file);
 
 void file_cache_get_stats(file_cache *c, file_cache_stats *out);

@@ -646,6 +646,10 @@ static int server_new(ss_server **srv, httpd_options *o,
     ss_config_init(&cfg);
     cfg.allow_reuse_address = true; /* http.server's HTTPServer does too */
     cfg.max_connections = o->max_connections;
+    /* The kernel's receive stamps: a file cache hit whose request arrived
+     * before a read of the inotify queue began skips its own read
+     * (file_cache.h). */
+    cfg.input_timestamps = o->file_cache;
     mode_options strategy_options;
     apply_mode_options(&cfg, &strategy_options, o);
     /* Behind a load balancer (docs/deployment.md): the access log then

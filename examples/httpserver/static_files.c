@@ -444,6 +444,16 @@ static int serve_cached(ss_http *h, const file_cache_file *cached)
     return send_file(h, &file);
 }
 
+/* When the request's bytes arrived (main.c turns on the kernel's receive
+ * stamps), for the file cache; 0: not known. */
+static int64_t arrived_ns(ss_http *h)
+{
+    struct timespec ts;
+    if (!ss_http_input_time(h, &ts))
+        return 0;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
 {
     if (ctx->file_cache != NULL) {
@@ -460,7 +470,8 @@ int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
             name = n > 0 && (size_t)n < sizeof index ? index : NULL;
         }
         const file_cache_file *cached =
-            name ? file_cache_get(ctx->file_cache, name) : NULL;
+            name ? file_cache_get(ctx->file_cache, name, arrived_ns(h))
+                 : NULL;
         if (cached != NULL) {
             int rc = serve_cached(h, cached);
             file_cache_release(ctx->file_cache, cached);

@@ -151,6 +151,10 @@ SS_API const struct sockaddr *ss_http_client_address(const ss_http *h,
 /** The client's address as text, as ss_request_client_address_string(). */
 SS_API int ss_http_client_address_string(const ss_http *h, char *buf,
                                          size_t size);
+/** When the latest bytes of the connection arrived, as
+ * ss_request_input_time() tells it (config.input_timestamps): for a
+ * request being answered, no earlier than its own last byte. */
+SS_API bool ss_http_input_time(const ss_http *h, struct timespec *when);
 /** The per-connection state of the handler class made from
  * ss_http_handler: its state_size bytes, allocated and zeroed when the
  * connection opens and freed when it closes; NULL when state_size is 0.

@@ -49,6 +49,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -202,6 +203,13 @@ struct ss_config {
      * 1e6. The state lasts until the next ss_serve_forever(), so
      * ss_handle_request() after a shutdown sees it too. */
     double shutdown_grace;
+    /** Ask the kernel to stamp each arriving packet (SO_TIMESTAMPNS on
+     * the server's socket, which TCP connections inherit) and keep the
+     * stamp of the latest bytes each request received:
+     * ss_request_input_time(). Receives then use recvmsg(). TCP, UDP and
+     * Unix datagram servers; Unix stream sockets give no stamps. Default
+     * false. */
+    bool input_timestamps;
 
     /* --- limits (docs/reliability-resources.md) ----------------------- */
     /** Most requests running at once, counted from accept until the
@@ -823,6 +831,16 @@ SS_API int ss_request_fileno(const ss_request *req);
 /** Datagram requests: the datagram was longer than max_packet_size and was
  * cut. Always false for streams. */
 SS_API bool ss_request_truncated(const ss_request *req);
+/** When the kernel received the latest bytes this request has read (a
+ * stream's latest receive, or its datagram), as CLOCK_REALTIME, with
+ * config.input_timestamps. A request sent after some event on this
+ * machine is never stamped before it, which lets a handler order the two
+ * without a system call (sockserv-httpd's file cache does). Returns
+ * false when not known: the option is off, the socket gives no stamps
+ * (Unix stream), nothing has been received yet, or the transport does
+ * not record it (ss_request_socket_recv()). */
+SS_API bool ss_request_input_time(const ss_request *req,
+                                  struct timespec *when);
 /** Change the per-call I/O timeout for this request (seconds, 0 = none). */
 SS_API void ss_request_set_timeout(ss_request *req, double seconds);
 /** Say in words why the request is failing (text is copied; NULL clears

@@ -189,6 +189,14 @@ SS_API void *ss_request_transport_data(const ss_request *req);
  * library: free it in close. */
 SS_API void ss_request_set_transport_data(ss_request *req, void *data);
 
+/** For transports: recv(2) on the request's socket (flags as there; -1
+ * with errno on failure). With config.input_timestamps it receives with
+ * recvmsg() and records the kernel's arrival stamp of the bytes for
+ * ss_request_input_time(); a transport that reads the socket some other
+ * way leaves that time unknown. */
+SS_API ssize_t ss_request_socket_recv(ss_request *req, void *buf, size_t n,
+                                      int flags);
+
 /** For transports: wait until the request's socket is ready for events,
  * through the request's wait class, with the shutdown policy of ss_read
  * and ss_write (while the server stops: no waiting for input, waiting to

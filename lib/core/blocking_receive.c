@@ -285,7 +285,7 @@ ssize_t ss__blocking_receive(ss_request *req, void *buf, size_t n,
             return -ECANCELED;
         if (!prepare(req, deadline))
             return -EAGAIN; /* the caller polls */
-        ssize_t got = recv(req->fd, buf, n, 0);
+        ssize_t got = ss_request_socket_recv(req, buf, n, 0);
         if (got > 0)
             return got;
         if (got == 0) {

@@ -17,6 +17,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "proxy_protocol.h"
 #include "sockserv/sockserv.h"
@@ -51,6 +53,7 @@ struct ss_server {
                                   atomic: coroutine schedulers share it */
     bool listener_nodelay;     /* TCP_NODELAY set on fd, which Linux
                                   passes on to what accept() returns */
+    bool input_stamped;        /* SO_TIMESTAMPNS on fd (input_time.c) */
     int deferred_fd;           /* datagram socket still used by requests
                                   after close; closed by ss_server_free */
     atomic_int requests_alive; /* ss_request objects not yet freed */
@@ -117,6 +120,11 @@ struct ss_request {
     bool truncated;
     bool nodelay_inherited; /* accepted from a TCP_NODELAY listener */
     bool eof; /* peer closed (stream) */
+    /* input_time.c: receive with recvmsg() for the kernel's arrival
+     * stamp, and the stamp of the latest bytes received (CLOCK_REALTIME
+     * ns; 0: not known). */
+    bool input_stamped;
+    int64_t input_time_ns;
     struct sockaddr_storage client_address;
     socklen_t client_address_len;
     double timeout; /* per-call I/O timeout, seconds */
@@ -209,6 +217,14 @@ int ss__handler_resolve(const ss_handler_class *cls, ss__handler *out);
 
 /* socket_kind.c: the methods every kind shares */
 int ss__socket_open(ss_server *srv);
+/* input_time.c: SO_TIMESTAMPNS on the server's socket when
+ * config.input_timestamps asks and the kind gives stamps; before bind, so
+ * a user's server_activate and the connections accepted inherit it. */
+int ss__input_stamps_enable(ss_server *srv);
+/* The arrival stamp a recvmsg() with ss__INPUT_CONTROL room returned, in
+ * ns, or 0 when it carried none. */
+int64_t ss__input_stamp_of(const struct msghdr *msg);
+#define SS__INPUT_CONTROL CMSG_SPACE(sizeof(struct timespec))
 int ss__server_bind_socket(ss_server *srv);
 int ss__stream_server_activate(ss_server *srv);
 /* The descriptor kept free for shedding connections at EMFILE. */

@@ -112,6 +112,9 @@ static int server_new(ss_server **out, const ss_server_class *kind,
         if (rc < 0)
             goto fail_wake;
     }
+    rc = ss__input_stamps_enable(srv);
+    if (rc < 0)
+        goto fail_socket;
     if (strategy->init) {
         rc = strategy->init(srv, srv->config.strategy_options);
         /* The strategy has its copy; the user's may go away. */

@@ -55,6 +55,11 @@ int ss_http_client_address_string(const ss_http *h, char *buf, size_t size)
     return ss_request_client_address_string(h->req, buf, size);
 }
 
+bool ss_http_input_time(const ss_http *h, struct timespec *when)
+{
+    return ss_request_input_time(h->req, when);
+}
+
 void *ss_http_state(const ss_http *h)
 {
     return ss_request_state(h->req);

@@ -165,11 +165,17 @@ int ss__stream_get_request(ss_server *srv, ss_request *req)
 int ss__datagram_get_request(ss_server *srv, ss_request *req)
 {
     struct iovec iov = {.iov_base = req->rbuf, .iov_len = req->rbuf_size};
+    union {
+        char bytes[SS__INPUT_CONTROL];
+        struct cmsghdr align;
+    } control; /* the arrival stamp (config.input_timestamps) */
     struct msghdr msg = {
         .msg_name = &req->client_address,
         .msg_namelen = sizeof req->client_address,
         .msg_iov = &iov,
         .msg_iovlen = 1,
+        .msg_control = srv->input_stamped ? control.bytes : NULL,
+        .msg_controllen = srv->input_stamped ? sizeof control.bytes : 0,
     };
     for (;;) {
         ssize_t got = recvmsg(srv->fd, &msg, MSG_DONTWAIT);
@@ -178,6 +184,8 @@ int ss__datagram_get_request(ss_server *srv, ss_request *req)
             req->client_address_len = msg.msg_namelen;
             req->rlen = (size_t)got;
             req->truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+            req->input_time_ns =
+                srv->input_stamped ? ss__input_stamp_of(&msg) : 0;
             return 0;
         }
         if (errno != EINTR)

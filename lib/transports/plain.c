@@ -1,6 +1,7 @@
 /*
  * plain.c — ss_plain_transport: a stream request's bytes over the socket
- * itself. The only place that calls recv(), send() and sendfile() on a
+ * itself. The only place that receives (through ss_request_socket_recv(),
+ * which also keeps the arrival stamp), sends and calls sendfile() on a
  * request's connection; every other layer goes through the transport
  * vtable (sockserv/strategy.h), so a TLS transport slots in beside this
  * one without a change in any strategy or handler.
@@ -20,9 +21,8 @@
 
 static ssize_t plain_recv(ss_request *req, void *buf, size_t n, short *want)
 {
-    int fd = ss_request_fileno(req);
     for (;;) {
-        ssize_t got = recv(fd, buf, n, MSG_DONTWAIT);
+        ssize_t got = ss_request_socket_recv(req, buf, n, MSG_DONTWAIT);
         if (got >= 0) {
             /* A short receive emptied the socket: the next one may wait
              * first instead of spending a recv() on EAGAIN. */

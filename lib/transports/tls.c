@@ -47,6 +47,7 @@
 typedef struct tls_conn {
     SSL *ssl;
     ss__tls_certs *certs;
+    ss_request *req; /* whose socket: received through it (input time) */
     int fd;
     /* What the core received before open: read before the socket. */
     unsigned char *prefix;
@@ -84,7 +85,8 @@ static int bio_read(BIO *b, char *out, int len)
         return (int)n;
     }
     for (;;) {
-        ssize_t n = recv(c->fd, out, (size_t)len, MSG_DONTWAIT);
+        ssize_t n = ss_request_socket_recv(c->req, out, (size_t)len,
+                                           MSG_DONTWAIT);
         if (n > 0) {
             c->received = true;
             return (int)n;
@@ -343,6 +345,7 @@ static int conn_new(ss_request *req, ss_tls_context *ctx, tls_conn **out)
     tls_conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
+    c->req = req;
     c->fd = ss_request_fileno(req);
     c->certs = ss__tls_certs_acquire(ctx);
     size_t early = ss_request_buffered(req);

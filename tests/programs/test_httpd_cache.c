@@ -616,6 +616,41 @@ static void test_concurrent_clients_while_files_change(void **state)
     assert_true(cache_stat(fx, "hits") > 0);
 }
 
+/* Requests that arrive together, right after a change: the first reads
+ * the inotify queue; the others arrived before that read began, so they
+ * may skip theirs (the kernel's receive stamps, drain_mark.h) — and every
+ * answer is still the new content. */
+#define BURST 24
+static void test_pipelined_requests_skip_the_queue_read(void **state)
+{
+    fixture *fx = *state;
+    write_file("www/burst.txt", "before");
+    conn *c = connect_to(fx);
+    response r;
+    get_on(c, "/burst.txt", &r); /* cached now */
+    assert_string_equal(r.body, "before");
+    long reads = cache_stat(fx, "queue_reads");
+    long skipped = cache_stat(fx, "queue_reads_skipped");
+    write_file("www/burst.txt", "after, longer");
+    static const char one[] = "GET /burst.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    char burst[BURST * sizeof one] = "";
+    for (int i = 0; i < BURST; i++)
+        strcat(burst, one);
+    test_http_send(c, burst);
+    for (int i = 0; i < BURST; i++) {
+        test_http_read_response(c, &r, false);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "after, longer");
+    }
+    test_http_close(c);
+    /* Each lookup either read the queue or skipped it. */
+    long new_reads = cache_stat(fx, "queue_reads") - reads;
+    long new_skipped = cache_stat(fx, "queue_reads_skipped") - skipped;
+    assert_int_equal(new_reads + new_skipped, BURST);
+    /* One read serves the burst here; half is a margin for a slow run. */
+    assert_true(new_skipped >= BURST / 2);
+}
+
 /* --no-file-cache: no cache, and files still served fresh. */
 static void test_no_file_cache(void **state)
 {
@@ -650,6 +685,8 @@ int main(void)
         SERVER_TEST(test_bounds_hold_under_ten_thousand_files, bounded_server),
         SERVER_TEST(test_concurrent_clients_while_files_change, tiny_server),
         SERVER_TEST(test_concurrent_clients_while_files_change, tiny_coro),
+        SERVER_TEST(test_pipelined_requests_skip_the_queue_read, thread_server),
+        SERVER_TEST(test_pipelined_requests_skip_the_queue_read, coro_server),
         SERVER_TEST(test_no_file_cache, uncached_server),
     };
     return cmocka_run_group_tests(tests, build_tree, remove_tree);
