@@ -32,6 +32,13 @@ when it has one, included). Then wrk (-t --wrk-threads, -c --connections,
 and it prints requests/s with the ratio to h2o and to the canned loop (for
 ka-64k the 64 KiB canned loop), and writes the same as Markdown with
 --markdown. The machine is shared and noisy: one run is one sample.
+
+A second table gives each server's CPU time per request: user + system
+time of its process and every process below it (/proc/PID/stat) over the
+wrk run, divided by the requests wrk counted, with the ratio of h2o's to
+it (above 1: cheaper than h2o). Throughput on a shared machine moves with
+what the other tenants do; the CPU a server spends on each request moves
+much less, so it says whether a gap in the first table is the server's.
 Everything this script starts is stopped by PID (and its own process
 group) at the end, on Ctrl-C or SIGTERM, and on failure.
 """
@@ -70,6 +77,30 @@ hosts:
       /:
         file.dir: {root}
 """
+
+
+def tree_cpu_seconds(pid):
+    """User + system CPU seconds of pid and the processes below it."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After "pid (comm)": state ppid ...; utime and stime are the
+        # 12th and 13th of those.
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = int(fields[11]) + int(fields[12])
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0)
+        todo += [c for c, parent in parents.items() if parent == p]
+    return total / ticks
 
 
 class Servers(hb.Servers):
@@ -245,8 +276,12 @@ def main():
                     server = "canned-64k" if w == "ka-64k" else "canned-1k"
                 if not servers.alive(server):
                     raise RuntimeError(f"{server} died; see {tmp}")
+                pid = servers.procs[server][0].pid
+                before = tree_cpu_seconds(pid)
                 r = hb.run_wrk(args, w, servers.port(server),
                                workloads=WORKLOADS)
+                r["cpu_us"] = ((tree_cpu_seconds(pid) - before) * 1e6 /
+                               max(r["requests"], 1))
                 results[w][name] = r
                 print(f"  {w:<9} {name:<18} {hb.fmt(r['rps']):>10} req/s"
                       + (f"  errors={r['socket_errors']}"
@@ -286,6 +321,23 @@ def main():
         print(line)
         md.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
     print("  (* socket errors or non-2xx answers in that run)")
+
+    print("\nserver CPU time per request (user + system, its processes and "
+          "threads), µs; ratio: h2o's / its (above 1: cheaper than h2o)")
+    print(f"  {'server':<44}" + "".join(f" {c:>26}" for c in cols))
+    md += ["", "| server | " + " | ".join(
+        f"{WORKLOADS[c][2]}: CPU µs/request (h2o's / its)" for c in cols)
+        + " |", "|---|" + "---:|" * len(cols)]
+    for name in results[cols[0]]:
+        line = f"  {labels[name]:<44}"
+        cells = []
+        for c in cols:
+            us = results[c][name]["cpu_us"]
+            vs = results[c]["h2o"]["cpu_us"] / us if us > 0 else 0.0
+            line += f" {us:>12.2f} {vs:>11.2f}x"
+            cells.append(f"{us:.2f} ({vs:.2f}×)")
+        print(line)
+        md.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(md) + "\n")

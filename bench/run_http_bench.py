@@ -254,6 +254,8 @@ def parse_wrk(text):
     if not m:
         raise RuntimeError(f"no Requests/sec in wrk output:\n{text}")
     r = {"rps": float(m.group(1)), "socket_errors": 0, "non_2xx": 0}
+    m = re.search(r"(\d+) requests in", text)
+    r["requests"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
                   r"timeout (\d+)", text)
     if m:

@@ -183,13 +183,12 @@ static void apply_event(file_cache *c, const struct inotify_event *ev)
 /* Apply every event queued so far. One read() finds an empty queue; a
  * read that did not fill the buffer returned every event there was. A
  * drain that read the queue to its end is published as the newest
- * (drain_mark.h); one cut short by an error is not. */
-static void drain(file_cache *c)
+ * (drain_mark.h); one cut short by an error is not. Called with
+ * drain_lock held. */
+static void drain_locked(file_cache *c)
 {
     enum { SIZE = 4096 };
     _Alignas(struct inotify_event) char buf[SIZE];
-    pthread_mutex_lock(&c->drain_lock);
-    atomic_fetch_add_explicit(&c->queue_reads, 1, memory_order_relaxed);
     drain_start start = drain_mark_begin();
     bool complete = false;
     for (;;) {
@@ -214,7 +213,25 @@ static void drain(file_cache *c)
     }
     if (complete)
         drain_mark_publish(&c->drained, start);
-    pthread_mutex_unlock(&c->drain_lock);
+}
+
+/* Before a lookup for a request that arrived at arrived_ns (0: not
+ * known): apply every event queued before then. Nothing to do when a
+ * drain that began after the arrival is complete — also one that another
+ * thread finished while this one waited for the lock. */
+static void catch_up(file_cache *c, int64_t arrived_ns)
+{
+    bool covered = drain_mark_covers(&c->drained, arrived_ns);
+    if (!covered) {
+        pthread_mutex_lock(&c->drain_lock);
+        covered = drain_mark_covers(&c->drained, arrived_ns);
+        if (!covered)
+            drain_locked(c);
+        pthread_mutex_unlock(&c->drain_lock);
+    }
+    atomic_fetch_add_explicit(covered ? &c->queue_reads_skipped
+                                      : &c->queue_reads,
+                              1, memory_order_relaxed);
 }
 
 /* ---- entries ------------------------------------------------------------ */
@@ -442,11 +459,7 @@ const file_cache_file *file_cache_get(file_cache *c, const char *relative,
 {
     if (c->ifd < 0)
         return NULL;
-    if (drain_mark_covers(&c->drained, arrived_ns))
-        atomic_fetch_add_explicit(&c->queue_reads_skipped, 1,
-                                  memory_order_relaxed);
-    else
-        drain(c);
+    catch_up(c, arrived_ns);
     uint64_t hash = hash_of(relative);
     shard *s = &c->shards[hash % SHARDS];
     entry *stale = NULL;

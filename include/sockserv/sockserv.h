@@ -210,6 +210,18 @@ struct ss_config {
      * Unix datagram servers; Unix stream sockets give no stamps. Default
      * false. */
     bool input_timestamps;
+    /** TCP servers: seconds the kernel may keep a new connection to
+     * itself until the client's first bytes arrive (TCP_DEFER_ACCEPT), so
+     * that accept() hands over connections with something to read. For
+     * protocols where the client speaks first (HTTP, TLS, the PROXY
+     * protocol); it saves a wake-up and a receive that would find nothing
+     * on every connection. A client that sends nothing is handed over
+     * after about this long (the kernel rounds up to its SYN-ACK
+     * retransmissions), so verify_request and the handler's timeouts see
+     * it that much later. Set on the socket when it is made, so a
+     * server_activate of your own keeps it. 0 (default): off; at most
+     * 3600; ignored by the other kinds. */
+    double defer_accept;
 
     /* --- limits (docs/reliability-resources.md) ----------------------- */
     /** Most requests running at once, counted from accept until the

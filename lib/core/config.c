@@ -65,6 +65,10 @@ int ss__config_resolve(ss_server *srv)
     if (cfg->max_connections_per_client < 0)
         return ss__config_refuse(srv, "ss_config.max_connections_per_client",
                                  "must not be negative (0: no limit)");
+    if (!seconds_in_range(cfg->defer_accept, 3600))
+        return ss__config_refuse(srv, "ss_config.defer_accept",
+                                 "must be 0 (off) or positive seconds, at "
+                                 "most 3600");
     if (!seconds_in_range(cfg->proxy_protocol_timeout, 1e6))
         return ss__config_refuse(srv, "ss_config.proxy_protocol_timeout",
                                  "must be positive and at most 1e6 seconds "

@@ -221,6 +221,9 @@ int ss__socket_open(ss_server *srv);
  * config.input_timestamps asks and the kind gives stamps; before bind, so
  * a user's server_activate and the connections accepted inherit it. */
 int ss__input_stamps_enable(ss_server *srv);
+/* socket_kind.c: TCP_DEFER_ACCEPT for config.defer_accept (TCP only), set
+ * when the socket is made or adopted. */
+int ss__defer_accept_enable(ss_server *srv);
 /* The arrival stamp a recvmsg() with ss__INPUT_CONTROL room returned, in
  * ns, or 0 when it carried none. */
 int64_t ss__input_stamp_of(const struct msghdr *msg);

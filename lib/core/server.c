@@ -113,6 +113,8 @@ static int server_new(ss_server **out, const ss_server_class *kind,
             goto fail_wake;
     }
     rc = ss__input_stamps_enable(srv);
+    if (rc == 0)
+        rc = ss__defer_accept_enable(srv);
     if (rc < 0)
         goto fail_socket;
     if (strategy->init) {

@@ -63,6 +63,19 @@ int ss__server_bind_socket(ss_server *srv)
     return 0;
 }
 
+int ss__defer_accept_enable(ss_server *srv)
+{
+    int family = srv->address.ss_family;
+    if (srv->config.defer_accept <= 0 || srv->kind.socket_type != SOCK_STREAM ||
+        (family != AF_INET && family != AF_INET6))
+        return 0;
+    /* Whole seconds; a fraction rounds up, so a small value stays on. */
+    int seconds = (int)srv->config.defer_accept;
+    if (seconds < srv->config.defer_accept)
+        seconds++;
+    return set_option(srv->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, seconds);
+}
+
 void ss__listener_nodelay(ss_server *srv)
 {
     int family = srv->address.ss_family;
