@@ -63,6 +63,8 @@ tests+='|limits|exhaustion|proxy_protocol|hostile_clients'
 tests+='|graceful_shutdown|orphans|eintr|parking|strategy_plugin|tls|websocket'
 # The blocking strategies' receive path (lib/core/blocking_receive.c).
 tests+='|blocking_receive'
+# Arrival stamps on the blocking and coroutine receive paths.
+tests+='|input_time|defer_accept'
 # The example servers over TLS, run as built (so built with TSan too): the
 # file server under thread, pool and coro, the chat room under thread and
 # coro. A report ends the server with a non-zero status, which fails the

@@ -189,8 +189,8 @@ SS_API void *ss_request_transport_data(const ss_request *req);
  * library: free it in close. */
 SS_API void ss_request_set_transport_data(ss_request *req, void *data);
 
-/** For transports: recv(2) on the request's socket (flags as there; -1
- * with errno on failure). With config.input_timestamps it receives with
+/** For transports: recv(2) on a stream request's socket (flags as there;
+ * -1 with errno on failure). With config.input_timestamps it receives with
  * recvmsg() and records the kernel's arrival stamp of the bytes for
  * ss_request_input_time(); a transport that reads the socket some other
  * way leaves that time unknown. */
