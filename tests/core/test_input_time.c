@@ -163,16 +163,11 @@ static void test_tcp_coroutines(void **state)
 
 /* A server_activate of the user's own: the option is set when the socket
  * is made, so the listener it makes listen still passes it on. */
-static int listen_only(ss_server *srv)
-{
-    return listen(ss_server_fileno(srv), 16) < 0 ? -errno : 0;
-}
-
 static void test_tcp_own_server_activate(void **state)
 {
     (void)state;
     ss_server_class own = ss_tcp;
-    own.server_activate = listen_only;
+    own.server_activate = test_listen_only;
     stream_stamps_follow_each_receive(&own, &ss_threading);
 }
 

@@ -1127,13 +1127,9 @@ static int nodelay_seen_by(const ss_handler_class *handler)
     return nodelay_seen_with(&ss_tcp, handler);
 }
 
-/* A server_activate of the user's own: the listener is not the library's
- * to set TCP_NODELAY on, so each connection gets it. */
-static int listen_only(ss_server *srv)
-{
-    return listen(ss_server_fileno(srv), 16) < 0 ? -errno : 0;
-}
-
+/* Also with a server_activate of the user's own (test_listen_only): the
+ * listener is not the library's to set TCP_NODELAY on, so each connection
+ * gets it. */
 static void test_disable_nagle_algorithm_sets_tcp_nodelay(void **state)
 {
     (void)state;
@@ -1142,7 +1138,7 @@ static void test_disable_nagle_algorithm_sets_tcp_nodelay(void **state)
      * check above is not passing by accident. */
     assert_int_equal(nodelay_seen_by(&nagle_handler), 0);
     ss_server_class own_listen = ss_tcp;
-    own_listen.server_activate = listen_only;
+    own_listen.server_activate = test_listen_only;
     assert_int_equal(nodelay_seen_with(&own_listen, &nodelay_handler), 1);
     assert_int_equal(nodelay_seen_with(&own_listen, &nagle_handler), 0);
 }

@@ -110,16 +110,11 @@ static void test_without_it_a_connection_is_handled_at_once(void **state)
 
 /* A server_activate of the user's own: the option was set when the
  * socket was made. */
-static int listen_only(ss_server *srv)
-{
-    return listen(ss_server_fileno(srv), 16) < 0 ? -errno : 0;
-}
-
 static void test_own_server_activate_keeps_it(void **state)
 {
     (void)state;
     ss_server_class own = ss_tcp;
-    own.server_activate = listen_only;
+    own.server_activate = test_listen_only;
     test_server t;
     start(&t, 0.2, &own); /* a fraction rounds up to a whole second */
     assert_true(listener_defer(t.srv) > 0);

@@ -288,6 +288,11 @@ void test_expect_echo_to_eof(int fd, const char *text)
 
 /* ---- Descriptors, names, time ------------------------------------------ */
 
+int test_listen_only(ss_server *srv)
+{
+    return listen(ss_server_fileno(srv), 16) < 0 ? -errno : 0;
+}
+
 int test_count_open_fds(void)
 {
     int count = test_count_process_fds(getpid());

@@ -116,6 +116,10 @@ void test_expect_echo(int fd, const char *text);
  * test_expect_echo. */
 void test_expect_echo_to_eof(int fd, const char *text);
 
+/* A server_activate of the user's own, for tests of what the library sets
+ * on a listener it did not make listen: listen() with a backlog of 16. */
+int test_listen_only(ss_server *srv);
+
 /* Number of open descriptors of this process (entries of /proc/self/fd,
  * not counting the one used to list them). */
 int test_count_open_fds(void);
