@@ -68,10 +68,9 @@ static int api_status(ss_http *h, httpd_context *ctx)
                  ",\"queue_reads_skipped\":%" PRIu64
                  ",\"entries\":%zu,\"bytes\":%zu,\"descriptors\":%zu"
                  ",\"watches\":%zu,\"inotify\":%s}",
-                 st.hits, st.misses, st.invalidated, st.evicted,
-                 st.uncacheable, st.queue_reads, st.queue_reads_skipped,
-                 st.entries, st.bytes, st.descriptors, st.watches,
-                 st.inotify ? "true" : "false");
+                 st.hits, st.misses, st.invalidated, st.evicted, st.uncacheable,
+                 st.queue_reads, st.queue_reads_skipped, st.entries, st.bytes,
+                 st.descriptors, st.watches, st.inotify ? "true" : "false");
     }
     snprintf(json, sizeof json,
              "{\"uptime_seconds\":%.3f,\"requests_served\":%" PRIu64

@@ -58,8 +58,7 @@ void drain_mark_publish(drain_mark *m, drain_start start)
     atomic_store_explicit(&m->seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     atomic_store_explicit(&m->real_ns, start.real_ns, memory_order_relaxed);
-    atomic_store_explicit(&m->offset_ns, start.offset_ns,
-                          memory_order_relaxed);
+    atomic_store_explicit(&m->offset_ns, start.offset_ns, memory_order_relaxed);
     /* Release: whoever reads this sequence number also sees what the
      * drain applied before it (the watches' generations). */
     atomic_store_explicit(&m->seq, seq + 2, memory_order_release);

@@ -28,7 +28,7 @@
  * cache's drain lock, read by any thread (a sequence lock: a reader
  * takes both numbers of the same drain or none). */
 typedef struct drain_mark {
-    _Atomic uint64_t seq; /* odd while being written */
+    _Atomic uint64_t seq;      /* odd while being written */
     _Atomic int64_t real_ns;   /* CLOCK_REALTIME; 0: no usable drain */
     _Atomic int64_t offset_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC then */
 } drain_mark;

@@ -483,8 +483,7 @@ int httpd_serve_static(ss_http *h, httpd_context *ctx, const httpd_path *path)
             name = n > 0 && (size_t)n < sizeof index ? index : NULL;
         }
         const file_cache_file *cached =
-            name ? file_cache_get(ctx->file_cache, name, arrived_ns(h))
-                 : NULL;
+            name ? file_cache_get(ctx->file_cache, name, arrived_ns(h)) : NULL;
         if (cached != NULL) {
             int rc = serve_cached(h, cached);
             file_cache_release(ctx->file_cache, cached);

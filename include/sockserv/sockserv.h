@@ -851,8 +851,7 @@ SS_API bool ss_request_truncated(const ss_request *req);
  * false when not known: the option is off, the socket gives no stamps
  * (Unix stream), nothing has been received yet, or the transport does
  * not record it (ss_request_socket_recv()). */
-SS_API bool ss_request_input_time(const ss_request *req,
-                                  struct timespec *when);
+SS_API bool ss_request_input_time(const ss_request *req, struct timespec *when);
 /** Change the per-call I/O timeout for this request (seconds, 0 = none). */
 SS_API void ss_request_set_timeout(ss_request *req, double seconds);
 /** Say in words why the request is failing (text is copied; NULL clears

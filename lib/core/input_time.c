@@ -61,8 +61,7 @@ int64_t ss__input_stamp_of(const struct msghdr *msg)
     return 0;
 }
 
-ssize_t ss_request_socket_recv(ss_request *req, void *buf, size_t n,
-                               int flags)
+ssize_t ss_request_socket_recv(ss_request *req, void *buf, size_t n, int flags)
 {
     if (!req->input_stamped)
         return recv(req->fd, buf, n, flags);

@@ -85,8 +85,8 @@ static int bio_read(BIO *b, char *out, int len)
         return (int)n;
     }
     for (;;) {
-        ssize_t n = ss_request_socket_recv(c->req, out, (size_t)len,
-                                           MSG_DONTWAIT);
+        ssize_t n =
+            ss_request_socket_recv(c->req, out, (size_t)len, MSG_DONTWAIT);
         if (n > 0) {
             c->received = true;
             return (int)n;

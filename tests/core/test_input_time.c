@@ -84,8 +84,7 @@ static int64_t read_stamp_line(int fd)
 
 /* Send text, read one stamp per line in it; the stamps must lie between
  * the moment before the send and the moment the last answer came. */
-static void send_and_check(int fd, const char *text, int lines,
-                           int64_t *stamps)
+static void send_and_check(int fd, const char *text, int lines, int64_t *stamps)
 {
     int64_t before = realtime_ns();
     test_send_all(fd, text, strlen(text));
@@ -111,8 +110,7 @@ static void stream_stamps_follow_each_receive(const ss_server_class *kind,
     test_options opts = {0};
     test_use_options(&cfg, strategy, &opts);
     test_server t;
-    assert_int_equal(test_server_start_with(&t, kind, strategy,
-                                            "127.0.0.1:0",
+    assert_int_equal(test_server_start_with(&t, kind, strategy, "127.0.0.1:0",
                                             &stamp_stream_handler, &cfg, 0.05),
                      0);
     int fd = test_connect(t.srv);
@@ -178,9 +176,8 @@ static void expect_unknown(const ss_server_class *kind, const char *address,
 {
     ss_config cfg = {.input_timestamps = option};
     test_server t;
-    assert_int_equal(test_server_start(&t, kind, address,
-                                       &stamp_stream_handler, &cfg),
-                     0);
+    assert_int_equal(
+        test_server_start(&t, kind, address, &stamp_stream_handler, &cfg), 0);
     int fd = test_connect(t.srv);
     assert_true(fd >= 0);
     test_send_all(fd, "x\n", 2);
@@ -208,9 +205,8 @@ static void datagram_is_stamped(const ss_server_class *kind,
 {
     ss_config cfg = {.input_timestamps = true};
     test_server t;
-    assert_int_equal(test_server_start(&t, kind, address,
-                                       &stamp_datagram_handler, &cfg),
-                     0);
+    assert_int_equal(
+        test_server_start(&t, kind, address, &stamp_datagram_handler, &cfg), 0);
     int fd = test_connect(t.srv);
     assert_true(fd >= 0);
     for (int i = 0; i < 2; i++) {

@@ -45,8 +45,8 @@ static int listener_defer(ss_server *srv)
 {
     int value = -1;
     socklen_t len = sizeof value;
-    if (getsockopt(ss_server_fileno(srv), IPPROTO_TCP, TCP_DEFER_ACCEPT,
-                   &value, &len) < 0)
+    if (getsockopt(ss_server_fileno(srv), IPPROTO_TCP, TCP_DEFER_ACCEPT, &value,
+                   &len) < 0)
         return -errno;
     return value;
 }
