@@ -1,6 +1,8 @@
 /*
  * file_cache.c — the open-file cache (file_cache.h; the argument that it
- * is never stale is in docs/httpd.md, "File cache").
+ * is never stale is in docs/httpd.md, "File cache", with its one
+ * assumption: the realtime clock is not stepped back and forth again
+ * within microseconds, see drain_mark.h).
  *
  * Entries live in 16 shards, each a hash table and an LRU list under its
  * own mutex; an entry is reference counted, so one being served survives
@@ -36,6 +38,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SHARDS 16
@@ -95,6 +98,8 @@ struct file_cache {
     const char *(*type)(const char *);
     pthread_mutex_t drain_lock; /* one reader of the queue at a time */
     drain_mark drained;         /* when the newest complete read began */
+    int64_t born_ns; /* CLOCK_REALTIME when made (or forked): an arrival
+                        stamped before it is not trusted (catch_up) */
     pthread_mutex_t watch_lock; /* the watch table, refs, add/rm */
     watch *watches[WATCH_BUCKETS];
     size_t n_watches;
@@ -105,6 +110,13 @@ struct file_cache {
     _Atomic uint64_t queue_reads, queue_reads_skipped;
     shard shards[SHARDS];
 };
+
+static int64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* ---- watches ------------------------------------------------------------ */
 
@@ -221,6 +233,11 @@ static void drain_locked(file_cache *c)
  * thread finished while this one waited for the lock. */
 static void catch_up(file_cache *c, int64_t arrived_ns)
 {
+    /* A stamp from before the cache existed is no receive time of this
+     * server's (old kernels could pass a sender's delivery time up as
+     * one): not known. */
+    if (arrived_ns < c->born_ns)
+        arrived_ns = 0;
     bool covered = drain_mark_covers(&c->drained, arrived_ns);
     if (!covered) {
         pthread_mutex_lock(&c->drain_lock);
@@ -544,6 +561,7 @@ static void reset(file_cache *c, bool forked)
         pthread_mutex_init(&c->watch_lock, NULL);
     }
     drain_mark_init(&c->drained); /* the parent's queue, not this one */
+    c->born_ns = realtime_ns();
     for (size_t i = 0; i < SHARDS; i++) {
         shard *s = &c->shards[i];
         if (forked)
@@ -623,6 +641,7 @@ file_cache *file_cache_new(int root_fd, size_t max_entries, size_t max_bytes,
     pthread_mutex_init(&c->drain_lock, NULL);
     pthread_mutex_init(&c->watch_lock, NULL);
     drain_mark_init(&c->drained);
+    c->born_ns = realtime_ns();
     for (size_t i = 0; i < SHARDS; i++) {
         shard *s = &c->shards[i];
         pthread_mutex_init(&s->lock, NULL);

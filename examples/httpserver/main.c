@@ -649,7 +649,7 @@ static int server_new(ss_server **srv, httpd_options *o,
     /* The kernel's receive stamps: a file cache hit whose request arrived
      * before a read of the inotify queue began skips its own read
      * (file_cache.h). */
-    cfg.input_timestamps = o->file_cache;
+    cfg.input_timestamps = o->file_cache && o->strategy != &ss_forking;
     /* The client speaks first: the kernel hands over a connection once
      * its request is there (as h2o and nginx's "deferred" do), a wake-up
      * and an empty receive fewer per connection. */

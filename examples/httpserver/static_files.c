@@ -318,7 +318,6 @@ static int serve_file(ss_http *h, int fd, bool readable, const struct stat *st,
     return send_file(h, &file);
 }
 
-/* The part of serve_file that a cache hit shares. */
 /* v in decimal, written at the end of digits: a header value without a
  * trip through printf on every file answer. */
 static const char *decimal(uint64_t v, char digits[21])
@@ -331,6 +330,7 @@ static const char *decimal(uint64_t v, char digits[21])
     return p;
 }
 
+/* The part of serve_file that a cache hit shares. */
 static int send_file(ss_http *h, const file_source *file)
 {
     char digits[21];

@@ -207,8 +207,9 @@ struct ss_config {
      * the server's socket, which TCP connections inherit) and keep the
      * stamp of the latest bytes each request received:
      * ss_request_input_time(). Receives then use recvmsg(). TCP, UDP and
-     * Unix datagram servers; Unix stream sockets give no stamps. Default
-     * false. */
+     * Unix datagram servers; Unix stream sockets give no stamps. A kernel
+     * that refuses the option is reported through config.log, and the
+     * times are then not known. Default false. */
     bool input_timestamps;
     /** TCP servers: seconds the kernel may keep a new connection to
      * itself until the client's first bytes arrive (TCP_DEFER_ACCEPT), so
@@ -218,9 +219,13 @@ struct ss_config {
      * on every connection. A client that sends nothing is handed over
      * after about this long (the kernel rounds up to its SYN-ACK
      * retransmissions), so verify_request and the handler's timeouts see
-     * it that much later. Set on the socket when it is made, so a
-     * server_activate of your own keeps it. 0 (default): off; at most
-     * 3600; ignored by the other kinds. */
+     * it that much later. Whole seconds: a fraction rounds up. Set on the
+     * socket when it is made (and on prefork's sockets per worker), so a
+     * server_activate of your own keeps it; an adopted socket
+     * (ss_server_new_fd) that already has a defer time keeps its own. A
+     * kernel that refuses it is reported through config.log and the
+     * server accepts at once. 0 (default): off; at most 3600; ignored by
+     * the other kinds. */
     double defer_accept;
 
     /* --- limits (docs/reliability-resources.md) ----------------------- */
@@ -845,12 +850,14 @@ SS_API int ss_request_fileno(const ss_request *req);
 SS_API bool ss_request_truncated(const ss_request *req);
 /** When the kernel received the latest bytes this request has read (a
  * stream's latest receive, or its datagram), as CLOCK_REALTIME, with
- * config.input_timestamps. A request sent after some event on this
- * machine is never stamped before it, which lets a handler order the two
- * without a system call (sockserv-httpd's file cache does). Returns
- * false when not known: the option is off, the socket gives no stamps
- * (Unix stream), nothing has been received yet, or the transport does
- * not record it (ss_request_socket_recv()). */
+ * config.input_timestamps: never earlier than their arrival (a packet
+ * that came before stamping was on is stamped when received, or not at
+ * all). So a request sent after some event on this machine is never
+ * stamped before it, which lets a handler order the two without a system
+ * call (sockserv-httpd's file cache does). Returns false when not known: the
+ * option is off, the socket gives no stamps (Unix stream), nothing has been
+ * received yet, or the transport does not record it (ss_request_socket_recv()).
+ */
 SS_API bool ss_request_input_time(const ss_request *req, struct timespec *when);
 /** Change the per-call I/O timeout for this request (seconds, 0 = none). */
 SS_API void ss_request_set_timeout(ss_request *req, double seconds);

@@ -190,10 +190,12 @@ SS_API void *ss_request_transport_data(const ss_request *req);
 SS_API void ss_request_set_transport_data(ss_request *req, void *data);
 
 /** For transports: recv(2) on a stream request's socket (flags as there;
- * -1 with errno on failure). With config.input_timestamps it receives with
- * recvmsg() and records the kernel's arrival stamp of the bytes for
- * ss_request_input_time(); a transport that reads the socket some other
- * way leaves that time unknown. */
+ * -1 with errno on failure; EOPNOTSUPP for a datagram request). With
+ * config.input_timestamps it receives with recvmsg() and records the
+ * kernel's arrival stamp of the bytes for ss_request_input_time(). A
+ * transport should receive every byte through it: the time starts unknown
+ * when the transport takes over the connection, and a receive made some
+ * other way would leave it older than the bytes it brought. */
 SS_API ssize_t ss_request_socket_recv(ss_request *req, void *buf, size_t n,
                                       int flags);
 

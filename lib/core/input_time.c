@@ -25,24 +25,32 @@
  * their requests' time is "not known".
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "internal.h"
 
-int ss__input_stamps_enable(ss_server *srv)
+void ss__input_stamps_enable(ss_server *srv)
 {
     srv->input_stamped = false;
     if (!srv->config.input_timestamps || srv->fd < 0)
-        return 0;
+        return;
     if (srv->address.ss_family == AF_UNIX &&
         srv->kind.socket_type == SOCK_STREAM)
-        return 0;
+        return;
     int on = 1;
-    if (setsockopt(srv->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0)
-        return -errno;
+    if (setsockopt(srv->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0) {
+        /* Only an optimisation's input: serve without it, and say so. */
+        char line[160];
+        snprintf(line, sizeof line,
+                 "sockserv: ss_config.input_timestamps: SO_TIMESTAMPNS: %s; "
+                 "input times are not known",
+                 strerror(errno));
+        ss_server_log(srv, line);
+        return;
+    }
     srv->input_stamped = true;
-    return 0;
 }
 
 int64_t ss__input_stamp_of(const struct msghdr *msg)
@@ -63,6 +71,10 @@ int64_t ss__input_stamp_of(const struct msghdr *msg)
 
 ssize_t ss_request_socket_recv(ss_request *req, void *buf, size_t n, int flags)
 {
+    if (req->is_datagram) { /* the server's socket: another's datagram */
+        errno = EOPNOTSUPP;
+        return -1;
+    }
     if (!req->input_stamped)
         return recv(req->fd, buf, n, flags);
     struct iovec iov = {.iov_base = buf, .iov_len = n};

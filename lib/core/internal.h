@@ -217,13 +217,15 @@ int ss__handler_resolve(const ss_handler_class *cls, ss__handler *out);
 
 /* socket_kind.c: the methods every kind shares */
 int ss__socket_open(ss_server *srv);
-/* input_time.c: SO_TIMESTAMPNS on the server's socket when
- * config.input_timestamps asks and the kind gives stamps; before bind, so
- * a user's server_activate and the connections accepted inherit it. */
-int ss__input_stamps_enable(ss_server *srv);
-/* socket_kind.c: TCP_DEFER_ACCEPT for config.defer_accept (TCP only), set
- * when the socket is made or adopted. */
-int ss__defer_accept_enable(ss_server *srv);
+/* socket_kind.c: the options set on the server's socket as soon as it is
+ * made or adopted (and on each twin socket), before bind, so a user's
+ * server_activate and the connections accepted inherit them:
+ * config.input_timestamps and config.defer_accept. Neither fails the
+ * server: an option the kernel refuses is reported through the log. */
+void ss__socket_options(ss_server *srv);
+/* input_time.c: SO_TIMESTAMPNS when config.input_timestamps asks and the
+ * kind gives stamps (srv->input_stamped says whether it took). */
+void ss__input_stamps_enable(ss_server *srv);
 /* The arrival stamp a recvmsg() with ss__INPUT_CONTROL room returned, in
  * ns, or 0 when it carried none. */
 int64_t ss__input_stamp_of(const struct msghdr *msg);

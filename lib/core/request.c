@@ -167,6 +167,12 @@ static int open_request(ss_server *srv, ss_request *req)
         if (rc != 0)
             return rc;
     }
+    /* The preamble received through the plain transport, which keeps the
+     * arrival stamp; a transport of the server's own may read the socket
+     * without it, and a stamp older than the bytes it reads would be
+     * wrong, where none is only unknown (ss_request_input_time()). */
+    if (!req->is_datagram && srv->transport != &ss_plain_transport)
+        req->input_time_ns = 0;
     if (req->is_datagram || !srv->transport->open)
         return 0;
     int rc = srv->transport->open(req, ss_deadline_after(req->timeout));

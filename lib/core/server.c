@@ -107,16 +107,12 @@ static int server_new(ss_server **out, const ss_server_class *kind,
     if (adopted_fd >= 0) {
         srv->fd = adopted_fd;
         srv->bound = true;
+        ss__socket_options(srv);
     } else {
-        rc = ss__socket_open(srv);
+        rc = ss__socket_open(srv); /* with the options */
         if (rc < 0)
             goto fail_wake;
     }
-    rc = ss__input_stamps_enable(srv);
-    if (rc == 0)
-        rc = ss__defer_accept_enable(srv);
-    if (rc < 0)
-        goto fail_socket;
     if (strategy->init) {
         rc = strategy->init(srv, srv->config.strategy_options);
         /* The strategy has its copy; the user's may go away. */

@@ -30,6 +30,7 @@ int ss__socket_open(ss_server *srv)
     if (fd < 0)
         return -errno;
     srv->fd = fd;
+    ss__socket_options(srv);
     return 0;
 }
 
@@ -63,17 +64,38 @@ int ss__server_bind_socket(ss_server *srv)
     return 0;
 }
 
-int ss__defer_accept_enable(ss_server *srv)
+/* config.defer_accept on a TCP socket. One that already has a defer time
+ * (an adopted socket: a service manager's DeferAcceptSec=) keeps it. */
+static void defer_accept(ss_server *srv)
 {
     int family = srv->address.ss_family;
     if (srv->config.defer_accept <= 0 || srv->kind.socket_type != SOCK_STREAM ||
         (family != AF_INET && family != AF_INET6))
-        return 0;
+        return;
+    int have = 0;
+    socklen_t len = sizeof have;
+    if (getsockopt(srv->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &have, &len) == 0 &&
+        have > 0)
+        return;
     /* Whole seconds; a fraction rounds up, so a small value stays on. */
     int seconds = (int)srv->config.defer_accept;
     if (seconds < srv->config.defer_accept)
         seconds++;
-    return set_option(srv->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, seconds);
+    int rc = set_option(srv->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, seconds);
+    if (rc < 0) {
+        char line[160];
+        snprintf(line, sizeof line,
+                 "sockserv: ss_config.defer_accept: TCP_DEFER_ACCEPT: %s; "
+                 "connections are accepted at once",
+                 strerror(-rc));
+        ss_server_log(srv, line);
+    }
+}
+
+void ss__socket_options(ss_server *srv)
+{
+    ss__input_stamps_enable(srv);
+    defer_accept(srv);
 }
 
 void ss__listener_nodelay(ss_server *srv)

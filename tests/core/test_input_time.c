@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,30 +104,59 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static void stream_stamps_follow_each_receive(const ss_server_class *kind,
-                                              const ss_strategy *strategy)
+/* The kernel turns stamping on for the whole machine when the first
+ * socket asks, through a work item that runs a moment later: packets
+ * that arrive before it has run carry no stamp, and the time is "not
+ * known" (-1), never a wrong one. Ask on fd until a stamp comes. */
+static void wait_for_stamping(int fd)
+{
+    for (int i = 0; i < 200; i++) {
+        test_send_all(fd, "warm-up\n", 8);
+        int64_t stamp = read_stamp_line(fd);
+        if (stamp > 0)
+            return;
+        assert_int_equal(stamp, -1);
+        sleep_ms(10);
+    }
+    fail_msg("no receive stamp after 2 s");
+}
+
+/* connections: one after another on the same server (prefork: so that
+ * more than one worker's socket is tried). */
+static void stream_stamps_with(const ss_server_class *kind,
+                               const ss_strategy *strategy, test_options *opts,
+                               int connections)
 {
     ss_config cfg = {.input_timestamps = true, .allow_reuse_address = true};
-    test_options opts = {0};
-    test_use_options(&cfg, strategy, &opts);
+    test_use_options(&cfg, strategy, opts);
     test_server t;
     assert_int_equal(test_server_start_with(&t, kind, strategy, "127.0.0.1:0",
                                             &stamp_stream_handler, &cfg, 0.05),
                      0);
-    int fd = test_connect(t.srv);
-    assert_true(fd >= 0);
-    int64_t first, later, pair[2];
-    send_and_check(fd, "one\n", 1, &first);
-    sleep_ms(20);
-    /* The same connection, later: the stamp is the new bytes'. */
-    send_and_check(fd, "two\n", 1, &later);
-    assert_true(later >= first + 20 * 1000000LL);
-    /* Two lines in one send: one arrival, one stamp for both. */
-    send_and_check(fd, "three\nfour\n", 2, pair);
-    assert_true(pair[0] > later);
-    assert_true(pair[1] == pair[0]);
-    close(fd);
+    for (int c = 0; c < connections; c++) {
+        int fd = test_connect(t.srv);
+        assert_true(fd >= 0);
+        wait_for_stamping(fd);
+        int64_t first, later, pair[2];
+        send_and_check(fd, "one\n", 1, &first);
+        sleep_ms(20);
+        /* The same connection, later: the stamp is the new bytes'. */
+        send_and_check(fd, "two\n", 1, &later);
+        assert_true(later >= first + 20 * 1000000LL);
+        /* Two lines in one send: one arrival, one stamp for both. */
+        send_and_check(fd, "three\nfour\n", 2, pair);
+        assert_true(pair[0] > later);
+        assert_true(pair[1] == pair[0]);
+        close(fd);
+    }
     test_server_stop(&t);
+}
+
+static void stream_stamps_follow_each_receive(const ss_server_class *kind,
+                                              const ss_strategy *strategy)
+{
+    test_options opts = {0};
+    stream_stamps_with(kind, strategy, &opts, 1);
 }
 
 static void test_tcp_sync(void **state)
@@ -159,6 +189,30 @@ static void test_tcp_coroutines(void **state)
     stream_stamps_follow_each_receive(&ss_tcp, &ss_coroutines);
 }
 
+/* Prefork, one shared socket and a socket per worker (SO_REUSEPORT): the
+ * workers' sockets are made as the server's is, with the option. Eight
+ * connections: the chance that the kernel hashes all of them to one of
+ * the two sockets is 1 in 128. */
+static void prefork_stamps(bool reuseport)
+{
+    test_options opts = {.prefork = {.workers = 2,
+                                     .worker_strategy = &ss_threading,
+                                     .reuseport = reuseport}};
+    stream_stamps_with(&ss_tcp, &ss_prefork, &opts, 8);
+}
+
+static void test_tcp_prefork(void **state)
+{
+    (void)state;
+    prefork_stamps(false);
+}
+
+static void test_tcp_prefork_reuseport(void **state)
+{
+    (void)state;
+    prefork_stamps(true);
+}
+
 /* A server_activate of the user's own: the option is set when the socket
  * is made, so the listener it makes listen still passes it on. */
 static void test_tcp_own_server_activate(void **state)
@@ -167,6 +221,70 @@ static void test_tcp_own_server_activate(void **state)
     ss_server_class own = ss_tcp;
     own.server_activate = test_listen_only;
     stream_stamps_follow_each_receive(&own, &ss_threading);
+}
+
+/* A transport of the user's own that reads the socket with recv() itself,
+ * not through ss_request_socket_recv(), behind a PROXY header (which the
+ * core receives, stamped): the time must be "not known", not the
+ * header's stamp, which is older than the bytes the transport brings. */
+static ssize_t raw_recv(ss_request *req, void *buf, size_t n, short *want)
+{
+    for (;;) {
+        ssize_t got = recv(ss_request_fileno(req), buf, n, MSG_DONTWAIT);
+        if (got >= 0)
+            return got;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            *want = POLLIN;
+            return -EAGAIN;
+        }
+        return -errno;
+    }
+}
+
+static ssize_t raw_send(ss_request *req, const void *buf, size_t n, short *want)
+{
+    ssize_t sent =
+        send(ss_request_fileno(req), buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent >= 0)
+        return sent;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        *want = POLLOUT;
+        return -EAGAIN;
+    }
+    return -errno;
+}
+
+static const ss_transport raw_transport = {
+    .name = "raw",
+    .recv = raw_recv,
+    .send = raw_send,
+};
+
+static void test_own_transport_behind_proxy_header_is_not_known(void **state)
+{
+    (void)state;
+    ss_config cfg = {.input_timestamps = true,
+                     .proxy_protocol = SS_PROXY_V1,
+                     .no_bind_and_activate = true};
+    test_server t = {0};
+    assert_int_equal(ss_server_new(&t.srv, &ss_tcp, &ss_threading,
+                                   "127.0.0.1:0", &stamp_stream_handler, &cfg),
+                     0);
+    assert_int_equal(ss_server_set_transport(t.srv, &raw_transport), 0);
+    assert_int_equal(ss_server_bind(t.srv), 0);
+    assert_int_equal(ss_server_activate(t.srv), 0);
+    assert_int_equal(test_server_run(&t, 0.05), 0);
+    int fd = test_connect(t.srv);
+    assert_true(fd >= 0);
+    static const char header[] = "PROXY TCP4 10.0.0.1 10.0.0.2 1000 80\r\n";
+    test_send_all(fd, header, sizeof header - 1);
+    sleep_ms(20); /* the header alone, in a packet of its own */
+    test_send_all(fd, "x\n", 2);
+    assert_int_equal(read_stamp_line(fd), -1);
+    close(fd);
+    test_server_stop(&t);
 }
 
 /* Without the option, and on a Unix stream socket (which never stamps),
@@ -209,6 +327,8 @@ static void datagram_is_stamped(const ss_server_class *kind,
         test_server_start(&t, kind, address, &stamp_datagram_handler, &cfg), 0);
     int fd = test_connect(t.srv);
     assert_true(fd >= 0);
+    /* A datagram that came before stamping was on is stamped when it is
+     * received, so there is no warm-up to wait for here. */
     for (int i = 0; i < 2; i++) {
         int64_t before = realtime_ns();
         test_send_all(fd, "d", 1);
@@ -263,7 +383,10 @@ int main(void)
         cmocka_unit_test(test_tcp_thread_pool),
         cmocka_unit_test(test_tcp_forking),
         cmocka_unit_test(test_tcp_coroutines),
+        cmocka_unit_test(test_tcp_prefork),
+        cmocka_unit_test(test_tcp_prefork_reuseport),
         cmocka_unit_test(test_tcp_own_server_activate),
+        cmocka_unit_test(test_own_transport_behind_proxy_header_is_not_known),
         cmocka_unit_test(test_off_by_default),
         cmocka_unit_test(test_unix_stream_is_not_stamped),
         cmocka_unit_test(test_udp),

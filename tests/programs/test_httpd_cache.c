@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <setjmp.h> /* cmocka.h needs these three first */
@@ -621,6 +622,26 @@ static void test_concurrent_clients_while_files_change(void **state)
  * may skip theirs (the kernel's receive stamps, drain_mark.h) — and every
  * answer is still the new content. */
 #define BURST 24
+
+/* Whether this machine reads its clocks as drain_mark.c needs to trust
+ * them: three readings within 2 µs, most of the time. Where
+ * clock_gettime() is a system call (no vDSO clock source) or runs
+ * emulated, the server never skips, and rightly. */
+static bool clocks_fast(void)
+{
+    int fast = 0;
+    for (int i = 0; i < 1000; i++) {
+        struct timespec a, m, b;
+        clock_gettime(CLOCK_REALTIME, &a);
+        clock_gettime(CLOCK_MONOTONIC, &m);
+        clock_gettime(CLOCK_REALTIME, &b);
+        int64_t gap = (int64_t)(b.tv_sec - a.tv_sec) * 1000000000 +
+                      (b.tv_nsec - a.tv_nsec);
+        fast += gap <= 2000;
+    }
+    return fast > 900;
+}
+
 static void test_pipelined_requests_skip_the_queue_read(void **state)
 {
     fixture *fx = *state;
@@ -648,7 +669,8 @@ static void test_pipelined_requests_skip_the_queue_read(void **state)
     long new_skipped = cache_stat(fx, "queue_reads_skipped") - skipped;
     assert_int_equal(new_reads + new_skipped, BURST);
     /* One read serves the burst here; half is a margin for a slow run. */
-    assert_true(new_skipped >= BURST / 2);
+    if (clocks_fast())
+        assert_true(new_skipped >= BURST / 2);
 }
 
 /* --no-file-cache: no cache, and files still served fresh. */
