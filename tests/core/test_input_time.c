@@ -383,8 +383,10 @@ int main(void)
         cmocka_unit_test(test_tcp_thread_pool),
         cmocka_unit_test(test_tcp_forking),
         cmocka_unit_test(test_tcp_coroutines),
+#if !TEST_UNDER_TSAN /* prefork workers start threads: die_after_fork */
         cmocka_unit_test(test_tcp_prefork),
         cmocka_unit_test(test_tcp_prefork_reuseport),
+#endif
         cmocka_unit_test(test_tcp_own_server_activate),
         cmocka_unit_test(test_own_transport_behind_proxy_header_is_not_known),
         cmocka_unit_test(test_off_by_default),
