@@ -130,10 +130,15 @@ int httpd_path_parse(const char *target, httpd_path *out)
         out->relative[used++] = '.';
     out->relative[used] = '\0';
 
-    if (strcmp(out->relative, ".") == 0)
+    /* "/" or "/RELATIVE/", by hand: sprintf showed in the profile. */
+    if (strcmp(out->relative, ".") == 0) {
         strcpy(out->display, "/");
-    else
-        sprintf(out->display, "/%s/", out->relative);
+    } else {
+        out->display[0] = '/';
+        memcpy(out->display + 1, out->relative, used);
+        out->display[used + 1] = '/';
+        out->display[used + 2] = '\0';
+    }
     return 0;
 
 fail:
