@@ -102,6 +102,12 @@ test_graceful_shutdown *_shutdown_under_load/*
 # keeps descriptors of its own above the limit and emulates the limit
 # itself, so what runs out is not what the kernel would run out of.
 test_exhaustion test_emfile_*
+# sockserv-httpd's drain mark trusts a clock distance only when its
+# readings come within microseconds of each other; under Valgrind
+# clock_gettime() is a system call and never does, so every question is
+# (rightly) answered "read the queue" and the cases that expect "covered"
+# cannot pass. gcc, ASan+UBSan and the Q2 suite run it.
+test_drain_mark *
 # sockserv-httpd started with RLIMIT_NOFILE 64 (and run under Valgrind
 # too, as a traced child): Valgrind cannot start in so few descriptors.
 test_httpd test_out_of_descriptors_*

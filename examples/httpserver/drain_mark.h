@@ -12,8 +12,9 @@
  *
  * Both times are CLOCK_REALTIME, which can be stepped. A step changes
  * the distance between CLOCK_REALTIME and CLOCK_MONOTONIC (slewing moves
- * both alike), so each drain records that distance and a reader that
- * finds it changed by more than a few microseconds answers "no": the
+ * both alike), so each drain records that distance, and a reader that
+ * finds it fallen by more than a few microseconds (a backward step, the
+ * only kind that can make an arrival look earlier) answers "no": the
  * caller then reads the queue itself. Steps smaller than that are
  * covered by a margin. docs/httpd.md ("File cache") has the argument.
  */
