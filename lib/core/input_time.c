@@ -75,7 +75,7 @@ ssize_t ss_request_socket_recv(ss_request *req, void *buf, size_t n, int flags)
         errno = EOPNOTSUPP;
         return -1;
     }
-    if (!req->input_stamped)
+    if (!req->server->input_stamped)
         return recv(req->fd, buf, n, flags);
     struct iovec iov = {.iov_base = buf, .iov_len = n};
     union {

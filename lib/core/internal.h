@@ -120,10 +120,8 @@ struct ss_request {
     bool truncated;
     bool nodelay_inherited; /* accepted from a TCP_NODELAY listener */
     bool eof; /* peer closed (stream) */
-    /* input_time.c: receive with recvmsg() for the kernel's arrival
-     * stamp, and the stamp of the latest bytes received (CLOCK_REALTIME
-     * ns; 0: not known). */
-    bool input_stamped;
+    /* input_time.c: the kernel's arrival stamp of the latest bytes
+     * received (CLOCK_REALTIME ns; 0: not known). */
     int64_t input_time_ns;
     struct sockaddr_storage client_address;
     socklen_t client_address_len;

@@ -44,7 +44,6 @@ int ss__request_new(ss_server *srv, ss_request **out)
     req->server = srv;
     req->fd = -1;
     req->is_datagram = datagram;
-    req->input_stamped = srv->input_stamped;
     req->timeout = srv->handler.timeout;
     req->wait_class = srv->strategy->wait_class ? srv->strategy->wait_class
                                                 : &ss_blocking_wait;
