@@ -146,6 +146,7 @@ static ss_http *conn_new(ss_request *req, const ss_http_config *user_cfg)
     if (!h)
         return NULL;
     h->req = req;
+    h->client_keep_alive = -1;
     if (user_cfg)
         h->cfg = *user_cfg;
     else
@@ -307,6 +308,7 @@ static void exchange_reset(ss_http *h)
     h->has_length = h->has_transfer_encoding = h->has_connection = false;
     h->response_length = -1;
     h->close = false;
+    h->client_keep_alive = -1;
     h->peer_error = 0;
     h->bytes_sent = 0;
     h->logged = false;
@@ -623,7 +625,7 @@ static int serve_connection(ss_http *h)
         complete_response(h);
         if (!h->close && !ss__http_body_drain(h))
             h->close = true;
-        if (!ss_http_keep_alive(&h->parsed))
+        if (!ss__http_client_keeps_alive(h))
             h->close = true;
         ss__http_log_exchange(h);
         if (h->close)

@@ -97,6 +97,9 @@ struct ss_http {
     bool has_transfer_encoding;
     bool has_connection; /* the callback sent a Connection field */
     bool close;          /* close after this exchange */
+    /* What the client's request asked for (ss_http_keep_alive), asked
+     * once per exchange: -1 not yet, else 0 or 1. */
+    signed char client_keep_alive;
     int peer_error;      /* an I/O error talking to the client */
     uint64_t bytes_sent; /* body bytes, for the access log */
     bool logged;         /* the access-log line was written */
@@ -114,6 +117,11 @@ struct ss_http {
      * read or a body drained: an idle keep-alive connection holds none. */
     char *scratch;
 };
+
+/* http_parser.c */
+/* How many bytes at the start of s are RFC 9110 token characters (a
+ * field name is valid when that is all of it, and at least one). */
+size_t ss__http_token_length(const char *s);
 
 /* http_body.c */
 /* Work out framing and expectations for the parsed request: 0, or an
@@ -135,6 +143,8 @@ int ss__http_body_refuse(ss_http *h, int error);
 ssize_t ss__http_send_all(ss_http *h, const void *buf, size_t n);
 /* Send a head held back by ss_http_end_headers(). 0 or a negative errno. */
 int ss__http_flush_head(ss_http *h);
+/* ss_http_keep_alive() of the current request, worked out once. */
+bool ss__http_client_keeps_alive(ss_http *h);
 /* An error response for a request refused before or after dispatch; the
  * connection is closed after it. */
 void ss__http_refuse(ss_http *h, int status, const char *explain);

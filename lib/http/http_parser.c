@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "http_internal.h" /* ss__http_token_length */
 #include "sockserv/http_parser.h"
 
 /* ---- Character classes ------------------------------------------------- */
@@ -40,6 +41,14 @@ static const unsigned char char_class[256] = {
     6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* f0 */
 };
 /* clang-format on */
+
+size_t ss__http_token_length(const char *s)
+{
+    size_t n = 0;
+    while (char_class[(unsigned char)s[n]] & C_TCHAR) /* NUL is not one */
+        n++;
+    return n;
+}
 
 static inline unsigned char ascii_lower(unsigned char c)
 {

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +242,10 @@ ssize_t ss__http_send_all(ss_http *h, const void *buf, size_t n)
 
 /* ---- building the head --------------------------------------------- */
 
-static int out_append(ss_http *h, const char *s, size_t n)
+/* n more bytes at the end of the head being built, for the caller to fill
+ * (NULL: out of memory). One call per field line: appending name, ": ",
+ * value and CRLF one by one was a visible part of a small response. */
+static char *out_grab(ss_http *h, size_t n)
 {
     if (h->out_cap - h->out_len < n) {
         size_t cap = h->out_cap ? h->out_cap : 512;
@@ -249,18 +253,33 @@ static int out_append(ss_http *h, const char *s, size_t n)
             cap *= 2;
         char *grown = realloc(h->out, cap);
         if (!grown)
-            return -ENOMEM;
+            return NULL;
         h->out = grown;
         h->out_cap = cap;
     }
-    memcpy(h->out + h->out_len, s, n);
+    char *at = h->out + h->out_len;
     h->out_len += n;
+    return at;
+}
+
+static int out_append(ss_http *h, const char *s, size_t n)
+{
+    char *at = out_grab(h, n);
+    if (!at)
+        return -ENOMEM;
+    memcpy(at, s, n);
     return 0;
 }
 
 static int out_str(ss_http *h, const char *s)
 {
     return out_append(h, s, strlen(s));
+}
+
+static char *put_bytes(char *at, const char *s, size_t n)
+{
+    memcpy(at, s, n);
+    return at + n;
 }
 
 /* RFC 9110 IMF-fixdate, built by hand: strftime's names follow the
@@ -284,25 +303,12 @@ static const char *date_now(ss_http *h)
     return h->date;
 }
 
-static bool has_forbidden(const char *s)
+/* The length of s when it holds no CR or LF (which would end the field
+ * line early and let the rest forge fields of its own); else -1. */
+static ptrdiff_t field_text_length(const char *s)
 {
-    return strpbrk(s, "\r\n") != NULL;
-}
-
-static bool is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-static bool valid_name(const char *name)
-{
-    if (!*name)
-        return false;
-    for (const char *p = name; *p; p++)
-        if (!is_tchar((unsigned char)*p))
-            return false;
-    return true;
+    size_t n = strcspn(s, "\r\n");
+    return s[n] == '\0' ? (ptrdiff_t)n : -1;
 }
 
 int ss_http_send_response(ss_http *h, int status, const char *reason)
@@ -313,42 +319,38 @@ int ss_http_send_response(ss_http *h, int status, const char *reason)
         return -EALREADY;
     if (!reason)
         reason = ss_http_reason(status);
-    if (has_forbidden(reason))
+    ptrdiff_t reason_len = field_text_length(reason);
+    if (reason_len < 0)
         return -EINVAL;
     /* A head begun but not ended is replaced, not appended to. */
     h->out_len = 0;
     h->has_length = h->has_transfer_encoding = h->has_connection = false;
-    /* "HTTP/1.1 NNN " by hand: printf was a visible part of a small
-     * response's cost. status is three digits (checked above). */
-    char line[] = "HTTP/1.1 000 ";
-    line[9] = (char)('0' + status / 100);
-    line[10] = (char)('0' + status / 10 % 10);
-    line[11] = (char)('0' + status % 10);
-    int rc = out_append(h, line, sizeof line - 1);
-    if (!rc)
-        rc = out_str(h, reason);
-    if (!rc)
-        rc = out_str(h, "\r\nServer: ");
-    if (!rc)
-        rc = out_str(h, h->server_header);
-    if (!rc)
-        rc = out_str(h, "\r\nDate: ");
-    if (!rc)
-        rc = out_str(h, date_now(h));
-    if (!rc)
-        rc = out_append(h, "\r\n", 2);
-    if (rc < 0) {
+    /* "HTTP/1.1 NNN reason\r\nServer: ...\r\nDate: ...\r\n" in one
+     * piece, by hand: printf was a visible part of a small response's
+     * cost. status is three digits (checked above). */
+    static const char server[] = "\r\nServer: ", date[] = "\r\nDate: ";
+    const char *when = date_now(h);
+    size_t server_len = strlen(h->server_header), when_len = strlen(when);
+    char *at = out_grab(h, 13 + (size_t)reason_len + (sizeof server - 1) +
+                               server_len + (sizeof date - 1) + when_len + 2);
+    if (!at) {
         h->out_len = 0;
-        return rc;
+        return -ENOMEM;
     }
+    at = put_bytes(at, "HTTP/1.1 ", 9);
+    *at++ = (char)('0' + status / 100);
+    *at++ = (char)('0' + status / 10 % 10);
+    *at++ = (char)('0' + status % 10);
+    *at++ = ' ';
+    at = put_bytes(at, reason, (size_t)reason_len);
+    at = put_bytes(at, server, sizeof server - 1);
+    at = put_bytes(at, h->server_header, server_len);
+    at = put_bytes(at, date, sizeof date - 1);
+    at = put_bytes(at, when, when_len);
+    put_bytes(at, "\r\n", 2);
     h->head_status = status;
     h->head_open = true;
     return 0;
-}
-
-static bool token_equal(const char *a, const char *b)
-{
-    return strcasecmp(a, b) == 0;
 }
 
 /* Whether a Connection value lists "close" (comma-separated). */
@@ -367,41 +369,60 @@ static bool lists_close(const char *value)
     return false;
 }
 
-int ss_http_send_header(ss_http *h, const char *name, const char *value)
+/* A Content-Length value we can hold the body to: 1*DIGIT up to
+ * INT64_MAX; else -1. */
+static int64_t length_value(const char *value)
 {
-    if (!name || !value || !valid_name(name) || has_forbidden(value))
-        return -EINVAL;
-    if (!h->head_open)
-        return -EPROTO; /* no send_response first */
-    size_t mark = h->out_len;
-    int rc = out_str(h, name);
-    if (!rc)
-        rc = out_append(h, ": ", 2);
-    if (!rc)
-        rc = out_str(h, value);
-    if (!rc)
-        rc = out_append(h, "\r\n", 2);
-    if (rc < 0) {
-        h->out_len = mark;
-        return rc;
+    if (*value == '\0')
+        return -1;
+    uint64_t v = 0;
+    for (const char *p = value; *p; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (d > 9 || v > ((uint64_t)INT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
     }
-    if (token_equal(name, "Content-Length")) {
+    return (int64_t)v;
+}
+
+/* Note the fields that decide how the response is framed. Names are
+ * told apart by length first: most fields are none of these. */
+static void note_framing_field(ss_http *h, const char *name, size_t name_len,
+                               const char *value)
+{
+    if (name_len == 14 && strcasecmp(name, "Content-Length") == 0) {
         /* Kept to check the body against: a shortfall closes. A second or
          * unreadable value cannot be trusted either (-1). */
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(value, &end, 10);
-        bool number = value[0] >= '0' && value[0] <= '9' && *end == '\0' &&
-                      errno == 0 && v <= INT64_MAX;
-        h->response_length = number && !h->has_length ? (int64_t)v : -1;
+        int64_t v = length_value(value);
+        h->response_length = h->has_length ? -1 : v;
         h->has_length = true;
-    } else if (token_equal(name, "Transfer-Encoding")) {
+    } else if (name_len == 17 && strcasecmp(name, "Transfer-Encoding") == 0) {
         h->has_transfer_encoding = true;
-    } else if (token_equal(name, "Connection")) {
+    } else if (name_len == 10 && strcasecmp(name, "Connection") == 0) {
         h->has_connection = true;
         if (lists_close(value))
             h->close = true;
     }
+}
+
+int ss_http_send_header(ss_http *h, const char *name, const char *value)
+{
+    if (!name || !value)
+        return -EINVAL;
+    size_t name_len = ss__http_token_length(name);
+    ptrdiff_t value_len = field_text_length(value);
+    if (name_len == 0 || name[name_len] != '\0' || value_len < 0)
+        return -EINVAL;
+    if (!h->head_open)
+        return -EPROTO; /* no send_response first */
+    char *at = out_grab(h, name_len + (size_t)value_len + 4);
+    if (!at)
+        return -ENOMEM;
+    at = put_bytes(at, name, name_len);
+    at = put_bytes(at, ": ", 2);
+    at = put_bytes(at, value, (size_t)value_len);
+    put_bytes(at, "\r\n", 2);
+    note_framing_field(h, name, name_len, value);
     return 0;
 }
 
@@ -465,6 +486,15 @@ int ss__http_flush_head(ss_http *h)
     return rc < 0 ? ss__http_peer_failed(h, (int)rc) : 0;
 }
 
+bool ss__http_client_keeps_alive(ss_http *h)
+{
+    /* Asked by end_headers and again when the exchange ends; the answer
+     * walks the Connection fields, so it is kept. */
+    if (h->client_keep_alive < 0)
+        h->client_keep_alive = ss_http_keep_alive(&h->parsed) ? 1 : 0;
+    return h->client_keep_alive == 1;
+}
+
 int ss_http_end_headers(ss_http *h)
 {
     if (!h->head_open)
@@ -472,7 +502,7 @@ int ss_http_end_headers(ss_http *h)
     int status = h->head_status;
     int rc = 0;
     if (status >= 200) {
-        bool keep = ss_http_keep_alive(&h->parsed) && !h->close;
+        bool keep = ss__http_client_keeps_alive(h) && !h->close;
         if (body_allowed(status) && !h->is_head && !h->has_length &&
             !h->has_transfer_encoding) {
             /* The body ends where the connection does. */
@@ -741,14 +771,13 @@ void ss__http_refuse(ss_http *h, int status, const char *explain)
 
 /* ---- access log ---------------------------------------------------- */
 
-/* What a log field may not hold as it is, besides controls, DEL and
- * non-ASCII: the quote that frames the request line, and in the unquoted
- * host field also the space that separates fields. */
-#define QUOTED_FIELD "\""
-#define UNQUOTED_FIELD "\" "
+/* Which field an escaped text goes in: the quoted request line, where
+ * '"' would end the field early, or the unquoted host, where a space
+ * would too (and '"' is escaped there as well, like nginx). */
+enum { QUOTED_FIELD, UNQUOTED_FIELD };
 
-static size_t escape_for_log(const char *s, size_t n, char *out,
-                             const char *also);
+static size_t escape_for_log(const char *s, size_t n, char *out, int field);
+
 
 /* Python's address_string(): the host alone for IP clients. Anything else
  * (a Unix peer's path or abstract name, which the client chooses freely)
@@ -782,29 +811,42 @@ static void client_host(const ss_http *h, char *buf, size_t size)
 
 /* Python's log_message escaping, applied to bytes: controls, DEL and
  * everything non-ASCII as \xHH, the backslash doubled; and, as nginx
- * does, the bytes in also (a '"' would end the quoted request line early
- * and let a client write what a log parser reads as status and size). At
- * most 4 bytes out per byte in. */
-static size_t escape_for_log(const char *s, size_t n, char *out,
-                             const char *also)
+ * does, '"' (and in the unquoted field the space), so a client cannot
+ * end the field early and write what a log parser reads as status and
+ * size. At most 4 bytes out per byte in. */
+static inline bool log_plain(unsigned char c, int field)
+{
+    if (c > ' ')
+        return c < 0x7f && c != '"' && c != '\\';
+    return c == ' ' && field == QUOTED_FIELD;
+}
+
+static size_t escape_for_log(const char *s, size_t n, char *out, int field)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x7f || (c && strchr(also, c))) {
+    size_t o = 0, i = 0;
+    for (;;) {
+        /* Runs that need nothing are copied whole: a request line
+         * usually is one. */
+        size_t run = i;
+        while (run < n && log_plain((unsigned char)s[run], field))
+            run++;
+        memcpy(out + o, s + i, run - i);
+        o += run - i;
+        if (run == n)
+            return o;
+        unsigned char c = (unsigned char)s[run];
+        if (c == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else {
             out[o++] = '\\';
             out[o++] = 'x';
             out[o++] = hex[c >> 4];
             out[o++] = hex[c & 15];
-        } else if (c == '\\') {
-            out[o++] = '\\';
-            out[o++] = '\\';
-        } else {
-            out[o++] = (char)c;
         }
+        i = run + 1;
     }
-    return o;
 }
 
 /* The log's timestamp, "06/Dec/2026 18:05:26" in local time, made once

@@ -49,7 +49,7 @@ static struct {
     test_log log;
     atomic_int errors; /* handle_error calls */
     atomic_int last_error;
-    atomic_int inject_rc; /* what send_header said to CR LF */
+    atomic_int inject_rc; /* -EINVAL: every bad field was refused */
     bool small_sndbuf;    /* server sockets get a 16 KiB send buffer */
     bool send_probe;      /* the server runs with send_probe.h's probe */
     ss_strategy probed;   /* its strategy then */
@@ -80,6 +80,29 @@ static int answer(ss_http *h, int status, const char *text)
 }
 
 /* GET and HEAD share it, as in Python's SimpleHTTPRequestHandler. */
+/* Field lines a callback must not be able to send: a name that is not a
+ * token, a value or reason with CR or LF in it. -EINVAL when every one
+ * was refused, else what the first one accepted returned. */
+static int send_bad_fields(ss_http *h)
+{
+    static const char *const names[] = {"",      "Bad Name", "X:Y",
+                                        "X\x7f", "\xc3\x84", "X\r\nY"};
+    static const char *const values[] = {"a\r\nb", "a\nb", "a\rb", "\n"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        int rc = ss_http_send_header(h, names[i], "v");
+        if (rc != -EINVAL)
+            return rc;
+    }
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        int rc = ss_http_send_header(h, "X", values[i]);
+        if (rc != -EINVAL)
+            return rc;
+    }
+    /* Refused without touching the head begun before. */
+    int rc = ss_http_send_response(h, 200, "OK\r\nX-Forged: 1");
+    return rc == -EINVAL ? -EINVAL : rc;
+}
+
 static int do_GET(ss_http *h)
 {
     const char *target = ss_http_target(h);
@@ -185,7 +208,12 @@ static int do_GET(ss_http *h)
     }
     if (strcmp(target, "/inject") == 0) {
         ss_http_send_response(h, 200, NULL);
-        atomic_store(&ctx.inject_rc, ss_http_send_header(h, "X", "a\r\nb"));
+        atomic_store(&ctx.inject_rc, send_bad_fields(h));
+        if (ss_http_send_header(h, "X-Ok", "fine") < 0 ||
+            ss_http_send_header(h, "Content-Length", "3") < 0 ||
+            ss_http_end_headers(h) < 0)
+            return -1;
+        return ss_http_write(h, "ok\n", 3) < 0 ? -1 : 0;
     }
     const char *agent = ss_http_header_value(h, "user-agent");
     snprintf(text, sizeof text, "hello %s%s%s\n", target, agent ? " " : "",
@@ -887,6 +915,11 @@ static void header_injection_is_refused(const variant *v)
     assert_int_equal(r.status, 200);
     assert_int_equal(atomic_load(&ctx.inject_rc), -EINVAL);
     assert_null(strstr(r.head, "\r\nb"));
+    assert_null(strstr(r.head, "Forged"));
+    assert_null(strstr(r.head, "\r\nY"));
+    assert_null(strstr(r.head, ": v\r\n"));
+    /* The field sent after them is there, whole. */
+    assert_non_null(strstr(r.head, "\r\nX-Ok: fine\r\n"));
     client_close(c);
     stop();
 }
