@@ -52,7 +52,8 @@ typedef struct httpd_context {
 typedef struct httpd_path {
     char *raw;           /* the path as sent, one leading '/' ("/a%20b/") */
     char *query;         /* what followed '?', or NULL */
-    char *relative;      /* decoded, confined: "a b", "a/b", "." for root */
+    char *relative;      /* decoded, confined: "a b", "a/b", "." for root
+                          * (relative and display share raw's block) */
     char *display;       /* decoded, for listings: "/a b/" */
     bool trailing_slash; /* the raw path ended with '/' */
 } httpd_path;

@@ -57,10 +57,8 @@ static long decode_segment(const char *segment, size_t len, char *out)
 
 void httpd_path_free(httpd_path *path)
 {
-    free(path->raw);
+    free(path->raw); /* relative and display live in the same block */
     free(path->query);
-    free(path->relative);
-    free(path->display);
     memset(path, 0, sizeof *path);
 }
 
@@ -87,12 +85,14 @@ int httpd_path_parse(const char *target, httpd_path *out)
     }
 
     int status = 500;
-    out->raw = malloc(path_len + 2);
-    out->relative = malloc(path_len + 2);
-    out->display = malloc(path_len + 3);
-    if (query != NULL)
-        out->query = strndup(query, strcspn(query, "#"));
-    if (!out->raw || !out->relative || !out->display || (query && !out->query))
+    /* raw, relative and display in one block (one malloc per request, not
+     * three): path_len + 2, path_len + 2 and path_len + 3 bytes. */
+    out->raw = malloc(3 * path_len + 7);
+    if (!out->raw)
+        goto fail;
+    out->relative = out->raw + path_len + 2;
+    out->display = out->relative + path_len + 2;
+    if (query != NULL && !(out->query = strndup(query, strcspn(query, "#"))))
         goto fail;
     if (path_len == 0 || p[0] != '/') /* "http://host" or "http://host?q" */
         out->raw[0] = '/', memcpy(out->raw + 1, p, path_len), path_len++;
