@@ -31,7 +31,12 @@ when it has one, included). Then wrk (-t --wrk-threads, -c --connections,
 
 and it prints requests/s with the ratio to h2o and to the canned loop (for
 ka-64k the 64 KiB canned loop), and writes the same as Markdown with
---markdown. The machine is shared and noisy: one run is one sample.
+--markdown. The machine is shared and noisy: one wrk run is one sample.
+With --rounds N every server is measured N times, the rounds interleaved
+(round r starts at the r-th server, so no server always follows the same
+one), and each cell is the median of its N samples, with the lowest and
+highest beside it: a burst from another tenant then spoils one sample,
+not the comparison.
 
 A second table gives each server's CPU time per request: user + system
 time of its process and every process below it (/proc/PID/stat) over the
@@ -178,6 +183,45 @@ def httpd_modes(args):
     return out
 
 
+def measure(args, servers, w, name, tmp, rnd):
+    """One wrk run of workload w against server name: wrk's figures plus
+    the server's CPU µs per request."""
+    server = name
+    if name == "canned":
+        server = "canned-64k" if w == "ka-64k" else "canned-1k"
+    if not servers.alive(server):
+        raise RuntimeError(f"{server} died; see {tmp}")
+    pid = servers.procs[server][0].pid
+    before = tree_cpu_seconds(pid)
+    r = hb.run_wrk(args, w, servers.port(server), workloads=WORKLOADS)
+    r["cpu_us"] = ((tree_cpu_seconds(pid) - before) * 1e6 /
+                   max(r["requests"], 1))
+    rnd_text = f" (round {rnd + 1})" if args.rounds > 1 else ""
+    print(f"  {w:<9} {name:<18} {hb.fmt(r['rps']):>10} req/s"
+          + f"  {r['cpu_us']:.2f} µs CPU/req{rnd_text}"
+          + (f"  errors={r['socket_errors']}" if r["socket_errors"] else "")
+          + (f"  non-2xx={r['non_2xx']}" if r["non_2xx"] else ""),
+          file=sys.stderr)
+    return r
+
+
+def median(values):
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def summarize(runs):
+    """The median of a server's samples (requests/s and CPU per request
+    each on its own), their range, and whether any had errors."""
+    rps = [r["rps"] for r in runs]
+    cpu = [r["cpu_us"] for r in runs]
+    return {"rps": median(rps), "rps_lo": min(rps), "rps_hi": max(rps),
+            "cpu_us": median(cpu), "cpu_lo": min(cpu), "cpu_hi": max(cpu),
+            "socket_errors": sum(r["socket_errors"] for r in runs),
+            "non_2xx": sum(r["non_2xx"] for r in runs)}
+
+
 def make_docroot(tmp):
     root = os.path.join(tmp, "www")
     os.mkdir(root)
@@ -205,6 +249,9 @@ def parse_args():
     p.add_argument("--modes", default="coro,thread,pool",
                    help="sockserv-httpd modes (default coro,thread,pool)")
     p.add_argument("--workloads", default=",".join(WORKLOADS))
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every server this many times, interleaved, "
+                   "and report medians (default 1)")
     p.add_argument("--no-nginx", action="store_true")
     p.add_argument("--markdown", help="write the table as Markdown here")
     p.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
@@ -227,6 +274,8 @@ def parse_args():
     help_text = subprocess.run([args.httpd, "--help"], capture_output=True,
                                text=True).stdout
     args.log_flag = "--access-log" in help_text
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     args.workloads = [w for w in args.workloads.split(",") if w]
     for w in args.workloads:
         if w not in WORKLOADS:
@@ -269,25 +318,17 @@ def main():
                 servers.start_httpd(name, args.httpd, argv, root)
         order = ["h2o"] + ([] if args.no_nginx else ["nginx"]) + \
             ["canned"] + list(modes)
-        for w in args.workloads:
-            for name in order:
-                server = name
-                if name == "canned":
-                    server = "canned-64k" if w == "ka-64k" else "canned-1k"
-                if not servers.alive(server):
-                    raise RuntimeError(f"{server} died; see {tmp}")
-                pid = servers.procs[server][0].pid
-                before = tree_cpu_seconds(pid)
-                r = hb.run_wrk(args, w, servers.port(server),
-                               workloads=WORKLOADS)
-                r["cpu_us"] = ((tree_cpu_seconds(pid) - before) * 1e6 /
-                               max(r["requests"], 1))
-                results[w][name] = r
-                print(f"  {w:<9} {name:<18} {hb.fmt(r['rps']):>10} req/s"
-                      + (f"  errors={r['socket_errors']}"
-                         if r["socket_errors"] else "")
-                      + (f"  non-2xx={r['non_2xx']}" if r["non_2xx"] else ""),
-                      file=sys.stderr)
+        samples = {w: {name: [] for name in order} for w in args.workloads}
+        for rnd in range(args.rounds):
+            # Rotated each round: no server always runs right after the
+            # same neighbour (or first, on a machine still warming up).
+            k = rnd % len(order)
+            for w in args.workloads:
+                for name in order[k:] + order[:k]:
+                    samples[w][name].append(
+                        measure(args, servers, w, name, tmp, rnd))
+        results = {w: {name: summarize(samples[w][name]) for name in order}
+                   for w in args.workloads}
     except KeyboardInterrupt:
         servers.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -300,8 +341,11 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
 
     cols = args.workloads
+    many = args.rounds > 1
+    how = (f"median of {args.rounds} interleaved rounds [lowest-highest]"
+           if many else "one run")
     print(f"\nrequests/s, wrk -t{args.wrk_threads} -c{args.connections} "
-          f"-d{args.duration}s, one run; ratios: vs h2o / vs canned loop")
+          f"-d{args.duration}s, {how}; ratios: vs h2o / vs canned loop")
     print(f"  {'server':<44}" + "".join(f" {c:>26}" for c in cols))
     md = ["| server | " + " | ".join(
         f"{WORKLOADS[c][2]}: req/s (vs h2o, vs canned)" for c in cols) + " |",
@@ -316,11 +360,16 @@ def main():
             vs = f"{r['rps'] / h2o:.2f}x/{r['rps'] / canned:.2f}x"
             flag = "*" if r["socket_errors"] or r["non_2xx"] else ""
             line += f" {hb.fmt(r['rps']):>12}{flag} {vs:>12}"
+            spread = (f" [{hb.fmt(r['rps_lo'])}–{hb.fmt(r['rps_hi'])}]"
+                      if many else "")
             cells.append(f"{hb.fmt(r['rps'])}{flag} ({r['rps'] / h2o:.2f}×, "
-                         f"{r['rps'] / canned:.2f}×)")
+                         f"{r['rps'] / canned:.2f}×){spread}")
         print(line)
         md.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
     print("  (* socket errors or non-2xx answers in that run)")
+    if args.markdown:
+        md.insert(0, f"wrk -t{args.wrk_threads} -c{args.connections} "
+                  f"-d{args.duration}s, {how}.\n")
 
     print("\nserver CPU time per request (user + system, its processes and "
           "threads), µs; ratio: h2o's / its (above 1: cheaper than h2o)")
@@ -332,10 +381,12 @@ def main():
         line = f"  {labels[name]:<44}"
         cells = []
         for c in cols:
-            us = results[c][name]["cpu_us"]
+            r = results[c][name]
+            us = r["cpu_us"]
             vs = results[c]["h2o"]["cpu_us"] / us if us > 0 else 0.0
             line += f" {us:>12.2f} {vs:>11.2f}x"
-            cells.append(f"{us:.2f} ({vs:.2f}×)")
+            spread = f" [{r['cpu_lo']:.2f}–{r['cpu_hi']:.2f}]" if many else ""
+            cells.append(f"{us:.2f} ({vs:.2f}×){spread}")
         print(line)
         md.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
     if args.markdown:
