@@ -66,12 +66,14 @@ int httpd_path_parse(const char *target, httpd_path *out)
 {
     memset(out, 0, sizeof *out);
     const char *p = target;
-    if (strncasecmp(p, "http://", 7) == 0 ||
-        strncasecmp(p, "https://", 8) == 0) {
+    if (p[0] == '/') {
+        /* origin form, nearly every request: nothing to strip */
+    } else if (strncasecmp(p, "http://", 7) == 0 ||
+               strncasecmp(p, "https://", 8) == 0) {
         /* absolute form (RFC 9112 §3.2.2): the host part is not ours */
         p = strstr(p, "://") + 3;
         p += strcspn(p, "/?#");
-    } else if (p[0] != '/') {
+    } else {
         return 400; /* "*", "example.com:443", "relative" */
     }
 
