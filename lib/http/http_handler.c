@@ -251,11 +251,12 @@ static void conn_release_buffers(ss_http *h)
 {
     free(h->scratch); /* rare (chunked bodies, draining): never kept */
     h->scratch = NULL;
-    if (!h->buf)
-        return;
     ss__http_arena_reset(h);
+    /* Without a head buffer this is no set to keep: only what an answer
+     * sent before the first byte was read took (the 500 for a handler
+     * without its configuration), freed below. */
     spare_buffers *s = NULL;
-    if (spare_key_ok && !pthread_getspecific(spare_key) &&
+    if (h->buf && spare_key_ok && !pthread_getspecific(spare_key) &&
         h->cap == SS__HTTP_HEAD_MIN_CAPACITY && (s = malloc(sizeof *s))) {
         *s = (spare_buffers){h->buf,   h->cap, h->headers, h->header_capacity,
                              h->arena, h->out, h->out_cap};

@@ -831,8 +831,10 @@ static size_t escape_for_log(const char *s, size_t n, char *out, int field)
         size_t run = i;
         while (run < n && log_plain((unsigned char)s[run], field))
             run++;
-        memcpy(out + o, s + i, run - i);
-        o += run - i;
+        if (run > i) { /* s may be NULL when n is 0 */
+            memcpy(out + o, s + i, run - i);
+            o += run - i;
+        }
         if (run == n)
             return o;
         unsigned char c = (unsigned char)s[run];

@@ -51,6 +51,7 @@ static struct {
     atomic_int last_error;
     atomic_int inject_rc; /* -EINVAL: every bad field was refused */
     bool small_sndbuf;    /* server sockets get a 16 KiB send buffer */
+    bool no_config;       /* the handler class has no ss_http_config */
     bool send_probe;      /* the server runs with send_probe.h's probe */
     ss_strategy probed;   /* its strategy then */
     const char *big_file; /* GET /bigfile sends it */
@@ -293,7 +294,7 @@ static int small_sndbuf_setup(ss_request *req)
 static void start(const variant *v)
 {
     ctx.handler = ss_http_handler;
-    ctx.handler.class_data = &ctx.http;
+    ctx.handler.class_data = ctx.no_config ? NULL : &ctx.http;
     ctx.handler.state_size = sizeof(int); /* GET /count */
     if (ctx.small_sndbuf)
         ctx.handler.setup = small_sndbuf_setup;
@@ -924,6 +925,29 @@ static void header_injection_is_refused(const variant *v)
     stop();
 }
 FOR_BOTH(header_injection_is_refused)
+
+/* A handler class without its ss_http_config is a program error: every
+ * connection gets a 500 that says so (logged to stderr, the default),
+ * the server reports it and carries on, and nothing leaks (ASan). */
+static void missing_configuration_is_a_500(const variant *v)
+{
+    prepare();
+    ctx.no_config = true;
+    start(v);
+    for (int i = 0; i < 2; i++) {
+        client *c = client_open();
+        client_send(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        response r;
+        read_response(c, &r, false);
+        assert_int_equal(r.status, 500);
+        assert_non_null(strstr(r.body, "no configuration"));
+        assert_non_null(strstr(r.head, "\r\nConnection: close\r\n"));
+        client_close(c);
+    }
+    stop();
+    assert_int_equal(atomic_load(&ctx.last_error), -EINVAL);
+}
+FOR_BOTH(missing_configuration_is_a_500)
 
 static bool log_has(void *arg)
 {
@@ -1573,6 +1597,7 @@ int main(void)
         BOTH(idle_keep_alive_connection_is_closed),
         BOTH(send_error_escapes_what_came_from_the_request),
         BOTH(header_injection_is_refused),
+        BOTH(missing_configuration_is_a_500),
         BOTH(access_log_uses_common_log_format),
         BOTH(access_log_escapes_quotes_in_the_request_line),
         BOTH(access_log_fields_on_one_connection),
