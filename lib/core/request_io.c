@@ -521,6 +521,8 @@ int ss_flush(ss_request *req)
 {
     if (req->is_datagram)
         return 0; /* the reply goes out after finish, in one datagram */
+    if (req->wlen == 0)
+        return 0; /* and no clock read for a deadline never waited on */
     return flush_stream(req, call_deadline(req));
 }
 
@@ -613,5 +615,7 @@ int ss__request_complete_io(ss_request *req)
 {
     if (req->is_datagram)
         return ss__datagram_send_reply(req, call_deadline(req));
+    if (req->wlen == 0)
+        return 0;
     return flush_stream(req, call_deadline(req));
 }

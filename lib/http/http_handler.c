@@ -430,10 +430,9 @@ static int read_head(ss_http *h)
         if (rc <= 0 || rc == HEAD_IDLE)
             return rc;
     }
-    /* The whole head is due within header_timeout of its first byte. */
-    if (h->head_deadline == 0 && h->len > 0)
-        h->head_deadline =
-            ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
+    /* The whole head is due within header_timeout of its first byte.
+     * The deadline is set when a parse first finds the head incomplete:
+     * a head that came whole (nearly every one) needs no clock read. */
     for (;;) {
         if (h->len > 0 && parse_due(h)) {
             int rc = ss_http_parse_request(h->buf, h->len, &h->cfg.limits,
@@ -458,16 +457,18 @@ static int read_head(ss_http *h)
             /* h->parsed points into the old buffer: parse again. */
             h->parsed_len = 0;
         }
-        if (h->len > 0 && seconds_until(h->head_deadline) < 1e-6)
-            return HEAD_TIMED_OUT;
+        if (h->len > 0) {
+            if (h->head_deadline == 0)
+                h->head_deadline =
+                    ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
+            else if (seconds_until(h->head_deadline) < 1e-6)
+                return HEAD_TIMED_OUT;
+        }
         int got = ss_read_nowait(req, h->buf + h->len, h->cap - h->len);
         if (got == -EAGAIN)
             return h->len > 0 ? HEAD_PARTIAL : HEAD_IDLE;
         if (got <= 0)
             return HEAD_CLOSED; /* EOF, reset */
-        if (h->head_deadline == 0)
-            h->head_deadline =
-                ss_now_ns() + (int64_t)(h->cfg.header_timeout * 1e9);
         h->len += (size_t)got;
     }
 }
