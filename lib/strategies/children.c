@@ -13,6 +13,7 @@
  * milliseconds.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -87,10 +88,42 @@ int ss_children_reap_one(ss_children *c, ss_child *child, int *status)
     return 0;
 }
 
+/* Whether any child may have exited: one poll() over the pidfds, 64 at a
+ * time, instead of a waitpid() per child. True when it cannot tell (a
+ * child without a pidfd, poll() failing). */
+static bool any_exited(const ss_children *c)
+{
+    struct pollfd fds[64];
+    for (int at = 0; at < c->count; at += 64) {
+        int n = c->count - at < 64 ? c->count - at : 64;
+        for (int i = 0; i < n; i++) {
+            if (c->items[at + i].pidfd < 0)
+                return true;
+            fds[i] = (struct pollfd){.fd = c->items[at + i].pidfd,
+                                     .events = POLLIN};
+        }
+        if (poll(fds, (nfds_t)n, 0) != 0)
+            return true;
+    }
+    return false;
+}
+
 void ss_children_reap_finished(ss_children *c)
 {
-    while (ss_children_reap_one(c, NULL, NULL) > 0)
-        ;
+    /* Called before every fork in fork mode: with a waitpid() per child
+     * each time, accepting n connections cost n * n / 2 system calls. */
+    if (c->count == 0 || !any_exited(c))
+        return;
+    for (int i = 0; i < c->count;) {
+        pid_t got = waitpid(c->items[i].pid, NULL, WNOHANG);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got == 0)
+            i++;
+        else
+            remove_at(c, i); /* reaped, or ECHILD: someone else did; the
+                              * last child moves to i, checked next */
+    }
 }
 
 int ss_children_wait_any(ss_children *c, int extra_fd, int64_t deadline)
