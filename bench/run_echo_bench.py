@@ -802,7 +802,12 @@ def main_models(args, servers, logdir):
         for run_no in range(args.runs):
             results = {}
             for round_no in range(args.rounds):
-                for name in names:
+                # Rotated each round, so no server always runs right after
+                # the same neighbour: a forking server's 50 children still
+                # exiting, or a pool's threads going back to sleep, land
+                # on every server in turn instead of always on one.
+                k = (run_no * args.rounds + round_no) % len(names)
+                for name in names[k:] + names[:k]:
                     if not servers.alive(name):
                         raise RuntimeError(f"server {name} died; see {logdir}")
                     r = run_load(args, "persistent", servers.port(name))
