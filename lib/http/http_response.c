@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +248,8 @@ ssize_t ss__http_send_all(ss_http *h, const void *buf, size_t n)
  * value and CRLF one by one was a visible part of a small response. */
 static char *out_grab(ss_http *h, size_t n)
 {
+    if (n > SIZE_MAX / 4 - h->out_len)
+        return NULL; /* the doubling below must not wrap around */
     if (h->out_cap - h->out_len < n) {
         size_t cap = h->out_cap ? h->out_cap : 512;
         while (cap - h->out_len < n)
