@@ -255,6 +255,58 @@ static void test_busy_server_reaps_children_while_serving(void **state)
     assert_int_equal(test_child_pids(NULL, 0), 0);
 }
 
+static bool children_exactly(void *arg)
+{
+    return test_child_pids(NULL, 0) == *(int *)arg;
+}
+
+/* The loop asks the children's pidfds, 64 to a poll(), whether any has
+ * exited before it reaps: a child that exits while the first 64 are all
+ * still running must be found in the second poll(). */
+static void test_a_child_past_the_first_64_is_reaped(void **state)
+{
+    (void)state;
+    enum { RUNNING = 64, ENDING = 6, N = RUNNING + ENDING };
+    ss_config cfg;
+    ss_config_init(&cfg);
+    ss_forking_options forking = {.max_children = N + 10};
+    cfg.strategy_options = &forking;
+    test_server t;
+    assert_int_equal(test_server_start_with(&t, &ss_tcp, &ss_forking,
+                                            "127.0.0.1:0", &test_echo_handler,
+                                            &cfg, 0.05),
+                     0);
+    /* One at a time, each answered before the next: the children are
+     * tracked in the order of these connections. */
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = test_connect(t.srv);
+        assert_true(fds[i] >= 0);
+        test_expect_echo(fds[i], "x");
+    }
+    int all = N, running = RUNNING;
+    bool started = test_wait_for(children_exactly, &all, 10.0);
+    /* The last six end; the first 64 go on running. */
+    for (int i = RUNNING; i < N; i++) {
+        shutdown(fds[i], SHUT_WR);
+        char buf[8];
+        (void)test_recv_all(fds[i], buf, sizeof buf);
+        close(fds[i]);
+    }
+    bool reaped = started && test_wait_for(children_exactly, &running, 10.0);
+    /* Asserted only after every connection is ended: each child holds
+     * copies of the earlier client sockets, so one left open would keep
+     * children (and this program's output pipe) alive after a failure. */
+    for (int i = 0; i < RUNNING; i++) {
+        shutdown(fds[i], SHUT_WR);
+        close(fds[i]);
+    }
+    assert_true(started);
+    assert_true(reaped);
+    assert_true(test_wait_for(no_children, NULL, 10.0));
+    assert_true(test_server_stop_within(&t, 10.0));
+}
+
 /* ss_handle_request() with a timeout reaps on timeout (Python's
  * ForkingMixIn.handle_timeout collects children). */
 static void test_handle_request_timeout_reaps_finished_children(void **state)
@@ -472,6 +524,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_close_waits_for_children_and_leaves_no_zombie),
         cmocka_unit_test(test_close_without_block_on_close_does_not_wait),
         cmocka_unit_test(test_busy_server_reaps_children_while_serving),
+        cmocka_unit_test(test_a_child_past_the_first_64_is_reaped),
         cmocka_unit_test(test_handle_request_timeout_reaps_finished_children),
         cmocka_unit_test(test_program_own_child_is_never_reaped_by_server),
         cmocka_unit_test(test_parent_unflushed_stdio_is_written_once),
