@@ -299,7 +299,6 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    results = {w: {} for w in args.workloads}
     try:
         servers.start_h2o("h2o", args.h2o, root, args.server_threads)
         if not args.no_nginx:

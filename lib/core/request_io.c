@@ -517,13 +517,18 @@ int ss_writef(ss_request *req, const char *fmt, ...)
     return rc;
 }
 
+/* What a buffered writer holds, sent within the call's timeout; nothing
+ * held, no clock read for a deadline never waited on. */
+static int flush_held(ss_request *req)
+{
+    return req->wlen == 0 ? 0 : flush_stream(req, call_deadline(req));
+}
+
 int ss_flush(ss_request *req)
 {
     if (req->is_datagram)
         return 0; /* the reply goes out after finish, in one datagram */
-    if (req->wlen == 0)
-        return 0; /* and no clock read for a deadline never waited on */
-    return flush_stream(req, call_deadline(req));
+    return flush_held(req);
 }
 
 /* For descriptors sendfile() cannot read (pipes, some /proc files), and
@@ -615,7 +620,5 @@ int ss__request_complete_io(ss_request *req)
 {
     if (req->is_datagram)
         return ss__datagram_send_reply(req, call_deadline(req));
-    if (req->wlen == 0)
-        return 0;
-    return flush_stream(req, call_deadline(req));
+    return flush_held(req);
 }

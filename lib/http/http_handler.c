@@ -154,6 +154,7 @@ static ss_http *conn_new(ss_request *req, const ss_http_config *user_cfg)
     fill_defaults(&h->cfg);
     h->server_header =
         h->cfg.server_version ? h->cfg.server_version : "sockserv/0.1.0";
+    h->server_header_len = strlen(h->server_header);
     const ss_http_limits *l = &h->cfg.limits;
     /* Blank lines before the request line may take max_request_line bytes
      * of their own (the parser skips that many), hence twice. */

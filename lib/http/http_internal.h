@@ -38,6 +38,7 @@ struct ss_http {
     ss_request *req;
     ss_http_config cfg;        /* the user's, with defaults filled in */
     const char *server_header; /* cfg.server_version or ours */
+    size_t server_header_len;  /* strlen(server_header), once */
 
     /* Request head: buf[0..len) holds bytes read; the current head is
      * buf[0..head_len); buf[pos..len) is body or the next request. */

@@ -333,7 +333,7 @@ int ss_http_send_response(ss_http *h, int status, const char *reason)
      * cost. status is three digits (checked above). */
     static const char server[] = "\r\nServer: ", date[] = "\r\nDate: ";
     const char *when = date_now(h);
-    size_t server_len = strlen(h->server_header), when_len = strlen(when);
+    size_t server_len = h->server_header_len, when_len = strlen(when);
     char *at = out_grab(h, 13 + (size_t)reason_len + (sizeof server - 1) +
                                server_len + (sizeof date - 1) + when_len + 2);
     if (!at) {
@@ -780,7 +780,6 @@ void ss__http_refuse(ss_http *h, int status, const char *explain)
 enum { QUOTED_FIELD, UNQUOTED_FIELD };
 
 static size_t escape_for_log(const char *s, size_t n, char *out, int field);
-
 
 /* Python's address_string(): the host alone for IP clients. Anything else
  * (a Unix peer's path or abstract name, which the client chooses freely)

@@ -66,18 +66,24 @@ static void remove_at(ss_children *c, int i)
     c->items[i] = c->items[--c->count];
 }
 
+/* waitpid(WNOHANG) on the child at i, retried after signals: 0 while it
+ * runs; its pid once reaped; -1 (ECHILD) when someone else reaped it. */
+static pid_t wait_at(const ss_children *c, int i, int *status)
+{
+    pid_t got;
+    do
+        got = waitpid(c->items[i].pid, status, WNOHANG);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
 int ss_children_reap_one(ss_children *c, ss_child *child, int *status)
 {
     for (int i = 0; i < c->count; i++) {
         int st = 0;
-        pid_t got = waitpid(c->items[i].pid, &st, WNOHANG);
+        pid_t got = wait_at(c, i, &st);
         if (got == 0)
             continue;
-        if (got < 0 && errno == EINTR) {
-            i--;
-            continue;
-        }
-        /* got == pid: reaped; ECHILD: someone else reaped it. */
         if (child)
             *child = c->items[i];
         if (status)
@@ -99,8 +105,8 @@ static bool any_exited(const ss_children *c)
         for (int i = 0; i < n; i++) {
             if (c->items[at + i].pidfd < 0)
                 return true;
-            fds[i] = (struct pollfd){.fd = c->items[at + i].pidfd,
-                                     .events = POLLIN};
+            fds[i] =
+                (struct pollfd){.fd = c->items[at + i].pidfd, .events = POLLIN};
         }
         if (poll(fds, (nfds_t)n, 0) != 0)
             return true;
@@ -115,14 +121,10 @@ void ss_children_reap_finished(ss_children *c)
     if (c->count == 0 || !any_exited(c))
         return;
     for (int i = 0; i < c->count;) {
-        pid_t got = waitpid(c->items[i].pid, NULL, WNOHANG);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got == 0)
+        if (wait_at(c, i, NULL) == 0)
             i++;
         else
-            remove_at(c, i); /* reaped, or ECHILD: someone else did; the
-                              * last child moves to i, checked next */
+            remove_at(c, i); /* the last child moves to i, checked next */
     }
 }
 
